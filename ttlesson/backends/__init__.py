@@ -1,0 +1,90 @@
+"""Backends turn one frame request into one image. All of them share one small interface.
+
+A backend is loaded once (``load``), then makes any number of frames (``generate``), then releases what it
+holds (``close``); use it as a context manager so ``close`` runs on every exit path. It says which device
+really ran (``device``), so manifests and notebooks can tell TT hardware from a CPU fallback.
+
+* ``torch``: the diffusers pipeline on CUDA when present, else the CPU.
+* ``tt``: tt-metal's Stable Diffusion through TT-NN on Tenstorrent hardware.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..errors import BackendUnavailableError
+from ..models import ModelSpec
+
+BACKEND_NAMES = ("auto", "torch", "tt")
+
+StepCallback = Callable[[int, int], None]
+"""Called after each denoising step with (steps done, total steps)."""
+
+
+@dataclass(frozen=True)
+class FrameRequest:
+    prompt: str
+    seed: int
+    steps: int
+    guidance: float
+    width: int
+    height: int
+    negative_prompt: str | None = None
+
+
+class Backend(ABC):
+    name: str = ""
+    reports_steps = True  # False where steps run inside one device trace and only whole frames can be reported
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+
+    @property
+    @abstractmethod
+    def device(self) -> str:
+        """The device that makes the frames, in words (``cpu``, ``cuda:0 (NVIDIA H100)``)."""
+
+    @abstractmethod
+    def load(self) -> None:
+        """Load the model; called once before the first frame."""
+
+    @abstractmethod
+    def generate(self, request: FrameRequest, on_step: StepCallback | None = None):
+        """Make one frame and return it as a PIL image."""
+
+    def close(self) -> None:
+        """Release the model and the device; safe to call more than once."""
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        return 77
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the text encoder sees for ``text`` (start and end markers included)."""
+        raise NotImplementedError
+
+    def __enter__(self) -> "Backend":
+        self.load()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def create(name: str, spec: ModelSpec, device: str | None = None) -> Backend:
+    """The backend called ``name`` (``auto``, ``torch`` or ``tt``) for the model ``spec``, not yet loaded."""
+    if resolve_name(name) == "tt":
+        raise BackendUnavailableError("The TT-NN backend is not part of this ttlesson release yet; "
+                                      "use --backend torch (CPU or CUDA) for now.")
+    from .torch_backend import TorchBackend
+
+    return TorchBackend(spec, device=device)
+
+
+def resolve_name(name: str) -> str:
+    """The backend that ``name`` stands for on this machine (``auto`` → ``torch`` until a TT device is found)."""
+    if name not in BACKEND_NAMES:
+        raise BackendUnavailableError(f"Unknown backend {name!r}; use one of {', '.join(BACKEND_NAMES)}.")
+    return "torch" if name == "auto" else name

@@ -1,0 +1,96 @@
+"""The diffusers pipeline through PyTorch, on CUDA when present, else the CPU."""
+
+from __future__ import annotations
+
+from ..models import ModelSpec, load_pipeline
+from . import Backend, FrameRequest, StepCallback
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(self, spec: ModelSpec, device: str | None = None):
+        super().__init__(spec)
+        self._device_name = device  # None: CUDA when available, else CPU
+        self._torch_device = None
+        self.pipe = None
+
+    @property
+    def device(self) -> str:
+        import torch
+
+        device = self._resolved_device()
+        if device.type == "cuda":
+            return f"{device} ({torch.cuda.get_device_name(device)})"
+        return str(device)
+
+    def load(self) -> None:
+        if self.pipe is not None:
+            return
+        import torch
+
+        device = self._resolved_device()
+        self.pipe = load_pipeline(self.spec).to(device=device, dtype=self._dtype(device))
+
+    def generate(self, request: FrameRequest, on_step: StepCallback | None = None):
+        import torch
+
+        if self.pipe is None:
+            self.load()
+
+        def step_end(pipe, step, timestep, callback_kwargs):
+            if on_step is not None:  # UNet passes: PNDM makes one more than the steps asked for
+                on_step(step + 1, len(pipe.scheduler.timesteps))
+            return callback_kwargs
+
+        # Noise comes from a CPU generator, so a seed gives the same starting latents on any device.
+        generator = torch.Generator("cpu").manual_seed(request.seed)
+        with torch.inference_mode():
+            result = self.pipe(
+                prompt=request.prompt,
+                negative_prompt=request.negative_prompt,
+                num_inference_steps=request.steps,
+                guidance_scale=request.guidance,
+                width=request.width,
+                height=request.height,
+                generator=generator,
+                callback_on_step_end=step_end,
+                output_type="pil",
+            )
+        return result.images[0]
+
+    def close(self) -> None:
+        if self.pipe is None:
+            return
+        import torch
+
+        on_cuda = self._resolved_device().type == "cuda"
+        self.pipe = None
+        if on_cuda:
+            torch.cuda.empty_cache()
+
+    def count_tokens(self, text: str) -> int:
+        self.load()
+        return len(self.pipe.tokenizer(text, truncation=False).input_ids)
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        tokenizer = getattr(self.pipe, "tokenizer", None)
+        return getattr(tokenizer, "model_max_length", 77) if tokenizer is not None else 77
+
+    def _resolved_device(self):
+        import torch
+
+        if self._torch_device is None:
+            name = self._device_name or ("cuda" if torch.cuda.is_available() else "cpu")
+            self._torch_device = torch.device(name)
+            if self._torch_device.type == "cuda" and self._torch_device.index is None:
+                self._torch_device = torch.device("cuda", torch.cuda.current_device())
+        return self._torch_device
+
+    def _dtype(self, device):
+        import torch
+
+        if device.type != "cuda" or self.spec.name == "tiny":
+            return torch.float32
+        return torch.bfloat16 if self.spec.family == "sd3" else torch.float16

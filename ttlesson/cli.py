@@ -1,0 +1,141 @@
+"""The ``ttlesson`` command: the notebooks' steps for people who want the result from a terminal.
+
+Bad input exits with status 2 and one line on stderr; Ctrl-C exits 130 and keeps every finished frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+from . import __version__
+from .errors import TTLessonError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake in one line instead of a usage block."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ttlesson", description="Make a short video from a storyboard of prompts, one Stable "
+                     "Diffusion frame at a time, on Tenstorrent hardware or a CPU/GPU fallback.")
+    parser.add_argument("--version", action="version", version=f"ttlesson {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    render = commands.add_parser("render", help="make one frame per storyboard prompt (resumes where it stopped)",
+                                 description="Render a storyboard to OUT/frames/frame_000.png … and OUT/manifest.json. "
+                                 "Frames already made with the same settings are kept.")
+    _add_render_arguments(render)
+    render.set_defaults(run=_run_render)
+
+    stitch = commands.add_parser("stitch", help="stitch rendered frames into an H.264 MP4",
+                                 description="Stitch DIR's frames (a render folder, or a folder of frame_NNN.png) "
+                                 "into an H.264/yuv420p MP4 and check the result.")
+    stitch.add_argument("dir", metavar="DIR", help="render folder (holding frames/ and manifest.json) or frames folder")
+    _add_stitch_arguments(stitch)
+    stitch.set_defaults(run=_run_stitch)
+
+    video = commands.add_parser("video", help="render, then stitch: storyboard to MP4 in one go",
+                                description="Render a storyboard (resuming) and stitch the frames into an MP4; "
+                                "prints the MP4's path last.")
+    _add_render_arguments(video)
+    _add_stitch_arguments(video)
+    video.set_defaults(run=_run_video)
+    return parser
+
+
+def _add_render_arguments(parser: argparse.ArgumentParser) -> None:
+    from .backends import BACKEND_NAMES
+    from .models import REGISTRY
+
+    parser.add_argument("storyboard", metavar="STORYBOARD",
+                        help="a .json (lesson form) or .txt (one prompt a line) file, or a built-in name: worlds-fair")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for frames/, manifest.json and the video")
+    parser.add_argument("--model", default="sd14",
+                        help=f"{', '.join(REGISTRY)} or a local diffusers folder (default: sd14; tiny runs offline)")
+    parser.add_argument("--backend", default="auto", choices=BACKEND_NAMES, help="where frames are made (default: auto)")
+    parser.add_argument("--device", default=None, metavar="DEV", help="torch device: cpu, cuda, cuda:1 (default: "
+                        "CUDA when present, else CPU)")
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's, sd14: 50)")
+    parser.add_argument("--size", default=None, metavar="N|WxH", help="frame size (default: the model's, sd14: 512)")
+    parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (sd14: 7.5)")
+    parser.add_argument("--seed", type=int, default=0, help="base seed: frame i uses SEED+i unless it sets its own")
+    parser.add_argument("--overwrite", action="store_true", help="remake frames whose settings changed")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_stitch_arguments(parser: argparse.ArgumentParser) -> None:
+    from .video import DEFAULT_CRF, DEFAULT_FPS
+
+    parser.add_argument("--fps", type=float, default=DEFAULT_FPS, help="frames per second (default: 2, 0.5 s a frame)")
+    parser.add_argument("--crf", type=int, default=DEFAULT_CRF, help="H.264 quality, 0–51, lower is better (default: 18)")
+    parser.add_argument("--output", default=None, metavar="FILE", help="MP4 path (default: DIR/<storyboard>.mp4)")
+
+
+def _run_render(args) -> int:
+    result = _render(args)
+    print(result.summary())
+    print(f"manifest: {result.manifest_path}")
+    return 0
+
+
+def _run_stitch(args) -> int:
+    from .video import stitch
+
+    info = stitch(args.dir, args.output, fps=args.fps, crf=args.crf)
+    print(info.summary())
+    return 0
+
+
+def _run_video(args) -> int:
+    from .video import stitch
+
+    result = _render(args)
+    print(result.summary())
+    info = stitch(result.out_dir, args.output, fps=args.fps, crf=args.crf)
+    print(f"video: {info.summary()}")
+    print(info.path)
+    return 0
+
+
+def _render(args):
+    from .progress import TqdmProgress
+    from .render import render
+
+    display = None if args.quiet else TqdmProgress()
+    try:
+        return render(args.storyboard, args.out, model=args.model, backend=args.backend, device=args.device,
+                      steps=args.steps, size=args.size, guidance=args.guidance, seed=args.seed,
+                      overwrite=args.overwrite, on_event=display)
+    finally:
+        if display is not None:
+            display.close()
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
+    try:
+        return args.run(args)
+    except TTLessonError as err:
+        print(f"ttlesson {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"ttlesson {args.command}: interrupted; finished frames are kept, run the same command to resume.",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Exceptions whose message is one sentence a learner can act on.
+
+Every error that bad input or a missing prerequisite can cause is a `TTLessonError`; the CLI prints its
+message on one line and exits 2, and notebooks show it without a traceback. Anything else is a bug.
+"""
+
+
+class TTLessonError(Exception):
+    """An error caused by input or environment, with a message that names the problem and the fix."""
+
+
+class StoryboardError(TTLessonError):
+    """A storyboard file that cannot be used as it is."""
+
+
+class ModelNotAvailableError(TTLessonError):
+    """Model weights that are neither cached nor downloadable right now."""
+
+
+class BackendUnavailableError(TTLessonError):
+    """A backend that cannot run on this machine."""
+
+
+class SettingsChangedError(TTLessonError):
+    """Frames already on disk were made with other settings, and --overwrite was not given."""
+
+
+class FFmpegNotFoundError(TTLessonError):
+    """No ffmpeg binary on PATH and none bundled by imageio-ffmpeg."""
+
+
+class VideoError(TTLessonError):
+    """Frames that cannot be stitched, or a video that came out wrong."""
+
+
+class PromptTooLongWarning(UserWarning):
+    """A prompt longer than the text encoder's context; the encoder will cut it."""

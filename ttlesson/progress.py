@@ -1,0 +1,140 @@
+"""Progress of a render as a stream of events, and the displays that consume it.
+
+``render`` calls ``on_event(event)`` with the dataclasses below, in this order::
+
+    RenderStarted, [ModelLoaded], (FrameStarted, StepDone…, FrameDone)…, RenderFinished
+
+Any callable can listen: a notebook widget, a log, a test. ``TqdmProgress`` is the terminal display.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RenderStarted:
+    total: int  # frames in the storyboard
+    to_make: tuple[int, ...]  # indices this run will generate
+    kept: tuple[int, ...]  # indices already on disk with matching settings
+    model: str
+    backend: str
+    steps: int
+    width: int
+    height: int
+    out_dir: Path
+
+
+@dataclass(frozen=True)
+class ModelLoaded:
+    device: str
+    seconds: float
+    reports_steps: bool  # False: the backend can only report whole frames (a traced TT loop)
+
+
+@dataclass(frozen=True)
+class FrameStarted:
+    index: int
+    position: int  # 1-based among the frames this run makes
+    count: int  # frames this run makes
+    prompt: str
+
+
+@dataclass(frozen=True)
+class StepDone:
+    index: int
+    step: int
+    steps: int
+
+
+@dataclass(frozen=True)
+class FrameDone:
+    index: int
+    position: int
+    count: int
+    path: Path
+    seconds: float
+    seconds_per_frame: float  # steady-state average: the first (warm-up) frame is left out once there are others
+    eta_seconds: float
+
+
+@dataclass(frozen=True)
+class RenderFinished:
+    made: tuple[int, ...]
+    kept: tuple[int, ...]
+    seconds: float
+    device: str | None
+
+
+Event = RenderStarted | ModelLoaded | FrameStarted | StepDone | FrameDone | RenderFinished
+
+
+def steady_seconds_per_frame(durations: list[float]) -> float:
+    """Average seconds per frame, leaving out the first frame (compilation, caches) once others exist."""
+    steady = durations[1:] if len(durations) > 1 else durations
+    return sum(steady) / len(steady) if steady else 0.0
+
+
+class TqdmProgress:
+    """Terminal display: on a terminal, a bar over frames and one over the current frame's steps;
+    in a log (not a terminal), one line per finished frame."""
+
+    BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+
+    def __init__(self, file=None):
+        self.file = file if file is not None else sys.stderr
+        self.live = hasattr(self.file, "isatty") and self.file.isatty()
+        self.frames_bar = None
+        self.steps_bar = None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RenderStarted):
+            self._write(f"{event.total} frames: {len(event.kept)} already made, {len(event.to_make)} to make "
+                        f"({event.model}, {event.steps} steps, {event.width}×{event.height}) → {event.out_dir}")
+        elif isinstance(event, ModelLoaded):
+            self._write(f"model loaded in {event.seconds:.1f} s on {event.device}")
+        elif isinstance(event, FrameStarted) and self.live:
+            self._start_bars(event)
+        elif isinstance(event, StepDone) and self.steps_bar is not None:
+            self.steps_bar.total = event.steps
+            self.steps_bar.n = event.step
+            self.steps_bar.refresh()
+        elif isinstance(event, FrameDone):
+            timing = f"{event.seconds_per_frame:.1f} s/frame, ETA {event.eta_seconds:.0f} s"
+            if self.frames_bar is not None:
+                self._close_steps()
+                self.frames_bar.set_postfix_str(timing, refresh=False)
+                self.frames_bar.update(1)
+            else:
+                self._write(f"frame {event.index:03d} made in {event.seconds:.1f} s "
+                            f"({event.position}/{event.count}, {timing})")
+        elif isinstance(event, RenderFinished):
+            self.close()
+
+    def close(self) -> None:
+        self._close_steps()
+        if self.frames_bar is not None:
+            self.frames_bar.close()
+            self.frames_bar = None
+
+    def _start_bars(self, event: FrameStarted) -> None:
+        from tqdm import tqdm
+
+        if self.frames_bar is None:
+            self.frames_bar = tqdm(total=event.count, desc="frames", unit="frame", file=self.file, position=0,
+                                   bar_format=self.BAR_FORMAT, dynamic_ncols=True)
+        self.steps_bar = tqdm(total=None, desc=f"frame {event.index:03d}", unit="step", file=self.file,
+                              position=1, leave=False, bar_format=self.BAR_FORMAT, dynamic_ncols=True)
+
+    def _close_steps(self) -> None:
+        if self.steps_bar is not None:
+            self.steps_bar.close()
+            self.steps_bar = None
+
+    def _write(self, text: str) -> None:
+        if self.frames_bar is not None:
+            self.frames_bar.write(text, file=self.file)
+        else:
+            print(text, file=self.file, flush=True)

@@ -1,0 +1,208 @@
+"""Storyboards: the list of prompts a video is made from, one frame per prompt.
+
+Two file forms are read:
+
+* JSON, the lesson's form: a list of objects, each ``{"prompt": "..."}`` with optional ``"seed"`` (an integer)
+  and ``"negative_prompt"`` (text). A bare string stands for ``{"prompt": string}``.
+* TXT: one prompt a line; blank lines and lines starting with ``#`` are ignored.
+
+Anything else is refused with one sentence that names the file, the line and what to change.
+Frames are numbered from 0, as their files are (``frame_000.png`` is frame 0).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from .errors import StoryboardError
+from .fileio import write_atomic
+
+ALLOWED_KEYS = ("prompt", "seed", "negative_prompt")
+MAX_SEED = 2**32 - 1
+BUILTIN_PACKAGE = "ttlesson.storyboards"
+
+
+@dataclass(frozen=True)
+class Frame:
+    """What one frame should show: its prompt, and optionally its own seed and negative prompt."""
+
+    prompt: str
+    seed: int | None = None
+    negative_prompt: str | None = None
+
+
+@dataclass
+class Storyboard:
+    frames: list[Frame]
+    name: str = "storyboard"
+    source: Path | None = field(default=None, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __iter__(self) -> Iterator[Frame]:
+        return iter(self.frames)
+
+    def __getitem__(self, index: int) -> Frame:
+        return self.frames[index]
+
+    @property
+    def prompts(self) -> list[str]:
+        return [frame.prompt for frame in self.frames]
+
+    def seed_for(self, index: int, base_seed: int) -> int:
+        """The frame's own seed when it has one, else ``base_seed + index``."""
+        own = self.frames[index].seed
+        return own if own is not None else (base_seed + index) % (MAX_SEED + 1)
+
+    def append(self, prompt: str, seed: int | None = None, negative_prompt: str | None = None) -> Frame:
+        frame = _validated_frame({"prompt": prompt, "seed": seed, "negative_prompt": negative_prompt},
+                                 where=f"new frame {len(self.frames)}")
+        self.frames.append(frame)
+        return frame
+
+    def to_json(self) -> str:
+        items = [{k: v for k, v in asdict(frame).items() if v is not None} for frame in self.frames]
+        body = ",\n".join("  " + json.dumps(item, ensure_ascii=False) for item in items)
+        return "[\n" + body + "\n]\n"
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the storyboard as lesson-style JSON, atomically (a reader never sees half a file)."""
+        path = write_atomic(Path(path), self.to_json())
+        self.source = path
+        return path
+
+
+def builtin_names() -> list[str]:
+    """Names of the storyboards shipped with ttlesson (``worlds-fair``: the lesson's ten prompts)."""
+    return sorted(Path(entry.name).stem for entry in resources.files(BUILTIN_PACKAGE).iterdir()
+                  if entry.name.endswith((".json", ".txt")))
+
+
+def builtin_path(name: str) -> Path:
+    for suffix in (".json", ".txt"):
+        entry = resources.files(BUILTIN_PACKAGE) / f"{name}{suffix}"
+        if entry.is_file():
+            return Path(str(entry))
+    raise StoryboardError(f"There is no built-in storyboard called {name!r}; "
+                          f"choose one of: {', '.join(builtin_names())}.")
+
+
+def load(path_or_name: str | os.PathLike) -> Storyboard:
+    """Load a storyboard from a .json or .txt file, or a built-in one by name (e.g. ``"worlds-fair"``)."""
+    path = Path(path_or_name)
+    if not path.exists() and str(path_or_name) in builtin_names():
+        path = builtin_path(str(path_or_name))
+    if not path.exists():
+        raise StoryboardError(f"Storyboard file {str(path)!r} does not exist; check the path, or use a "
+                              f"built-in storyboard ({', '.join(builtin_names())}).")
+    if path.is_dir():
+        raise StoryboardError(f"{str(path)!r} is a folder; give the storyboard's .json or .txt file.")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise StoryboardError(f"{path}: byte {err.start} is not UTF-8 text; save the file as UTF-8.") from None
+    fmt = "json" if path.suffix.lower() == ".json" else "txt"
+    board = loads(text, fmt=fmt, source=str(path))
+    board.name = path.stem
+    board.source = path
+    return board
+
+
+def loads(text: str, fmt: str = "json", source: str = "<storyboard>") -> Storyboard:
+    """Parse storyboard text; ``fmt`` is ``"json"`` or ``"txt"``; ``source`` names it in error messages."""
+    if fmt == "json":
+        frames = _frames_from_json(text, source)
+    elif fmt == "txt":
+        frames = _frames_from_txt(text, source)
+    else:
+        raise ValueError(f"unknown storyboard format {fmt!r}")
+    if not frames:
+        example = '[{"prompt": "..."}]' if fmt == "json" else "one prompt a line"
+        raise StoryboardError(f"{source} holds no frames; add at least one prompt ({example}).")
+    return Storyboard(frames=frames)
+
+
+def long_prompts(board: Storyboard, count_tokens: Callable[[str], int], limit: int) -> list[tuple[int, int]]:
+    """(frame index, token count) for each prompt or negative prompt longer than the encoder's ``limit``."""
+    found = []
+    for index, frame in enumerate(board.frames):
+        longest = max(count_tokens(text) for text in (frame.prompt, frame.negative_prompt or ""))
+        if longest > limit:
+            found.append((index, longest))
+    return found
+
+
+def _frames_from_txt(text: str, source: str) -> list[Frame]:
+    frames = []
+    for line in text.splitlines():
+        prompt = line.strip()
+        if prompt and not prompt.startswith("#"):
+            frames.append(Frame(prompt=prompt))
+    return frames
+
+
+def _frames_from_json(text: str, source: str) -> list[Frame]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise StoryboardError(f"{source}, line {err.lineno}, column {err.colno}: invalid JSON ({err.msg}); "
+                              'a storyboard looks like [{"prompt": "..."}, ...].') from None
+    if not isinstance(data, list):
+        raise StoryboardError(f'{source}: expected a JSON list of {{"prompt": ...}} objects, '
+                              f"found {_kind(data)}; wrap the frames in [ ].")
+    lines = _element_lines(text)
+    return [_validated_frame(item, where=f"{source}, line {line} (frame {index})")
+            for index, (item, line) in enumerate(zip(data, lines))]
+
+
+def _validated_frame(item: object, where: str) -> Frame:
+    if isinstance(item, str):
+        item = {"prompt": item}
+    if not isinstance(item, dict):
+        raise StoryboardError(f'{where}: expected an object like {{"prompt": "..."}}, found {_kind(item)}.')
+    for key in item:
+        if key not in ALLOWED_KEYS:
+            close = difflib.get_close_matches(key, ALLOWED_KEYS, n=1)
+            hint = f'did you mean "{close[0]}"? ' if close else ""
+            raise StoryboardError(f'{where}: unknown key "{key}"; {hint}allowed keys are '
+                                  f"{', '.join(ALLOWED_KEYS)}.")
+    if "prompt" not in item:
+        raise StoryboardError(f'{where}: no "prompt"; every frame needs {{"prompt": "..."}}.')
+    prompt = item["prompt"]
+    if not isinstance(prompt, str):
+        raise StoryboardError(f'{where}: "prompt" must be text in quotes, found {_kind(prompt)}.')
+    if not prompt.strip():
+        raise StoryboardError(f'{where}: "prompt" is empty; write what this frame should show.')
+    seed = item.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
+        raise StoryboardError(f'{where}: "seed" must be a whole number from 0 to {MAX_SEED}, found {seed!r}.')
+    negative = item.get("negative_prompt")
+    if negative is not None and not isinstance(negative, str):
+        raise StoryboardError(f'{where}: "negative_prompt" must be text in quotes, found {_kind(negative)}.')
+    return Frame(prompt=prompt.strip(), seed=seed, negative_prompt=(negative or "").strip() or None)
+
+
+def _element_lines(text: str) -> list[int]:
+    """1-based line of each element of a JSON list that ``json.loads`` already accepted."""
+    decoder = json.JSONDecoder()
+    lines, pos = [], text.index("[") + 1
+    while True:
+        while text[pos] in " \t\r\n,":
+            pos += 1
+        if text[pos] == "]":
+            return lines
+        lines.append(text.count("\n", 0, pos) + 1)
+        _, pos = decoder.raw_decode(text, pos)
+
+
+def _kind(value: object) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null",
+             int: "a number", float: "a number"}
+    return names.get(type(value), type(value).__name__)
