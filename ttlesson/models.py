@@ -169,7 +169,7 @@ def _download_failure_message(spec: ModelSpec, err: Exception) -> str:
                 "in (ttlesson auth login), or use --model sd14, which needs no login.")
     if "RepositoryNotFound" in kind:
         return f"The Hub has no model {spec.source!r} (or it is private); check the name, or use --model sd14."
-    return _not_cached_message(spec, f"the Hub could not be reached ({kind})")
+    return _not_cached_message(spec, "the Hub could not be reached")
 
 
 # --- the offline tiny model --------------------------------------------------------------------------------

@@ -86,15 +86,18 @@ class TqdmProgress:
     def __init__(self, file=None):
         self.file = file if file is not None else sys.stderr
         self.live = hasattr(self.file, "isatty") and self.file.isatty()
+        self.plan: RenderStarted | None = None
         self.frames_bar = None
         self.steps_bar = None
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RenderStarted):
-            self._write(f"{event.total} frames: {len(event.kept)} already made, {len(event.to_make)} to make "
-                        f"({event.model}, {event.steps} steps, {event.width}×{event.height}) → {event.out_dir}")
-        elif isinstance(event, ModelLoaded):
-            self._write(f"model loaded in {event.seconds:.1f} s on {event.device}")
+            self.plan = event  # told together with the device once the model is loaded: a failed load prints nothing
+        elif isinstance(event, ModelLoaded) and self.plan is not None:
+            plan = self.plan
+            self._write(f"{plan.total} frames: {len(plan.kept)} already made, {len(plan.to_make)} to make with "
+                        f"{plan.model} ({plan.steps} steps, {plan.width}×{plan.height}) on {event.device}, "
+                        f"model loaded in {event.seconds:.1f} s → {plan.out_dir}")
         elif isinstance(event, FrameStarted) and self.live:
             self._start_bars(event)
         elif isinstance(event, StepDone) and self.steps_bar is not None:

@@ -100,43 +100,34 @@ def render(
     emit(RenderStarted(total=len(board), to_make=tuple(to_make), kept=tuple(kept), model=settings.model.name,
                        backend=settings.backend, steps=settings.steps, width=settings.width,
                        height=settings.height, out_dir=out_dir))
-    remove_partials(manifest.frames_dir(out_dir))
-    for index in stale:
-        (manifest.frames_dir(out_dir) / manifest.frame_filename(index)).unlink(missing_ok=True)
-    book.save(out_dir)
-
     made: list[int] = []
-    device = None
-    if to_make:
-        owned = not isinstance(backend, Backend)
-        engine = create(settings.backend, settings.model, device=_device_arg(device)) if owned else backend
-        try:
-            load_started = time.perf_counter()
-            engine.load()
-            device = engine.device
-            emit(ModelLoaded(device=device, seconds=time.perf_counter() - load_started,
-                             reports_steps=engine.reports_steps))
+    made_on = None
+    owned = bool(to_make) and not isinstance(backend, Backend)
+    engine = create(settings.backend, settings.model, device=_device_arg(device)) if owned else backend
+    try:
+        if to_make:
+            made_on = _load(engine, emit)
             _warn_long_prompts(board, to_make, engine)
-            durations: list[float] = []
-            for position, index in enumerate(to_make, start=1):
-                emit(FrameStarted(index=index, position=position, count=len(to_make), prompt=board[index].prompt))
-                frame_started = time.perf_counter()
-                image = engine.generate(_request(wanted[index]),
-                                        on_step=lambda step, total, i=index: emit(StepDone(i, step, total)))
-                seconds = time.perf_counter() - frame_started
-                path = _store_frame(out_dir, book, wanted[index], image, device, seconds)
-                made.append(index)
-                durations.append(seconds)
-                per_frame = steady_seconds_per_frame(durations)
-                emit(FrameDone(index=index, position=position, count=len(to_make), path=path, seconds=seconds,
-                               seconds_per_frame=per_frame, eta_seconds=per_frame * (len(to_make) - position)))
-        finally:
-            if owned:
-                engine.close()
+        _prepare_folder(out_dir, book, stale)
+        durations: list[float] = []
+        for position, index in enumerate(to_make, start=1):
+            emit(FrameStarted(index=index, position=position, count=len(to_make), prompt=board[index].prompt))
+            frame_started = time.perf_counter()
+            image = engine.generate(_request(wanted[index]),
+                                    on_step=lambda step, total, i=index: emit(StepDone(i, step, total)))
+            durations.append(time.perf_counter() - frame_started)
+            path = _store_frame(out_dir, book, wanted[index], image, made_on, durations[-1])
+            made.append(index)
+            per_frame = steady_seconds_per_frame(durations)
+            emit(FrameDone(index=index, position=position, count=len(to_make), path=path, seconds=durations[-1],
+                           seconds_per_frame=per_frame, eta_seconds=per_frame * (len(to_make) - position)))
+    finally:
+        if owned:
+            engine.close()
 
-    result = RenderResult(out_dir=out_dir, manifest=book, made=made, kept=kept, device=device,
+    result = RenderResult(out_dir=out_dir, manifest=book, made=made, kept=kept, device=made_on,
                           seconds=time.perf_counter() - started)
-    emit(RenderFinished(made=tuple(made), kept=tuple(kept), seconds=result.seconds, device=device))
+    emit(RenderFinished(made=tuple(made), kept=tuple(kept), seconds=result.seconds, device=made_on))
     return result
 
 
@@ -225,6 +216,23 @@ def _conflict_message(folder: Path, conflicts: list[tuple[int, str]], stale: lis
         problem = (f"{folder} holds {len(stale)} frames beyond the storyboard's end "
                    f"(from {manifest.frame_filename(stale[0])})")
     return f"{problem}; pass --overwrite (overwrite=True) to replace them, or choose another output folder."
+
+
+def _load(engine: Backend, emit: Callable[[Event], None]) -> str:
+    started = time.perf_counter()
+    engine.load()
+    emit(ModelLoaded(device=engine.device, seconds=time.perf_counter() - started, reports_steps=engine.reports_steps))
+    return engine.device
+
+
+def _prepare_folder(out_dir: Path, book: Manifest, stale: list[int]) -> None:
+    """Clear what a killed run left (partial files) and frames past the storyboard's end; write the manifest."""
+    folder = manifest.frames_dir(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_partials(folder)
+    for index in stale:
+        (folder / manifest.frame_filename(index)).unlink(missing_ok=True)
+    book.save(out_dir)
 
 
 def _request(record: FrameRecord) -> FrameRequest:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..errors import BackendUnavailableError
 from ..models import ModelSpec, load_pipeline
 from . import Backend, FrameRequest, StepCallback
 
@@ -79,13 +80,8 @@ class TorchBackend(Backend):
         return getattr(tokenizer, "model_max_length", 77) if tokenizer is not None else 77
 
     def _resolved_device(self):
-        import torch
-
         if self._torch_device is None:
-            name = self._device_name or ("cuda" if torch.cuda.is_available() else "cpu")
-            self._torch_device = torch.device(name)
-            if self._torch_device.type == "cuda" and self._torch_device.index is None:
-                self._torch_device = torch.device("cuda", torch.cuda.current_device())
+            self._torch_device = _torch_device(self._device_name)
         return self._torch_device
 
     def _dtype(self, device):
@@ -94,3 +90,27 @@ class TorchBackend(Backend):
         if device.type != "cuda" or self.spec.name == "tiny":
             return torch.float32
         return torch.bfloat16 if self.spec.family == "sd3" else torch.float16
+
+
+def _torch_device(name: str | None):
+    """The torch device for ``name`` (None: CUDA when present, else CPU), checked to exist on this machine."""
+    import torch
+
+    if name is None:
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise BackendUnavailableError(f"--device {name!r} is not a torch device; use cpu, cuda or cuda:N.") from None
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise BackendUnavailableError(f"--device {name!r} is not supported by ttlesson; use cpu, cuda or cuda:N.")
+    if not torch.cuda.is_available():
+        raise BackendUnavailableError(f"--device {name} asks for a CUDA GPU, but torch sees none on this machine; "
+                                      "use --device cpu, or leave --device out to pick automatically.")
+    index = torch.cuda.current_device() if device.index is None else device.index
+    if index >= torch.cuda.device_count():
+        raise BackendUnavailableError(f"--device {name} does not exist: torch sees {torch.cuda.device_count()} "
+                                      "GPU(s), numbered from cuda:0.")
+    return torch.device("cuda", index)

@@ -1,0 +1,143 @@
+"""The ttlesson command as a user runs it: the installed console script in a subprocess."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from PIL import Image
+
+from conftest import TTLESSON, one_line_error, run_cli
+from ttlesson import manifest
+from ttlesson.fileio import sha256_file
+from ttlesson.video import probe
+
+
+@pytest.mark.parametrize("command", [[], ["render"], ["stitch"], ["video"]])
+def test_help(command):
+    proc = run_cli(*command, "--help")
+    assert proc.returncode == 0 and "usage: ttlesson" in proc.stdout
+
+
+def test_video_end_to_end_then_nothing_remade(tmp_path):
+    out = tmp_path / "wf"
+    proc = run_cli("video", "worlds-fair", "--model", "tiny", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    mp4 = proc.stdout.strip().splitlines()[-1]
+    assert mp4 == str(out / "worlds-fair.mp4")
+    info = probe(mp4)
+    assert (info.codec, info.pix_fmt, info.frames, info.duration) == ("h264", "yuv420p", 10, 5.0)
+    assert "10 made on cpu" in proc.stdout
+
+    stamps = {p: p.stat().st_mtime_ns for p in manifest.frames_dir(out).iterdir()}
+    again = run_cli("video", "worlds-fair", "--model", "tiny", "--out", out)
+    assert again.returncode == 0 and "0 made, 10 kept" in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in manifest.frames_dir(out).iterdir()} == stamps
+
+
+def test_render_and_stitch_separately(tmp_path):
+    board = tmp_path / "board.txt"
+    board.write_text("# two shots\na harbour at dawn\na harbour at dusk\n")
+    assert run_cli("render", board, "--model", "tiny", "--out", tmp_path / "o", "--steps", "2",
+                   "--size", "64").returncode == 0
+    proc = run_cli("stitch", tmp_path / "o", "--fps", "1", "--output", tmp_path / "h.mp4")
+    assert proc.returncode == 0, proc.stderr
+    info = probe(tmp_path / "h.mp4")
+    assert (info.frames, info.duration, info.width) == (2, 2.0, 64)
+
+
+def bad_storyboard(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('[\n  {"prompt": "ok"},\n  {"prompt": ""}\n]\n')
+    return path
+
+
+BAD_INPUT = [
+    (lambda t: ["render", t / "missing.json", "--out", t / "o"], "does not exist"),
+    (lambda t: ["render", bad_storyboard(t), "--out", t / "o"], 'bad.json, line 3 (frame 1): "prompt" is empty'),
+    (lambda t: ["render", "worlds-fair", "--out", t / "o", "--model", "sd99"], "Unknown model 'sd99'"),
+    (lambda t: ["render", "worlds-fair", "--out", t / "o", "--size", "500"], "Size 500 does not work"),
+    (lambda t: ["render", "worlds-fair", "--out", t / "o", "--steps", "0"], "Steps 0 is out of range"),
+    (lambda t: ["render", "worlds-fair", "--out", t / "o", "--steps", "many"], "invalid int value: 'many'"),
+    (lambda t: ["render", "worlds-fair", "--out", t / "o", "--backend", "gpu"], "invalid choice: 'gpu'"),
+    (lambda t: ["render", "worlds-fair", "--out", t / "o", "--backend", "tt"], "TT-NN backend"),
+    (lambda t: ["render", "worlds-fair"], "the following arguments are required: --out"),
+    (lambda t: ["stitch", t / "nowhere"], "does not exist"),
+    (lambda t: ["stitch", t, "--crf", "99"], "--crf 99 is out of range"),
+    (lambda t: ["bogus"], "invalid choice: 'bogus'"),
+]
+
+
+@pytest.mark.parametrize("args,expected", BAD_INPUT, ids=range(len(BAD_INPUT)))
+def test_bad_input_exits_2_with_one_line(tmp_path, args, expected):
+    proc = run_cli(*args(tmp_path))
+    assert expected in one_line_error(proc)
+
+
+def test_bad_input_leaves_earlier_frames_intact(tmp_path):
+    out = tmp_path / "o"
+    assert run_cli("render", "worlds-fair", "--model", "tiny", "--out", out, "--steps", "2").returncode == 0
+    before = {p.name: sha256_file(p) for p in manifest.frames_dir(out).iterdir()}
+    for args in (["--steps", "3"], ["--size", "500"], ["--model", "sd99"]):
+        one_line_error(run_cli("render", "worlds-fair", "--model", "tiny", "--out", out, "--steps", "2", *args))
+    assert {p.name: sha256_file(p) for p in manifest.frames_dir(out).iterdir()} == before
+    assert len(manifest.load(out).frames) == 10
+
+
+def wait_for_frames(out, count, proc, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if len(json.loads(manifest.manifest_path(out).read_text())["frames"]) >= count:
+                return
+        except (FileNotFoundError, ValueError, KeyError):
+            pass
+        time.sleep(0.02)
+    raise AssertionError("the render did not reach the frame to interrupt at")
+
+
+def start_render(out, steps):
+    return subprocess.Popen([TTLESSON, "render", "worlds-fair", "--model", "tiny", "--out", str(out),
+                             "--steps", str(steps)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=os.environ.copy())
+
+
+def assert_only_whole_frames(out):
+    book = manifest.load(out)
+    for path in manifest.frames_dir(out).glob("frame_*.png"):
+        with Image.open(path) as image:
+            image.verify()
+        index = int(path.stem.split("_")[1])
+        assert book.frames[index].sha256 == sha256_file(path)  # a finished PNG always has its manifest entry
+
+
+def test_killed_render_leaves_whole_frames_and_resumes(tmp_path):
+    out = tmp_path / "o"
+    proc = start_render(out, steps=40)
+    wait_for_frames(out, 3, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert_only_whole_frames(out)
+    finished = {p.name: p.stat().st_mtime_ns for p in manifest.frames_dir(out).glob("frame_*.png")}
+    assert 3 <= len(finished) < 10
+
+    again = run_cli("render", "worlds-fair", "--model", "tiny", "--out", out, "--steps", "40")
+    assert again.returncode == 0, again.stderr
+    assert f"{10 - len(finished)} made" in again.stdout and f"{len(finished)} kept" in again.stdout
+    assert {n: t for n, t in ((p.name, p.stat().st_mtime_ns) for p in manifest.frames_dir(out).glob("*.png"))
+            if n in finished} == finished
+    assert sorted(p.name for p in manifest.frames_dir(out).iterdir()) == [f"frame_{i:03d}.png" for i in range(10)]
+
+
+def test_ctrl_c_exits_130_and_keeps_frames(tmp_path):
+    out = tmp_path / "o"
+    proc = start_render(out, steps=40)
+    wait_for_frames(out, 2, proc)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted; finished frames are kept" in stderr and "Traceback" not in stderr
+    assert_only_whole_frames(out)

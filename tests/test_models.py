@@ -1,0 +1,83 @@
+import json
+
+import pytest
+
+from conftest import one_line_error, run_cli
+from ttlesson import models, storyboard
+from ttlesson.errors import ModelNotAvailableError
+
+
+def test_registry_settings_match_tt_metal_demo():
+    sd14 = models.resolve("sd14")
+    assert (sd14.source, sd14.width, sd14.height, sd14.steps, sd14.guidance) == (
+        "CompVis/stable-diffusion-v1-4", 512, 512, 50, 7.5)
+    sd35 = models.resolve("sd35-large")
+    assert (sd35.source, sd35.width, sd35.steps, sd35.gated) == ("stabilityai/stable-diffusion-3.5-large", 1024, 28, True)
+
+
+def test_unknown_model_and_non_pipeline_folder(tmp_path):
+    with pytest.raises(ModelNotAvailableError, match="Unknown model 'sd99'.*sd14"):
+        models.resolve("sd99")
+    with pytest.raises(ModelNotAvailableError, match="no model_index.json"):
+        models.resolve(str(tmp_path))
+
+
+def test_tiny_is_built_once_then_reused(tiny_folder):
+    stamp = (tiny_folder / "model_index.json").stat().st_mtime_ns
+    assert models.tiny_model_folder() == tiny_folder
+    assert (tiny_folder / "model_index.json").stat().st_mtime_ns == stamp
+    assert (tiny_folder / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    assert not [p for p in tiny_folder.parent.iterdir() if p.name.startswith(".tiny-")]  # no staging left
+
+
+def test_tiny_loads_through_from_pretrained_as_sd1_with_pndm(tiny_folder):
+    pipe = models.load_pipeline(models.resolve("tiny"))
+    assert type(pipe).__name__ == "StableDiffusionPipeline"
+    assert type(pipe.scheduler).__name__ == "PNDMScheduler"
+    assert pipe.scheduler.config.skip_prk_steps and pipe.scheduler.config.steps_offset == 1
+    assert pipe.safety_checker is None
+    assert pipe.vae_scale_factor == 8
+
+
+def test_local_folder_is_a_model(tiny_folder):
+    spec = models.resolve(str(tiny_folder))
+    assert spec.family == "sd1" and (spec.width, spec.height) == (128, 128)
+    assert spec.source == str(tiny_folder.resolve())
+
+
+def test_tiny_tokenizer_counts_like_a_clip_tokenizer(tiny_folder):
+    tokenizer = models.load_pipeline(models.resolve("tiny")).tokenizer
+    assert tokenizer("a cat").input_ids[0] == tokenizer.bos_token_id
+    assert len(tokenizer("a cat").input_ids) == 4  # start, a, cat, end
+    counts = [len(tokenizer(prompt).input_ids) for prompt in storyboard.load("worlds-fair").prompts]
+    assert max(counts) <= 77  # the lesson's prompts fit the encoder, as they do in CLIP's real vocabulary
+
+
+def test_offline_without_cached_weights_is_one_sentence(tmp_path):
+    proc = run_cli("render", "worlds-fair", "--model", "sd14", "--out", tmp_path / "out",
+                   env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    message = one_line_error(proc)
+    assert "CompVis/stable-diffusion-v1-4" in message and "HF_HUB_OFFLINE" in message
+    assert "--model tiny" in message
+    assert not (tmp_path / "out" / "frames").exists()
+
+
+def test_unreachable_hub_without_cached_weights_is_one_sentence(tmp_path):
+    # Port 9 on loopback refuses connections: the Hub "cannot be reached", the real client code runs.
+    proc = run_cli("render", "worlds-fair", "--model", "sd14", "--out", tmp_path / "out",
+                   env={"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0"})
+    message = one_line_error(proc)
+    assert "could not be reached" in message and "--model tiny" in message
+
+
+def test_gated_model_says_licence_and_login(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(ModelNotAvailableError, match="accepting its licence.*log"):
+        models.local_folder(models.resolve("sd35-large"))
+
+
+def test_cached_model_index_records_the_recipe(tiny_folder):
+    index = json.loads((tiny_folder / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionPipeline"
+    assert tiny_folder.name == f"tiny-sd-v{models.TINY_RECIPE_VERSION}"
