@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine with Python 3.12 (see README.md):
 #   make demo   set up .venv, render the World's Fair storyboard on the offline tiny model, stitch the MP4
-#   make test   set up .venv and run the test suite
+#   make test   set up .venv and run the test suite and the notebooks (nbval)
 PYTHON ?= python3.12
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -11,8 +11,10 @@ OUT    ?= out/worlds-fair
 demo: $(VENV)/.installed
 	$(BIN)/ttlesson video worlds-fair --model tiny --out $(OUT)
 
+# The notebooks run under nbval with the offline tiny model in a fresh work folder, as a learner's would.
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest
+	TTLESSON_MODEL=tiny TTLESSON_BACKEND=auto TTLESSON_WORKDIR="$$(mktemp -d)" \
+	  $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env
 
 venv: $(VENV)/.installed
 

@@ -54,6 +54,7 @@ class FrameRecord:
     backend: str
     device: str = ""
     seconds: float = 0.0
+    warmup: bool = False  # first frame of its run: its seconds include compilation and cache warm-up
     sha256: str = ""
 
     @property

@@ -13,6 +13,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .manifest import frame_filename, frames_dir
+
 
 @dataclass(frozen=True)
 class RenderStarted:
@@ -141,3 +143,107 @@ class TqdmProgress:
             self.frames_bar.write(text, file=self.file)
         else:
             print(text, file=self.file, flush=True)
+
+
+class NotebookProgress:
+    """Notebook display: a bar over frames, a bar over the current frame's steps, a line with the device,
+    seconds per frame and ETA, and (optionally) a gallery where frames appear as they finish.
+
+    Built from ipywidgets; the final state stays visible after the run. Show it with ``display(progress)``.
+    """
+
+    def __init__(self, gallery: bool = True, thumbnail: int = 128):
+        import ipywidgets as w
+
+        self.thumbnail = thumbnail
+        self.notice = w.HTML()
+        self.frames_bar = w.IntProgress(value=0, min=0, max=1, description="frames", bar_style="info")
+        self.steps_bar = w.IntProgress(value=0, min=0, max=1, description="steps")
+        self.status = w.HTML()
+        self.gallery = w.Box(layout=w.Layout(display="flex", flex_flow="row wrap")) if gallery else None
+        parts = [self.notice, self.frames_bar, self.steps_bar, self.status] + ([self.gallery] if gallery else [])
+        self.widget = w.VBox(parts)
+        self.plan: RenderStarted | None = None
+        self.device = ""
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RenderStarted):
+            self._started(event)
+        elif isinstance(event, ModelLoaded):
+            self._loaded(event)
+        elif isinstance(event, FrameStarted):
+            self.steps_bar.description = f"frame {event.index:03d}"
+            self.steps_bar.value = 0
+        elif isinstance(event, StepDone):
+            self.steps_bar.max = event.steps
+            self.steps_bar.value = event.step
+        elif isinstance(event, FrameDone):
+            self.frames_bar.value = event.position
+            self.status.value = (f"frame {event.position}/{event.count} made in {event.seconds:.1f} s · "
+                                 f"{event.seconds_per_frame:.1f} s/frame · ETA {event.eta_seconds:.0f} s · "
+                                 f"on {self.device}")
+            self._add_thumbnail(event.path, event.index)
+        elif isinstance(event, RenderFinished):
+            self._finished(event)
+
+    def _started(self, event: RenderStarted) -> None:
+        self.plan = event
+        self.frames_bar.max = max(1, len(event.to_make))
+        self.frames_bar.value = 0
+        self.status.value = (f"{event.total} frames: {len(event.kept)} already made, {len(event.to_make)} to make "
+                             f"with {event.model} ({event.steps} steps, {event.width}×{event.height}); "
+                             "loading the model…" if event.to_make else f"all {event.total} frames already made")
+        for index in event.kept:
+            self._add_thumbnail(frames_dir(event.out_dir) / frame_filename(index), index)
+
+    def _loaded(self, event: ModelLoaded) -> None:
+        self.device = event.device
+        on_tt = self.plan is not None and self.plan.backend == "tt"
+        self.notice.value = (f"Frames are made on Tenstorrent hardware: <b>{event.device}</b>." if on_tt else
+                             f"<b>Not on Tenstorrent hardware:</b> frames are made on <b>{event.device}</b>.")
+        if not event.reports_steps:
+            self.steps_bar.layout.display = "none"
+            self.notice.value += " Steps run inside one device trace, so progress is shown per frame."
+        self.status.value = f"model loaded in {event.seconds:.1f} s on {event.device}"
+
+    def _finished(self, event: RenderFinished) -> None:
+        self.frames_bar.bar_style = "success"
+        if self.plan is not None and not self.plan.to_make:
+            self.frames_bar.value = self.frames_bar.max
+        where = f" on {event.device}" if event.device else ""
+        self.status.value = f"done: {len(event.made)} made{where}, {len(event.kept)} kept, {event.seconds:.1f} s"
+
+    def _add_thumbnail(self, path: Path, index: int) -> None:
+        if self.gallery is None or not Path(path).is_file():
+            return
+        import ipywidgets as w
+
+        image = w.Image(value=Path(path).read_bytes(), format="png", width=self.thumbnail,
+                        height=self.thumbnail, tooltip=f"frame {index:03d}")
+        self.gallery.children = tuple(sorted((*self.gallery.children, image), key=lambda child: child.tooltip))
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (JupyterLab, VS Code, nbval), where widgets can be shown."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def for_environment(gallery: bool = True):
+    """The display that fits where this runs: widgets (already shown) in a notebook, tqdm in a terminal."""
+    if in_notebook():
+        from IPython.display import display
+
+        progress = NotebookProgress(gallery=gallery)
+        display(progress)
+        return progress
+    return TqdmProgress()

@@ -18,7 +18,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import __version__, manifest, models
@@ -116,7 +116,7 @@ def render(
             image = engine.generate(_request(wanted[index]),
                                     on_step=lambda step, total, i=index: emit(StepDone(i, step, total)))
             durations.append(time.perf_counter() - frame_started)
-            path = _store_frame(out_dir, book, wanted[index], image, made_on, durations[-1])
+            path = _store_frame(out_dir, book, wanted[index], image, made_on, durations[-1], warmup=position == 1)
             made.append(index)
             per_frame = steady_seconds_per_frame(durations)
             emit(FrameDone(index=index, position=position, count=len(to_make), path=path, seconds=durations[-1],
@@ -240,15 +240,16 @@ def _request(record: FrameRecord) -> FrameRequest:
                         steps=record.steps, guidance=record.guidance, width=record.width, height=record.height)
 
 
-def _store_frame(out_dir: Path, book: Manifest, want: FrameRecord, image, device: str, seconds: float) -> Path:
+def _store_frame(out_dir: Path, book: Manifest, want: FrameRecord, image, device: str, seconds: float,
+                 warmup: bool) -> Path:
     """PNG to a partial file, manifest entry, then rename: a finished PNG always has its manifest entry."""
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     data = buffer.getvalue()
     path = manifest.frames_dir(out_dir) / manifest.frame_filename(want.index)
     partial = write_partial(path, data)
-    book.frames[want.index] = FrameRecord(**{**want.__dict__, "device": device, "seconds": round(seconds, 3),
-                                             "sha256": sha256_of(data)})
+    book.frames[want.index] = replace(want, device=device, seconds=round(seconds, 3), warmup=warmup,
+                                      sha256=sha256_of(data))
     book.save(out_dir)
     os.replace(partial, path)
     return path

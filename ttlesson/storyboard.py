@@ -72,9 +72,20 @@ class Storyboard:
         body = ",\n".join("  " + json.dumps(item, ensure_ascii=False) for item in items)
         return "[\n" + body + "\n]\n"
 
+    def to_txt(self) -> str:
+        return "".join(f"{frame.prompt}\n" for frame in self.frames)
+
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the storyboard as lesson-style JSON, atomically (a reader never sees half a file)."""
-        path = write_atomic(Path(path), self.to_json())
+        """Write the storyboard atomically (a reader never sees half a file): lesson-style JSON, or one prompt a
+        line for a ``.txt`` path."""
+        path = Path(path)
+        if path.suffix.lower() == ".txt":
+            if any(frame.seed is not None or frame.negative_prompt for frame in self.frames):
+                raise StoryboardError(f"{path}: a .txt storyboard holds prompts only; save it as .json to keep "
+                                      "seeds and negative prompts.")
+            path = write_atomic(path, self.to_txt())
+        else:
+            path = write_atomic(path, self.to_json())
         self.source = path
         return path
 

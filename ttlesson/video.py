@@ -32,6 +32,12 @@ class VideoInfo:
     duration: float
     size_bytes: int
 
+    @property
+    def facts(self) -> str:
+        """The video's facts without its path or byte size (stable from machine to machine)."""
+        return (f"{self.frames} frames at {self.fps:g} fps = {self.duration:.1f} s, {self.codec}/{self.pix_fmt}, "
+                f"{self.width}×{self.height}")
+
     def summary(self) -> str:
         return (f"{self.path} ({self.codec}, {self.pix_fmt}, {self.width}×{self.height}, {self.frames} frames "
                 f"at {self.fps:g} fps = {self.duration:.1f} s, {self.size_bytes / 1024:.0f} KiB)")

@@ -1,0 +1,51 @@
+"""The committed notebooks: clean, thin, and free of secrets and machine paths. (nbval executes them.)"""
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+MAX_LOGIC_LINES = 6  # "a few calls per cell": everything else belongs in ttlesson
+
+
+def code_cells(path):
+    return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_only_checked_cells_hold_outputs(path):
+    notebook = nbformat.read(path, as_version=4)
+    assert "widgets" not in notebook.metadata
+    for cell in code_cells(path):
+        assert not cell.metadata.get("widgets")
+        if not cell.source.startswith(CHECK_MARK):
+            assert cell.outputs == [] and cell.execution_count is None, cell.source
+        for output in cell.outputs:
+            assert output.output_type == "stream" and output.name == "stdout", output
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_token_and_no_machine_path(path):
+    text = path.read_text()
+    assert not re.search(r"hf_[A-Za-z0-9]{20,}", text)
+    assert not re.search(r"/(root|work|tmp|home/[a-z_][a-z0-9_-]*)/", text)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_cells_are_thin(path):
+    for cell in code_cells(path):
+        logic = [line for line in cell.source.splitlines()
+                 if line.strip() and not line.lstrip().startswith(("#", "from ", "import "))]
+        # A multi-line string literal (a sample text file) counts as one line of logic.
+        joined = re.sub(r'"""(.|\n)*?"""', '""', "\n".join(logic))
+        assert len([line for line in joined.splitlines() if line.strip()]) <= MAX_LOGIC_LINES, cell.source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_each_starts_with_its_step_and_the_settings(path):
+    cells = nbformat.read(path, as_version=4).cells
+    assert cells[0].cell_type == "markdown" and cells[0].source.startswith(f"# Step {int(path.stem[:2])} ·")
+    assert "cfg = lesson.start()" in code_cells(path)[0].source

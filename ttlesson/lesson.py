@@ -1,0 +1,95 @@
+"""The calls the lesson's notebooks make, so each code cell stays a line or two.
+
+Every notebook starts with ``cfg = lesson.start()``: it reads the settings (``ttlesson.settings``), prints
+them, and makes ttlesson's errors show as one red line instead of a traceback. Notebooks run on their own:
+a step that needs the prompts, frames or video of an earlier step makes them if they are missing, and says so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import manifest, settings, storyboard
+from .errors import TTLessonError
+from .render import RenderResult, render
+from .video import VideoInfo, probe, stitch
+
+STORYBOARD_FILE = "prompts.json"  # the lesson's names
+VIDEO_FILE = "tenstorrent_worldsfair_1964.mp4"
+
+
+def start() -> settings.Settings:
+    """Read and print the settings; show ttlesson's errors in one line."""
+    cfg = settings.current()
+    _one_line_errors()
+    print(cfg)
+    return cfg
+
+
+def storyboard_path(cfg: settings.Settings) -> Path:
+    return cfg.workdir_path / STORYBOARD_FILE
+
+
+def video_path(cfg: settings.Settings) -> Path:
+    return cfg.workdir_path / VIDEO_FILE
+
+
+def ensure_storyboard(cfg: settings.Settings) -> storyboard.Storyboard:
+    """The work folder's prompts.json; the lesson's World's Fair storyboard is written there if there is none."""
+    path = storyboard_path(cfg)
+    if not path.exists():
+        storyboard.load("worlds-fair").save(path)
+        print(f"No {STORYBOARD_FILE} in {cfg.workdir_path} yet: starting from the lesson's World's Fair storyboard.")
+    return storyboard.load(path)
+
+
+def render_frames(cfg: settings.Settings, overwrite: bool = False, gallery: bool = True) -> RenderResult:
+    """Render the work folder's storyboard with live progress (widgets in a notebook, tqdm in a terminal)."""
+    from .progress import for_environment
+
+    board = ensure_storyboard(cfg)
+    display = for_environment(gallery=gallery)
+    try:
+        return render(board, cfg.workdir_path, overwrite=overwrite, on_event=display, **cfg.render_kwargs)
+    finally:
+        getattr(display, "close", lambda: None)()
+
+
+def ensure_frames(cfg: settings.Settings) -> RenderResult | None:
+    """Make the frames of step 4 when they are missing; returns the render, or None when they were all there."""
+    book = manifest.load(cfg.workdir_path)
+    if book is not None and book.complete:
+        return None
+    print(f"The frames of step 4 are not all in {cfg.workdir_path} yet: making them now.")
+    return render_frames(cfg, gallery=False)
+
+
+def ensure_video(cfg: settings.Settings, fps: float = 2.0) -> VideoInfo:
+    """The stitched video of step 6, made if it is missing."""
+    path = video_path(cfg)
+    if path.exists():
+        return probe(path)
+    ensure_frames(cfg)
+    print(f"No video in {cfg.workdir_path} yet: stitching it now at {fps:g} fps.")
+    return stitch(cfg.workdir_path, path, fps=fps)
+
+
+def frame_facts(cfg: settings.Settings) -> str:
+    """One stable line about the work folder's frames (for checks that must not depend on the machine)."""
+    book = manifest.load(cfg.workdir_path)
+    if book is None:
+        return "no frames yet"
+    state = "all made" if book.complete else f"{len(book.missing)} missing"
+    return f"{len(book.frames)} of {book.frame_count} frames ({state})"
+
+
+def _one_line_errors() -> None:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        # Still an error (nbval and "run all" stop on it), shown as the one sentence that says what to do.
+        shell.set_custom_exc((TTLessonError,), lambda shell, etype, value, tb, tb_offset=None:
+                             [f"\x1b[1;31m{etype.__name__}\x1b[0m: {value}"])
