@@ -81,3 +81,21 @@ def test_cached_model_index_records_the_recipe(tiny_folder):
     index = json.loads((tiny_folder / "model_index.json").read_text())
     assert index["_class_name"] == "StableDiffusionPipeline"
     assert tiny_folder.name == f"tiny-sd-v{models.TINY_RECIPE_VERSION}"
+
+
+def test_tiny_text_encoder_is_stored_in_the_hub_layout(tiny_folder):
+    # transformers 4 (tt-metal's env) reads only this layout; with another it would load random weights.
+    from safetensors.torch import load_file
+    from transformers import CLIPTextModel
+
+    keys = load_file(tiny_folder / "text_encoder" / "model.safetensors").keys()
+    assert keys and all(key.startswith("text_model.") for key in keys)
+    _, info = CLIPTextModel.from_pretrained(tiny_folder / "text_encoder", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+
+
+def test_cache_and_frames_are_ordinary_files(tiny_folder, tmp_path):
+    from ttlesson.fileio import current_umask, write_atomic
+
+    assert tiny_folder.stat().st_mode & 0o777 == 0o777 & ~current_umask()
+    assert write_atomic(tmp_path / "f.txt", "x").stat().st_mode & 0o777 == 0o666 & ~current_umask()

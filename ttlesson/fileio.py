@@ -23,6 +23,7 @@ def write_partial(path: Path, data: bytes | str) -> Path:
     raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes files private; frames are ordinary files
         with os.fdopen(fd, "wb") as handle:
             handle.write(raw)
             handle.flush()
@@ -31,6 +32,12 @@ def write_partial(path: Path, data: bytes | str) -> Path:
         Path(name).unlink(missing_ok=True)
         raise
     return Path(name)
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def remove_partials(folder: Path) -> int:

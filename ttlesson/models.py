@@ -23,8 +23,9 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import ModelNotAvailableError
+from .fileio import current_umask
 
-TINY_RECIPE_VERSION = 1  # bump when the tiny recipe changes, so a stale cached copy is not reused
+TINY_RECIPE_VERSION = 2  # bump when the tiny recipe changes, so a stale cached copy is not reused
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,7 @@ def tiny_model_folder() -> Path:
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=folder.parent))
+    staging.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; the cache is an ordinary folder
     try:
         _build_tiny_pipeline(staging)
         try:
@@ -219,6 +221,7 @@ def _build_tiny_pipeline(folder: Path) -> None:
         max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, projection_dim=32,
     ))
+    _reseed_matrices(text_encoder, seed=0)  # transformers 4 and 5 draw CLIP's initial weights differently
     # The same scheduler settings as CompVis/stable-diffusion-v1-4 and tt-metal's TtPNDMScheduler.
     scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                               num_train_timesteps=1000, skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False)
@@ -226,6 +229,33 @@ def _build_tiny_pipeline(folder: Path) -> None:
                                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
     pipe.save_pretrained(folder, safe_serialization=True)
+    _prefix_text_encoder_keys(folder / "text_encoder")
+
+
+def _reseed_matrices(module, seed: int) -> None:
+    """Draw every weight matrix from one seeded generator, in name order, so any library version builds the same."""
+    import torch
+
+    generator = torch.Generator("cpu").manual_seed(seed)
+    with torch.no_grad():
+        for _, param in sorted(module.named_parameters()):
+            if param.dim() >= 2:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.02)
+
+
+def _prefix_text_encoder_keys(folder: Path) -> None:
+    """Store CLIPTextModel's weights as ``text_model.*``, the layout of Hub checkpoints.
+
+    transformers 5 saves them without the prefix; transformers 4 (tt-metal's python_env) then loads none of them
+    and silently starts from random weights. Both versions read the prefixed layout.
+    """
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "model.safetensors"
+    state = load_file(path)
+    if not all(key.startswith("text_model.") for key in state):
+        save_file({key if key.startswith("text_model.") else f"text_model.{key}": value
+                   for key, value in state.items()}, path, metadata={"format": "pt"})
 
 
 def _write_tiny_tokenizer(folder: Path) -> int:
