@@ -141,3 +141,13 @@ def test_ctrl_c_exits_130_and_keeps_frames(tmp_path):
     assert proc.returncode == 130
     assert "interrupted; finished frames are kept" in stderr and "Traceback" not in stderr
     assert_only_whole_frames(out)
+
+
+def test_bench_reports_each_part_and_leaves_nothing_behind(tmp_path):
+    proc = run_cli("bench", "--frames", "2", "--steps", "2", "--json", env={"TMPDIR": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert (result["model"], result["device"], result["frames"], result["steps"]) == ("tiny", "cpu", 2, 2)
+    for key in ("load_seconds", "warmup_seconds", "steady_seconds_per_frame", "stitch_seconds", "frames_per_second"):
+        assert result[key] > 0, key
+    assert not list(tmp_path.glob("ttlesson-bench-*"))  # the scratch folder is gone

@@ -24,6 +24,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .backends import BACKEND_NAMES
+
     parser = _Parser(prog="ttlesson", description="Make a short video from a storyboard of prompts, one Stable "
                      "Diffusion frame at a time, on Tenstorrent hardware or a CPU/GPU fallback.")
     parser.add_argument("--version", action="version", version=f"ttlesson {__version__}")
@@ -48,6 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_render_arguments(video)
     _add_stitch_arguments(video)
     video.set_defaults(run=_run_video)
+
+    bench = commands.add_parser("bench", help="time model load, first frame, steady frames and stitching here",
+                                description="Render a few frames in a scratch folder and report load time, the "
+                                "warm-up frame, steady seconds per frame and stitching time.")
+    bench.add_argument("--model", default="tiny", help="model to time (default: tiny)")
+    bench.add_argument("--frames", type=int, default=4, help="frames to render (default: 4, at least 2)")
+    bench.add_argument("--backend", default="auto", choices=BACKEND_NAMES, help="backend (default: auto)")
+    bench.add_argument("--device", default=None, metavar="DEV", help="torch device (default: automatic)")
+    bench.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
+    bench.add_argument("--size", default=None, metavar="N|WxH", help="frame size (default: the model's)")
+    bench.add_argument("--json", action="store_true", help="print the result as JSON")
+    bench.set_defaults(run=_run_bench)
     return parser
 
 
@@ -102,6 +116,15 @@ def _run_video(args) -> int:
     info = stitch(result.out_dir, args.output, fps=args.fps, crf=args.crf)
     print(f"video: {info.summary()}")
     print(info.path)
+    return 0
+
+
+def _run_bench(args) -> int:
+    from .bench import run
+
+    result = run(model=args.model, frames=args.frames, backend=args.backend, device=args.device,
+                 steps=args.steps, size=args.size)
+    print(result.to_json() if args.json else result.summary())
     return 0
 
 
