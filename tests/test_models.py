@@ -37,6 +37,7 @@ def test_tiny_loads_through_from_pretrained_as_sd1_with_pndm(tiny_folder):
     assert pipe.scheduler.config.skip_prk_steps and pipe.scheduler.config.steps_offset == 1
     assert pipe.safety_checker is None
     assert pipe.vae_scale_factor == 8
+    assert pipe._progress_bar_config == {"disable": True}  # one progress display (ttlesson's), not two
 
 
 def test_local_folder_is_a_model(tiny_folder):
