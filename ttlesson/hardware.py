@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -633,25 +633,24 @@ def read_ttnn(ask: bool, mock: str | None, timeout: float = TTNN_TIMEOUT) -> tup
         return info, [], SourceAnswer("ttnn", False, "not asked (ttlesson detect --ttnn asks; it takes seconds)")
     if mock and not Path(mock).is_file():
         problem = f"{MOCK_CLUSTER_ENV} names {mock}, which is not a file"
-        return _replace(info, asked=True, problem=problem), [], SourceAnswer("ttnn", False, problem)
+        return replace(info, asked=True, problem=problem), [], SourceAnswer("ttnn", False, problem)
     answer, seconds, why_not = _run_ttnn_probe(timeout)
     if answer is None:
-        return _replace(info, asked=True, problem=why_not, seconds=seconds), [], SourceAnswer("ttnn", False, why_not)
+        return replace(info, asked=True, problem=why_not, seconds=seconds), [], SourceAnswer("ttnn", False, why_not)
     info = _ttnn_info_from(info, answer, seconds)
     cards = _cards_from_ttnn(info)
     return info, cards, SourceAnswer("ttnn", info.imports is True and info.problem is None,
                                      info.describe() + (f" (mock cluster {mock})" if mock else ""))
 
 
-def _replace(info: TtnnInfo, **changes) -> TtnnInfo:
-    return TtnnInfo(**(asdict(info) | changes))
-
-
 def _run_ttnn_probe(timeout: float) -> tuple[dict | None, float, str]:
     """(the probe's answer or None, seconds it took, why there is no answer)."""
     from ._ttnn_probe import MARKER
 
-    env = {**os.environ, "TT_LOGGER_LEVEL": "error", "LOGURU_LEVEL": "WARNING"}
+    # The child must import this same ttlesson, even one put on sys.path by hand (a notebook next to a checkout).
+    package_parent = str(Path(__file__).resolve().parent.parent)
+    search_path = os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": search_path, "TT_LOGGER_LEVEL": "error", "LOGURU_LEVEL": "WARNING"}
     started = time.perf_counter()
     try:
         proc = subprocess.run([sys.executable, "-m", "ttlesson._ttnn_probe"], capture_output=True, text=True,
@@ -675,8 +674,8 @@ def _last_line(text: str) -> str:
 def _ttnn_info_from(info: TtnnInfo, answer: dict, seconds: float) -> TtnnInfo:
     error = answer.get("error")
     if error and "No chips detected" in error:
-        return _replace(info, asked=True, imports=True, devices=0, pcie_devices=0, seconds=seconds)
-    return _replace(info, asked=True, imports=answer["imports"], devices=answer.get("devices"),
+        return replace(info, asked=True, imports=True, devices=0, pcie_devices=0, seconds=seconds)
+    return replace(info, asked=True, imports=answer["imports"], devices=answer.get("devices"),
                     pcie_devices=answer.get("pcie_devices"), cluster_type=answer.get("cluster_type"),
                     arch=answer.get("arch"), problem=_ttnn_error_line(error) if error else None, seconds=seconds)
 
