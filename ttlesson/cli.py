@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--size", default=None, metavar="N|WxH", help="frame size (default: the model's)")
     bench.add_argument("--json", action="store_true", help="print the result as JSON")
     bench.set_defaults(run=_run_bench)
+    _add_machine_commands(commands)
     return parser
 
 
@@ -140,6 +141,106 @@ def _render(args):
     finally:
         if display is not None:
             display.close()
+
+
+# --- detect, doctor, auth, verify: the machine, its set-up, the Hub login, and who made the frames ----------
+
+def _add_machine_commands(commands) -> None:
+    detect = commands.add_parser(
+        "detect", help="list Tenstorrent cards, ttnn, NVIDIA GPUs and the CPU, and the backend auto picks",
+        description="Say what this machine can make frames on, from the kernel driver, tt-smi and ttnn, without "
+        "opening a device; and which backend auto picks, in one sentence.")
+    detect.add_argument("--json", action="store_true", help="print the report as JSON")
+    detect.add_argument("--sysfs-root", metavar="DIR", help="read a copy of /sys (or of /sys/class/tenstorrent) "
+                        "instead of this machine's; live tt-smi is then not run")
+    detect.add_argument("--tt-smi-snapshot", metavar="FILE", help="read a saved `tt-smi -s` output instead of "
+                        "running tt-smi")
+    detect.add_argument("--ttnn", action="store_true", help="also import ttnn and ask how many chips it sees "
+                        "(seconds; on real chips this starts UMD's cluster). Done anyway for a mock cluster "
+                        "(TT_METAL_MOCK_CLUSTER_DESC_PATH)")
+    detect.set_defaults(run=_run_detect)
+
+    doctor = commands.add_parser(
+        "doctor", help="check the lesson's set-up: each line ok / warn / fail with its fix",
+        description="Check TT_METAL_HOME, its python_env, PYTHONPATH, TT_METAL_ARCH_NAME, ttnn, ffmpeg, disk space, "
+        "the Hugging Face login and package versions. Exits 1 when a check fails.")
+    doctor.add_argument("--json", action="store_true", help="print the checklist as JSON")
+    doctor.add_argument("--ttnn", action="store_true", help="also import ttnn and ask it for chips (seconds)")
+    doctor.set_defaults(run=_run_doctor)
+
+    auth = commands.add_parser("auth", help="Hugging Face login: status, whoami, login",
+                               description="The Hugging Face token (shown masked, never in full) and model access.")
+    actions = auth.add_subparsers(dest="action", metavar="ACTION", required=True)
+    status = actions.add_parser("status", help="is a token set, where from, and what each model needs (no network)")
+    status.add_argument("--json", action="store_true", help="print as JSON")
+    status.set_defaults(run=_run_auth_status)
+    actions.add_parser("whoami", help="ask the Hub whose token it is (network)").set_defaults(run=_run_auth_whoami)
+    actions.add_parser("login", help="log in with huggingface_hub's prompt").set_defaults(run=_run_auth_login)
+
+    verify = commands.add_parser("verify", help="say which device made each frame of a render folder",
+                                 description="Read DIR/manifest.json and say which backend and device made each "
+                                 "frame; with --expect tt, exit 2 unless every frame was made on Tenstorrent hardware.")
+    verify.add_argument("dir", metavar="DIR", help="render folder (holding manifest.json)")
+    verify.add_argument("--expect", choices=["tt"], help="fail unless every frame was made on this hardware")
+    verify.set_defaults(run=_run_verify)
+
+
+def _run_detect(args) -> int:
+    from .hardware import detect
+
+    report = detect(args.sysfs_root, args.tt_smi_snapshot, ttnn=True if args.ttnn else None)
+    _print_report(report, args.json)
+    return 0
+
+
+def _run_doctor(args) -> int:
+    from .doctor import run
+
+    report = run(ttnn=args.ttnn)
+    _print_report(report, args.json)
+    return 0 if report.ok else 1
+
+
+def _print_report(report, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(report.to_json())
+    else:
+        print(report)
+
+
+def _run_auth_status(args) -> int:
+    import json
+
+    from . import hf
+
+    state = hf.status()
+    access = [hf.model_access(name) for name in hf.known_models()]
+    if args.json:
+        print(json.dumps({"status": state.to_dict(), "models": [item.to_dict() for item in access]}, indent=2))
+    else:
+        print("\n".join([state.describe(), *[item.describe() for item in access]]))
+    return 0
+
+
+def _run_auth_whoami(args) -> int:
+    from . import hf
+
+    print(hf.whoami())
+    return 0
+
+
+def _run_auth_login(args) -> int:
+    from . import hf
+
+    print(hf.login())
+    return 0
+
+
+def _run_verify(args) -> int:
+    from .hardware import verify_frames
+
+    print(verify_frames(args.dir, expect=args.expect))
+    return 0
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

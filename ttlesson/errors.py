@@ -35,3 +35,15 @@ class VideoError(TTLessonError):
 
 class PromptTooLongWarning(UserWarning):
     """A prompt longer than the text encoder's context; the encoder will cut it."""
+
+
+class HardwareSourceError(TTLessonError):
+    """A saved tt-smi snapshot or sysfs folder, given for detection, that cannot be read."""
+
+
+class FrameVerificationError(TTLessonError):
+    """Frames that were not made on the hardware asked for, or a folder with no record of who made them."""
+
+
+class HubAuthError(TTLessonError):
+    """A Hugging Face login state (no token, rejected token, Hub unreachable) that stops what was asked."""

@@ -84,7 +84,15 @@ def create(name: str, spec: ModelSpec, device: str | None = None) -> Backend:
 
 
 def resolve_name(name: str) -> str:
-    """The backend that ``name`` stands for on this machine (``auto`` → ``torch`` until a TT device is found)."""
+    """The backend that ``name`` stands for on this machine.
+
+    ``auto`` is ``tt`` when the kernel driver lists a Tenstorrent chip and ttnn is installed, else ``torch``
+    (see ``ttlesson.hardware.auto_backend``: milliseconds, nothing heavy is imported).
+    """
     if name not in BACKEND_NAMES:
         raise BackendUnavailableError(f"Unknown backend {name!r}; use one of {', '.join(BACKEND_NAMES)}.")
-    return "torch" if name == "auto" else name
+    if name != "auto":
+        return name
+    from ..hardware import auto_backend
+
+    return auto_backend()

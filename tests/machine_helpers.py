@@ -1,0 +1,85 @@
+"""Helpers for the detect / doctor / auth tests: run the CLI as a user would, and build the sources that
+detection reads (sysfs trees, tt-smi snapshots) in temporary folders."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+CLUSTERS = Path(__file__).parent / "data" / "clusters"
+MOCK_ENV = "TT_METAL_MOCK_CLUSTER_DESC_PATH"
+HAS_TT_DEVICE = Path("/dev/tenstorrent").exists() or Path("/sys/class/tenstorrent").exists()
+
+
+def ttlesson_command() -> list[str]:
+    script = Path(sys.executable).with_name("ttlesson")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "ttlesson.cli"]
+
+
+def run_ttlesson(*args, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run ``ttlesson ARGS`` in a child process; no mock cluster unless ``env`` names one."""
+    base = {key: value for key, value in os.environ.items() if key != MOCK_ENV}
+    return subprocess.run([*ttlesson_command(), *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          env={**base, **(env or {})}, stdin=subprocess.DEVNULL)
+
+
+def run_json(*args, env: dict | None = None, timeout: float = 120) -> dict:
+    proc = run_ttlesson(*args, "--json", env=env, timeout=timeout)
+    assert proc.returncode in (0, 1), (proc.returncode, proc.stdout, proc.stderr)
+    return json.loads(proc.stdout)
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    """Assert the CLI failed the way bad input must fail (exit 2, one line, no traceback); return the line."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def make_sysfs(root: Path, cards: list[str | tuple[str, str]]) -> Path:
+    """A copy of /sys with one ``class/tenstorrent/tenstorrent!N`` entry per item: a card type, or a
+    (card type, serial) pair (chips of one card share a serial)."""
+    for number, card in enumerate(cards):
+        board, serial = card if isinstance(card, tuple) else (card, None)
+        entry = root / "class" / "tenstorrent" / f"tenstorrent!{number}"
+        entry.mkdir(parents=True)
+        (entry / "tt_card_type").write_text(board + "\n")
+        if serial:
+            (entry / "tt_serial").write_text(serial + "\n")
+    return root
+
+
+def snapshot_entry(board_type: str, board_id: str | None = None, bus_id: str = "N/A") -> dict:
+    """One ``device_info`` entry as ``tt-smi -s`` writes it (the keys detection reads, and a few others)."""
+    return {
+        "smbus_telem": {},
+        "board_info": {"bus_id": bus_id, "board_type": board_type, "board_id": board_id or "N/A",
+                       "coords": "N/A", "dram_status": True, "dram_speed": "16G", "pcie_speed": 4, "pcie_width": 16},
+        "telemetry": {"voltage": "0.80", "current": "20.0", "power": "16.0", "aiclk": "1000",
+                      "asic_temperature": "45.0"},
+        "firmwares": {}, "limits": {},
+    }
+
+
+def make_snapshot(path: Path, entries: list[dict]) -> Path:
+    body = {
+        "time": "2026-11-20T12:00:00",
+        "host_info": {"OS": "Linux", "Distro": "Ubuntu 22.04", "Kernel": "6.8.0", "Driver": "TT-KMD 2.4.1"},
+        "host_sw_vers": {"tt_smi": "3.0.30", "pyluwen": "0.7.9", "tt_umd": "0.5.0"},
+        "device_info": entries,
+    }
+    path.write_text(json.dumps(body, indent=4))
+    return path
+
+
+def n300_entries(cards: int) -> list[dict]:
+    """tt-smi's entries for ``cards`` n300 cards: PCIe (L) chips first, then the remote (R) ones, as UMD orders."""
+    ids = [f"0000014{card:011x}" for card in range(cards)]
+    local = [snapshot_entry("n300 L", board_id, f"0000:0{card}:00.0") for card, board_id in enumerate(ids)]
+    remote = [snapshot_entry("n300 R", board_id) for board_id in ids]
+    return local + remote

@@ -1,0 +1,344 @@
+"""Hardware detection: sysfs trees and tt-smi snapshots built here, the real ttnn wheel on mock clusters, this
+machine as it is, and which device made a render's frames."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from machine_helpers import (CLUSTERS, HAS_TT_DEVICE, MOCK_ENV, make_snapshot, make_sysfs, n300_entries,
+                             one_line_error, run_json, run_ttlesson, snapshot_entry)
+
+from ttlesson import hardware
+from ttlesson.errors import FrameVerificationError, HardwareSourceError
+from ttlesson.manifest import FrameRecord, Manifest
+
+no_tt_here = pytest.mark.skipif(HAS_TT_DEVICE, reason="this machine has a Tenstorrent device")
+
+
+@pytest.mark.parametrize("written, board", [
+    ("n300 L", "n300"), ("n300 R", "n300"), ("n150 L", "n150"), ("tt-galaxy-wh L", "galaxy-wormhole"),
+    ("P300C", "p300c"), ("p150a", "p150a"), ("bh-scrappy", "p100"), ("tt-galaxy-bh", "galaxy-blackhole"),
+])
+def test_board_names_are_normalised(written, board):
+    assert hardware.normalise_board(written) == board
+
+
+# --- kernel driver (sysfs) ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cards, count, chips, mesh, arch", [
+    (["n150"], 1, 1, "N150", "wormhole"),
+    (["n300"], 1, 2, "N300", "wormhole"),  # the second chip is behind the first: one sysfs entry
+    (["n300"] * 4, 4, 8, "T3K", "wormhole"),
+    (["p150a"], 1, 1, "P150", "blackhole"),
+    (["p150b"] * 4, 4, 4, "P150x4", "blackhole"),
+    ([("p300c", "0000046100000007"), ("p300c", "0000046100000007")], 1, 2, "P300", "blackhole"),
+    (["p300c", "p300c"], 1, 2, "P300", "blackhole"),  # no serials: a p300 lists two chips
+    (["galaxy-wormhole"] * 32, 1, 32, "TG", "wormhole"),
+])
+def test_sysfs_trees(tmp_path, cards, count, chips, mesh, arch):
+    report = hardware.detect(sysfs_root=make_sysfs(tmp_path, cards))
+    assert (len(report.cards), report.total_chips, report.mesh_device, report.arch) == (count, chips, mesh, arch)
+    assert report.needs_blackhole_env == (arch == "blackhole")
+    assert report.tt_device and report.sources[0].answered
+    assert all(card.source == "kernel driver" for card in report.cards)
+
+
+def test_sysfs_with_p300c_cards_needs_blackhole(tmp_path):
+    report = hardware.detect(sysfs_root=make_sysfs(tmp_path, ["p300c"] * 4))
+    assert [card.board for card in report.cards] == ["p300c", "p300c"]
+    assert report.total_chips == 4 and report.needs_blackhole_env
+    assert report.mesh_device is None and "no MESH_DEVICE preset for 2 p300 cards" in report.mesh_device_note
+    assert "export TT_METAL_ARCH_NAME=blackhole" in str(report)
+
+
+def test_mixed_and_unknown_boards(tmp_path):
+    mixed = hardware.detect(sysfs_root=make_sysfs(tmp_path / "mixed", ["n150", "p150a"]))
+    assert mixed.mesh_device is None and "mixed boards" in mixed.mesh_device_note and mixed.arch == "mixed"
+    odd = hardware.detect(sysfs_root=make_sysfs(tmp_path / "odd", ["unknown"]))
+    assert [(card.board, card.arch, card.chips) for card in odd.cards] == [("unknown", "unknown", 1)]
+
+
+def test_sysfs_root_may_be_the_class_folder(tmp_path):
+    make_sysfs(tmp_path, ["n300"])
+    report = hardware.detect(sysfs_root=tmp_path / "class" / "tenstorrent")
+    assert report.mesh_device == "N300"
+
+
+def test_empty_sysfs_means_no_device(tmp_path):
+    report = hardware.detect(sysfs_root=tmp_path)
+    assert report.cards == [] and not report.tt_device and report.mesh_device is None
+    assert "no Tenstorrent device" in report.sources[0].summary
+    assert report.sources[1].summary.startswith("not run")  # saved sources: live tt-smi stays out
+
+
+# --- tt-smi snapshots --------------------------------------------------------------------------------------
+
+def test_n300_shown_as_l_and_r_is_one_card(tmp_path):
+    snapshot = make_snapshot(tmp_path / "s.json", n300_entries(1))
+    report = hardware.detect(tt_smi_snapshot=snapshot)
+    assert [(card.board, card.chips) for card in report.cards] == [("n300", 2)]
+    assert report.mesh_device == "N300" and report.total_chips == 2
+    assert "n300 L at 0000:00:00.0" in report.sources[1].summary and "tt-smi 3.0.30" in report.sources[1].summary
+
+
+def test_n300_without_board_ids_is_still_one_card(tmp_path):
+    snapshot = make_snapshot(tmp_path / "s.json", [snapshot_entry("n300 L"), snapshot_entry("n300 R")])
+    assert [card.chips for card in hardware.detect(tt_smi_snapshot=snapshot).cards] == [2]
+
+
+def test_four_n300_cards_are_a_t3k(tmp_path):
+    report = hardware.detect(tt_smi_snapshot=make_snapshot(tmp_path / "s.json", n300_entries(4)))
+    assert (len(report.cards), report.total_chips, report.mesh_device) == (4, 8, "T3K")
+    assert not report.needs_blackhole_env
+
+
+@pytest.mark.parametrize("entries, mesh, chips", [
+    ([snapshot_entry("p300c", "0000046200000001"), snapshot_entry("p300c", "0000046200000001")], "P300", 2),
+    ([snapshot_entry("p150a", "0000040100000001")], "P150", 1),
+    ([snapshot_entry("n150 L", "0000018100000001")], "N150", 1),
+    ([snapshot_entry("tt-galaxy-wh L", f"0000035{tray:09x}") for tray in range(4) for _ in range(8)], "TG", 32),
+    ([snapshot_entry("tt-galaxy-bh", "0000047000000001")] * 32, "BHGLX", 32),
+])
+def test_snapshots_of_other_boards(tmp_path, entries, mesh, chips):
+    report = hardware.detect(tt_smi_snapshot=make_snapshot(tmp_path / "s.json", entries))
+    assert (report.mesh_device, report.total_chips) == (mesh, chips)
+    assert report.needs_blackhole_env == (mesh in ("P300", "P150", "BHGLX"))
+
+
+def test_snapshot_after_log_lines_is_read(tmp_path):
+    path = tmp_path / "s.json"
+    make_snapshot(path, n300_entries(1))
+    path.write_text("Gathering Information ━━━━━━━━ 100%\n" + path.read_text())
+    assert hardware.detect(tt_smi_snapshot=path).mesh_device == "N300"
+
+
+@pytest.mark.parametrize("text, says", [
+    ("Error in detecting devices!\n", "is not a tt-smi snapshot (no JSON object in it)"),
+    ('{"host_info": {}}', "has no device_info list"),
+    ('{"device_info": [{"board_info": {"board_type": "n300 L"}}, {"board_info": {}}]}',
+     "device_info[1] has no board_info.board_type"),
+    ('{"device_info": [{"telemetry": {}}]}', "device_info[0] has no board_info.board_type"),
+])
+def test_broken_snapshots_are_named_clearly(tmp_path, text, says):
+    path = tmp_path / "broken.json"
+    path.write_text(text)
+    with pytest.raises(HardwareSourceError, match=r"tt-smi -s > snapshot\.json") as caught:
+        hardware.detect(tt_smi_snapshot=path)
+    assert says in str(caught.value) and str(path) in str(caught.value)
+
+
+def test_broken_snapshot_on_the_cli_is_one_line(tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text("not json at all")
+    line = one_line_error(run_ttlesson("detect", "--tt-smi-snapshot", path))
+    assert line.startswith("ttlesson detect: error: ") and str(path) in line
+    missing = one_line_error(run_ttlesson("detect", "--tt-smi-snapshot", tmp_path / "nope.json"))
+    assert "cannot be read" in missing
+    assert "is not a folder" in one_line_error(run_ttlesson("detect", "--sysfs-root", tmp_path / "nope"))
+
+
+def test_sources_that_disagree_are_reported(tmp_path):
+    sysfs = make_sysfs(tmp_path / "sys", ["n300"])
+    snapshot = make_snapshot(tmp_path / "s.json", n300_entries(4))
+    report = hardware.detect(sysfs_root=sysfs, tt_smi_snapshot=snapshot)
+    assert report.mesh_device == "T3K"  # tt-smi sees every chip, so it is preferred
+    assert "tt-smi 8 chips, kernel driver 2 chips" in report.disagreement and "tt-smi -r" in str(report)
+
+
+def test_cli_with_four_n300_cards_says_t3k(tmp_path):
+    sysfs = run_json("detect", "--sysfs-root", make_sysfs(tmp_path / "sys", ["n300"] * 4))
+    snapshot = run_json("detect", "--tt-smi-snapshot", make_snapshot(tmp_path / "s.json", n300_entries(4)))
+    for report in (sysfs, snapshot):
+        assert report["tenstorrent"]["mesh_device"] == "T3K" and report["tenstorrent"]["total_chips"] == 8
+        assert [card["family"] for card in report["tenstorrent"]["cards"]] == ["n300"] * 4
+
+
+# --- the report's forms ------------------------------------------------------------------------------------
+
+def test_text_html_and_json_forms(tmp_path):
+    report = hardware.detect(sysfs_root=make_sysfs(tmp_path, ["p150a"]))
+    text, page = str(report), report._repr_html_()
+    assert "MESH_DEVICE" in text and "P150" in text and report.auto.why in text
+    assert page.startswith("<table>") and "<th style='text-align:left'>MESH_DEVICE</th>" in page
+    assert json.loads(report.to_json())["tenstorrent"]["cards"][0]["board"] == "p150a"
+
+
+@pytest.mark.parametrize("gpus, cuda, where", [
+    ([], "12.8", "the CPU"),
+    (["NVIDIA H100 80GB HBM3"], "12.8", "the NVIDIA H100 80GB HBM3 GPU (CUDA)"),
+    (["NVIDIA H100 80GB HBM3"], None, "this torch build has no CUDA"),
+])
+def test_fallback_sentence_names_where_frames_go(tmp_path, gpus, cuda, where):
+    report = hardware.HardwareReport(cards=[], sources=[], ttnn=hardware.TtnnInfo(installed=False), gpus=gpus,
+                                     gpu_source="test", torch=hardware.TorchInfo(True, "2.8.0", cuda),
+                                     cpu=hardware.cpu_info())
+    assert report.auto.backend == "torch"
+    assert report.auto.why.startswith("No Tenstorrent device: frames will be made on ") and where in report.auto.why
+    assert report.auto.why.endswith("not TT hardware.")
+
+
+def test_a_card_without_ttnn_falls_back_and_says_so(tmp_path):
+    card = hardware.Card("n150", "wormhole", 1, "kernel driver")
+    report = hardware.HardwareReport(cards=[card], sources=[], ttnn=hardware.TtnnInfo(installed=False), gpus=[],
+                                     gpu_source="test", torch=hardware.TorchInfo(True, "2.8.0"),
+                                     cpu=hardware.cpu_info())
+    assert report.auto.backend == "torch" and "ttnn is not installed" in report.auto.why
+    with_ttnn = hardware.HardwareReport(cards=[card], sources=[], ttnn=hardware.TtnnInfo(True, "0.81.1"), gpus=[],
+                                        gpu_source="test", torch=hardware.TorchInfo(False), cpu=hardware.cpu_info())
+    assert with_ttnn.auto.backend == "tt" and "MESH_DEVICE=N150" in with_ttnn.auto.why
+
+
+def test_device_notice():
+    assert hardware.device_notice("cpu") == "Frames are being made on the CPU, not Tenstorrent hardware."
+    assert "cuda:0 (NVIDIA H100)" in hardware.device_notice("cuda:0 (NVIDIA H100)")
+    assert hardware.device_notice("tt: n150 chip 0") is None and hardware.device_notice(None) is None
+
+
+# --- this machine ------------------------------------------------------------------------------------------
+
+@no_tt_here
+def test_this_machine_has_no_tenstorrent_device():
+    started = time.perf_counter()
+    proc = run_ttlesson("detect")
+    seconds = time.perf_counter() - started
+    assert proc.returncode == 0, proc.stderr
+    assert "no Tenstorrent device" in proc.stdout
+    assert "No Tenstorrent device: frames will be made on " in proc.stdout and "not TT hardware." in proc.stdout
+    assert seconds < 20  # a loose sanity bound; the measured times are in docs/hardware.md
+    report = run_json("detect")
+    assert report["tenstorrent"]["device"] is False and report["tenstorrent"]["cards"] == []
+    assert report["auto"]["backend"] == "torch"
+    if not report["gpus"]["names"]:
+        assert report["auto"]["device"] == "cpu" and "on the CPU, not TT hardware" in report["auto"]["why"]
+
+
+@no_tt_here
+def test_auto_resolves_to_torch_here():
+    from ttlesson.backends import resolve_name
+
+    assert hardware.auto_backend() == "torch" and resolve_name("auto") == "torch"
+
+
+def test_auto_picks_tt_only_with_a_device_and_ttnn(monkeypatch):
+    card = hardware.Card("n150", "wormhole", 1, "kernel driver")
+    answer = hardware.SourceAnswer("kernel driver", True, "test")
+    monkeypatch.setattr(hardware, "read_kernel_driver", lambda root: ([card], answer))
+    monkeypatch.setattr(hardware, "ttnn_install_info", lambda: hardware.TtnnInfo(installed=True))
+    assert hardware.auto_backend() == "tt"
+    monkeypatch.setattr(hardware, "ttnn_install_info", lambda: hardware.TtnnInfo(installed=False))
+    assert hardware.auto_backend() == "torch"
+
+
+def test_detect_and_doctor_do_not_import_torch():
+    script = ("import contextlib, io, sys\n"
+              "from ttlesson.cli import main\n"
+              "with contextlib.redirect_stdout(io.StringIO()):\n"
+              "    main(['detect']); main(['doctor'])\n"
+              "print(sorted(name for name in ('torch', 'diffusers', 'transformers', 'ttnn') if name in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, MOCK_ENV: ""})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+# --- the real ttnn wheel, on mock clusters -----------------------------------------------------------------
+
+@pytest.mark.parametrize("descriptor, chips, pcie, mesh, cluster_type, arch", [
+    ("n150.yaml", 1, 1, "N150", "N150", "wormhole"),
+    ("n300.yaml", 2, 1, "N300", "N300", "wormhole"),
+    ("t3k.yaml", 8, 4, "T3K", "T3K", "wormhole"),
+    ("p150.yaml", 1, 1, "P150", "P150", "blackhole"),
+    ("p300.yaml", 2, 2, "P300", "P300", "blackhole"),
+])
+def test_real_ttnn_on_mock_clusters(descriptor, chips, pcie, mesh, cluster_type, arch):
+    pytest.importorskip("ttnn")
+    path = CLUSTERS / descriptor
+    report = run_json("detect", env={MOCK_ENV: str(path)})
+    tt = report["tenstorrent"]
+    assert (tt["total_chips"], tt["mesh_device"], tt["arch"]) == (chips, mesh, arch)
+    assert tt["needs_tt_metal_arch_name_blackhole"] == (arch == "blackhole")
+    assert tt["mock_cluster"] == str(path) and tt["device"] is False  # a mock runs nothing
+    ttnn = report["ttnn"]
+    assert (ttnn["imports"], ttnn["devices"], ttnn["pcie_devices"], ttnn["cluster_type"]) == (True, chips, pcie,
+                                                                                             cluster_type)
+    assert {source["name"]: source["answered"] for source in report["sources"]}["ttnn"] is True
+    assert report["auto"]["backend"] == "torch" and "only a mock cluster" in report["auto"]["why"]
+
+
+def test_real_ttnn_without_a_device_says_no_device():
+    pytest.importorskip("ttnn")
+    if HAS_TT_DEVICE:
+        pytest.skip("this machine has a Tenstorrent device")
+    proc = run_ttlesson("detect", "--ttnn", "--json")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    report = json.loads(proc.stdout)
+    assert (report["ttnn"]["asked"], report["ttnn"]["imports"], report["ttnn"]["devices"]) == (True, True, 0)
+    assert report["ttnn"]["problem"] is None and report["tenstorrent"]["cards"] == []
+    assert "sees no Tenstorrent device" in next(s["summary"] for s in report["sources"] if s["name"] == "ttnn")
+
+
+def test_real_ttnn_refusing_a_descriptor_is_reported_not_raised(tmp_path):
+    pytest.importorskip("ttnn")
+    bad = tmp_path / "bad.yaml"
+    # A board id whose bits 36+ name no board type: UMD refuses it.
+    bad.write_text((CLUSTERS / "n150.yaml").read_text().replace("1649267441665", "1001"))
+    report = run_json("detect", env={MOCK_ENV: str(bad)})
+    assert report["ttnn"]["imports"] is True and "No existing board type" in report["ttnn"]["problem"]
+    assert report["tenstorrent"]["cards"] == [] and report["auto"]["backend"] == "torch"
+
+
+def test_a_mock_path_that_is_not_a_file(tmp_path):
+    pytest.importorskip("ttnn")
+    report = run_json("detect", env={MOCK_ENV: str(tmp_path / "missing.yaml")})
+    assert "which is not a file" in report["ttnn"]["problem"]
+
+
+# --- which device made each frame --------------------------------------------------------------------------
+
+def _render_folder(folder, makers: list[tuple[str, str]], frame_count: int | None = None):
+    frames = {index: FrameRecord(index=index, prompt=f"p{index}", negative_prompt=None, seed=index, steps=4,
+                                 guidance=7.5, width=64, height=64, model="tiny", backend=backend, device=device)
+              for index, (backend, device) in enumerate(makers)}
+    Manifest(storyboard="test", frame_count=frame_count or len(makers), frames=frames).save(folder)
+    return folder
+
+
+def test_verify_frames_made_on_the_cpu(tmp_path):
+    folder = _render_folder(tmp_path, [("torch", "cpu")] * 3)
+    origins = hardware.verify_frames(folder)
+    assert origins.lines() == ["3 by torch on cpu (frames 0–2)"] and not origins.all_on_tt
+    assert "No frame was made on Tenstorrent hardware." in str(origins) and "<ul>" in origins._repr_html_()
+    with pytest.raises(FrameVerificationError, match=r"3 of 3 frames .* were not made on Tenstorrent hardware "
+                                                     r"\(frames 0–2; e\.g\. torch on cpu\)"):
+        hardware.verify_frames(folder, expect="tt")
+
+
+def test_verify_frames_mixed_and_all_tt(tmp_path):
+    mixed = _render_folder(tmp_path / "mixed", [("tt", "tt: n150 chip 0"), ("torch", "cuda:0 (NVIDIA H100)"),
+                                                ("tt", "tt: n150 chip 0")], frame_count=4)
+    origins = hardware.verify_frames(mixed)
+    assert origins.not_on_tt == [1] and "1 not made yet" in origins.lines()
+    with pytest.raises(FrameVerificationError, match=r"1 of 3 frames .*\(frames 1; e\.g\. torch on cuda:0"):
+        hardware.verify_frames(mixed, expect="tt")
+    all_tt = _render_folder(tmp_path / "tt", [("tt", "tt: n150 chip 0")] * 2)
+    assert hardware.verify_frames(all_tt, expect="tt").verdict() == "Every frame was made on Tenstorrent hardware."
+
+
+def test_verify_frames_bad_input(tmp_path):
+    with pytest.raises(FrameVerificationError, match="has no manifest.json"):
+        hardware.verify_frames(tmp_path)
+    with pytest.raises(FrameVerificationError, match="expect='cuda' is not understood"):
+        hardware.verify_frames(tmp_path, expect="cuda")
+
+
+def test_verify_on_the_cli(tmp_path):
+    folder = _render_folder(tmp_path, [("torch", "cpu")] * 2)
+    proc = run_ttlesson("verify", folder)
+    assert proc.returncode == 0 and "2 by torch on cpu (frames 0–1)" in proc.stdout
+    line = one_line_error(run_ttlesson("verify", folder, "--expect", "tt"))
+    assert "not made on Tenstorrent hardware" in line and "--backend tt" in line

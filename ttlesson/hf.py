@@ -1,0 +1,264 @@
+"""Hugging Face login for the lesson, on huggingface_hub's own API (releases 0.24 to 2.x).
+
+* ``status()``: is a token present, where from (``HF_TOKEN`` or the stored login), and is the Hub offline;
+  no network.
+* ``whoami()``: who the token belongs to (network); an offline or unreachable Hub is one sentence, no crash.
+* ``login()``: huggingface_hub's own widget in a notebook, its prompt in a terminal.
+* ``model_access(model)``: is the model already cached, is it gated (SD 3.5 Large is; SD 1.4 is not, so login
+  is optional for it), and what that means for downloading it.
+
+A token is never shown in full: ``mask`` keeps its ``hf_`` prefix and at most its last four characters, and
+any text that comes back from the Hub is scrubbed of it before it is shown.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .errors import HubAuthError
+from .models import REGISTRY, ModelSpec, resolve
+
+TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+_TRUE = {"1", "ON", "YES", "TRUE"}
+# Pipeline parts whose weights must be in the cache for the model to load offline.
+_WEIGHT_PARTS = ("unet", "transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3")
+
+
+def mask(token: str) -> str:
+    """``hf_abcd…wxyz`` → ``hf_…wxyz``: the prefix and the last four characters, only for a long token."""
+    token = token.strip()
+    prefix = "hf_" if token.startswith("hf_") else ""
+    tail = token[-4:] if len(token) >= 16 else ""
+    return f"{prefix}…{tail}"
+
+
+def scrub(text: str, token: str | None) -> str:
+    """``text`` with every copy of ``token`` replaced by its mask."""
+    return text.replace(token, mask(token)) if token else text
+
+
+def is_offline() -> bool:
+    """``HF_HUB_OFFLINE`` as huggingface_hub read it at import, or as the environment says now."""
+    from huggingface_hub import constants
+
+    return bool(getattr(constants, "HF_HUB_OFFLINE", False)) or \
+        os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in _TRUE
+
+
+@dataclass(frozen=True)
+class AuthStatus:
+    token: bool  # a token is present
+    masked: str | None
+    source: str | None  # where huggingface_hub found it
+    offline: bool
+
+    def describe(self) -> str:
+        offline = " HF_HUB_OFFLINE is set: only cached models can be used." if self.offline else ""
+        if not self.token:
+            return ("No Hugging Face token (no HF_TOKEN, no stored login): sd14 downloads without one; "
+                    f"sd35-large needs one (ttlesson auth login).{offline}")
+        return f"Hugging Face token {self.masked} from {self.source}.{offline}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return self.describe()
+
+    def _repr_html_(self) -> str:
+        return f"<p>{html.escape(self.describe())}</p>"
+
+
+def status() -> AuthStatus:
+    """The login state, from the environment and the stored token; no network."""
+    from huggingface_hub import get_token
+
+    token = get_token()
+    if not token:
+        return AuthStatus(token=False, masked=None, source=None, offline=is_offline())
+    return AuthStatus(token=True, masked=mask(token), source=_token_source(token), offline=is_offline())
+
+
+def _token_source(token: str) -> str:
+    from huggingface_hub import constants
+
+    for variable in TOKEN_VARIABLES:
+        if os.environ.get(variable, "").strip() == token:
+            return f"the {variable} environment variable"
+    stored = Path(constants.HF_TOKEN_PATH)
+    try:
+        if stored.read_text(encoding="utf-8").strip() == token:
+            return f"the stored login ({stored})"
+    except OSError:
+        pass  # no stored login: the token came from elsewhere
+    return "another place huggingface_hub reads (such as Colab secrets)"
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    orgs: tuple[str, ...]
+    masked: str
+    source: str
+
+    def describe(self) -> str:
+        orgs = f" (member of {', '.join(self.orgs)})" if self.orgs else ""
+        return f"Logged in to Hugging Face as {self.name}{orgs} with token {self.masked} from {self.source}."
+
+    def __str__(self) -> str:
+        return self.describe()
+
+    def _repr_html_(self) -> str:
+        return f"<p>{html.escape(self.describe())}</p>"
+
+
+def whoami() -> Identity:
+    """Ask the Hub who the token belongs to; raises ``HubAuthError`` with one sentence when it cannot say."""
+    import huggingface_hub
+
+    token = huggingface_hub.get_token()
+    if not token:
+        raise HubAuthError("No Hugging Face token is set (no HF_TOKEN, no stored login); run ttlesson auth login "
+                           "(sd14 needs no login, sd35-large does).")
+    if is_offline():
+        raise HubAuthError(f"HF_HUB_OFFLINE is set, so the Hub cannot be asked whose token {mask(token)} is; "
+                           "unset HF_HUB_OFFLINE to check it.")
+    try:
+        answer = huggingface_hub.whoami(token=token)
+    except Exception as err:  # requests or httpx errors, depending on the huggingface_hub release
+        raise HubAuthError(_whoami_failure(err, token)) from None
+    orgs = tuple(org.get("name", "?") for org in answer.get("orgs", []) if isinstance(org, dict))
+    return Identity(name=answer.get("name", "?"), orgs=orgs, masked=mask(token), source=_token_source(token))
+
+
+def _whoami_failure(err: Exception, token: str) -> str:
+    code = getattr(getattr(err, "response", None), "status_code", None)
+    if code == 401:
+        return (f"The Hub rejected token {mask(token)} (401: revoked or mistyped); log in again with "
+                "ttlesson auth login, or fix HF_TOKEN.")
+    detail = scrub(str(err).splitlines()[0] if str(err) else "", token)
+    why = f"HTTP {code}" if code else type(err).__name__
+    return (f"The Hugging Face Hub could not be reached ({why}: {detail}); check the network, or set "
+            "HF_HUB_OFFLINE=1 to work from the cache.")
+
+
+def login() -> AuthStatus | None:
+    """Log in with huggingface_hub: its widget in a notebook (returns None; type the token there), its prompt
+    in a terminal (returns the new status)."""
+    import huggingface_hub
+
+    if is_offline():
+        raise HubAuthError("HF_HUB_OFFLINE is set, and logging in checks the token with the Hub; unset "
+                           "HF_HUB_OFFLINE, or put the token in the HF_TOKEN environment variable.")
+    if in_notebook():
+        huggingface_hub.notebook_login()
+        return None
+    if not sys.stdin.isatty():
+        raise HubAuthError("ttlesson auth login needs a terminal to type the token into; run it in a terminal, "
+                           "or set the HF_TOKEN environment variable instead.")
+    huggingface_hub.login()
+    return status()
+
+
+def in_notebook() -> bool:
+    """Running inside a Jupyter (or Colab) kernel, where huggingface_hub shows a login widget."""
+    if "google.colab" in sys.modules:
+        return True
+    ipython_module = sys.modules.get("IPython")
+    shell = ipython_module.get_ipython() if ipython_module else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
+@dataclass(frozen=True)
+class ModelAccess:
+    model: str
+    repo: str
+    gated: bool
+    gated_from: str  # "the Hub" or "ttlesson's model list"
+    cached: str  # complete, partial or no
+    token: bool
+    offline: bool
+
+    @property
+    def url(self) -> str:
+        return f"https://huggingface.co/{self.repo}"
+
+    def describe(self) -> str:
+        name = f"{self.model} ({self.repo})"
+        if self.cached == "complete":
+            return f"{name} is in the local cache: it loads without the Hub or a login."
+        partly = " is partly cached and" if self.cached == "partial" else ""
+        if self.offline:
+            return (f"{name}{partly} is not in the local cache and HF_HUB_OFFLINE is set: download it on a "
+                    "connected machine first, or use --model tiny.")
+        if not self.gated:
+            return (f"{name}{partly} is not gated (per {self.gated_from}): it downloads without a login, "
+                    "which is optional.")
+        if self.token:
+            return (f"{name}{partly} is gated (per {self.gated_from}): a token is set; its account must also have "
+                    f"accepted the licence at {self.url}.")
+        return (f"{name}{partly} is gated (per {self.gated_from}): accept its licence at {self.url} and log in "
+                "(ttlesson auth login) before it can download.")
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"message": self.describe()}
+
+    def __str__(self) -> str:
+        return self.describe()
+
+    def _repr_html_(self) -> str:
+        return f"<p>{html.escape(self.describe())}</p>"
+
+
+def model_access(model: str | ModelSpec = "sd14", *, ask_hub: bool = False) -> ModelAccess:
+    """What getting ``model``'s weights takes here. ``ask_hub`` asks the Hub whether it is gated (network);
+    otherwise ttlesson's model list says."""
+    spec = model if isinstance(model, ModelSpec) else resolve(model)
+    if spec.is_local:
+        return ModelAccess(spec.name, spec.source, gated=False, gated_from="its local folder", cached="complete",
+                           token=status().token, offline=is_offline())
+    current = status()
+    gated, gated_from = spec.gated, "ttlesson's model list"
+    if ask_hub and not current.offline:
+        gated, gated_from = _gated_on_hub(spec) or (gated, gated_from)
+    return ModelAccess(spec.name, spec.source, gated=gated, gated_from=gated_from, cached=cache_state(spec.source),
+                       token=current.token, offline=current.offline)
+
+
+def _gated_on_hub(spec: ModelSpec) -> tuple[bool, str] | None:
+    import huggingface_hub
+
+    try:
+        info = huggingface_hub.model_info(spec.source, token=huggingface_hub.get_token() or None, timeout=10)
+    except Exception:  # unreachable Hub or refused request: the model list answers instead
+        return None
+    return bool(info.gated), "the Hub"
+
+
+def cache_state(repo: str, cache_dir: str | os.PathLike | None = None) -> str:
+    """``complete`` when the pipeline's index and every weight-bearing part are in the Hub cache (``cache_dir``,
+    else huggingface_hub's own), ``partial`` when only some are, ``no`` when nothing is."""
+    from huggingface_hub import try_to_load_from_cache
+
+    index = try_to_load_from_cache(repo, "model_index.json", cache_dir=cache_dir)
+    if not isinstance(index, str):  # None (never fetched) or a "known to be missing" marker
+        return "no"
+    snapshot = Path(index).parent
+    try:
+        parts = json.loads(Path(index).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "partial"
+    needed = [name for name in _WEIGHT_PARTS if isinstance(parts.get(name), list) and parts[name][0]]
+    has_weights = all(any(any((snapshot / name).glob(pattern)) for pattern in ("*.safetensors", "*.bin"))
+                      for name in needed)
+    return "complete" if has_weights else "partial"
+
+
+def known_models() -> list[str]:
+    """The registry's Hub models, the ones login and caching matter for."""
+    return [name for name, spec in REGISTRY.items() if not spec.is_local]
