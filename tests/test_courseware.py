@@ -37,7 +37,7 @@ def test_notebook_progress_follows_a_real_render(tmp_path, tiny_backend):
     render(board, tmp_path, model="tiny", backend=tiny_backend, steps=3, on_event=bar)
     assert (bar.frames_bar.value, bar.frames_bar.max, bar.frames_bar.bar_style) == (3, 3, "success")
     assert bar.steps_bar.value == bar.steps_bar.max > 0
-    assert "Not on Tenstorrent hardware" in bar.notice.value and "cpu" in bar.notice.value
+    assert bar.notice.value == "<b>Frames are being made on the CPU, not Tenstorrent hardware.</b>"
     assert bar.status.value.startswith("done: 3 made on cpu, 0 kept")
     assert [child.tooltip for child in bar.gallery.children] == ["frame 000", "frame 001", "frame 002"]
     assert bar.gallery.children[0].value[:8] == b"\x89PNG\r\n\x1a\n"
@@ -55,7 +55,8 @@ def test_terminal_progress_in_a_log(tmp_path, tiny_backend, capsys):
            on_event=progress.TqdmProgress(file=sys.stdout))
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("2 frames: 0 already made, 2 to make with tiny (2 steps, 128×128) on cpu")
-    assert out[1].startswith("frame 000 made in") and out[2].startswith("frame 001 made in")
+    assert out[1] == "Frames are being made on the CPU, not Tenstorrent hardware."
+    assert out[2].startswith("frame 000 made in") and out[3].startswith("frame 001 made in")
 
 
 def test_outside_a_notebook_the_terminal_display_is_chosen():

@@ -9,10 +9,12 @@ Any callable can listen: a notebook widget, a log, a test. ``TqdmProgress`` is t
 
 from __future__ import annotations
 
+import html
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .hardware import device_notice
 from .manifest import frame_filename, frames_dir
 
 
@@ -100,6 +102,9 @@ class TqdmProgress:
             self._write(f"{plan.total} frames: {len(plan.kept)} already made, {len(plan.to_make)} to make with "
                         f"{plan.model} ({plan.steps} steps, {plan.width}×{plan.height}) on {event.device}, "
                         f"model loaded in {event.seconds:.1f} s → {plan.out_dir}")
+            notice = device_notice(event.device)
+            if notice:
+                self._write(notice)
         elif isinstance(event, FrameStarted) and self.live:
             self._start_bars(event)
         elif isinstance(event, StepDone) and self.steps_bar is not None:
@@ -203,9 +208,9 @@ class NotebookProgress:
 
     def _loaded(self, event: ModelLoaded) -> None:
         self.device = event.device
-        on_tt = self.plan is not None and self.plan.backend == "tt"
-        self.notice.value = (f"Frames are made on Tenstorrent hardware: <b>{event.device}</b>." if on_tt else
-                             f"<b>Not on Tenstorrent hardware:</b> frames are made on <b>{event.device}</b>.")
+        notice = device_notice(event.device)
+        self.notice.value = (f"<b>{html.escape(notice)}</b>" if notice else
+                             f"Frames are made on Tenstorrent hardware: <b>{html.escape(event.device)}</b>.")
         if not event.reports_steps:
             self.steps_bar.layout.display = "none"
             self.notice.value += " Steps run inside one device trace, so progress is shown per frame."
