@@ -170,6 +170,7 @@ class NotebookProgress:
         self.widget = w.VBox(parts)
         self.plan: RenderStarted | None = None
         self.device = ""
+        self.thumbnails: dict[int, object] = {}  # frame index → its ipywidgets.Image in the gallery
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -228,9 +229,10 @@ class NotebookProgress:
             return
         import ipywidgets as w
 
-        image = w.Image(value=Path(path).read_bytes(), format="png", width=self.thumbnail,
-                        height=self.thumbnail, tooltip=f"frame {index:03d}")
-        self.gallery.children = tuple(sorted((*self.gallery.children, image), key=lambda child: child.tooltip))
+        # No tooltip: JupyterLab's ImageView fails to render an Image widget that has one (seen in Chromium).
+        self.thumbnails[index] = w.Image(value=Path(path).read_bytes(), format="png", width=str(self.thumbnail),
+                                         height=str(self.thumbnail))
+        self.gallery.children = tuple(self.thumbnails[i] for i in sorted(self.thumbnails))
 
 
 def in_notebook() -> bool:
