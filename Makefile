@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 OUT    ?= out/worlds-fair
 
-.PHONY: demo test venv clean
+.PHONY: demo test lab venv clean
 
 demo: $(VENV)/.installed
 	$(BIN)/ttlesson video worlds-fair --model tiny --out $(OUT)
@@ -15,6 +15,9 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	TTLESSON_MODEL=tiny TTLESSON_BACKEND=auto TTLESSON_WORKDIR="$$(mktemp -d)" \
 	  $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env
+
+lab: $(VENV)/.installed
+	$(BIN)/jupyter lab notebooks/
 
 venv: $(VENV)/.installed
 
