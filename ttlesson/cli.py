@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_render_arguments(video)
     _add_stitch_arguments(video)
     video.set_defaults(run=_run_video)
+    _add_tt_commands(commands)
     return parser
 
 
@@ -69,6 +70,7 @@ def _add_render_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="base seed: frame i uses SEED+i unless it sets its own")
     parser.add_argument("--overwrite", action="store_true", help="remake frames whose settings changed")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_devices_argument(parser)
 
 
 def _add_stitch_arguments(parser: argparse.ArgumentParser) -> None:
@@ -113,10 +115,47 @@ def _render(args):
     try:
         return render(args.storyboard, args.out, model=args.model, backend=args.backend, device=args.device,
                       steps=args.steps, size=args.size, guidance=args.guidance, seed=args.seed,
-                      overwrite=args.overwrite, on_event=display)
+                      overwrite=args.overwrite, devices=args.devices, on_event=display)
     finally:
         if display is not None:
             display.close()
+
+
+# --- several devices, tt-metal demo import ----------------------------------------------
+
+def _add_devices_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--devices", default=None, type=_devices_value, metavar="N|all",
+                        help="make frames on N devices at once, or all: Tenstorrent chips (--backend tt), GPUs, or "
+                        "CPU worker processes; frames are the same as with one device (default: 1)")
+
+
+def _devices_value(text: str) -> int | str:
+    if text == "all" or (text.isdigit() and int(text) >= 1):
+        return text if text == "all" else int(text)
+    raise argparse.ArgumentTypeError(f"--devices {text!r} is not understood; give a whole number from 1 up, or all")
+
+
+def _add_tt_commands(commands) -> None:
+    demo = commands.add_parser("import-demo", help="turn tt-metal demo images into a render folder",
+                               description="Copy the input_data_<i>_512x512_ttnn.png files that tt-metal's SD 1.4 "
+                               "pytest demo wrote into DIR/frames/frame_000.png … with a manifest, ready to stitch.")
+    demo.add_argument("src", metavar="SRC", help="the folder the demo ran in")
+    demo.add_argument("--out", required=True, metavar="DIR", help="render folder to create")
+    demo.add_argument("--storyboard", default=None, metavar="FILE", help="the prompt file the demo ran with "
+                      "(records each frame's prompt)")
+    demo.add_argument("--steps", type=int, default=50, help="steps the demo ran with (default: 50, its own)")
+    demo.add_argument("--overwrite", action="store_true", help="replace frames already in DIR")
+    demo.set_defaults(run=_run_import_demo)
+
+
+def _run_import_demo(args) -> int:
+    from .frames import import_demo_outputs
+
+    result = import_demo_outputs(args.src, args.out, storyboard=args.storyboard, overwrite=args.overwrite,
+                                 steps=args.steps)
+    print(result.summary())
+    print(f"manifest: {args.out}/manifest.json")
+    return 0
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
