@@ -121,7 +121,7 @@ def _render(args):
             display.close()
 
 
-# --- several devices, tt-metal demo import ----------------------------------------------
+# --- several devices, Tenstorrent self-test, tt-metal demo import ----------------------------------------------
 
 def _add_devices_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--devices", default=None, type=_devices_value, metavar="N|all",
@@ -136,6 +136,13 @@ def _devices_value(text: str) -> int | str:
 
 
 def _add_tt_commands(commands) -> None:
+    check = commands.add_parser("check-tt", help="self-test: one SD 1.4 frame on this machine's Tenstorrent chip",
+                                description="Make one 512x512 SD 1.4 frame through tt-metal on the first Tenstorrent "
+                                "chip and report the device and the load, compile/capture and frame times.")
+    check.add_argument("--steps", type=int, default=50, help="denoising steps (default: 50, as tt-metal's demo)")
+    check.add_argument("--out", default=".", metavar="DIR", help="folder for check-tt.png (default: here)")
+    check.set_defaults(run=_run_check_tt)
+
     demo = commands.add_parser("import-demo", help="turn tt-metal demo images into a render folder",
                                description="Copy the input_data_<i>_512x512_ttnn.png files that tt-metal's SD 1.4 "
                                "pytest demo wrote into DIR/frames/frame_000.png … with a manifest, ready to stitch.")
@@ -146,6 +153,13 @@ def _add_tt_commands(commands) -> None:
     demo.add_argument("--steps", type=int, default=50, help="steps the demo ran with (default: 50, its own)")
     demo.add_argument("--overwrite", action="store_true", help="replace frames already in DIR")
     demo.set_defaults(run=_run_import_demo)
+
+
+def _run_check_tt(args) -> int:
+    from .check_tt import run_check
+
+    print(run_check(args.out, steps=args.steps).summary())
+    return 0
 
 
 def _run_import_demo(args) -> int:

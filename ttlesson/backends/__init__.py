@@ -109,8 +109,12 @@ def create(name: str, spec: ModelSpec, device: str | None = None, devices: int |
     the torch backend always makes frames on one ``device`` (``ttlesson.workers`` spreads it over several).
     """
     if resolve_name(name) == "tt":
-        raise BackendUnavailableError("The TT-NN backend is not part of this ttlesson release yet; "
-                                      "use --backend torch (CPU or CUDA) for now.")
+        if device is not None:
+            raise BackendUnavailableError(f"--device {device} picks a torch device; the tt backend uses Tenstorrent "
+                                          "chips (choose how many with --devices), so leave --device out.")
+        from .tt import create_tt
+
+        return create_tt(spec, devices=devices)
     from .torch_backend import TorchBackend
 
     return TorchBackend(spec, device=device)
