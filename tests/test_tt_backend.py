@@ -369,3 +369,18 @@ def test_sd35_older_tt_dit_api(hub):
             backend.generate(FrameRequest("a pier", seed=2, steps=28, guidance=5.0, width=1024, height=1024))
     assert StandInOlderSD35Pipeline.calls == [("create", 1024, 1024, 3.5),
                                               ("call", ["a pier"], ["a pier"], [""], 28, 2, True)]
+
+
+def test_check_tt_reports_device_package_and_three_timings(tiny_host, tmp_path):
+    from ttlesson.check_tt import run_check
+
+    _, stub = standin_backend(tiny_host)
+    runtime = Runtime(ttnn_loader=lambda: stub, driver_check=lambda: True,
+                      sd14_loader=lambda arch: standin_sd14_modules(stub), host_loader=lambda spec: tiny_host)
+    result = run_check(tmp_path, steps=4, runtime=runtime)
+    lines = result.summary().splitlines()
+    assert lines[0] == "device: Tenstorrent wormhole_b0 (tt:0)"
+    assert lines[1] == "tt-metal package: stand-in (stand-in layout, stand-in checkout)"
+    assert lines[3].startswith("compile + trace capture (4 steps): ") and lines[5] == f"frame: {tmp_path / 'check-tt.png'}"
+    assert result.load_seconds > 0 and result.capture_seconds > 0 and result.frame_seconds > 0
+    assert len(stub.calls("execute")) == 1 and len(stub.calls("release")) == 1 and len(stub.calls("close")) == 2
