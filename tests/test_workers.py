@@ -137,3 +137,23 @@ def test_ctrl_c_stops_the_workers_and_keeps_finished_frames(tmp_path):
     while worker_processes(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert worker_processes(marker) == []  # no worker left behind
+
+
+def test_how_many_workers(monkeypatch):
+    import torch
+
+    from ttlesson.errors import BackendUnavailableError
+    from ttlesson.workers import plan_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    assert plan_workers("all", "cpu", 10) == ["cpu", "cpu"]  # 16 cores / 8 threads per worker
+    assert plan_workers(3, "cpu", 10) == ["cpu"] * 3 and plan_workers(3, "cpu", 2) == ["cpu"] * 2
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert plan_workers("all", None, 10) == ["cuda:0", "cuda:1", "cuda:2", "cuda:3"]
+    assert plan_workers("all", "cuda", 3) == ["cuda:0", "cuda:1", "cuda:2"]
+    with pytest.raises(BackendUnavailableError, match="--devices 5 asks for more GPUs than torch sees \\(4\\)"):
+        plan_workers(5, "cuda", 10)
+    with pytest.raises(BackendUnavailableError, match="--device cuda:1 names one device, but --devices 2"):
+        plan_workers(2, "cuda:1", 10)

@@ -29,11 +29,6 @@ from multiprocessing import get_context
 from .errors import BackendUnavailableError, TTLessonError
 from .models import ModelSpec
 
-# "all" on the CPU: every worker holds its own copy of the model and keeps the single-process thread count,
-# so beyond a few workers memory runs out before the cores do.
-CPU_WORKERS_FOR_ALL = 4
-
-
 @dataclass(frozen=True)
 class WorkerInfo:
     name: str  # "cpu#1", "cuda:0"
@@ -77,15 +72,17 @@ class _Worker:
 def plan_workers(devices: int | str, device: str | None, frames: int) -> list[str]:
     """The torch device of each worker for ``devices`` ("all" or a number) and ``--device`` (None: CUDA if any).
 
-    Never more workers than ``frames``: a worker with nothing to make would only load the model.
+    On the CPU, "all" is as many workers as the cores hold at the single-process thread count (each worker keeps
+    that count so its frames are byte-identical): usually 1, 2 with hyper-threading. Never more workers than
+    ``frames``: a worker with nothing to make would only load the model.
     """
     import torch
 
     kind = "cuda" if device is None and torch.cuda.is_available() else (device or "cpu")
     if kind == "cpu":
         usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        count = min(usable, CPU_WORKERS_FOR_ALL) if devices == "all" else devices
-        return ["cpu"] * max(1, min(count, frames))
+        count = max(1, usable // torch.get_num_threads()) if devices == "all" else devices
+        return ["cpu"] * min(count, frames)
     if kind != "cuda":
         raise BackendUnavailableError(f"--device {device} names one device, but --devices {devices} asks for "
                                       "several; give --device cuda (all GPUs) or --device cpu, or leave it out.")
