@@ -166,6 +166,16 @@ class StandInTTNN:
     def calls(self, name: str) -> list[tuple]:
         return [entry for entry in self.log if entry[0] == name]
 
+    @classmethod
+    def ttnn_names(cls) -> list[str]:
+        """The names this stand-in plays, i.e. what the backend may call on ttnn (checked against the real one)."""
+        helpers = {"calls", "ttnn_names"}
+        names = [name for name in vars(cls) if not name.startswith("_") and name not in helpers]
+        return sorted(names + ["model_preprocessing.preprocess_model_parameters",
+                               "_ttnn.multi_device.SystemMeshDescriptor", "MeshDevice.create_submeshes",
+                               "MeshDevice.get_submeshes", "Tensor.cpu",
+                               *(f"FabricConfig.{name}" for name in vars(cls.FabricConfig))])
+
 
 def fingerprint(values: torch.Tensor) -> tuple:
     return tuple(values.shape), round(float(values.double().sum()), 4), round(float(values.double().abs().sum()), 4)

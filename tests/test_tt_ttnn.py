@@ -16,7 +16,7 @@ import textwrap
 import pytest
 
 from conftest import TTLESSON, one_line_error
-from standin_tt import write_standin_checkout
+from standin_tt import StandInTTNN, write_standin_checkout
 
 pytest.importorskip("ttnn")
 
@@ -88,6 +88,22 @@ def test_mock_n150_open_fails_without_sfpi_as_one_sentence_and_releases_everythi
         from ttlesson.backends.tt_sd35 import TTSD35Backend
         ttnn = import_ttnn()
         out = {{"chips": ttnn.get_num_devices(), "arch": ttnn.get_arch_name(), "opened": 0, "closed": []}}
+        def has(path):
+            value = ttnn
+            for part in path.split("."):
+                if not hasattr(value, part):
+                    return False
+                value = getattr(value, part)
+            return True
+        out["missing"] = [name for name in {StandInTTNN.ttnn_names()!r} if not has(name)]
+
+        # The host tensors the backend copies into the trace's buffers, converted by the real ttnn.
+        import torch
+        from ttlesson.backends.tt_sd14 import initial_latents
+        for name, values in [("latents", initial_latents(5)), ("embeddings", torch.randn(2, 96, 768))]:
+            host = ttnn.from_torch(values, dtype=ttnn.bfloat16, layout=ttnn.TILE_LAYOUT)
+            back = ttnn.to_torch(host)
+            out[name] = [list(host.shape), str(host.layout), float((back - values).abs().max())]
         real_open, real_close = ttnn.open_mesh_device, ttnn.close_mesh_device
         def spy_open(**sizes):  # records, then lets the real ttnn do the work
             mesh = real_open(**sizes)
@@ -131,6 +147,9 @@ def test_mock_n150_open_fails_without_sfpi_as_one_sentence_and_releases_everythi
         print(json.dumps(out))
     """, env=mock_n150, cwd=tmp_path)
     assert (result["chips"], result["arch"], result["loaded"]) == (1, "wormhole_b0", 0)
+    assert result["missing"] == []  # every name the stand-in plays exists in the real ttnn
+    assert result["latents"][:2] == [[1, 4, 64, 64], "Layout.TILE"] and result["latents"][2] < 0.05  # bf16 rounding
+    assert result["embeddings"][:2] == [[2, 96, 768], "Layout.TILE"] and result["embeddings"][2] < 0.05
     assert result["no_checkout"].startswith("No tt-metal checkout found: set TT_METAL_HOME")
     kind, message = result["open"]
     assert kind == "TTDeviceError" and "\n" not in message

@@ -54,6 +54,7 @@ def import_ttnn():
     os.environ.setdefault("LOGURU_LEVEL", "WARNING")
     try:
         import ttnn
+        import ttnn.model_preprocessing  # noqa: F401 (a submodule: not an attribute of ttnn until imported)
     except ImportError as err:
         raise BackendUnavailableError(f"The tt backend needs the ttnn package, which does not import here ({err}); "
                                       "activate tt-metal's python_env, or pip install ttnn.") from None
