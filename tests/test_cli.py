@@ -15,7 +15,7 @@ from ttlesson.fileio import sha256_file
 from ttlesson.video import probe
 
 
-@pytest.mark.parametrize("command", [[], ["render"], ["stitch"], ["video"]])
+@pytest.mark.parametrize("command", [[], ["render"], ["stitch"], ["video"], ["check-tt"], ["import-demo"]])
 def test_help(command):
     proc = run_cli(*command, "--help")
     assert proc.returncode == 0 and "usage: ttlesson" in proc.stdout
@@ -62,7 +62,14 @@ BAD_INPUT = [
     (lambda t: ["render", "worlds-fair", "--out", t / "o", "--steps", "0"], "Steps 0 is out of range"),
     (lambda t: ["render", "worlds-fair", "--out", t / "o", "--steps", "many"], "invalid int value: 'many'"),
     (lambda t: ["render", "worlds-fair", "--out", t / "o", "--backend", "gpu"], "invalid choice: 'gpu'"),
-    (lambda t: ["render", "worlds-fair", "--out", t / "o", "--backend", "tt"], "TT-NN backend"),
+    (lambda t: ["render", "worlds-fair", "--out", t / "o", "--backend", "tt"], "No Tenstorrent device found"),
+    (lambda t: ["render", "worlds-fair", "--out", t / "o", "--backend", "tt", "--size", "256"],
+     "Size 256x256 does not run on the tt backend"),
+    (lambda t: ["render", "worlds-fair", "--out", t / "o", "--backend", "tt", "--device", "cuda"],
+     "--device cuda picks a torch device"),
+    (lambda t: ["render", "worlds-fair", "--out", t / "o", "--devices", "none"], "--devices 'none' is not understood"),
+    (lambda t: ["check-tt", "--out", t], "No Tenstorrent device found"),
+    (lambda t: ["import-demo", t, "--out", t / "o"], "holds no input_data_<i>_512x512_ttnn.png files"),
     (lambda t: ["render", "worlds-fair"], "the following arguments are required: --out"),
     (lambda t: ["stitch", t / "nowhere"], "does not exist"),
     (lambda t: ["stitch", t, "--crf", "99"], "--crf 99 is out of range"),

@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print the result as JSON")
     bench.set_defaults(run=_run_bench)
     _add_machine_commands(commands)
+    _add_tt_commands(commands)
     return parser
 
 
@@ -84,6 +85,7 @@ def _add_render_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="base seed: frame i uses SEED+i unless it sets its own")
     parser.add_argument("--overwrite", action="store_true", help="remake frames whose settings changed")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_devices_argument(parser)
 
 
 def _add_stitch_arguments(parser: argparse.ArgumentParser) -> None:
@@ -137,7 +139,7 @@ def _render(args):
     try:
         return render(args.storyboard, args.out, model=args.model, backend=args.backend, device=args.device,
                       steps=args.steps, size=args.size, guidance=args.guidance, seed=args.seed,
-                      overwrite=args.overwrite, on_event=display)
+                      overwrite=args.overwrite, devices=args.devices, on_event=display)
     finally:
         if display is not None:
             display.close()
@@ -240,6 +242,54 @@ def _run_verify(args) -> int:
     from .hardware import verify_frames
 
     print(verify_frames(args.dir, expect=args.expect))
+# --- several devices, Tenstorrent self-test, tt-metal demo import ----------------------------------------------
+
+def _add_devices_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--devices", default=None, type=_devices_value, metavar="N|all",
+                        help="make frames on N devices at once, or all: Tenstorrent chips (--backend tt), GPUs, or "
+                        "CPU worker processes; frames are the same as with one device (default: 1)")
+
+
+def _devices_value(text: str) -> int | str:
+    if text == "all" or (text.isdigit() and int(text) >= 1):
+        return text if text == "all" else int(text)
+    raise argparse.ArgumentTypeError(f"--devices {text!r} is not understood; give a whole number from 1 up, or all")
+
+
+def _add_tt_commands(commands) -> None:
+    check = commands.add_parser("check-tt", help="self-test: one SD 1.4 frame on this machine's Tenstorrent chip",
+                                description="Make one 512x512 SD 1.4 frame through tt-metal on the first Tenstorrent "
+                                "chip and report the device and the load, compile/capture and frame times.")
+    check.add_argument("--steps", type=int, default=50, help="denoising steps (default: 50, as tt-metal's demo)")
+    check.add_argument("--out", default=".", metavar="DIR", help="folder for check-tt.png (default: here)")
+    check.set_defaults(run=_run_check_tt)
+
+    demo = commands.add_parser("import-demo", help="turn tt-metal demo images into a render folder",
+                               description="Copy the input_data_<i>_512x512_ttnn.png files that tt-metal's SD 1.4 "
+                               "pytest demo wrote into DIR/frames/frame_000.png … with a manifest, ready to stitch.")
+    demo.add_argument("src", metavar="SRC", help="the folder the demo ran in")
+    demo.add_argument("--out", required=True, metavar="DIR", help="render folder to create")
+    demo.add_argument("--storyboard", default=None, metavar="FILE", help="the prompt file the demo ran with "
+                      "(records each frame's prompt)")
+    demo.add_argument("--steps", type=int, default=50, help="steps the demo ran with (default: 50, its own)")
+    demo.add_argument("--overwrite", action="store_true", help="replace frames already in DIR")
+    demo.set_defaults(run=_run_import_demo)
+
+
+def _run_check_tt(args) -> int:
+    from .check_tt import run_check
+
+    print(run_check(args.out, steps=args.steps).summary())
+    return 0
+
+
+def _run_import_demo(args) -> int:
+    from .frames import import_demo_outputs
+
+    result = import_demo_outputs(args.src, args.out, storyboard=args.storyboard, overwrite=args.overwrite,
+                                 steps=args.steps)
+    print(result.summary())
+    print(f"manifest: {args.out}/manifest.json")
     return 0
 
 

@@ -47,3 +47,25 @@ class FrameVerificationError(TTLessonError):
 
 class HubAuthError(TTLessonError):
     """A Hugging Face login state (no token, rejected token, Hub unreachable) that stops what was asked."""
+
+
+# --- Tenstorrent backend and device-parallel rendering ------------------------------------------------------
+
+class NoTTDeviceError(BackendUnavailableError):
+    """The tt backend was asked for on a machine where neither the kernel driver nor ttnn sees a chip."""
+
+
+class TTMetalNotFoundError(BackendUnavailableError):
+    """No tt-metal checkout, or one without the model package the tt backend imports."""
+
+
+class TTDeviceError(TTLessonError):
+    """A Tenstorrent device that did not open, or failed while it ran (often: a bad state after a killed run)."""
+
+
+class FramesLostError(TTLessonError):
+    """A worker died while it was making frames; the others are saved and a re-run makes the lost ones."""
+
+
+class GatedCheckpointWarning(UserWarning):
+    """A model whose weights need an accepted licence and a Hugging Face login before they can be downloaded."""

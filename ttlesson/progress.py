@@ -2,8 +2,10 @@
 
 ``render`` calls ``on_event(event)`` with the dataclasses below, in this order::
 
-    RenderStarted, [ModelLoaded], (FrameStarted, StepDone…, FrameDone)…, RenderFinished
+    RenderStarted, [WorkerStarted…, ModelLoaded, WarmedUp], (FrameStarted, StepDone…, FrameDone)…, RenderFinished
 
+With several devices (``devices=``), frames are made side by side: their FrameStarted/FrameDone interleave,
+FrameDone comes in the order frames finish, and there are no StepDone events (progress is per frame).
 Any callable can listen: a notebook widget, a log, a test. ``TqdmProgress`` is the terminal display.
 """
 
@@ -32,10 +34,29 @@ class RenderStarted:
 
 
 @dataclass(frozen=True)
+class WorkerStarted:
+    """One worker process (``devices=`` on the torch backend) has loaded its model."""
+
+    worker: str  # e.g. "cpu#1", "cuda:0"
+    device: str
+    pid: int
+    seconds: float
+
+
+@dataclass(frozen=True)
 class ModelLoaded:
     device: str
     seconds: float
-    reports_steps: bool  # False: the backend can only report whole frames (a traced TT loop)
+    reports_steps: bool  # False: the backend can only report whole frames (a traced TT loop, worker processes)
+    note: str = ""  # what the display should say about how progress is reported
+
+
+@dataclass(frozen=True)
+class WarmedUp:
+    """One-off work before the first frame, timed apart from it (TT: kernel compile and trace capture)."""
+
+    seconds: float
+    what: str
 
 
 @dataclass(frozen=True)
@@ -44,6 +65,7 @@ class FrameStarted:
     position: int  # 1-based among the frames this run makes
     count: int  # frames this run makes
     prompt: str
+    device: str = ""  # the worker or chip making it, when several make frames side by side
 
 
 @dataclass(frozen=True)
@@ -62,6 +84,7 @@ class FrameDone:
     seconds: float
     seconds_per_frame: float  # steady-state average: the first (warm-up) frame is left out once there are others
     eta_seconds: float
+    device: str = ""  # the device that made it
 
 
 @dataclass(frozen=True)
@@ -72,7 +95,8 @@ class RenderFinished:
     device: str | None
 
 
-Event = RenderStarted | ModelLoaded | FrameStarted | StepDone | FrameDone | RenderFinished
+Event = (RenderStarted | WorkerStarted | ModelLoaded | WarmedUp | FrameStarted | StepDone | FrameDone
+         | RenderFinished)
 
 
 def steady_seconds_per_frame(durations: list[float]) -> float:
@@ -91,6 +115,7 @@ class TqdmProgress:
         self.file = file if file is not None else sys.stderr
         self.live = hasattr(self.file, "isatty") and self.file.isatty()
         self.plan: RenderStarted | None = None
+        self.step_bars = True
         self.frames_bar = None
         self.steps_bar = None
 
@@ -105,6 +130,11 @@ class TqdmProgress:
             notice = device_notice(event.device)
             if notice:
                 self._write(notice)
+            self.step_bars = event.reports_steps
+            if event.note:
+                self._write(event.note)
+        elif isinstance(event, WarmedUp):
+            self._write(f"{event.what} in {event.seconds:.1f} s")
         elif isinstance(event, FrameStarted) and self.live:
             self._start_bars(event)
         elif isinstance(event, StepDone) and self.steps_bar is not None:
@@ -118,7 +148,8 @@ class TqdmProgress:
                 self.frames_bar.set_postfix_str(timing, refresh=False)
                 self.frames_bar.update(1)
             else:
-                self._write(f"frame {event.index:03d} made in {event.seconds:.1f} s "
+                where = f" on {event.device}" if event.device else ""
+                self._write(f"frame {event.index:03d} made in {event.seconds:.1f} s{where} "
                             f"({event.position}/{event.count}, {timing})")
         elif isinstance(event, RenderFinished):
             self.close()
@@ -135,8 +166,9 @@ class TqdmProgress:
         if self.frames_bar is None:
             self.frames_bar = tqdm(total=event.count, desc="frames", unit="frame", file=self.file, position=0,
                                    bar_format=self.BAR_FORMAT, dynamic_ncols=True)
-        self.steps_bar = tqdm(total=None, desc=f"frame {event.index:03d}", unit="step", file=self.file,
-                              position=1, leave=False, bar_format=self.BAR_FORMAT, dynamic_ncols=True)
+        if self.step_bars:
+            self.steps_bar = tqdm(total=None, desc=f"frame {event.index:03d}", unit="step", file=self.file,
+                                  position=1, leave=False, bar_format=self.BAR_FORMAT, dynamic_ncols=True)
 
     def _close_steps(self) -> None:
         if self.steps_bar is not None:

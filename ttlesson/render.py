@@ -8,12 +8,15 @@ Reading ``render`` top to bottom is the algorithm:
 3. load the model once, only if there is anything to make;
 4. per frame: generate, write the PNG atomically, record it in the manifest, report progress.
 
+With ``devices`` ("all" or a number) frames are made side by side: on Tenstorrent by one pipeline per chip in
+this process, on torch by worker processes (``ttlesson.workers``). Each frame keeps its own seed and settings,
+so the PNGs are the same as from one device; this process still writes every frame and the manifest.
+
 Killing the process at any moment leaves only whole PNGs; the next run picks up where this one stopped.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import time
 import warnings
@@ -24,11 +27,12 @@ from pathlib import Path
 from . import __version__, manifest, models
 from . import storyboard as storyboard_mod
 from .backends import Backend, FrameRequest, create, resolve_name
-from .errors import PromptTooLongWarning, SettingsChangedError, TTLessonError
-from .fileio import remove_partials, sha256_file, sha256_of, write_partial
+from .errors import FramesLostError, PromptTooLongWarning, SettingsChangedError, TTLessonError
+from .fileio import remove_partials, sha256_file
+from .frames import encode_png, store_frame
 from .manifest import FrameRecord, Manifest
 from .progress import (Event, FrameDone, FrameStarted, ModelLoaded, RenderFinished, RenderStarted, StepDone,
-                       steady_seconds_per_frame)
+                       WarmedUp, WorkerStarted, steady_seconds_per_frame)
 from .storyboard import MAX_SEED, Storyboard
 
 
@@ -78,19 +82,24 @@ def render(
     seed: int = 0,
     overwrite: bool = False,
     device: str | None = None,
+    devices: int | str | None = None,
     on_event: Callable[[Event], None] | None = None,
 ) -> RenderResult:
     """Make one frame per storyboard prompt into ``out_dir/frames`` and record them in ``out_dir/manifest.json``.
 
     ``backend`` is a name (``auto``, ``torch``, ``tt``) or an already loaded ``Backend``, which is then reused
     and left open. Frames already made with the same settings are kept; ``overwrite`` allows remaking frames
-    whose settings changed. ``on_event`` receives the progress events of ``ttlesson.progress``.
+    whose settings changed. ``devices`` ("all" or a number, default 1) spreads the frames over that many
+    Tenstorrent chips, GPUs or CPU worker processes. ``on_event`` receives the events of ``ttlesson.progress``.
+    A worker that dies loses only the frame it was making: the others are saved, then ``FramesLostError``
+    says which frames to make by running again.
     """
     started = time.perf_counter()
     emit = on_event or (lambda event: None)
     board = storyboard if isinstance(storyboard, Storyboard) else storyboard_mod.load(storyboard)
     out_dir = Path(out_dir).expanduser()
     settings = _settings(model, backend, steps, size, guidance, seed)
+    spread = _devices(devices, backend)
     wanted = [_wanted_record(board, i, settings) for i in range(len(board))]
 
     existing = manifest.load(out_dir) or Manifest()
@@ -100,39 +109,158 @@ def render(
     emit(RenderStarted(total=len(board), to_make=tuple(to_make), kept=tuple(kept), model=settings.model.name,
                        backend=settings.backend, steps=settings.steps, width=settings.width,
                        height=settings.height, out_dir=out_dir))
-    made: list[int] = []
+    recorder = _FrameRecorder(out_dir, book, wanted, board, to_make, emit)
+    requests = [(index, _request(wanted[index])) for index in to_make]
     made_on = None
-    owned = bool(to_make) and not isinstance(backend, Backend)
-    engine = create(settings.backend, settings.model, device=_device_arg(device)) if owned else backend
-    try:
-        if to_make:
-            made_on = _load(engine, emit)
-            _warn_long_prompts(board, to_make, engine)
+    if not to_make:
         _prepare_folder(out_dir, book, stale)
-        durations: list[float] = []
-        for position, index in enumerate(to_make, start=1):
-            emit(FrameStarted(index=index, position=position, count=len(to_make), prompt=board[index].prompt))
-            frame_started = time.perf_counter()
-            image = engine.generate(_request(wanted[index]),
-                                    on_step=lambda step, total, i=index: emit(StepDone(i, step, total)))
-            durations.append(time.perf_counter() - frame_started)
-            path = _store_frame(out_dir, book, wanted[index], image, made_on, durations[-1], warmup=position == 1)
-            made.append(index)
-            per_frame = steady_seconds_per_frame(durations)
-            emit(FrameDone(index=index, position=position, count=len(to_make), path=path, seconds=durations[-1],
-                           seconds_per_frame=per_frame, eta_seconds=per_frame * (len(to_make) - position)))
-    finally:
-        if owned:
-            engine.close()
+    elif settings.backend == "torch" and spread != 1:
+        made_on = _render_with_workers(settings, spread, _device_arg(device), requests, recorder, stale)
+    else:
+        owned = not isinstance(backend, Backend)
+        engine = create(settings.backend, settings.model, device=_device_arg(device), devices=spread) if owned \
+            else backend
+        try:
+            made_on = _render_in_process(engine, requests, recorder, stale)
+        finally:
+            if owned:
+                engine.close()
 
-    result = RenderResult(out_dir=out_dir, manifest=book, made=made, kept=kept, device=made_on,
+    result = RenderResult(out_dir=out_dir, manifest=book, made=recorder.made, kept=kept, device=made_on,
                           seconds=time.perf_counter() - started)
-    emit(RenderFinished(made=tuple(made), kept=tuple(kept), seconds=result.seconds, device=made_on))
+    emit(RenderFinished(made=tuple(recorder.made), kept=tuple(kept), seconds=result.seconds, device=made_on))
     return result
+
+
+def _render_in_process(engine: Backend, requests: list[tuple[int, FrameRequest]], recorder: "_FrameRecorder",
+                       stale: list[int]) -> str:
+    """Make the frames with ``engine`` in this process: one after another, or on all its Tenstorrent chips."""
+    for _, request in requests:
+        engine.check_request(request)
+    made_on = _load(engine, recorder.emit)
+    recorder.warn_long_prompts(engine.count_tokens, engine.max_prompt_tokens)
+    _prepare_folder(recorder.out_dir, recorder.book, stale)
+    warm_up = engine.warm_up(requests[0][1])
+    if warm_up:
+        recorder.emit(WarmedUp(seconds=warm_up, what=engine.warm_up_note))
+    if engine.chips > 1:
+        recorder.slots = engine.chips
+        for frame in engine.generate_many(requests, on_start=recorder.started):
+            recorder.store(frame.index, encode_png(frame.image), frame.device, frame.seconds)
+        return made_on
+    for index, request in requests:
+        recorder.started(index)
+        frame_started = time.perf_counter()
+        image = engine.generate(request, on_step=lambda step, total, i=index: recorder.emit(StepDone(i, step, total)))
+        recorder.store(index, encode_png(image), made_on, time.perf_counter() - frame_started)
+    return made_on
+
+
+def _render_with_workers(settings: RenderSettings, spread: int | str, device: str | None,
+                         requests: list[tuple[int, FrameRequest]], recorder: "_FrameRecorder",
+                         stale: list[int]) -> str:
+    """Make the frames in torch worker processes, one per GPU or several on the CPU; this process stores them."""
+    from .workers import LostFrame, WorkerPool, parent_torch_threads, plan_workers
+
+    torch_devices = plan_workers(spread, device, len(requests))
+    if len(torch_devices) == 1:
+        engine = create("torch", settings.model, device=torch_devices[0])
+        try:
+            return _render_in_process(engine, requests, recorder, stale)
+        finally:
+            engine.close()
+    lost: list[LostFrame] = []
+    with WorkerPool(settings.model, torch_devices, threads=parent_torch_threads()) as pool:
+        started = time.perf_counter()
+        for info in pool.start():
+            recorder.emit(WorkerStarted(worker=info.name, device=info.device, pid=info.pid, seconds=info.seconds))
+        recorder.emit(ModelLoaded(device=pool.device, seconds=time.perf_counter() - started, reports_steps=False,
+                                  note=f"progress is per frame: {len(torch_devices)} worker processes make frames "
+                                       "side by side"))
+        recorder.warn_long_prompts(*_token_counter(pool, recorder.board, [index for index, _ in requests]))
+        _prepare_folder(recorder.out_dir, recorder.book, stale)
+        recorder.slots = len(torch_devices)
+        for outcome in pool.run(requests, on_start=recorder.started):
+            if isinstance(outcome, LostFrame):
+                lost.append(outcome)
+            else:
+                recorder.store(outcome.index, outcome.png, outcome.device, outcome.seconds)
+    if lost:
+        raise FramesLostError(_lost_message(lost, recorder.made))
+    return pool.device
+
+
+def _token_counter(pool, board: Storyboard, indices: list[int]):
+    """A count_tokens function and the encoder's limit, from one round trip to a worker."""
+    texts = sorted({text for i in indices for text in (board[i].prompt, board[i].negative_prompt or "")})
+    limit, counts = pool.token_counts(texts)
+    return dict(zip(texts, counts)).__getitem__, limit
+
+
+def _lost_message(lost, made: list[int]) -> str:
+    died = sorted({frame.worker for frame in lost if frame.worker})
+    indices = ", ".join(str(frame.index) for frame in sorted(lost, key=lambda f: f.index))
+    who = f"worker {', '.join(died)} died" if died else "the workers died"
+    what = f"Frame {indices} was" if len(lost) == 1 else f"Frames {indices} were"
+    return (f"{what} not made because {who} (the {len(made)} other frames are saved); "
+            "run the same command again to make them.")
+
+
+class _FrameRecorder:
+    """Stores frames as they arrive, in any order, and reports them: the only writer of the render folder."""
+
+    def __init__(self, out_dir: Path, book: Manifest, wanted: list[FrameRecord], board: Storyboard,
+                 to_make: list[int], emit: Callable[[Event], None]):
+        self.out_dir, self.book, self.wanted, self.board, self.to_make = out_dir, book, wanted, board, to_make
+        self.emit = emit
+        self.made: list[int] = []
+        self.slots = 1  # frames made at the same time
+        self._started = 0
+        self._durations: list[float] = []
+        self._warmed_up: set[str] = set()
+
+    def started(self, index: int, device: str = "") -> None:
+        self._started += 1
+        self.emit(FrameStarted(index=index, position=self._started, count=len(self.to_make),
+                               prompt=self.board[index].prompt, device=device))
+
+    def store(self, index: int, png: bytes, device: str, seconds: float) -> None:
+        warmup = device not in self._warmed_up  # each device's first frame pays for caches, compilation, capture
+        self._warmed_up.add(device)
+        record = replace(self.wanted[index], device=device, seconds=round(seconds, 3), warmup=warmup)
+        path = store_frame(self.out_dir, self.book, record, png)
+        self.made.append(index)
+        self._durations.append(seconds)
+        per_frame = steady_seconds_per_frame(self._durations)
+        remaining = len(self.to_make) - len(self.made)
+        self.emit(FrameDone(index=index, position=len(self.made), count=len(self.to_make), path=path,
+                            seconds=seconds, seconds_per_frame=per_frame,
+                            eta_seconds=per_frame * remaining / self.slots, device=device))
+
+    def warn_long_prompts(self, count_tokens: Callable[[str], int], limit: int) -> None:
+        subset = Storyboard(frames=[self.board[i] for i in self.to_make])
+        for position, tokens in storyboard_mod.long_prompts(subset, count_tokens, limit):
+            warnings.warn(PromptTooLongWarning(
+                f"Frame {self.to_make[position]}'s prompt is {tokens} tokens; the text encoder reads {limit}, "
+                "so the end of it will be cut (shorten it to keep every word)."), stacklevel=4)
 
 
 def _device_arg(device: str | None) -> str | None:
     return None if device in (None, "", "auto") else device
+
+
+def _devices(devices: int | str | None, backend: str | Backend) -> int | str:
+    """``devices`` checked: ``"all"`` or a whole number from 1 (None: 1)."""
+    if devices is None:
+        return 1
+    if isinstance(devices, str) and devices.strip().isdigit():
+        devices = int(devices)
+    if devices != "all" and (isinstance(devices, bool) or not isinstance(devices, int) or devices < 1):
+        raise TTLessonError(f"Devices {devices!r} is not understood; give a whole number from 1 up, or all.")
+    if devices != 1 and isinstance(backend, Backend):
+        raise TTLessonError("devices= needs a backend name (auto, torch, tt), not a loaded backend, because it "
+                            "opens its own devices; pass backend by name.")
+    return devices
 
 
 def parse_size(size: int | str | tuple[int, int]) -> tuple[int, int]:
@@ -221,7 +349,8 @@ def _conflict_message(folder: Path, conflicts: list[tuple[int, str]], stale: lis
 def _load(engine: Backend, emit: Callable[[Event], None]) -> str:
     started = time.perf_counter()
     engine.load()
-    emit(ModelLoaded(device=engine.device, seconds=time.perf_counter() - started, reports_steps=engine.reports_steps))
+    emit(ModelLoaded(device=engine.device, seconds=time.perf_counter() - started, reports_steps=engine.reports_steps,
+                     note=engine.progress_note))
     return engine.device
 
 
@@ -238,27 +367,3 @@ def _prepare_folder(out_dir: Path, book: Manifest, stale: list[int]) -> None:
 def _request(record: FrameRecord) -> FrameRequest:
     return FrameRequest(prompt=record.prompt, negative_prompt=record.negative_prompt, seed=record.seed,
                         steps=record.steps, guidance=record.guidance, width=record.width, height=record.height)
-
-
-def _store_frame(out_dir: Path, book: Manifest, want: FrameRecord, image, device: str, seconds: float,
-                 warmup: bool) -> Path:
-    """PNG to a partial file, manifest entry, then rename: a finished PNG always has its manifest entry."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    data = buffer.getvalue()
-    path = manifest.frames_dir(out_dir) / manifest.frame_filename(want.index)
-    partial = write_partial(path, data)
-    book.frames[want.index] = replace(want, device=device, seconds=round(seconds, 3), warmup=warmup,
-                                      sha256=sha256_of(data))
-    book.save(out_dir)
-    os.replace(partial, path)
-    return path
-
-
-def _warn_long_prompts(board: Storyboard, indices: list[int], engine: Backend) -> None:
-    limit = engine.max_prompt_tokens
-    subset = Storyboard(frames=[board[i] for i in indices])
-    for position, tokens in storyboard_mod.long_prompts(subset, engine.count_tokens, limit):
-        warnings.warn(PromptTooLongWarning(
-            f"Frame {indices[position]}'s prompt is {tokens} tokens; the text encoder reads {limit}, "
-            "so the end of it will be cut (shorten it to keep every word)."), stacklevel=3)

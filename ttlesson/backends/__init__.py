@@ -10,6 +10,7 @@ really ran (``device``), so manifests and notebooks can tell TT hardware from a 
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,14 @@ BACKEND_NAMES = ("auto", "torch", "tt")
 
 StepCallback = Callable[[int, int], None]
 """Called after each denoising step with (steps done, total steps)."""
+
+
+@dataclass(frozen=True)
+class MadeImage:
+    index: int
+    image: object  # PIL image
+    device: str
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,9 @@ class FrameRequest:
 class Backend(ABC):
     name: str = ""
     reports_steps = True  # False where steps run inside one device trace and only whole frames can be reported
+    progress_note = ""  # what the progress display should say about this backend (e.g. why it has no step bar)
+    warm_up_note = "warm-up"  # what ``warm_up`` did, in words, for the display
+    chips = 1  # frames made at the same time by ``generate_many`` (the tt backend: one per chip)
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec
@@ -57,6 +69,23 @@ class Backend(ABC):
     def close(self) -> None:
         """Release the model and the device; safe to call more than once."""
 
+    def check_request(self, request: FrameRequest) -> None:
+        """Refuse, with one sentence, a request this backend cannot make; called before anything is loaded."""
+
+    def warm_up(self, request: FrameRequest) -> float:
+        """Do the one-off work frames like ``request`` need (TT: compile and capture the trace); seconds spent."""
+        return 0.0
+
+    def generate_many(self, items, on_start=None):
+        """Make the ``(index, request)`` items, yielding an object with ``index, image, device, seconds`` for each
+        as it is done; ``on_start(index, device)`` is called as each begins. Here: one after another."""
+        for index, request in items:
+            if on_start is not None:
+                on_start(index, self.device)
+            started = time.perf_counter()
+            image = self.generate(request)
+            yield MadeImage(index, image, self.device, time.perf_counter() - started)
+
     @property
     def max_prompt_tokens(self) -> int:
         return 77
@@ -73,11 +102,19 @@ class Backend(ABC):
         self.close()
 
 
-def create(name: str, spec: ModelSpec, device: str | None = None) -> Backend:
-    """The backend called ``name`` (``auto``, ``torch`` or ``tt``) for the model ``spec``, not yet loaded."""
+def create(name: str, spec: ModelSpec, device: str | None = None, devices: int | str = 1) -> Backend:
+    """The backend called ``name`` (``auto``, ``torch`` or ``tt``) for the model ``spec``, not yet loaded.
+
+    ``devices`` (a number or ``"all"``) is how many Tenstorrent chips the tt backend uses in this process;
+    the torch backend always makes frames on one ``device`` (``ttlesson.workers`` spreads it over several).
+    """
     if resolve_name(name) == "tt":
-        raise BackendUnavailableError("The TT-NN backend is not part of this ttlesson release yet; "
-                                      "use --backend torch (CPU or CUDA) for now.")
+        if device is not None:
+            raise BackendUnavailableError(f"--device {device} picks a torch device; the tt backend uses Tenstorrent "
+                                          "chips (choose how many with --devices), so leave --device out.")
+        from .tt import create_tt
+
+        return create_tt(spec, devices=devices)
     from .torch_backend import TorchBackend
 
     return TorchBackend(spec, device=device)

@@ -1,0 +1,386 @@
+"""The tt backend's own logic, run against a STAND-IN device layer (tests/standin_tt.py), not ttnn.
+
+The host side is real: the tiny model's CLIP tokenizer and text encoder make the embeddings, torch makes each
+frame's noise. The device side is the stand-in: it records which buffers were filled, which traces were
+captured, executed and released, and which meshes were closed; its output depends on the inputs it holds at
+execution, so each PNG can be traced back to the frame it should show.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from standin_tt import StandInTTNN, fingerprint, standin_picture, standin_sd14_modules
+from ttlesson import manifest, models, storyboard
+from ttlesson.backends import FrameRequest
+from ttlesson.backends.tt import Runtime, TTBackend
+from ttlesson.backends.tt_sd14 import initial_latents, load_host_models, text_embeddings
+from ttlesson.errors import BackendUnavailableError, NoTTDeviceError, TTDeviceError, TTMetalNotFoundError
+from ttlesson.fileio import sha256_file
+from ttlesson.frames import encode_png
+from ttlesson.render import render
+
+SD14 = models.resolve("sd14")
+
+
+@pytest.fixture(scope="module")
+def tiny_host(tiny_folder):
+    return load_host_models(models.resolve("tiny"))
+
+
+def standin_backend(tiny_host, chips=1, devices=1, **stub_options):
+    """A TTBackend whose ttnn and tt-metal package are the stand-ins, with the tiny model's CLIP on the host."""
+    stub = StandInTTNN(chips=chips, **stub_options)
+    runtime = Runtime(ttnn_loader=lambda: stub, driver_check=lambda: True,
+                      sd14_loader=lambda arch: standin_sd14_modules(stub), host_loader=lambda spec: tiny_host)
+    return TTBackend(SD14, devices=devices, runtime=runtime), stub
+
+
+def request(prompt="a harbour at dawn", seed=0, steps=4, negative=None):
+    return FrameRequest(prompt=prompt, seed=seed, steps=steps, guidance=7.5, width=512, height=512,
+                        negative_prompt=negative)
+
+
+def test_each_frame_gets_its_own_embeddings_and_noise_in_the_trace_buffers(tiny_host):
+    backend, stub = standin_backend(tiny_host)
+    frames = [request("a harbour at dawn", seed=3), request("a harbour at dusk", seed=4, negative="fog"),
+              request("a lighthouse", seed=5)]
+    with backend:
+        images = [backend.generate(frame) for frame in frames]
+
+    assert len(stub.calls("compile")) == 1 and len(stub.calls("begin_capture")) == 1  # captured once for 3 frames
+    (trace_id,) = [entry[2] for entry in stub.calls("begin_capture")]
+    per_frame = [entry for entry in stub.log if entry[0] in ("copy", "execute")][1:]  # [0]: latents for the compile
+    for number, frame in enumerate(frames):
+        embeddings_copy, latents_copy, execute = per_frame[3 * number: 3 * number + 3]
+        assert embeddings_copy[3] == fingerprint(text_embeddings(tiny_host, frame.prompt, frame.negative_prompt))
+        assert latents_copy[3] == fingerprint(initial_latents(frame.seed))
+        assert execute == ("execute", "chip0", trace_id, False)  # non-blocking, the live trace
+    expected = [standin_picture(text_embeddings(tiny_host, f.prompt, f.negative_prompt), initial_latents(f.seed))
+                for f in frames]
+    for image, values in zip(images, expected):
+        assert image.size == (512, 512) and image.mode == "RGB"
+        assert torch.equal(torch.from_numpy(np.array(image))[..., 0],
+                           ((values[0, 0] / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8))
+    assert stub.calls("release") == [("release", "chip0", trace_id)]
+    assert [entry[1] for entry in stub.calls("close")] == ["chip0", "mesh"]  # submesh first, then the mesh
+    assert stub.log.index(stub.calls("release")[0]) < stub.log.index(stub.calls("close")[0])
+
+
+def test_noise_is_the_torch_backends_noise_for_the_same_seed():
+    from diffusers.utils.torch_utils import randn_tensor
+
+    for seed in (0, 7, 2**32 - 1):
+        torch_backend_noise = randn_tensor((1, 4, 64, 64), generator=torch.Generator("cpu").manual_seed(seed))
+        assert torch.equal(initial_latents(seed), torch_backend_noise)
+
+
+def test_another_step_count_releases_then_recaptures(tiny_host):
+    backend, stub = standin_backend(tiny_host)
+    with backend:
+        backend.generate(request(steps=4))
+        backend.generate(request(steps=4, seed=1))
+        backend.generate(request(steps=6))
+    first, second = (entry[2] for entry in stub.calls("begin_capture"))
+    assert [entry[2:4] for entry in stub.calls("compile")] == [(4, 7.5), (6, 7.5)]
+    assert [entry[2] for entry in stub.calls("execute")] == [first, first, second]
+    assert stub.log.index(("release", "chip0", first)) < stub.log.index(("begin_capture", "chip0", second))
+    assert [entry[2] for entry in stub.calls("release")] == [first, second]  # each exactly once
+
+
+def test_warm_up_is_timed_apart_and_frames_after_it_capture_nothing(tiny_host):
+    backend, stub = standin_backend(tiny_host)
+    with backend:
+        assert backend.warm_up(request()) > 0
+        assert backend.warm_up(request()) == 0.0  # already captured for these settings
+        backend.generate(request())
+    assert len(stub.calls("compile")) == 1
+    assert backend.timings.load_seconds > 0 and len(backend.timings.capture_seconds) == 1
+    assert len(backend.timings.frame_seconds) == 1
+
+
+def test_device_error_mid_frame_is_one_sentence_and_everything_is_released(tiny_host):
+    backend, stub = standin_backend(tiny_host)
+    stub.fail_on_execute = RuntimeError("TT_THROW @ dispatch.cpp:1: tt::exception\ninfo:\nTimeout waiting for "
+                                        "completion queue\nbacktrace:\n --- libtt_metal.so")
+    with pytest.raises(TTDeviceError) as err, backend:
+        backend.generate(request())
+    assert "did not respond (Timeout waiting for completion queue)" in str(err.value)
+    assert "run tt-smi -r to reset it" in str(err.value) and "\n" not in str(err.value)
+    assert len(stub.calls("release")) == 1 and [e[1] for e in stub.calls("close")] == ["chip0", "mesh"]
+
+
+def test_keyboard_interrupt_in_a_render_releases_the_trace_and_closes_the_device(tiny_host, tmp_path):
+    backend, stub = standin_backend(tiny_host)
+    stub.fail_on_read = KeyboardInterrupt()
+    with pytest.raises(KeyboardInterrupt):
+        with backend:
+            render(storyboard.loads('["one", "two"]'), tmp_path, model="sd14", backend=backend, steps=4)
+    assert len(stub.calls("execute")) == 1 and len(stub.calls("release")) == 1
+    assert [e[1] for e in stub.calls("close")] == ["chip0", "mesh"]
+    assert not list(manifest.frames_dir(tmp_path).glob("*.png"))
+
+
+def test_no_path_replays_a_released_trace(tiny_host):
+    backend, stub = standin_backend(tiny_host)
+    with backend:
+        backend.generate(request())
+    backend.close()  # a second close does nothing
+    backend.generate(request(seed=9))  # opens again, captures again: never the released trace
+    backend.close()
+    first, second = (entry[2] for entry in stub.calls("begin_capture"))
+    assert [entry[2] for entry in stub.calls("execute")] == [first, second]
+    assert [entry[2] for entry in stub.calls("release")] == [first, second]
+    assert len(stub.calls("open_mesh")) == 2 and len(stub.calls("close")) == 4
+
+
+def test_no_device_refuses_before_the_package_or_any_weights_load():
+    def must_not_run(*args):
+        raise AssertionError("loaded something on a machine without a device")
+
+    runtime = Runtime(ttnn_loader=must_not_run, driver_check=lambda: False, sd14_loader=must_not_run,
+                      host_loader=must_not_run)
+    with pytest.raises(NoTTDeviceError, match=r"^No Tenstorrent device found .* use --backend torch"):
+        TTBackend(SD14, runtime=runtime).load()
+
+
+def test_missing_tt_metal_is_refused_before_the_device_opens(monkeypatch):
+    stub = StandInTTNN()
+    monkeypatch.setenv("TT_METAL_HOME", "/nonexistent/tt-metal")
+    runtime = Runtime(ttnn_loader=lambda: stub, driver_check=lambda: True)
+    with pytest.raises(TTMetalNotFoundError, match="TT_METAL_HOME=/nonexistent/tt-metal is not a tt-metal checkout"):
+        TTBackend(SD14, runtime=runtime).load()
+    assert stub.calls("open_mesh") == []
+
+
+@pytest.mark.parametrize("message,expected", [
+    ("TT_THROW @ build.cpp:291: tt::exception\ninfo:\nsfpi not found at /x/sfpi or /opt/tenstorrent/sfpi\nbacktrace:",
+     "kernel compiler is missing (sfpi not found at /x/sfpi or /opt/tenstorrent/sfpi); install it with "
+     "python -m ttnn.download_sfpi"),
+    ("Device 0 init: failed to initialize FW! Try resetting the board.", "run tt-smi -r to reset it"),
+])
+def test_open_failures_are_one_sentence_and_load_no_weights(tiny_host, message, expected):
+    def must_not_run(spec):
+        raise AssertionError("weights loaded although the device did not open")
+
+    stub = StandInTTNN(open_error=RuntimeError(message))
+    runtime = Runtime(ttnn_loader=lambda: stub, driver_check=lambda: True,
+                      sd14_loader=lambda arch: standin_sd14_modules(stub), host_loader=must_not_run)
+    with pytest.raises(TTDeviceError) as err:
+        TTBackend(SD14, runtime=runtime).load()
+    assert expected in str(err.value) and "\n" not in str(err.value)
+    assert stub.calls("close") == []  # nothing was opened, nothing to close
+
+
+@pytest.mark.parametrize("frame,expected", [
+    (FrameRequest("x", 0, 50, 7.5, 768, 512), "Size 768x512 does not run on the tt backend: .*512x512 .*--size 512"),
+    (FrameRequest("x", 0, 3, 7.5, 512, 512), "Steps 3 is too few for tt-metal's PNDM scheduler; give --steps 4"),
+])
+def test_requests_tt_metal_cannot_make_are_refused(frame, expected):
+    with pytest.raises(BackendUnavailableError, match=expected):
+        TTBackend(SD14).check_request(frame)
+
+
+def test_only_tt_metals_models(tiny_host):
+    backend, _ = standin_backend(tiny_host)
+    backend.spec = models.resolve("tiny")
+    with pytest.raises(BackendUnavailableError, match="runs tt-metal's own models, --model sd14 .* --backend torch"):
+        backend.load()
+
+
+def test_two_chips_run_side_by_side_and_make_the_same_frames_as_one(tiny_host, tmp_path):
+    board = storyboard.loads('["one", "two", "three", {"prompt": "four", "seed": 40}, "five"]')
+    one, _ = standin_backend(tiny_host)
+    two, stub = standin_backend(tiny_host, chips=2, devices="all")
+    with one, two:
+        single = render(board, tmp_path / "one", model="sd14", backend=one, steps=4)
+        events = []
+        double = render(board, tmp_path / "two", model="sd14", backend=two, steps=4, on_event=events.append)
+
+    assert stub.calls("create_submeshes") == [("create_submeshes", "mesh", 2)]
+    assert [entry[1] for entry in stub.calls("begin_capture")] == ["chip0", "chip1"]
+    first_read = stub.log.index(stub.calls("read")[0])
+    assert [e[1] for e in stub.log[:first_read] if e[0] == "execute"] == ["chip0", "chip1"]  # both busy at once
+    assert all(not entry[3] for entry in stub.calls("execute"))
+    for index in range(5):
+        name = manifest.frame_filename(index)
+        assert sha256_file(double.out_dir / "frames" / name) == sha256_file(single.out_dir / "frames" / name)
+    devices = [record.device for _, record in sorted(double.manifest.frames.items())]
+    assert devices == ["tt:0 (wormhole_b0)", "tt:1 (wormhole_b0)"] * 2 + ["tt:0 (wormhole_b0)"]
+    assert [r.seed for _, r in sorted(double.manifest.frames.items())] == [0, 1, 2, 40, 4]
+    started = [e for e in events if type(e).__name__ == "FrameStarted"]
+    assert [(e.index, e.device) for e in started][:2] == [(0, "tt:0 (wormhole_b0)"), (1, "tt:1 (wormhole_b0)")]
+    assert [type(e).__name__ for e in events[:3]] == ["RenderStarted", "ModelLoaded", "WarmedUp"]
+    assert events[1].reports_steps is False and "per frame" in events[1].note
+
+
+def test_more_chips_than_the_machine_has(tiny_host):
+    backend, stub = standin_backend(tiny_host, chips=1, devices=2)
+    with pytest.raises(BackendUnavailableError, match=r"--devices 2 asks for more Tenstorrent chips than this "
+                                                      r"machine has \(1\); give --devices 1 or --devices all"):
+        backend.load()
+    assert stub.calls("open_mesh") == []
+
+
+def test_png_bytes_come_from_the_one_encoder(tiny_host, tmp_path):
+    backend, _ = standin_backend(tiny_host)
+    with backend:
+        result = render(storyboard.loads('["one"]'), tmp_path, model="sd14", backend=backend, steps=4)
+        again = encode_png(backend.generate(request("one", seed=0)))
+    assert (tmp_path / result.manifest.frames[0].file).read_bytes() == again
+
+
+def test_cli_help_imports_neither_ttnn_nor_torch():
+    import subprocess
+    import sys
+
+    probe = ("import sys; from ttlesson import cli; cli.build_parser().format_help(); "
+             "import ttlesson.backends, ttlesson.tt_metal, ttlesson.frames, ttlesson.workers; "
+             "print(sorted(m for m in ('ttnn', 'torch', 'diffusers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_new_settings_wait_for_the_chips_to_finish_before_recapturing(tiny_host):
+    backend, stub = standin_backend(tiny_host, chips=2, devices=2)
+    items = [(0, request(steps=4)), (1, request(steps=4, seed=1)), (2, request(steps=6)), (3, request(steps=6))]
+    with backend:
+        made = list(backend.generate_many(items))
+    assert sorted(frame.index for frame in made) == [0, 1, 2, 3]
+    old = [entry[2] for entry in stub.calls("begin_capture")][:2]
+    reads = [i for i, entry in enumerate(stub.log) if entry[0] == "read"]
+    releases = [i for i, entry in enumerate(stub.log) if entry[0] == "release" and entry[2] in old]
+    assert len(releases) == 2 and max(reads[:2]) < min(releases)  # both old frames read before any release
+    assert [e[2:4] for e in stub.calls("compile")] == [(4, 7.5), (4, 7.5), (6, 7.5), (6, 7.5)]
+
+
+# --- SD 3.5 Large over a mesh (stand-in ttnn, stand-in tt_dit pipeline classes) -------------------------------
+
+class StandInSD35Pipeline:
+    """Plays tt_dit's newer StableDiffusion3Pipeline API: create_pipeline(*, mesh_device, ...) and __call__."""
+
+    calls: list = []
+
+    @classmethod
+    def create_pipeline(cls, *, mesh_device, width=1024, height=1024, cfg_enabled=True, max_t5_sequence_length=256,
+                        checkpoint_name="stabilityai/stable-diffusion-3.5-large"):
+        cls.calls.append(("create", mesh_device.label, width, height, checkpoint_name))
+        return cls()
+
+    def __call__(self, *, prompts, negative_prompts=None, num_inference_steps, seed=0, guidance_scale=3.5,
+                 traced=False):
+        from PIL import Image
+
+        self.calls.append(("call", prompts, negative_prompts, num_inference_steps, seed, guidance_scale, traced))
+        return [Image.new("RGB", (1024, 1024), (seed % 256, 0, 0))]
+
+
+class StandInOlderSD35Pipeline:
+    """Plays the older experimental tt_dit API: guidance fixed in create_pipeline, prompt_1/2/3 in __call__."""
+
+    calls: list = []
+
+    @staticmethod
+    def create_pipeline(mesh_device, batch_size=1, image_w=1024, image_h=1024, guidance_scale=3.5,
+                        checkpoint_name="stabilityai/stable-diffusion-3.5-large"):
+        StandInOlderSD35Pipeline.calls.append(("create", image_w, image_h, guidance_scale))
+        return StandInOlderSD35Pipeline()
+
+    def __call__(self, *, prompt_1, prompt_2, prompt_3, negative_prompt_1, negative_prompt_2, negative_prompt_3,
+                 num_inference_steps=40, seed=None, traced=False):
+        from PIL import Image
+
+        self.calls.append(("call", prompt_1, prompt_3, negative_prompt_2, num_inference_steps, seed, traced))
+        return [Image.new("RGB", (1024, 1024))]
+
+
+def sd35_backend(shape, pipeline_class=StandInSD35Pipeline):
+    from ttlesson.backends.tt_sd35 import TTSD35Backend
+
+    stub = StandInTTNN(chips=shape[0] * shape[1], mesh_shape=shape)
+    loaded = []
+    runtime = Runtime(ttnn_loader=lambda: stub, driver_check=lambda: True,
+                      sd35_loader=lambda: loaded.append(1) or pipeline_class)
+    return TTSD35Backend(models.resolve("sd35-large"), runtime=runtime), stub, loaded
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    import huggingface_hub
+
+    state = {"token": None}
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: state["token"])
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, name: None)
+    return state
+
+
+@pytest.mark.parametrize("shape,chips", [((1, 1), 1), ((1, 2), 2)])
+def test_sd35_on_one_or_two_chips_is_refused_before_anything_loads(hub, shape, chips):
+    backend, stub, loaded = sd35_backend(shape)
+    with pytest.raises(BackendUnavailableError) as err:
+        backend.load()
+    assert str(err.value) == ("SD 3.5 Large on Tenstorrent needs one of: T3K / Wormhole QuietBox (2×4), Galaxy (4×8), "
+                              f"Blackhole QuietBox (1×4), a 2×2 mesh; this machine's mesh is {shape[0]}×{shape[1]} "
+                              f"({chips} chip(s), like an N150, N300 or P150), so use --model sd14, which runs on "
+                              "every Tenstorrent chip.")
+    assert loaded == [] and stub.calls("open_mesh") == []
+
+
+def test_sd35_gated_checkpoint_without_login_stops_before_opening(hub):
+    from ttlesson.errors import ModelNotAvailableError
+
+    backend, stub, _ = sd35_backend((2, 4))
+    with pytest.raises(ModelNotAvailableError, match="is gated on the Hugging Face Hub and not downloaded yet: "
+                                                     "accept its licence .* or use --model sd14"):
+        backend.load()
+    assert stub.calls("open_mesh") == []
+
+
+def test_sd35_on_a_t3k_says_gated_then_makes_seeded_frames_and_closes(hub):
+    from ttlesson.errors import GatedCheckpointWarning
+
+    hub["token"] = "hf_standin"
+    StandInSD35Pipeline.calls.clear()
+    backend, stub, _ = sd35_backend((2, 4))
+    with pytest.warns(GatedCheckpointWarning, match="is gated: tt-metal's pipeline now downloads it"):
+        backend.load()
+    assert stub.calls("fabric")[0][2] == "FABRIC_2D"
+    assert stub.calls("open_mesh")[0][2]["trace_region_size"] == 50000000
+    image = backend.generate(FrameRequest("a pier", seed=9, steps=28, guidance=3.5, width=1024, height=1024,
+                                          negative_prompt="fog"))
+    backend.close()
+    assert image.size == (1024, 1024) and image.getpixel((0, 0))[0] == 9
+    assert StandInSD35Pipeline.calls == [
+        ("create", "mesh", 1024, 1024, "stabilityai/stable-diffusion-3.5-large"),
+        ("call", ["a pier"], ["fog"], 28, 9, 3.5, True)]
+    assert backend.device == "Tenstorrent wormhole_b0 mesh 2×4"
+    assert [e[1] for e in stub.calls("close")] == ["mesh"] and stub.calls("fabric")[-1][2] == "DISABLED"
+    with pytest.raises(BackendUnavailableError, match="Size 512x512 does not run on the tt backend's SD 3.5 Large"):
+        backend.check_request(FrameRequest("x", 0, 28, 3.5, 512, 512))
+
+
+def test_sd35_older_tt_dit_api(hub):
+    hub["token"] = "hf_standin"
+    StandInOlderSD35Pipeline.calls.clear()
+    backend, _, _ = sd35_backend((4, 8), StandInOlderSD35Pipeline)
+    with pytest.warns(UserWarning), backend:
+        backend.generate(FrameRequest("a pier", seed=2, steps=28, guidance=3.5, width=1024, height=1024))
+        with pytest.raises(BackendUnavailableError, match="fixes guidance when it is built \\(3.5\\)"):
+            backend.generate(FrameRequest("a pier", seed=2, steps=28, guidance=5.0, width=1024, height=1024))
+    assert StandInOlderSD35Pipeline.calls == [("create", 1024, 1024, 3.5),
+                                              ("call", ["a pier"], ["a pier"], [""], 28, 2, True)]
+
+
+def test_check_tt_reports_device_package_and_three_timings(tiny_host, tmp_path):
+    from ttlesson.check_tt import run_check
+
+    _, stub = standin_backend(tiny_host)
+    runtime = Runtime(ttnn_loader=lambda: stub, driver_check=lambda: True,
+                      sd14_loader=lambda arch: standin_sd14_modules(stub), host_loader=lambda spec: tiny_host)
+    result = run_check(tmp_path, steps=4, runtime=runtime)
+    lines = result.summary().splitlines()
+    assert lines[0] == "device: Tenstorrent wormhole_b0 (tt:0)"
+    assert lines[1] == "tt-metal package: stand-in (stand-in layout, stand-in checkout)"
+    assert lines[3].startswith("compile + trace capture (4 steps): ") and lines[5] == f"frame: {tmp_path / 'check-tt.png'}"
+    assert result.load_seconds > 0 and result.capture_seconds > 0 and result.frame_seconds > 0
+    assert len(stub.calls("execute")) == 1 and len(stub.calls("release")) == 1 and len(stub.calls("close")) == 2

@@ -1,0 +1,226 @@
+"""The ``tt`` backend: tt-metal's Stable Diffusion through TT-NN on Tenstorrent chips, from Python.
+
+``load`` checks, in this order and before any weights are read: that the model is one tt-metal implements,
+that a Tenstorrent chip exists (else "no Tenstorrent device" and the fix), that the tt-metal checkout holds
+the model's package (else a sentence naming ``TT_METAL_HOME``). Then it opens the host's mesh once, splits
+it into 1×1 chips, and builds one SD 1.4 pipeline per chip it was asked to use.
+
+``warm_up`` compiles and captures the traced loop on every chip (the first run compiles kernels: minutes);
+``generate`` makes one frame on the first chip, ``generate_many`` keeps every chip busy. The trace runs all
+denoising steps at once, so progress is per frame (``reports_steps`` is False). ``close`` releases every trace,
+then closes the chips and the mesh; the context manager, ``render`` and an interpreter-exit hook all call it,
+so exceptions and Ctrl-C (KeyboardInterrupt in a notebook) leave the device closed, not in a bad state.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+
+from ..errors import BackendUnavailableError
+from ..models import ModelSpec
+from ..tt_metal import import_sd14, import_sd35
+from . import Backend, FrameRequest, MadeImage, StepCallback
+from .tt_device import (arch_name, driver_sees_a_chip, import_ttnn, open_error, open_mesh, require_chips,
+                        split_into_chips)
+from .tt_sd14 import (MIN_STEPS, SIZE, ChipPipeline, initial_latents, load_host_models, text_embeddings,
+                      to_image)
+
+PER_FRAME_NOTE = "progress is per frame: the denoising steps run inside one device trace"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where the tt backend gets ttnn, tt-metal's packages and the host models: the real ones, or test stand-ins."""
+
+    ttnn_loader: Callable[[], object] = import_ttnn
+    driver_check: Callable[[], bool] = driver_sees_a_chip
+    sd14_loader: Callable[[str], object] = import_sd14  # arch → SD14Modules
+    sd35_loader: Callable[[], type] = import_sd35
+    host_loader: Callable[[ModelSpec], object] = load_host_models
+
+
+@dataclass
+class TTTimings:
+    load_seconds: float = 0.0  # device open, weights, device models
+    capture_seconds: list[float] = field(default_factory=list)  # one per (re)capture: compile + trace capture
+    frame_seconds: list[float] = field(default_factory=list)
+
+
+def create_tt(spec: ModelSpec, devices: int | str = 1, runtime: Runtime | None = None) -> Backend:
+    """The tt backend for ``spec``: SD 1.4 per chip, or SD 3.5 Large over the whole mesh."""
+    if spec.family == "sd3":
+        from .tt_sd35 import TTSD35Backend
+
+        return TTSD35Backend(spec, devices=devices, runtime=runtime or Runtime())
+    return TTBackend(spec, devices=devices, runtime=runtime or Runtime())
+
+
+def check_sd14_model(spec: ModelSpec) -> None:
+    if spec.name != "sd14":
+        raise BackendUnavailableError(f"The tt backend runs tt-metal's own models, --model sd14 (every chip) or "
+                                      f"sd35-large (T3K/Galaxy/QuietBox); {spec.name} runs with --backend torch.")
+
+
+class TTBackend(Backend):
+    """SD 1.4 on one or more Tenstorrent chips, one pipeline and one trace per chip, all in this process."""
+
+    name = "tt"
+    reports_steps = False
+    progress_note = PER_FRAME_NOTE
+    warm_up_note = ("kernels compiled and the denoising loop captured as a device trace "
+                    "(once per process and step count)")
+
+    def __init__(self, spec: ModelSpec, devices: int | str = 1, runtime: Runtime | None = None):
+        super().__init__(spec)
+        self.devices = devices
+        self.runtime = runtime or Runtime()
+        self.timings = TTTimings()
+        self.arch = ""
+        self.package = ""  # which tt-metal package the pipelines came from, in words
+        self._ttnn = None
+        self._host = None
+        self._pipelines: list[ChipPipeline] = []
+        self._stack: ExitStack | None = None
+
+    @property
+    def device(self) -> str:
+        names = ", ".join(pipeline.chip.name for pipeline in self._pipelines) or "not opened"
+        return f"Tenstorrent {self.arch} ({names})" if self.arch else "Tenstorrent (not opened)"
+
+    @property
+    def chips(self) -> int:
+        return max(1, len(self._pipelines))
+
+    def check_request(self, request: FrameRequest) -> None:
+        if (request.width, request.height) != (SIZE, SIZE):
+            raise BackendUnavailableError(f"Size {request.width}x{request.height} does not run on the tt backend: "
+                                          f"tt-metal's SD 1.4 makes {SIZE}x{SIZE} frames only (give --size {SIZE}).")
+        if request.steps < MIN_STEPS:
+            raise BackendUnavailableError(f"Steps {request.steps} is too few for tt-metal's PNDM scheduler; "
+                                          f"give --steps {MIN_STEPS} or more (sd14 uses 50).")
+
+    def load(self) -> None:
+        if self._stack is not None:
+            return
+        check_sd14_model(self.spec)
+        started = time.perf_counter()
+        ttnn, available = require_chips(self.runtime.ttnn_loader, self.runtime.driver_check)
+        count = chips_wanted(self.devices, available)
+        arch = arch_name(ttnn)
+        sd = self.runtime.sd14_loader(arch)
+        if arch.startswith("wormhole"):
+            os.environ.setdefault("TT_MM_THROTTLE_PERF", "5")  # tt-metal's demo sets it on Wormhole (di/dt limits)
+        stack = ExitStack()
+        try:
+            mesh = stack.enter_context(open_mesh(ttnn, l1_small_size=sd.l1_small_size,
+                                                 trace_region_size=sd.trace_region_size))
+            host = self.runtime.host_loader(self.spec)
+            with _device_errors():
+                for chip in split_into_chips(ttnn, mesh, count):
+                    pipeline = ChipPipeline(ttnn, sd, chip, host)
+                    stack.callback(pipeline.release)  # runs before the mesh closes: the stack unwinds in reverse
+                    self._pipelines.append(pipeline)
+        except BaseException:
+            self._pipelines = []
+            stack.close()
+            raise
+        self._ttnn, self._host, self.arch, self._stack = ttnn, host, arch, stack
+        self.package = f"{sd.package.module} ({sd.package.layout} layout, {sd.package.checkout.describe()})"
+        self.timings.load_seconds = time.perf_counter() - started
+        atexit.register(self.close)
+
+    def warm_up(self, request: FrameRequest) -> float:
+        """Compile and capture the loop for this request's step count and guidance on every chip."""
+        self.check_request(request)
+        self.load()
+        started = time.perf_counter()
+        captured = False
+        with _device_errors():
+            for pipeline in self._pipelines:
+                if not pipeline.has_trace_for(request.steps, request.guidance):
+                    pipeline.capture(request.steps, request.guidance)
+                    captured = True
+        seconds = time.perf_counter() - started
+        if captured:
+            self.timings.capture_seconds.append(seconds)
+        return seconds if captured else 0.0
+
+    def generate(self, request: FrameRequest, on_step: StepCallback | None = None):
+        (frame,) = self.generate_many([(0, request)])
+        return frame.image
+
+    def generate_many(self, items: Iterable[tuple[int, FrameRequest]],
+                      on_start: Callable[[int, str], None] | None = None) -> Iterator[MadeImage]:
+        """Make the frames of ``items`` ((index, request) pairs) on all chips, each chip working on its own frame.
+
+        Frames come back in the order they finish; with equal work per chip that is the order given.
+        """
+        queue = deque(items)
+        if not queue:
+            return
+        self.warm_up(queue[0][1])
+        idle = deque(self._pipelines)
+        running: deque[tuple[ChipPipeline, int, float]] = deque()
+        with _device_errors():
+            while queue or running:
+                while queue and idle:
+                    index, request = queue[0]
+                    self.check_request(request)
+                    if not all(p.has_trace_for(request.steps, request.guidance) for p in self._pipelines):
+                        if running:
+                            break  # let the chips finish their frames before their traces are replaced
+                        self.warm_up(request)
+                    queue.popleft()
+                    pipeline = idle.popleft()
+                    if on_start is not None:
+                        on_start(index, self._chip_label(pipeline))
+                    started = time.perf_counter()
+                    pipeline.submit(text_embeddings(self._host, request.prompt, request.negative_prompt),
+                                    initial_latents(request.seed))
+                    running.append((pipeline, index, started))
+                pipeline, index, started = running.popleft()
+                image = to_image(pipeline.collect())
+                seconds = time.perf_counter() - started
+                self.timings.frame_seconds.append(seconds)
+                idle.append(pipeline)
+                yield MadeImage(index, image, self._chip_label(pipeline), seconds)
+
+    def close(self) -> None:
+        stack, self._stack = self._stack, None
+        if stack is None:
+            return
+        atexit.unregister(self.close)
+        self._pipelines = []
+        stack.close()
+
+    def count_tokens(self, text: str) -> int:
+        self.load()
+        return len(self._host.tokenizer(text, truncation=False).input_ids)
+
+    def _chip_label(self, pipeline: ChipPipeline) -> str:
+        return f"{pipeline.chip.name} ({self.arch})"
+
+
+def chips_wanted(devices: int | str, available: int) -> int:
+    """How many chips ``devices`` ("all" or a number) asks for, checked against what the host has."""
+    if devices == "all":
+        return available
+    if devices > available:
+        raise BackendUnavailableError(f"--devices {devices} asks for more Tenstorrent chips than this machine has "
+                                      f"({available}); give --devices {available} or --devices all.")
+    return devices
+
+
+@contextmanager
+def _device_errors() -> Iterator[None]:
+    """Turn ttnn's RuntimeErrors while the device runs into one sentence (with the tt-smi -r advice)."""
+    try:
+        yield
+    except RuntimeError as err:
+        raise open_error(err) from None

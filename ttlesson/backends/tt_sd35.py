@@ -1,0 +1,151 @@
+"""SD 3.5 Large on a Tenstorrent mesh through tt-metal's tt_dit pipeline (``StableDiffusion3Pipeline``).
+
+One image uses the whole mesh (classifier-free-guidance halves, sequence and tensor parallel across chips), so
+this runs only on the mesh shapes tt_dit has parallel presets for; single chips and N300s are refused before
+anything loads, with the systems that work and ``--model sd14`` as the alternative. The checkpoint is gated
+on the Hugging Face Hub: that is said before loading, and a missing login stops the run there.
+
+Two pipeline generations exist: newer ``__call__(prompts=…, negative_prompts=…, guidance_scale=…)``, older
+``__call__(prompt_1=…, prompt_2=…, prompt_3=…, negative_prompt_1=…, …)`` with guidance fixed when built.
+"""
+
+from __future__ import annotations
+
+import atexit
+import inspect
+import time
+import warnings
+from contextlib import ExitStack
+
+from ..errors import BackendUnavailableError, GatedCheckpointWarning, ModelNotAvailableError
+from ..models import ModelSpec
+from . import Backend, FrameRequest, StepCallback
+from .tt import Runtime
+from .tt_device import arch_name, open_mesh, require_chips, system_mesh_shape
+
+SIZE = 1024
+# Mesh shape → (what it is, fabric, L1 small size). Fabric and sizes follow tt_dit's own pipeline test and its
+# 4-chip generate script; tt_dit's presets (_PRESETS / create_pipeline's defaults) cover exactly these shapes.
+SUPPORTED_MESHES = {
+    (2, 4): ("T3K / Wormhole QuietBox (2×4)", "FABRIC_2D", 32768),
+    (4, 8): ("Galaxy (4×8)", "FABRIC_2D", 32768),
+    (1, 4): ("Blackhole QuietBox (1×4)", "FABRIC_1D_RING", 65536),
+    (2, 2): ("a 2×2 mesh", "FABRIC_1D_RING", 65536),
+}
+TRACE_REGION_SIZE = 50_000_000
+
+
+def check_mesh(shape: tuple[int, int], chips: int) -> None:
+    if shape in SUPPORTED_MESHES:
+        return
+    systems = ", ".join(name for name, _, _ in SUPPORTED_MESHES.values())
+    raise BackendUnavailableError(f"SD 3.5 Large on Tenstorrent needs one of: {systems}; this machine's mesh is "
+                                  f"{shape[0]}×{shape[1]} ({chips} chip(s), like an N150, N300 or P150), so use "
+                                  "--model sd14, which runs on every Tenstorrent chip.")
+
+
+def gated_checkpoint_notice(spec: ModelSpec) -> None:
+    """Say the checkpoint is gated; stop when there is neither a cached copy nor a Hugging Face login."""
+    import huggingface_hub
+
+    cached = huggingface_hub.try_to_load_from_cache(spec.source, "model_index.json")
+    if isinstance(cached, str):
+        return
+    if not huggingface_hub.get_token():
+        raise ModelNotAvailableError(f"{spec.source} is gated on the Hugging Face Hub and not downloaded yet: accept "
+                                     f"its licence at {spec.hub_url} and log in (ttlesson auth login), or use "
+                                     "--model sd14, which needs no login.")
+    warnings.warn(GatedCheckpointWarning(
+        f"{spec.source} is gated: tt-metal's pipeline now downloads it (tens of GB) with your Hugging Face login, "
+        f"which works only if you accepted its licence at {spec.hub_url}."), stacklevel=3)
+
+
+class TTSD35Backend(Backend):
+    name = "tt"
+    reports_steps = False
+    progress_note = "progress is per frame: tt_dit's pipeline runs the denoising steps over the whole mesh"
+
+    def __init__(self, spec: ModelSpec, devices: int | str = "all", runtime: Runtime | None = None):
+        super().__init__(spec)
+        if devices not in (1, "all"):
+            raise BackendUnavailableError(f"--devices {devices} does not apply to SD 3.5 Large: tt_dit spreads each "
+                                          "image over the whole mesh, so leave --devices out.")
+        self.runtime = runtime or Runtime()
+        self.shape: tuple[int, int] = (0, 0)
+        self.arch = ""
+        self.load_seconds = 0.0
+        self._pipeline = None
+        self._built_guidance: float | None = None
+        self._stack: ExitStack | None = None
+
+    @property
+    def device(self) -> str:
+        return f"Tenstorrent {self.arch} mesh {self.shape[0]}×{self.shape[1]}" if self.arch else "Tenstorrent"
+
+    def check_request(self, request: FrameRequest) -> None:
+        if (request.width, request.height) != (SIZE, SIZE):
+            raise BackendUnavailableError(f"Size {request.width}x{request.height} does not run on the tt backend's "
+                                          f"SD 3.5 Large, which makes {SIZE}x{SIZE} frames (give --size {SIZE}).")
+
+    def load(self) -> None:
+        if self._stack is not None:
+            return
+        if self.spec.name != "sd35-large":
+            raise BackendUnavailableError(f"TTSD35Backend runs sd35-large, not {self.spec.name}.")
+        started = time.perf_counter()
+        ttnn, chips = require_chips(self.runtime.ttnn_loader, self.runtime.driver_check)
+        shape = system_mesh_shape(ttnn, chips)
+        check_mesh(shape, chips)
+        pipeline_class = self.runtime.sd35_loader()
+        gated_checkpoint_notice(self.spec)
+        _, fabric, l1_small_size = SUPPORTED_MESHES[shape]
+        stack = ExitStack()
+        try:
+            mesh = stack.enter_context(open_mesh(ttnn, l1_small_size=l1_small_size,
+                                                 trace_region_size=TRACE_REGION_SIZE, fabric=fabric))
+            self._pipeline = self._build(pipeline_class, mesh)
+        except BaseException:
+            stack.close()
+            raise
+        self.shape, self.arch, self._stack = shape, arch_name(ttnn), stack
+        self.load_seconds = time.perf_counter() - started
+        atexit.register(self.close)
+
+    def generate(self, request: FrameRequest, on_step: StepCallback | None = None):
+        self.check_request(request)
+        self.load()
+        negative = request.negative_prompt or ""
+        if _is_older_api(self._pipeline):
+            if request.guidance != self._built_guidance:
+                raise BackendUnavailableError(f"This tt-metal release's SD 3.5 pipeline fixes guidance when it is "
+                                              f"built ({self._built_guidance}); leave --guidance out, or update "
+                                              "tt-metal.")
+            images = self._pipeline(prompt_1=[request.prompt], prompt_2=[request.prompt], prompt_3=[request.prompt],
+                                    negative_prompt_1=[negative], negative_prompt_2=[negative],
+                                    negative_prompt_3=[negative], num_inference_steps=request.steps,
+                                    seed=request.seed, traced=True)
+        else:
+            images = self._pipeline(prompts=[request.prompt], negative_prompts=[negative],
+                                    num_inference_steps=request.steps, guidance_scale=request.guidance,
+                                    seed=request.seed, traced=True)
+        return images[0]
+
+    def close(self) -> None:
+        stack, self._stack = self._stack, None
+        if stack is None:
+            return
+        atexit.unregister(self.close)
+        self._pipeline = None  # tt_dit's tracers hold device buffers: drop them before the mesh closes
+        stack.close()
+
+    def _build(self, pipeline_class: type, mesh):
+        create = pipeline_class.create_pipeline
+        if "guidance_scale" in inspect.signature(create).parameters:  # older: guidance fixed at build time
+            self._built_guidance = self.spec.guidance
+            return create(mesh_device=mesh, image_w=SIZE, image_h=SIZE, guidance_scale=self.spec.guidance,
+                          checkpoint_name=self.spec.source)
+        return create(mesh_device=mesh, width=SIZE, height=SIZE, checkpoint_name=self.spec.source)
+
+
+def _is_older_api(pipeline) -> bool:
+    return "prompt_1" in inspect.signature(pipeline.__call__).parameters
