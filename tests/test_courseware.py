@@ -93,8 +93,10 @@ def test_display_without_frames_is_one_sentence(tmp_path):
 
 
 def test_scaling_chart_labels_each_source():
-    figure = display.scaling_chart([{"devices": 1, "frames_per_second": 0.5, "label": "this machine (cpu)"},
-                                    {"devices": 2, "frames_per_second": 0.9, "label": "this machine (cpu)"}])
+    from ttlesson.bench import ScalingPoint
+
+    figure = display.scaling_chart([ScalingPoint(1, 0.5, 9.0, "cpu", "this machine (cpu)"),
+                                    ScalingPoint(2, 0.9, 7.0, "cpu", "this machine (cpu)")])
     texts = [t.get_text() for t in figure.axes[0].texts]
     assert "N150, tt-metal published" in texts and "T3K, lesson text" in texts
     assert figure.axes[0].get_legend().get_texts()[0].get_text() == "this machine (cpu)"
@@ -156,3 +158,19 @@ def test_txt_storyboard_keeps_its_form_and_refuses_seeds(tmp_path):
     board.append("three", seed=4)
     with pytest.raises(TTLessonError, match="save it as .json"):
         board.save(path)
+
+
+def test_scaling_measures_each_device_count_on_the_same_frames(tiny_folder):
+    from ttlesson import bench
+
+    result = bench.scaling("tiny", counts=[1, 2], frames=4, steps=2)
+    assert [p.devices for p in result.points] == [1, 2]
+    assert all(p.frames_per_second > 0 and p.device.startswith("cpu") for p in result.points)
+    assert result.identical  # two workers make the very frames one process makes
+    assert "Frames identical across device counts: True" in result._repr_html_()
+
+
+def test_device_counts_on_a_machine_without_accelerators():
+    from ttlesson import bench
+
+    assert bench.device_counts() == [1, 2]

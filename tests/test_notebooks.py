@@ -49,3 +49,9 @@ def test_each_starts_with_its_step_and_the_settings(path):
     cells = nbformat.read(path, as_version=4).cells
     assert cells[0].cell_type == "markdown" and cells[0].source.startswith(f"# Step {int(path.stem[:2])} ·")
     assert "cfg = lesson.start()" in code_cells(path)[0].source
+
+
+def test_the_eight_lesson_steps_are_there():
+    assert [p.stem for p in NOTEBOOKS] == [
+        "01_set_up_environment", "02_hugging_face_auth", "03_video_prompts", "04_generate_frames",
+        "05_collect_and_verify_frames", "06_stitch_video", "07_interactive_mode", "08_hardware_scaling"]

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import __version__
+from .fileio import sha256_file
+from .manifest import frames_dir
 from .progress import FrameDone, ModelLoaded, steady_seconds_per_frame
 from .render import render
 from .storyboard import Storyboard
@@ -77,6 +79,67 @@ def run(model: str = "tiny", frames: int = 4, backend: str = "auto", device: str
                        load_seconds=round(loaded[0].seconds, 3), warmup_seconds=round(done[0].seconds, 3),
                        steady_seconds_per_frame=round(steady_seconds_per_frame([d.seconds for d in done]), 4),
                        stitch_seconds=round(stitch_seconds, 3), machine=_machine())
+
+
+@dataclass(frozen=True)
+class ScalingPoint:
+    devices: int
+    frames_per_second: float  # after each device's warm-up frame
+    seconds: float  # the whole render, model loads included
+    device: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Scaling:
+    points: list[ScalingPoint]
+    identical: bool  # every device count made byte-identical frames
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><td>{p.devices}</td><td>{p.frames_per_second:.3f}</td><td>{p.seconds:.1f}</td>"
+                       f"<td>{p.device}</td></tr>" for p in self.points)
+        return ("<table><tr><th>devices</th><th>frames/s (steady)</th><th>render s (with loads)</th>"
+                f"<th>device</th></tr>{rows}</table><p>Frames identical across device counts: {self.identical}</p>")
+
+
+def device_counts() -> list[int]:
+    """The device counts worth measuring here: 1, 2, 4 … up to every Tenstorrent chip or GPU; on a CPU, 1 and 2."""
+    from .hardware import detect
+
+    report = detect()
+    total = report.total_chips if report.tt_device else len(report.gpus)
+    if total < 2:
+        return [1, 2]  # CPU (or one device): two workers share it; the measurement shows what that costs
+    counts = [1]
+    while counts[-1] * 2 < total:
+        counts.append(counts[-1] * 2)
+    return counts + [total]
+
+
+def scaling(model: str = "tiny", counts: list[int] | None = None, frames: int = 6, backend: str = "auto",
+            steps: int | None = None, size: int | str | None = None) -> Scaling:
+    """Frames per second against number of devices, measured by real renders of the same frames."""
+    prompts = load_storyboard("worlds-fair").frames
+    board = Storyboard(frames=[prompts[i % len(prompts)] for i in range(frames)], name="scaling")
+    points, digests = [], []
+    for count in counts or device_counts():
+        finished: list[float] = []
+
+        def listen(event, finished=finished) -> None:
+            if isinstance(event, FrameDone):
+                finished.append(time.perf_counter())
+
+        with tempfile.TemporaryDirectory(prefix="ttlesson-scaling-") as scratch:
+            started = time.perf_counter()
+            result = render(board, scratch, model=model, backend=backend, devices=count, steps=steps, size=size,
+                            on_event=listen)
+            seconds = time.perf_counter() - started
+            digests.append([sha256_file(path) for path in sorted(frames_dir(scratch).glob("*.png"))])
+        steady = finished[count - 1:] if len(finished) > count else finished
+        rate = (len(steady) - 1) / (steady[-1] - steady[0]) if len(steady) > 1 and steady[-1] > steady[0] else 0.0
+        points.append(ScalingPoint(devices=count, frames_per_second=round(rate, 4), seconds=round(seconds, 2),
+                                   device=result.device or "", label=f"measured here ({result.device})"))
+    return Scaling(points=points, identical=all(d == digests[0] for d in digests))
 
 
 def _machine() -> str:

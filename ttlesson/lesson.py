@@ -7,6 +7,7 @@ a step that needs the prompts, frames or video of an earlier step makes them if 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from . import manifest, settings, storyboard
@@ -72,6 +73,23 @@ def ensure_video(cfg: settings.Settings, fps: float = 2.0) -> VideoInfo:
     ensure_frames(cfg)
     print(f"No video in {cfg.workdir_path} yet: stitching it now at {fps:g} fps.")
     return stitch(cfg.workdir_path, path, fps=fps)
+
+
+def import_demo_frames(cfg: settings.Settings, src: str | os.PathLike | None = None):
+    """Bring in images that tt-metal's pytest demo wrote (Step 4 done by hand), if there are any.
+
+    ``src`` defaults to the tt-metal checkout (``$TT_METAL_HOME``, else ``~/tt-metal``), where the demo writes.
+    They go to ``<workdir>/from-demo`` with the work folder's prompts; returns the ImportResult, or None.
+    """
+    from .frames import DEMO_FILE, import_demo_outputs
+
+    folder = Path(src or os.environ.get("TT_METAL_HOME") or "~/tt-metal").expanduser()
+    if not folder.is_dir() or not any(DEMO_FILE.match(p.name) for p in folder.iterdir()):
+        print(f"No demo images (input_data_<i>_512x512_ttnn.png) in {folder}: nothing to import.")
+        return None
+    result = import_demo_outputs(folder, cfg.workdir_path / "from-demo", storyboard=ensure_storyboard(cfg))
+    print(result.summary())
+    return result
 
 
 def frame_facts(cfg: settings.Settings) -> str:
