@@ -32,15 +32,6 @@ def run_json(*args, env: dict | None = None, timeout: float = 120) -> dict:
     return json.loads(proc.stdout)
 
 
-def one_line_error(proc: subprocess.CompletedProcess) -> str:
-    """Assert the CLI failed the way bad input must fail (exit 2, one line, no traceback); return the line."""
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
-
-
 def make_sysfs(root: Path, cards: list[str | tuple[str, str]]) -> Path:
     """A copy of /sys with one ``class/tenstorrent/tenstorrent!N`` entry per item: a card type, or a
     (card type, serial) pair (chips of one card share a serial)."""

@@ -10,8 +10,9 @@ import sys
 import time
 
 import pytest
-from machine_helpers import (CLUSTERS, HAS_TT_DEVICE, MOCK_ENV, make_snapshot, make_sysfs, n300_entries,
-                             one_line_error, run_json, run_ttlesson, snapshot_entry)
+from conftest import one_line_error
+from machine_helpers import (CLUSTERS, HAS_TT_DEVICE, MOCK_ENV, make_snapshot, make_sysfs, n300_entries, run_json,
+                             run_ttlesson, snapshot_entry)
 
 from ttlesson import hardware
 from ttlesson.errors import FrameVerificationError, HardwareSourceError
