@@ -165,7 +165,7 @@ def test_scaling_measures_each_device_count_on_the_same_frames(tiny_folder):
 
     result = bench.scaling("tiny", counts=[1, 2], frames=4, steps=2)
     assert [p.devices for p in result.points] == [1, 2]
-    assert all(p.frames_per_second > 0 and p.device.startswith("cpu") for p in result.points)
+    assert all(p.frames_per_second > 0 and "cpu" in p.device for p in result.points)
     assert result.identical  # two workers make the very frames one process makes
     assert "Frames identical across device counts: True" in result._repr_html_()
 

@@ -22,7 +22,7 @@ def shas(out):
 
 
 def without_timing(out):
-    return [{k: v for k, v in record.__dict__.items() if k != "seconds"}
+    return [{k: v for k, v in record.__dict__.items() if k not in ("seconds", "warmup")}
             for _, record in sorted(manifest.load(out).frames.items())]
 
 
