@@ -14,7 +14,7 @@ demo: $(VENV)/.installed
 # The notebooks run under nbval with the offline tiny model in a fresh work folder, as a learner's would.
 test: $(VENV)/.installed
 	TTLESSON_MODEL=tiny TTLESSON_BACKEND=auto TTLESSON_WORKDIR="$$(mktemp -d)" \
-	  $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env
+	  $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env --durations=10
 
 lab: $(VENV)/.installed
 	$(BIN)/jupyter lab notebooks/
