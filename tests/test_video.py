@@ -112,3 +112,31 @@ def test_missing_ffmpeg_from_the_cli(tmp_path):
                                           "IMAGEIO_FFMPEG_EXE": str(tmp_path / "no-ffmpeg")})
     assert "ffmpeg was not found" in one_line_error(proc)
     assert sorted(p.name for p in folder.iterdir()) == [f"frame_00{i}.png" for i in range(4)]
+
+
+def colours_of(path):
+    """The mean colour of every frame of a video, decoded by the real ffmpeg."""
+    import subprocess
+
+    raw = subprocess.run([video.find_ffmpeg(), "-v", "error", "-i", str(path), "-vf", "scale=1:1", "-f", "rawvideo",
+                          "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    return [tuple(raw[i:i + 3]) for i in range(0, len(raw), 3)]
+
+
+def test_crossfade_holds_each_frame_then_dissolves_into_the_next(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, colour in enumerate(["red", "blue", "lime"]):
+        Image.new("RGB", (64, 64), colour).save(folder / f"frame_{i:03d}.png")
+    info = video.stitch(folder, tmp_path / "fade.mp4", fps=2, crossfade=0.25)
+    assert (info.fps, info.frames) == (24.0, 36) and info.duration == pytest.approx(1.5, abs=0.05)
+    colours = colours_of(info.path)
+    assert colours[0][0] > 240 and colours[5][0] > 240  # red held for the first quarter second
+    red, _, blue = colours[9]
+    assert 80 < red < 180 and 80 < blue < 180  # halfway through the dissolve: purple
+    assert colours[14][2] > 240 and colours[-1][1] > 240  # then blue held, and the last frame green
+
+
+def test_crossfade_longer_than_a_frame_is_refused(tmp_path):
+    with pytest.raises(VideoError, match="--crossfade 1 does not fit.*to 0.5, the time each frame is shown"):
+        video.stitch(frames_folder(tmp_path), crossfade=1.0)

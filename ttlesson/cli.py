@@ -93,6 +93,8 @@ def _add_stitch_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--fps", type=float, default=DEFAULT_FPS, help="frames per second (default: 2, 0.5 s a frame)")
     parser.add_argument("--crf", type=int, default=DEFAULT_CRF, help="H.264 quality, 0–51, lower is better (default: 18)")
+    parser.add_argument("--crossfade", type=float, default=0.0, metavar="SECONDS",
+                        help="dissolve each frame into the next over its last SECONDS (default: 0, cuts)")
     parser.add_argument("--output", default=None, metavar="FILE", help="MP4 path (default: DIR/<storyboard>.mp4)")
 
 
@@ -106,7 +108,7 @@ def _run_render(args) -> int:
 def _run_stitch(args) -> int:
     from .video import stitch
 
-    info = stitch(args.dir, args.output, fps=args.fps, crf=args.crf)
+    info = stitch(args.dir, args.output, fps=args.fps, crf=args.crf, crossfade=args.crossfade)
     print(info.summary())
     return 0
 
@@ -116,7 +118,7 @@ def _run_video(args) -> int:
 
     result = _render(args)
     print(result.summary())
-    info = stitch(result.out_dir, args.output, fps=args.fps, crf=args.crf)
+    info = stitch(result.out_dir, args.output, fps=args.fps, crf=args.crf, crossfade=args.crossfade)
     print(f"video: {info.summary()}")
     print(info.path)
     return 0

@@ -18,6 +18,7 @@ from .fileio import PARTIAL_SUFFIX
 
 DEFAULT_FPS = 2.0  # the lesson's pace: each frame shows for half a second
 DEFAULT_CRF = 18  # visually near-lossless H.264
+SMOOTH_FPS = 24  # the rate a crossfaded video is written at
 
 
 @dataclass(frozen=True)
@@ -61,39 +62,41 @@ def find_ffmpeg() -> str:
 
 
 def stitch(source: str | os.PathLike, output: str | os.PathLike | None = None, *, fps: float = DEFAULT_FPS,
-           crf: int = DEFAULT_CRF) -> VideoInfo:
+           crf: int = DEFAULT_CRF, crossfade: float = 0.0) -> VideoInfo:
     """Stitch the frames of a render folder (or a folder of ``frame_NNN.png``) into an H.264 MP4 and check it.
 
-    The default output is ``<folder>/<storyboard name>.mp4``. The file appears only when ffmpeg succeeded.
+    Each frame shows for ``1/fps`` seconds. ``crossfade`` > 0 dissolves each frame into the next over its last
+    ``crossfade`` seconds (the video is then written at 24 fps); 0 cuts from frame to frame. The default output
+    is ``<folder>/<storyboard name>.mp4``. The file appears only when ffmpeg succeeded.
     """
     import ffmpeg
 
-    if not 0 < fps <= 120:
-        raise VideoError(f"--fps {fps:g} is out of range; give frames per second from 0.1 to 120 (the lesson uses 2).")
-    if isinstance(crf, bool) or not isinstance(crf, int) or not 0 <= crf <= 51:
-        raise VideoError(f"--crf {crf!r} is out of range; give a whole number from 0 (lossless) to 51 "
-                         f"(smallest); 18 is near-lossless.")
+    _check_settings(fps, crf, crossfade)
     frames_folder, out_dir, name = _locate_frames(Path(source).expanduser())
     count = _check_frames(frames_folder)
     target = Path(output).expanduser() if output else out_dir / f"{name}.mp4"
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}{PARTIAL_SUFFIX}.mp4")
 
-    exe = find_ffmpeg()
-    stream = (
-        ffmpeg.input(str(frames_folder / "frame_%03d.png"), framerate=fps, start_number=0)
-        .filter("scale", "trunc(iw/2)*2", "trunc(ih/2)*2")  # H.264 in yuv420p needs even width and height
-        .output(str(partial), vcodec="libx264", pix_fmt="yuv420p", crf=crf, r=fps, movflags="+faststart",
-                format="mp4", **{"frames:v": count})
-    )
+    stream = (ffmpeg.input(str(frames_folder / "frame_%03d.png"), framerate=fps, start_number=0)
+              .filter("scale", "trunc(iw/2)*2", "trunc(ih/2)*2"))  # yuv420p needs even width and height
+    rate = fps
+    if crossfade:
+        # Each still is held, then blended into the next: repeating stills at 1/crossfade fps leaves exactly one
+        # changing pair per frame, which the framerate filter dissolves (scene=100: never treat it as a cut).
+        rate = SMOOTH_FPS
+        stream = stream.filter("fps", fps=1 / crossfade).filter("framerate", fps=rate, scene=100)
+    frames = round(count / fps * rate)
+    stream = stream.output(str(partial), vcodec="libx264", pix_fmt="yuv420p", crf=crf, r=rate,
+                           movflags="+faststart", format="mp4", **{"frames:v": frames})
     try:
-        ffmpeg.run(stream, cmd=exe, capture_stdout=True, capture_stderr=True, overwrite_output=True)
+        ffmpeg.run(stream, cmd=find_ffmpeg(), capture_stdout=True, capture_stderr=True, overwrite_output=True)
     except ffmpeg.Error as err:
         partial.unlink(missing_ok=True)
         raise VideoError(f"ffmpeg could not write {target}: {_last_line(err.stderr)}") from None
     os.replace(partial, target)
     info = probe(target)
-    _verify(info, count, fps)
+    _verify(info, frames, count / fps)
     return info
 
 
@@ -162,8 +165,18 @@ def _check_frames(folder: Path) -> int:
     return len(indices)
 
 
-def _verify(info: VideoInfo, frames: int, fps: float) -> None:
-    expected = frames / fps
+def _check_settings(fps: float, crf: int, crossfade: float) -> None:
+    if not 0 < fps <= 120:
+        raise VideoError(f"--fps {fps:g} is out of range; give frames per second from 0.1 to 120 (the lesson uses 2).")
+    if isinstance(crf, bool) or not isinstance(crf, int) or not 0 <= crf <= 51:
+        raise VideoError(f"--crf {crf!r} is out of range; give a whole number from 0 (lossless) to 51 "
+                         f"(smallest); 18 is near-lossless.")
+    if not 0 <= crossfade <= 1 / fps or (crossfade and crossfade < 1 / SMOOTH_FPS):
+        raise VideoError(f"--crossfade {crossfade:g} does not fit: give 0 (cuts) or seconds from "
+                         f"{1 / SMOOTH_FPS:.3f} to {1 / fps:g}, the time each frame is shown at --fps {fps:g}.")
+
+
+def _verify(info: VideoInfo, frames: int, duration: float) -> None:
     problems = []
     if info.codec != "h264":
         problems.append(f"codec {info.codec}, not h264")
@@ -171,8 +184,8 @@ def _verify(info: VideoInfo, frames: int, fps: float) -> None:
         problems.append(f"pixel format {info.pix_fmt}, not yuv420p")
     if info.frames != frames:
         problems.append(f"{info.frames} frames, not {frames}")
-    if abs(info.duration - expected) > 0.5 / fps:
-        problems.append(f"{info.duration:.2f} s long, not {expected:.2f} s")
+    if abs(info.duration - duration) > 0.5 / info.fps:
+        problems.append(f"{info.duration:.2f} s long, not {duration:.2f} s")
     if problems:
         raise VideoError(f"{info.path} came out wrong ({'; '.join(problems)}); check the ffmpeg build in use "
                          f"({find_ffmpeg()}).")
