@@ -384,3 +384,18 @@ def test_check_tt_reports_device_package_and_three_timings(tiny_host, tmp_path):
     assert lines[3].startswith("compile + trace capture (4 steps): ") and lines[5] == f"frame: {tmp_path / 'check-tt.png'}"
     assert result.load_seconds > 0 and result.capture_seconds > 0 and result.frame_seconds > 0
     assert len(stub.calls("execute")) == 1 and len(stub.calls("release")) == 1 and len(stub.calls("close")) == 2
+
+
+def test_notebook_display_of_a_traced_render_says_tt_and_per_frame(tiny_host, tmp_path):
+    from ttlesson.progress import NotebookProgress
+
+    backend, _ = standin_backend(tiny_host)
+    display = NotebookProgress()
+    seen = []
+    with backend:
+        render(storyboard.loads('["one", "two"]'), tmp_path, model="sd14", backend=backend, steps=4,
+               on_event=lambda event: (display(event), seen.append(display.status.value)))
+    assert display.notice.value.startswith("Frames are made on Tenstorrent hardware: <b>Tenstorrent wormhole_b0")
+    assert "Progress is per frame" in display.notice.value and display.steps_bar.layout.display == "none"
+    assert any("once per run" in status for status in seen)
+    assert display.frames_bar.value == 2 and len(display.thumbnails) == 2

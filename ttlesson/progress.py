@@ -214,6 +214,10 @@ class NotebookProgress:
             self._started(event)
         elif isinstance(event, ModelLoaded):
             self._loaded(event)
+        elif isinstance(event, WorkerStarted):
+            self.status.value = f"worker {event.worker} loaded the model in {event.seconds:.1f} s on {event.device}"
+        elif isinstance(event, WarmedUp):
+            self.status.value = f"{event.what} in {event.seconds:.1f} s (once per run; later frames reuse it)"
         elif isinstance(event, FrameStarted):
             self.steps_bar.description = f"frame {event.index:03d}"
             self.steps_bar.value = 0
@@ -246,7 +250,8 @@ class NotebookProgress:
                              f"Frames are made on Tenstorrent hardware: <b>{html.escape(event.device)}</b>.")
         if not event.reports_steps:
             self.steps_bar.layout.display = "none"
-            self.notice.value += " Steps run inside one device trace, so progress is shown per frame."
+            note = event.note or "progress is shown per frame"
+            self.notice.value += f" {html.escape(note[:1].upper() + note[1:]).rstrip('.')}."
         self.status.value = f"model loaded in {event.seconds:.1f} s on {event.device}"
 
     def _finished(self, event: RenderFinished) -> None:
