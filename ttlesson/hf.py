@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .errors import HubAuthError
 from .models import REGISTRY, ModelSpec, resolve
+from .progress import in_notebook
 
 TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 _TRUE = {"1", "ON", "YES", "TRUE"}
@@ -163,15 +164,6 @@ def login() -> AuthStatus | None:
                            "or set the HF_TOKEN environment variable instead.")
     huggingface_hub.login()
     return status()
-
-
-def in_notebook() -> bool:
-    """Running inside a Jupyter (or Colab) kernel, where huggingface_hub shows a login widget."""
-    if "google.colab" in sys.modules:
-        return True
-    ipython_module = sys.modules.get("IPython")
-    shell = ipython_module.get_ipython() if ipython_module else None
-    return type(shell).__name__ == "ZMQInteractiveShell"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ the video. Errors show inside the widget; the widget keeps working.
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from . import models
 from . import storyboard as storyboard_mod
 from .backends import Backend, FrameRequest, create, resolve_name
 from .errors import TTLessonError
+from .frames import encode_png
 from .render import parse_size
 
 _LOADED: dict[tuple, Backend] = {}  # one loaded backend per (model, backend, device) for the kernel's lifetime
@@ -76,9 +76,7 @@ class PromptStudio:
             engine = loaded_backend(self.model, self.backend_name, self.device)
             started = time.perf_counter()
             image = engine.generate(request, on_step=lambda step, total: self._say(f"step {step}/{total}"))
-            buffer = io.BytesIO()
-            image.save(buffer, format="PNG")
-            self.image.value = buffer.getvalue()
+            self.image.value = encode_png(image)
             self.last = request
             self.add_button.disabled = False
             self._say(f"seed {request.seed}, {request.steps} steps: {time.perf_counter() - started:.1f} s on "

@@ -40,7 +40,6 @@ class ModelSpec:
     steps: int
     guidance: float
     gated: bool = False
-    description: str = ""
 
     @property
     def is_local(self) -> bool:
@@ -52,12 +51,10 @@ class ModelSpec:
 
 
 REGISTRY: dict[str, ModelSpec] = {
-    "sd14": ModelSpec("sd14", "CompVis/stable-diffusion-v1-4", "sd1", 512, 512, 50, 7.5,
-                      description="Stable Diffusion 1.4, the lesson's model; runs on every Tenstorrent chip"),
+    "sd14": ModelSpec("sd14", "CompVis/stable-diffusion-v1-4", "sd1", 512, 512, 50, 7.5),
     "sd35-large": ModelSpec("sd35-large", "stabilityai/stable-diffusion-3.5-large", "sd3", 1024, 1024, 28, 3.5,
-                            gated=True, description="Stable Diffusion 3.5 Large; gated on the Hub; T3K/Galaxy on TT"),
-    "tiny": ModelSpec("tiny", "tiny", "sd1", 128, 128, 10, 7.5,
-                      description="offline Stable Diffusion 1.x-shaped model with random weights (noise frames)"),
+                            gated=True),
+    "tiny": ModelSpec("tiny", "tiny", "sd1", 128, 128, 10, 7.5),
 }
 
 
@@ -122,8 +119,7 @@ def _spec_for_folder(folder: Path) -> ModelSpec:
     family = "sd3" if "StableDiffusion3" in index.get("_class_name", "") else "sd1"
     size = _native_size(folder)
     steps, guidance = (28, 3.5) if family == "sd3" else (50, 7.5)
-    return ModelSpec(str(folder.resolve()), str(folder.resolve()), family, size, size, steps, guidance,
-                     description=f"local pipeline {index.get('_class_name', '')}")
+    return ModelSpec(str(folder.resolve()), str(folder.resolve()), family, size, size, steps, guidance)
 
 
 def _native_size(folder: Path) -> int:

@@ -273,12 +273,11 @@ class NotebookProgress:
 
 
 def in_notebook() -> bool:
-    """True inside a Jupyter kernel (JupyterLab, VS Code, nbval), where widgets can be shown."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
+    """True inside a Jupyter kernel (JupyterLab, VS Code, nbval, Colab), where widgets can be shown."""
+    if "google.colab" in sys.modules:
+        return True
+    ipython = sys.modules.get("IPython")  # a kernel has imported it already; importing it here would not help
+    shell = ipython.get_ipython() if ipython is not None else None
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 

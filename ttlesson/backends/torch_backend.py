@@ -28,8 +28,6 @@ class TorchBackend(Backend):
     def load(self) -> None:
         if self.pipe is not None:
             return
-        import torch
-
         device = self._resolved_device()
         self.pipe = load_pipeline(self.spec).to(device=device, dtype=self._dtype(device))
 
