@@ -12,11 +12,15 @@ from pathlib import Path
 
 from . import models
 from .backends import FrameRequest
+from .errors import NoTTDeviceError
 from .fileio import write_atomic
 from .frames import encode_png
 
 CHECK_PROMPT = "a photograph of the 1939 New York World's Fair at dusk, 35mm film"
 CHECK_FILE = "check-tt.png"
+NO_DEVICE_HERE = ("No Tenstorrent device found (the kernel driver lists no /dev/tenstorrent/* and ttnn sees no chip): "
+                  "check-tt tests a Tenstorrent chip, so run it on a machine with a card and its driver (tt-smi -s "
+                  "lists it); to make frames on this machine's CPU or GPU, use ttlesson render --backend torch.")
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,10 @@ def run_check(out_dir: str | Path = ".", steps: int = 50, runtime=None) -> Check
     spec = models.resolve("sd14")
     request = FrameRequest(prompt=CHECK_PROMPT, seed=0, steps=steps, guidance=spec.guidance, width=512, height=512)
     backend = TTBackend(spec, devices=1, runtime=runtime)
-    backend.check_request(request)
+    try:
+        backend.check_request(request)
+    except NoTTDeviceError:
+        raise NoTTDeviceError(NO_DEVICE_HERE) from None
     with backend:
         capture_seconds = backend.warm_up(request)
         started = time.perf_counter()
