@@ -152,12 +152,11 @@ def _check_video_output(args) -> None:
     """``--output`` checked before the render: not a folder, a video name, not inside the render folder's frames."""
     if args.output is None:
         return
-    from pathlib import Path
-
     from . import manifest
+    from .values import user_path
     from .video import FrameSource, check_output
 
-    out = Path(args.out).expanduser()
+    out = user_path(args.out)
     check_output(args.output, FrameSource(manifest.frames_dir(out), out, "video", render_dir=out))
 
 
@@ -351,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except TTLessonError as err:
-        print(f"ttlesson {args.command}: error: {err}", file=sys.stderr)
+        print(f"ttlesson {args.command}: error: {_one_line(str(err))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"ttlesson {args.command}: interrupted; finished frames are kept, run the same command to resume.",
@@ -373,6 +372,11 @@ def main(argv: list[str] | None = None) -> int:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
         _flush_quietly()
+
+
+def _one_line(message: str) -> str:
+    """A message on one line even when a value in it (a file name) holds a line break."""
+    return " ".join(message.splitlines())
 
 
 def _raise_on_sigterm():

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import glob
 import hashlib
 import os
 import re
@@ -72,22 +71,35 @@ def current_umask() -> int:
     return mask
 
 
-def remove_partials(folder: Path, name: str = "") -> int:
-    """Delete the partial files in ``folder`` (of the file ``name`` only, if given) that no living process is
-    writing; returns how many there were."""
-    pattern = f".{glob.escape(name)}.*{PARTIAL_SUFFIX}*" if name else f".*{PARTIAL_SUFFIX}*"
-    stale = [path for path in folder.glob(pattern) if not _writer_alive(path)] if folder.is_dir() else []
+def remove_partials(folder: Path, others_only: bool = False) -> int:
+    """Delete the partial files in ``folder`` that no process is writing any more; returns how many there were.
+
+    A partial's name carries its writer's pid: it is stale once that process is gone. Partials without a pid
+    (ttlesson before 0.2) and this process's own are stale too, unless ``others_only`` (a folder others may
+    share, such as a video's: only the partials of dead processes are removed there).
+    """
+    if not folder.is_dir():
+        return 0
+    stale = []
+    for path in folder.glob(f".*{PARTIAL_SUFFIX}*"):
+        writer = _writer(path)
+        if writer is None:
+            gone = not others_only and path.name.endswith(PARTIAL_SUFFIX)
+        elif writer == os.getpid():
+            gone = not others_only
+        else:
+            gone = not process_alive(writer)
+        if gone:
+            stale.append(path)
     for path in stale:
         path.unlink(missing_ok=True)
     return len(stale)
 
 
-def _writer_alive(partial: Path) -> bool:
-    """Whether the process named in a partial file's name still runs (old unnamed partials: no)."""
-    named = re.search(r"\.([0-9]+)\.[a-z0-9_]+" + re.escape(PARTIAL_SUFFIX), partial.name)
-    if named is None or int(named.group(1)) == os.getpid():
-        return False
-    return process_alive(int(named.group(1)))
+def _writer(partial: Path) -> int | None:
+    """The pid in a partial file's name (``.NAME.<pid>.<random>.partial[.ext]``), or None."""
+    named = re.search(r"\.([0-9]+)\.[a-z0-9_]+" + re.escape(PARTIAL_SUFFIX) + r"(\.[A-Za-z0-9]+)?$", partial.name)
+    return int(named.group(1)) if named else None
 
 
 def process_alive(pid: int) -> bool:
@@ -145,7 +157,7 @@ def writable_folder(folder: Path, role: str, need_bytes: int = 0) -> Path:
     ``role`` names it for the message (``--out``). Pseudo file systems (``/proc``, ``/sys``, ``/dev``) are refused:
     writes there do not make files.
     """
-    folder = Path(folder).expanduser()
+    folder = Path(os.path.expanduser(os.fspath(folder)))
     resolved = _resolved(folder)
     pseudo = next((root for root in ("/proc", "/sys", "/dev") if resolved == Path(root)
                    or Path(root) in resolved.parents), None) if sys.platform.startswith("linux") else None

@@ -22,7 +22,7 @@ from . import storyboard as storyboard_mod
 from .errors import SettingsChangedError, TTLessonError
 from .fileio import folder_lock, os_error_sentence, remove_partials, sha256_of, write_partial, writable_folder
 from .manifest import FrameRecord, Manifest
-from .values import whole_number
+from .values import user_path, whole_number
 
 DEMO_FILE = re.compile(r"^input_data_(\d{1,6})_(\d{1,5})x(\d{1,5})_ttnn\.png$")
 DEMO_BACKEND = "tt-metal-demo"
@@ -86,7 +86,7 @@ def import_demo_outputs(src: str | os.PathLike, out: str | os.PathLike, *, story
     replaced only with ``overwrite``.
     """
     steps = whole_number(steps, "--steps", 1, 1000, f" (tt-metal's demo runs {DEMO_STEPS})")
-    src, out = Path(src).expanduser(), Path(out).expanduser()
+    src, out = user_path(src), user_path(out)
     numbered = _demo_files(src)
     sources = [numbered[number] for number in sorted(numbered)]
     sizes = [tuple(int(part) for part in DEMO_FILE.match(path.name).group(2, 3)) for path in sources]

@@ -195,12 +195,15 @@ def load(out_dir: Path) -> Manifest | None:
     try:
         return parse(text)
     except _Bad as bad:
-        raise TTLessonError(f"{path} is not a manifest ttlesson can read: {bad}; move it away and render again, "
-                            "or choose another output folder.") from None
+        raise TTLessonError(f"{path} is not a manifest ttlesson can read: {bad}; {bad.fix}.") from None
 
 
 class _Bad(Exception):
-    """What is wrong with a manifest, in words, before the file's name is put in front."""
+    """What is wrong with a manifest, in words, before the file's name is put in front; and the fix."""
+
+    def __init__(self, what: str, fix: str = "move it away and render again, or choose another output folder"):
+        super().__init__(what)
+        self.fix = fix
 
 
 def parse(text: str) -> Manifest:
@@ -219,7 +222,8 @@ def parse(text: str) -> Manifest:
     if not _whole(1, 1_000_000)(schema):
         raise _Bad('key "schema" must be a whole number')
     if schema > SCHEMA:
-        raise _Bad(f"it uses schema {schema}, newer than this ttlesson reads ({SCHEMA}); upgrade ttlesson")
+        raise _Bad(f"it uses schema {schema}, newer than this ttlesson reads ({SCHEMA})",
+                   "upgrade ttlesson (pip install -U ttlesson), or choose another output folder")
     storyboard = data.get("storyboard", "")
     version = data.get("ttlesson", "")
     for key, value in (("storyboard", storyboard), ("ttlesson", version)):

@@ -63,7 +63,7 @@ def resolve(name_or_path: str | os.PathLike) -> ModelSpec:
     key = str(name_or_path)
     if key in REGISTRY:
         return REGISTRY[key]
-    folder = Path(key).expanduser()
+    folder = Path(os.path.expanduser(key))
     if (folder / "model_index.json").is_file():
         return _spec_for_folder(folder)
     if folder.exists():

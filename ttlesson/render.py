@@ -38,7 +38,7 @@ from .manifest import FrameRecord, Manifest
 from .progress import (Event, FrameDone, FrameStarted, ModelLoaded, RenderFinished, RenderStarted, StepDone,
                        WarmedUp, WorkerStarted, steady_seconds_per_frame)
 from .storyboard import MAX_SEED, Storyboard
-from .values import parse_size, real_number, shown, whole_number
+from .values import parse_size, real_number, shown, user_path, whole_number
 
 
 @dataclass(frozen=True)
@@ -318,7 +318,7 @@ def _settings(model, backend, steps, size, guidance, seed) -> RenderSettings:
 def _out_dir(out_dir) -> Path:
     if not isinstance(out_dir, (str, os.PathLike)) or not str(out_dir).strip():
         raise TTLessonError(f"out_dir= must be a folder path, not {shown(out_dir)}.")
-    return Path(out_dir).expanduser()
+    return user_path(out_dir)
 
 
 def _check_layout(out_dir: Path) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import TTLessonError
-from .values import parse_size, shown
+from .values import parse_size, shown, user_path
 
 DEFAULT_WORKDIR = "~/tt-scratchpad/worldsfair-video"  # the lesson's own folder
 
@@ -50,7 +50,7 @@ class Settings:
 
     @property
     def workdir_path(self) -> Path:
-        return Path(str(self.workdir.value)).expanduser()
+        return user_path(str(self.workdir.value))
 
     def __str__(self) -> str:
         return "\n".join(f"{s.name:<8} {_shown(s.value):<36} ({s.source})" for s in self.items)
@@ -91,7 +91,7 @@ def _read_model() -> Setting:
     value = str(setting.value)
     if value in REGISTRY:
         return setting
-    folder = Path(value).expanduser()
+    folder = user_path(value)
     if not folder.is_dir():
         raise _refuse("TTLESSON_MODEL", value, f"is neither a model ttlesson knows ({', '.join(REGISTRY)}) nor a "
                       "folder; set it to one of those or to a diffusers pipeline folder")
@@ -113,7 +113,7 @@ def _read_backend() -> Setting:
 
 def _read_workdir() -> Setting:
     setting = _read("workdir", "TTLESSON_WORKDIR", DEFAULT_WORKDIR)
-    path = Path(str(setting.value)).expanduser()
+    path = user_path(str(setting.value))
     if path.exists() and not path.is_dir():
         raise _refuse("TTLESSON_WORKDIR", str(setting.value), "names a file, not a folder; set it to a folder "
                       "(it is created if missing)")

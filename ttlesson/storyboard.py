@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .errors import StoryboardError
 from .fileio import write_atomic
-from .values import shown
+from .values import shown, user_path
 
 ALLOWED_KEYS = ("prompt", "seed", "negative_prompt")
 MAX_SEED = 2**32 - 1
@@ -120,7 +120,7 @@ def load(path_or_name: str | os.PathLike) -> Storyboard:
     if not isinstance(path_or_name, (str, os.PathLike)) or not str(path_or_name).strip():
         raise StoryboardError(f"A storyboard is a file path or a built-in name ({', '.join(builtin_names())}), "
                               f"not {shown(path_or_name)}.")
-    path = Path(path_or_name).expanduser()
+    path = user_path(path_or_name)
     if not path.is_file() and str(path_or_name) in builtin_names():
         path = builtin_path(str(path_or_name))
     if not path.exists():
@@ -219,7 +219,8 @@ def _validated_frame(item: object, where: str) -> Frame:
         if key not in ALLOWED_KEYS:
             close = difflib.get_close_matches(key, ALLOWED_KEYS, n=1)
             hint = f'did you mean "{close[0]}"? ' if close else ""
-            raise StoryboardError(f'{where}: unknown key "{key[:40]}"; {hint}allowed keys are '
+            shown_key = json.dumps(key[:40], ensure_ascii=False)  # quoted, and a line break stays "\n"
+            raise StoryboardError(f"{where}: unknown key {shown_key}; {hint}allowed keys are "
                                   f"{', '.join(ALLOWED_KEYS)}.")
     if "prompt" not in item:
         raise StoryboardError(f'{where}: no "prompt"; every frame needs {{"prompt": "..."}}.')

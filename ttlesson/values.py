@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+from pathlib import Path
 
 from .errors import TTLessonError
 
 MAX_SIDE = 8192  # no Stable Diffusion checkpoint is trained anywhere near this; a bound keeps size sums small
+
+
+def user_path(path: str | os.PathLike) -> Path:
+    """A path as the user typed it, ``~`` expanded; ``~nosuchuser/x`` stays as typed instead of raising."""
+    return Path(os.path.expanduser(os.fspath(path)))
 
 
 def shown(value: object) -> str:
@@ -71,8 +78,7 @@ def _keyword(name: str) -> str:
 def _short_float(value) -> str:
     if isinstance(value, numbers.Integral):
         return shown(value)
-    text = repr(float(value))
-    return text if len(text) <= 10 else f"{float(value):g}"
+    return f"{float(value):g}"  # as typed: 0, 0.01, 7.5
 
 
 def _type_note(value: object) -> str:

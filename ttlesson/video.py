@@ -29,7 +29,7 @@ from pathlib import Path
 from . import lifeline, manifest
 from .errors import FFmpegNotFoundError, VideoError
 from .fileio import folder_lock, os_error_sentence, partial_path, remove_partials, writable_folder
-from .values import real_number, whole_number
+from .values import real_number, user_path, whole_number
 
 DEFAULT_FPS = 2.0  # the lesson's pace: each frame shows for half a second
 DEFAULT_CRF = 18  # visually near-lossless H.264
@@ -128,7 +128,7 @@ def stitch(source: str | os.PathLike, output: str | os.PathLike | None = None, *
             pass
     count = frames.check()
     # 4. ffmpeg into a partial only this process uses
-    remove_partials(target.parent, name=target.name)
+    remove_partials(target.parent, others_only=True)  # what stitches killed outright left behind
     partial = _partial_for(target)
     try:
         stream = _ffmpeg_stream(ffmpeg, frames.folder, count, timing, crf, partial, CONTAINERS[target.suffix.lower()])
@@ -178,6 +178,8 @@ def plan_timing(fps: float, crossfade: float = 0.0) -> Timing:
                          f"shows for {float(shows):.3g} s, shorter than the shortest dissolve "
                          f"({MIN_CROSSFADE:.3f} s, two frames of the {SMOOTH_FPS} fps video); lower --fps or give "
                          "--crossfade 0 (cuts).")
+    if not MIN_CROSSFADE - 0.0005 <= crossfade <= float(shows) + 0.0005:
+        raise VideoError(_crossfade_advice(fps, crossfade, shows))
     share = round(float(shows) / crossfade)
     if share < 1 or abs(crossfade - float(shows / share)) > 0.0005 or shows / share < MIN_CROSSFADE:
         raise VideoError(_crossfade_advice(fps, crossfade, shows))
@@ -224,7 +226,7 @@ class FrameSource:
 
 def locate_frames(source: str | os.PathLike) -> FrameSource:
     """The frames of a render folder (or its ``frames/``), or of a plain folder of ``frame_NNN.png``."""
-    source = Path(source).expanduser()
+    source = user_path(source)
     if not source.exists():
         raise VideoError(f"{source} does not exist; give the folder you rendered into (ttlesson render --out).")
     if not source.is_dir():
@@ -282,7 +284,7 @@ def _check_plain_frames(folder: Path) -> int:
 
 def check_output(output: str | os.PathLike | None, frames: FrameSource) -> Path:
     """The path the video will take, checked before anything runs; one sentence when it must not be used."""
-    target = Path(output).expanduser() if output else frames.video_dir / f"{frames.name}.mp4"
+    target = user_path(output) if output else frames.video_dir / f"{frames.name}.mp4"
     flag = "--output" if output else "The video's path"
     if target.is_dir():
         raise VideoError(f"{flag} {target} is a folder; give a file name such as {target / 'video.mp4'}.")
