@@ -199,7 +199,7 @@ def test_stitch_timing_is_exact_or_names_values_that_work(fps, crossfade):
     assert math.isclose(timing.frames(stills) / timing.rate, timing.duration(stills), rel_tol=1e-9)
     if crossfade:
         assert timing.samples * timing.crossfade == 1 / timing.fps
-        assert abs(float(timing.crossfade) - crossfade) <= 0.0005
+        assert abs(float(timing.crossfade) - crossfade) <= video.CROSSFADE_TOLERANCE
 
 
 @QUICK

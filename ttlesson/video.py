@@ -36,6 +36,7 @@ DEFAULT_CRF = 18  # visually near-lossless H.264
 SMOOTH_FPS = 24  # about the rate a crossfaded video is written at
 MIN_FPS, MAX_FPS = 0.1, 120.0
 MIN_CROSSFADE = 2 / SMOOTH_FPS  # a dissolve needs at least two frames of the smooth video
+CROSSFADE_TOLERANCE = 0.001  # a crossfade typed to 3 decimals (0.333) means the exact share (1/3) it rounds
 # Containers that hold H.264, by the file extension that names them (for ffmpeg's -f).
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 MARK = "made by ttlesson"  # written into each video's comment, so a later stitch knows it may replace it
@@ -178,10 +179,10 @@ def plan_timing(fps: float, crossfade: float = 0.0) -> Timing:
                          f"shows for {float(shows):.3g} s, shorter than the shortest dissolve "
                          f"({MIN_CROSSFADE:.3f} s, two frames of the {SMOOTH_FPS} fps video); lower --fps or give "
                          "--crossfade 0 (cuts).")
-    if not MIN_CROSSFADE - 0.0005 <= crossfade <= float(shows) + 0.0005:
+    if not MIN_CROSSFADE - CROSSFADE_TOLERANCE <= crossfade <= float(shows) + CROSSFADE_TOLERANCE:
         raise VideoError(_crossfade_advice(fps, crossfade, shows))
     share = round(float(shows) / crossfade)
-    if share < 1 or abs(crossfade - float(shows / share)) > 0.0005 or shows / share < MIN_CROSSFADE:
+    if share < 1 or abs(crossfade - float(shows / share)) > CROSSFADE_TOLERANCE or shows / share < MIN_CROSSFADE:
         raise VideoError(_crossfade_advice(fps, crossfade, shows))
     dissolve = shows / share
     steps = max(2, round(SMOOTH_FPS * dissolve))  # video frames per dissolve
