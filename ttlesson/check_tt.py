@@ -13,8 +13,9 @@ from pathlib import Path
 from . import models
 from .backends import FrameRequest
 from .errors import NoTTDeviceError
-from .fileio import write_atomic
+from .fileio import writable_folder, write_atomic
 from .frames import encode_png
+from .values import user_path
 
 CHECK_PROMPT = "a photograph of the 1939 New York World's Fair at dusk, 35mm film"
 CHECK_FILE = "check-tt.png"
@@ -48,6 +49,7 @@ def run_check(out_dir: str | Path = ".", steps: int = 50, runtime=None) -> Check
     """Make one frame on the first Tenstorrent chip and write it to ``out_dir/check-tt.png``."""
     from .backends.tt import TTBackend
 
+    out_dir = writable_folder(user_path(out_dir), "--out")  # before minutes of device work, not after
     spec = models.resolve("sd14")
     request = FrameRequest(prompt=CHECK_PROMPT, seed=0, steps=steps, guidance=spec.guidance, width=512, height=512)
     backend = TTBackend(spec, devices=1, runtime=runtime)
@@ -61,5 +63,5 @@ def run_check(out_dir: str | Path = ".", steps: int = 50, runtime=None) -> Check
         image = backend.generate(request)
         frame_seconds = time.perf_counter() - started
         device, package, load_seconds = backend.device, backend.package, backend.timings.load_seconds
-    path = write_atomic(Path(out_dir).expanduser() / CHECK_FILE, encode_png(image))
+    path = write_atomic(out_dir / CHECK_FILE, encode_png(image))
     return CheckResult(device, package, steps, load_seconds, capture_seconds, frame_seconds, path)
