@@ -22,7 +22,7 @@ from PIL import Image
 from conftest import TTLESSON, one_line_error, run_cli
 from ttlesson import manifest, storyboard, video
 from ttlesson.errors import FolderBusyError, FrameCheckError, TTLessonError, VideoError
-from ttlesson.fileio import sha256_file
+from ttlesson.fileio import folder_lock, sha256_file
 from ttlesson.progress import FrameDone
 from ttlesson.render import render
 
@@ -173,7 +173,25 @@ def test_a_stitch_stopped_by_a_signal_leaves_the_old_video_and_no_ffmpeg(slow_fr
     else:
         assert proc.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143}[signum]
         assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
+        assert "the earlier video, if any, is untouched" in stderr
     assert leftovers(tmp_path) == []
+
+
+def test_sigterm_stops_a_render_as_ctrl_c_does(tmp_path):
+    from test_cli import assert_only_whole_frames, wait_for_frames
+
+    out = tmp_path / "o"
+    proc = subprocess.Popen([TTLESSON, "render", "worlds-fair", "--model", "tiny", "--size", "64", "--steps", "60",
+                             "--out", str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_frames(out, 1, proc, timeout=600)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "stopped (SIGTERM); finished frames are kept" in stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
+    assert_only_whole_frames(out)
+    assert leftovers(out) == []
+    with folder_lock(out, "the lock went with the process"):
+        pass
 
 
 def test_two_stitches_at_once_use_their_own_partials(slow_frames, tmp_path):

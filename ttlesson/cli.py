@@ -353,12 +353,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ttlesson {args.command}: error: {_one_line(str(err))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"ttlesson {args.command}: interrupted; finished frames are kept, run the same command to resume.",
-              file=sys.stderr)
+        print(f"ttlesson {args.command}: interrupted; {_what_is_kept(args.command)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Terminated:
-        print(f"ttlesson {args.command}: stopped (SIGTERM); finished frames are kept, run the same command to "
-              "resume.", file=sys.stderr)
+        print(f"ttlesson {args.command}: stopped (SIGTERM); {_what_is_kept(args.command)}", file=sys.stderr)
         return EXIT_TERMINATED
     except BrokenPipeError:
         return _closed_pipe()
@@ -372,6 +370,12 @@ def main(argv: list[str] | None = None) -> int:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
         _flush_quietly()
+
+
+def _what_is_kept(command: str) -> str:
+    if command == "stitch":
+        return "the earlier video, if any, is untouched."
+    return "finished frames are kept, run the same command to resume."
 
 
 def _one_line(message: str) -> str:
