@@ -18,8 +18,8 @@ from ttlesson import manifest, storyboard, values, video
 from ttlesson.errors import TTLessonError
 
 # TTLESSON_HYPOTHESIS_EXAMPLES=5000 searches harder (the suite's default keeps the run short on a 2-core machine).
-QUICK = settings(max_examples=int(os.environ.get("TTLESSON_HYPOTHESIS_EXAMPLES", "150")), deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                          HealthCheck.function_scoped_fixture])
+QUICK = settings(max_examples=int(os.environ.get("TTLESSON_HYPOTHESIS_EXAMPLES", "150")), deadline=None,
+                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 # Any JSON value, with the odd cases users produce: huge and negative numbers, NaN, deep lists, long strings.
 JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2 ** 70), max_value=2 ** 70),

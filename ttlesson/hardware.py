@@ -374,9 +374,9 @@ def choose_backend(report: HardwareReport) -> AutoChoice:
     """
     choice = _choose_backend(report)
     if report.described:
-        return replace(choice, why=f"{report.described} describes a machine where "
-                                   f"{choice.why[0].lower()}{choice.why[1:-1].replace(' will be made', ' would be made')}"
-                                   " (this machine's own cards were not examined).")
+        would = choice.why[1:-1].replace(" will be made", " would be made")
+        return replace(choice, why=f"{report.described} describes a machine where {choice.why[0].lower()}{would} "
+                                   "(this machine's own cards were not examined).")
     return choice
 
 

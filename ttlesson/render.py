@@ -3,12 +3,13 @@
 Reading ``render`` top to bottom is the algorithm:
 
 1. check every argument and settle the settings (the model's defaults, overridden by the caller's) and each
-   frame's seed, before anything is written or loaded;
+   frame's seed; refuse what the backend cannot make (no device, a size it does not run) and a frame too big
+   for this machine's memory, all before anything is written or loaded;
 2. check the output folder (it can be created and written, ``frames/`` is a folder, ``manifest.json`` a file,
    the disk has room) and lock it for this run: a second render into the same folder is refused;
 3. compare with what the output folder already holds: frames made with the same settings are kept, frames
    made with other settings stop the run unless ``overwrite`` is given (nothing is replaced by surprise);
-4. load the model once, only if there is anything to make and it fits in memory;
+4. load the model once, only if there is anything to make;
 5. per frame: generate, write the PNG atomically, record it in the manifest, report progress.
 
 With ``devices`` ("all" or a number) frames are made side by side: on Tenstorrent by one pipeline per chip in
@@ -259,9 +260,9 @@ class _FrameRecorder:
         try:
             path = store_frame(self.out_dir, self.book, record, png)
         except OSError as err:
-            raise TTLessonError(f"Frame {index} could not be saved: {os_error_sentence(err, err.filename or self.out_dir)}"
-                                f" (the {len(self.made)} frames made before it are saved; run the same command "
-                                "again to make the rest).") from None
+            why = os_error_sentence(err, err.filename or self.out_dir)
+            raise TTLessonError(f"Frame {index} could not be saved: {why} (the {len(self.made)} frames made before "
+                                "it are saved; run the same command again to make the rest).") from None
         self.made.append(index)
         self._durations.append(seconds)
         per_frame = steady_seconds_per_frame(self._durations)
@@ -412,8 +413,8 @@ def _prepare_folder(out_dir: Path, book: Manifest, stale: list[int]) -> None:
             (folder / manifest.frame_filename(index)).unlink(missing_ok=True)
         book.save(out_dir)
     except OSError as err:
-        raise TTLessonError(f"The render folder could not be prepared: {os_error_sentence(err, err.filename or out_dir)}"
-                            " (no frame was changed).") from None
+        why = os_error_sentence(err, err.filename or out_dir)
+        raise TTLessonError(f"The render folder could not be prepared: {why} (no frame was changed).") from None
 
 
 def _request(record: FrameRecord) -> FrameRequest:
