@@ -181,9 +181,9 @@ def test_sigterm_stops_a_render_as_ctrl_c_does(tmp_path):
     from test_cli import assert_only_whole_frames, wait_for_frames
 
     out = tmp_path / "o"
-    proc = subprocess.Popen([TTLESSON, "render", "worlds-fair", "--model", "tiny", "--size", "64", "--steps", "60",
+    proc = subprocess.Popen([TTLESSON, "render", "worlds-fair", "--model", "tiny", "--size", "64", "--steps", "20",
                              "--out", str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for_frames(out, 1, proc, timeout=600)
+    wait_for_frames(out, 1, proc, timeout=900)  # generous: the machine running the suite may be busy
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143 and "stopped (SIGTERM); finished frames are kept" in stderr
@@ -303,7 +303,9 @@ def test_a_second_render_into_a_busy_folder_names_the_first_and_exits_2(tmp_path
     out = tmp_path / "o"
     first = subprocess.Popen([TTLESSON, "render", str(board), "--model", "tiny", "--size", "64", "--steps", "1000",
                               "--out", str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_until(lambda: manifest.manifest_path(out).exists() or first.poll() is not None, what="the first render")
+    wait_until(lambda: manifest.manifest_path(out).exists() or first.poll() is not None, timeout=900,
+               what="the first render to load its model")
+    assert first.poll() is None, first.communicate()
     second = run_cli("render", board, "--model", "tiny", "--size", "64", "--steps", "2", "--out", out)
     line = one_line_error(second)
     assert f"{out} is in use by process {first.pid} (ttlesson render {board}" in line
@@ -376,8 +378,9 @@ def test_workers_die_when_their_render_is_killed(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "TTLESSON_TEST_RUN": tmp_path.name})
     # The manifest is written once both workers have loaded the model: they are busy when the parent dies.
-    wait_until(lambda: manifest.manifest_path(tmp_path / "o").exists() or proc.poll() is not None, timeout=300,
+    wait_until(lambda: manifest.manifest_path(tmp_path / "o").exists() or proc.poll() is not None, timeout=900,
                what="the workers to load the model")
+    assert proc.poll() is None, proc.communicate()
     workers = [pid for pid in processes_with(marker) if pid != proc.pid]
     assert len(workers) >= 2, workers
     proc.send_signal(signal.SIGKILL)
