@@ -125,7 +125,7 @@ def stitch(source: str | os.PathLike, output: str | os.PathLike | None = None, *
     target = check_output(output, frames)
     exe = find_ffmpeg()
     if frames.render_dir:  # a render running in the folder now would change the frames under ffmpeg
-        with folder_lock(frames.render_dir, "wait for it to finish, then stitch"):
+        with folder_lock(frames.render_dir, "wait for it to finish, then stitch."):
             pass
     count = frames.check()
     # 4. ffmpeg into a partial only this process uses
