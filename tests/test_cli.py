@@ -64,7 +64,9 @@ BAD_INPUT = [
     (lambda t: ["render", "worlds-fair", "--out", t / "o", "--backend", "gpu"], "invalid choice: 'gpu'"),
     (lambda t: ["render", "worlds-fair", "--out", t / "o", "--backend", "tt"], "No Tenstorrent device found"),
     (lambda t: ["render", "worlds-fair", "--out", t / "o", "--backend", "tt", "--size", "256"],
-     "Size 256x256 does not run on the tt backend"),
+     "No Tenstorrent device found"),  # the blocking problem first; the size follows in the same sentence
+    (lambda t: ["render", "worlds-fair", "--out", t / "o", "--backend", "tt", "--size", "256"],
+     "on a machine with one, this run would also need --size 512."),
     (lambda t: ["render", "worlds-fair", "--out", t / "o", "--backend", "tt", "--device", "cuda"],
      "--device cuda picks a torch device"),
     (lambda t: ["render", "worlds-fair", "--out", t / "o", "--devices", "none"], "--devices 'none' is not understood"),

@@ -302,10 +302,17 @@ def test_a_mock_path_that_is_not_a_file(tmp_path):
 # --- which device made each frame --------------------------------------------------------------------------
 
 def _render_folder(folder, makers: list[tuple[str, str]], frame_count: int | None = None):
-    frames = {index: FrameRecord(index=index, prompt=f"p{index}", negative_prompt=None, seed=index, steps=4,
-                                 guidance=7.5, width=64, height=64, model="tiny", backend=backend, device=device)
-              for index, (backend, device) in enumerate(makers)}
-    Manifest(storyboard="test", frame_count=frame_count or len(makers), frames=frames).save(folder)
+    """A render folder whose frames (real PNGs, stored as render stores them) were made by ``makers``."""
+    from PIL import Image
+
+    from ttlesson.frames import encode_png, store_frame
+
+    book = Manifest(storyboard="test", frame_count=frame_count or len(makers))
+    for index, (backend, device) in enumerate(makers):
+        record = FrameRecord(index=index, prompt=f"p{index}", negative_prompt=None, seed=index, steps=4,
+                             guidance=7.5, width=64, height=64, model="tiny", backend=backend, device=device)
+        store_frame(folder, book, record, encode_png(Image.new("RGB", (64, 64), (index * 40, 90, 160))))
+    book.save(folder)
     return folder
 
 
@@ -335,6 +342,22 @@ def test_verify_frames_bad_input(tmp_path):
         hardware.verify_frames(tmp_path)
     with pytest.raises(FrameVerificationError, match="expect='cuda' is not understood"):
         hardware.verify_frames(tmp_path, expect="cuda")
+
+
+def test_verify_names_frames_gone_or_changed_and_no_longer_counts_them(tmp_path):
+    folder = _render_folder(tmp_path, [("tt", "tt: n150 chip 0")] * 4)
+    (folder / "frames" / "frame_001.png").unlink()
+    (folder / "frames" / "frame_002.png").write_bytes(b"\x89PNG truncated")
+    origins = hardware.verify_frames(folder)
+    assert origins.frames.keys() == {0, 3} and origins.damaged == (1, 2)
+    assert origins.lines() == ["2 by tt on tt: n150 chip 0 (frames 0, 3)",
+                               "2 recorded but missing or changed on disk (frames 1–2)"]
+    assert origins.problem.startswith(f"{folder / 'frames' / 'frame_001.png'} is missing (and 1 more frames); run")
+    with pytest.raises(FrameVerificationError, match="frame_001.png is missing"):
+        hardware.verify_frames(folder, expect="tt")
+    proc = run_ttlesson("verify", folder)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "frames 1–2" in proc.stdout
+    assert proc.stderr.strip().count("\n") == 0 and "frame_001.png is missing" in proc.stderr
 
 
 def test_verify_on_the_cli(tmp_path):

@@ -178,7 +178,20 @@ def test_open_failures_are_one_sentence_and_load_no_weights(tiny_host, message, 
 ])
 def test_requests_tt_metal_cannot_make_are_refused(frame, expected):
     with pytest.raises(BackendUnavailableError, match=expected):
-        TTBackend(SD14).check_request(frame)
+        TTBackend(SD14, runtime=Runtime(driver_check=lambda: True)).check_request(frame)
+
+
+def test_no_device_is_said_first_with_every_other_fix_at_once():
+    tiny_request = FrameRequest("x", 0, 2, 7.5, 128, 128)
+    with pytest.raises(NoTTDeviceError) as err:
+        TTBackend(models.resolve("tiny"), runtime=Runtime(driver_check=lambda: False)).check_request(tiny_request)
+    message = str(err.value)
+    assert message.startswith("No Tenstorrent device found") and "\n" not in message
+    assert message.endswith("this run would also need --model sd14 (tt-metal's own model, not tiny) and "
+                            "--size 512 and --steps 4 or more.")
+    with pytest.raises(BackendUnavailableError, match=r"^The tt backend runs tt-metal's own models.*; this run "
+                                                      r"would also need --size 512 and --steps 4 or more\.$"):
+        TTBackend(models.resolve("tiny"), runtime=Runtime(driver_check=lambda: True)).check_request(tiny_request)
 
 
 def test_only_tt_metals_models(tiny_host):

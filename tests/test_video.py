@@ -70,7 +70,7 @@ def test_incomplete_render_is_refused(rendered, tmp_path):
     (lambda tmp: (frames_folder(tmp, count=2), frames_folder(tmp, count=1, start=2, size=(32, 32))),
      "frame_002.png is 32×32 but earlier frames are 64×48"),
     (lambda tmp: (frames_folder(tmp, count=1), (tmp / "frames" / "frame_001.png").write_text("no png")),
-     "frame_001.png is not an image"),
+     "frame_001.png is not a whole image"),
 ])
 def test_unusable_frame_folders(tmp_path, arrange, expected):
     arrange(tmp_path)
@@ -138,5 +138,6 @@ def test_crossfade_holds_each_frame_then_dissolves_into_the_next(tmp_path):
 
 
 def test_crossfade_longer_than_a_frame_is_refused(tmp_path):
-    with pytest.raises(VideoError, match="--crossfade 1 does not fit.*to 0.5, the time each frame is shown"):
+    with pytest.raises(VideoError, match=r"--crossfade 1 does not fit --fps 2: each frame shows for 0.5 s .*; give "
+                                         r"--crossfade 0.5, or 0 for cuts\."):
         video.stitch(frames_folder(tmp_path), crossfade=1.0)

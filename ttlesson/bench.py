@@ -16,6 +16,7 @@ from pathlib import Path
 from . import __version__
 from .fileio import sha256_file
 from .manifest import frames_dir
+from .values import whole_number
 from .progress import FrameDone, ModelLoaded, steady_seconds_per_frame
 from .render import render
 from .storyboard import Storyboard
@@ -56,8 +57,9 @@ class BenchResult:
 def run(model: str = "tiny", frames: int = 4, backend: str = "auto", device: str | None = None,
         steps: int | None = None, size: int | str | None = None) -> BenchResult:
     """Render ``frames`` prompts of the World's Fair storyboard in a scratch folder and time each part."""
+    frames = whole_number(frames, "--frames", 2, 1000, " (a warm-up frame and at least one steady one)")
     prompts = load_storyboard("worlds-fair").frames
-    board = Storyboard(frames=[prompts[i % len(prompts)] for i in range(max(2, frames))], name="bench")
+    board = Storyboard(frames=[prompts[i % len(prompts)] for i in range(frames)], name="bench")
     loaded: list[ModelLoaded] = []
     done: list[FrameDone] = []
 

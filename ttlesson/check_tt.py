@@ -12,11 +12,16 @@ from pathlib import Path
 
 from . import models
 from .backends import FrameRequest
-from .fileio import write_atomic
+from .errors import NoTTDeviceError
+from .fileio import writable_folder, write_atomic
 from .frames import encode_png
+from .values import user_path
 
 CHECK_PROMPT = "a photograph of the 1939 New York World's Fair at dusk, 35mm film"
 CHECK_FILE = "check-tt.png"
+NO_DEVICE_HERE = ("No Tenstorrent device found (the kernel driver lists no /dev/tenstorrent/* and ttnn sees no chip): "
+                  "check-tt tests a Tenstorrent chip, so run it on a machine with a card and its driver (tt-smi -s "
+                  "lists it); to make frames on this machine's CPU or GPU, use ttlesson render --backend torch.")
 
 
 @dataclass(frozen=True)
@@ -44,15 +49,19 @@ def run_check(out_dir: str | Path = ".", steps: int = 50, runtime=None) -> Check
     """Make one frame on the first Tenstorrent chip and write it to ``out_dir/check-tt.png``."""
     from .backends.tt import TTBackend
 
+    out_dir = writable_folder(user_path(out_dir), "--out")  # before minutes of device work, not after
     spec = models.resolve("sd14")
     request = FrameRequest(prompt=CHECK_PROMPT, seed=0, steps=steps, guidance=spec.guidance, width=512, height=512)
     backend = TTBackend(spec, devices=1, runtime=runtime)
-    backend.check_request(request)
+    try:
+        backend.check_request(request)
+    except NoTTDeviceError:
+        raise NoTTDeviceError(NO_DEVICE_HERE) from None
     with backend:
         capture_seconds = backend.warm_up(request)
         started = time.perf_counter()
         image = backend.generate(request)
         frame_seconds = time.perf_counter() - started
         device, package, load_seconds = backend.device, backend.package, backend.timings.load_seconds
-    path = write_atomic(Path(out_dir).expanduser() / CHECK_FILE, encode_png(image))
+    path = write_atomic(out_dir / CHECK_FILE, encode_png(image))
     return CheckResult(device, package, steps, load_seconds, capture_seconds, frame_seconds, path)

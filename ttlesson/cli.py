@@ -1,11 +1,15 @@
 """The ``ttlesson`` command: the notebooks' steps for people who want the result from a terminal.
 
-Bad input exits with status 2 and one line on stderr; Ctrl-C exits 130 and keeps every finished frame.
+Bad input exits with status 2 and one line on stderr; Ctrl-C exits 130 and SIGTERM 143, both keeping every
+finished frame and removing partial files; a reader that closes the pipe early (``ttlesson detect | head -1``)
+ends the command quietly.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import warnings
 
@@ -14,6 +18,12 @@ from .errors import TTLessonError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: raised like Ctrl-C's KeyboardInterrupt, so every clean-up on the way out runs."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -82,10 +92,21 @@ def _add_render_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's, sd14: 50)")
     parser.add_argument("--size", default=None, metavar="N|WxH", help="frame size (default: the model's, sd14: 512)")
     parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (sd14: 7.5)")
-    parser.add_argument("--seed", type=int, default=0, help="base seed: frame i uses SEED+i unless it sets its own")
+    parser.add_argument("--seed", type=_seed_value, default=0,
+                        help="base seed: frame i uses SEED+i unless it sets its own (0 to 4294967295)")
     parser.add_argument("--overwrite", action="store_true", help="remake frames whose settings changed")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_devices_argument(parser)
+
+
+def _seed_value(text: str) -> int:
+    from .storyboard import MAX_SEED
+
+    digits = text.strip()
+    if digits.isascii() and digits.isdigit() and len(digits) <= 10 and int(digits) <= MAX_SEED:
+        return int(digits)
+    raise argparse.ArgumentTypeError(f"--seed {text[:20]!r}{'…' if len(text) > 20 else ''} is not a whole number "
+                                     f"from 0 to {MAX_SEED}")
 
 
 def _add_stitch_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,7 +116,8 @@ def _add_stitch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crf", type=int, default=DEFAULT_CRF, help="H.264 quality, 0–51, lower is better (default: 18)")
     parser.add_argument("--crossfade", type=float, default=0.0, metavar="SECONDS",
                         help="dissolve each frame into the next over its last SECONDS (default: 0, cuts)")
-    parser.add_argument("--output", default=None, metavar="FILE", help="MP4 path (default: DIR/<storyboard>.mp4)")
+    parser.add_argument("--output", default=None, metavar="FILE", help="video path: .mp4 (or .m4v, .mov, .mkv); "
+                        "never a file other than an earlier ttlesson video (default: DIR/<storyboard>.mp4)")
 
 
 def _run_render(args) -> int:
@@ -114,14 +136,28 @@ def _run_stitch(args) -> int:
 
 
 def _run_video(args) -> int:
-    from .video import stitch
+    from .video import check_settings, stitch
 
+    check_settings(args.fps, args.crf, args.crossfade)  # before minutes of rendering, not after
+    _check_video_output(args)
     result = _render(args)
     print(result.summary())
     info = stitch(result.out_dir, args.output, fps=args.fps, crf=args.crf, crossfade=args.crossfade)
     print(f"video: {info.summary()}")
     print(info.path)
     return 0
+
+
+def _check_video_output(args) -> None:
+    """``--output`` checked before the render: not a folder, a video name, not inside the render folder's frames."""
+    if args.output is None:
+        return
+    from . import manifest
+    from .values import user_path
+    from .video import FrameSource, check_output
+
+    out = user_path(args.out)
+    check_output(args.output, FrameSource(manifest.frames_dir(out), out, "video", render_dir=out))
 
 
 def _run_bench(args) -> int:
@@ -243,7 +279,12 @@ def _run_auth_login(args) -> int:
 def _run_verify(args) -> int:
     from .hardware import verify_frames
 
-    print(verify_frames(args.dir, expect=args.expect))
+    origins = verify_frames(args.dir, expect=args.expect)
+    print(origins)
+    if origins.problem:
+        print(f"ttlesson verify: error: {origins.problem}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
 # --- several devices, Tenstorrent self-test, tt-metal demo import ----------------------------------------------
 
 def _add_devices_argument(parser: argparse.ArgumentParser) -> None:
@@ -300,17 +341,76 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except BrokenPipeError:  # ttlesson --help | head -1
+        return _closed_pipe()
     warnings.showwarning = _show_warning
+    previous = _raise_on_sigterm()
     try:
         return args.run(args)
     except TTLessonError as err:
-        print(f"ttlesson {args.command}: error: {err}", file=sys.stderr)
+        print(f"ttlesson {args.command}: error: {_one_line(str(err))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"ttlesson {args.command}: interrupted; finished frames are kept, run the same command to resume.",
-              file=sys.stderr)
+        print(f"ttlesson {args.command}: interrupted; {_what_is_kept(args.command)}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Terminated:
+        print(f"ttlesson {args.command}: stopped (SIGTERM); {_what_is_kept(args.command)}", file=sys.stderr)
+        return EXIT_TERMINATED
+    except BrokenPipeError:
+        return _closed_pipe()
+    except OSError as err:  # the machine said no where ttlesson did not expect it: still one sentence, not a trace
+        from .fileio import os_error_sentence
+
+        where = err.filename or "a file ttlesson needed"
+        print(f"ttlesson {args.command}: error: {os_error_sentence(err, where)}.", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        _flush_quietly()
+
+
+def _what_is_kept(command: str) -> str:
+    if command == "stitch":
+        return "the earlier video, if any, is untouched."
+    return "finished frames are kept, run the same command to resume."
+
+
+def _one_line(message: str) -> str:
+    """A message on one line even when a value in it (a file name) holds a line break."""
+    return " ".join(message.splitlines())
+
+
+def _raise_on_sigterm():
+    """Turn SIGTERM into ``Terminated`` in the main thread; returns the handler it replaced (None: not set)."""
+    def terminated(signum, frame):
+        raise Terminated
+
+    try:
+        return signal.signal(signal.SIGTERM, terminated)
+    except ValueError:  # not the main thread (main() called from a thread): leave signals alone
+        return None
+
+
+def _closed_pipe() -> int:
+    """The reader of stdout went away (``| head``): stop quietly, as Unix tools do."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not fail again
+    except (OSError, ValueError):
+        pass
+    return EXIT_BROKEN_PIPE
+
+
+def _flush_quietly() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _closed_pipe()
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

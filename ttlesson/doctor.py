@@ -237,6 +237,10 @@ def check_model_disk() -> Check:
 
     name = "disk (Hugging Face cache)"
     cache = Path(constants.HF_HUB_CACHE)
+    blocker = next((path for path in [cache, *cache.parents] if path.exists() and not path.is_dir()), None)
+    if blocker is not None:
+        return Check(name, FAIL, f"{blocker} is a file, so the cache {cache} cannot be made",
+                     "point HF_HOME at a folder (or unset it)")
     if hf.cache_state("CompVis/stable-diffusion-v1-4") == "complete":
         return Check(name, OK, f"SD 1.4 is already in {cache}")
     free = shutil.disk_usage(_existing_ancestor(cache)).free
@@ -255,6 +259,9 @@ def _existing_ancestor(path: Path) -> Path:
 def check_hugging_face() -> Check:
     name = "Hugging Face"
     state = hf.status()
+    if state.problem:
+        return Check(name, FAIL, state.describe(), "point HF_HOME at a folder (or unset it), and remove a 'token' "
+                     "folder there; then ttlesson auth login")
     sd14 = hf.model_access("sd14")
     if state.offline and sd14.cached != "complete":
         return Check(name, WARN, f"{state.describe()} {sd14.describe()}",

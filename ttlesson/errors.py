@@ -33,6 +33,14 @@ class VideoError(TTLessonError):
     """Frames that cannot be stitched, or a video that came out wrong."""
 
 
+class FrameCheckError(VideoError):
+    """Frames on disk that are missing or differ from what the manifest recorded for them."""
+
+
+class FolderBusyError(TTLessonError):
+    """Another process is writing the same render folder (a second render, stitch or import at once)."""
+
+
 class PromptTooLongWarning(UserWarning):
     """A prompt longer than the text encoder's context; the encoder will cut it."""
 

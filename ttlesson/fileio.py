@@ -1,37 +1,68 @@
-"""Writes that a crash cannot leave half done: data goes to a hidden partial file, then is renamed."""
+"""Files that a crash cannot leave half written, folders checked before work starts, and one writer per folder.
+
+* Writes go to a hidden partial file named after the process that writes it (``.frame_003.png.<pid>.<random>
+  .partial``), then are renamed into place: readers see the old file or the whole new one, never a part, and two
+  processes never share a partial. ``remove_partials`` clears only what dead processes left.
+* ``writable_folder`` checks, before any minutes are spent, that a folder can be created and written (not a file,
+  not ``/proc``, not read-only, not full), and says what is wrong in one sentence.
+* ``folder_lock`` holds a folder for one writer (``filelock``: a kernel lock the operating system drops when its
+  process dies, so a killed run never leaves a stale lock); a second writer is told which process holds it.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
+import re
+import shutil
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-PARTIAL_SUFFIX = ".partial"
+from .errors import FolderBusyError, TTLessonError
 
+PARTIAL_SUFFIX = ".partial"
+LOCK_NAME = ".ttlesson.lock"
+
+
+# --- atomic writes -------------------------------------------------------------------------------------------
 
 def write_atomic(path: Path, data: bytes | str) -> Path:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
     partial = write_partial(path, data)
-    os.replace(partial, path)
+    try:
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return path
+
+
+def partial_path(path: Path, suffix: str = "") -> Path:
+    """A new, empty, hidden partial file beside ``path`` that only this process uses (``suffix`` ends its name)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=PARTIAL_SUFFIX + suffix)
+    os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes files private; frames and videos are ordinary files
+    os.close(fd)
+    return Path(name)
 
 
 def write_partial(path: Path, data: bytes | str) -> Path:
     """Write ``data`` durably next to ``path`` under a hidden partial name; the caller renames it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX)
+    partial = partial_path(path)
     try:
-        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes files private; frames are ordinary files
-        with os.fdopen(fd, "wb") as handle:
+        with open(partial, "wb") as handle:
             handle.write(raw)
             handle.flush()
             os.fsync(handle.fileno())
     except BaseException:
-        Path(name).unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         raise
-    return Path(name)
+    return partial
 
 
 def current_umask() -> int:
@@ -40,12 +71,47 @@ def current_umask() -> int:
     return mask
 
 
-def remove_partials(folder: Path) -> int:
-    """Delete partial files that a killed process left behind; returns how many there were."""
-    stale = list(folder.glob(f".*{PARTIAL_SUFFIX}")) if folder.is_dir() else []
+def remove_partials(folder: Path, others_only: bool = False) -> int:
+    """Delete the partial files in ``folder`` that no process is writing any more; returns how many there were.
+
+    A partial's name carries its writer's pid: it is stale once that process is gone. Partials without a pid
+    (ttlesson before 0.2) and this process's own are stale too, unless ``others_only`` (a folder others may
+    share, such as a video's: only the partials of dead processes are removed there).
+    """
+    if not folder.is_dir():
+        return 0
+    stale = []
+    for path in folder.glob(f".*{PARTIAL_SUFFIX}*"):
+        writer = _writer(path)
+        if writer is None:
+            gone = not others_only and path.name.endswith(PARTIAL_SUFFIX)
+        elif writer == os.getpid():
+            gone = not others_only
+        else:
+            gone = not process_alive(writer)
+        if gone:
+            stale.append(path)
     for path in stale:
         path.unlink(missing_ok=True)
     return len(stale)
+
+
+def _writer(partial: Path) -> int | None:
+    """The pid in a partial file's name (``.NAME.<pid>.<random>.partial[.ext]``), or None."""
+    named = re.search(r"\.([0-9]+)\.[a-z0-9_]+" + re.escape(PARTIAL_SUFFIX) + r"(\.[A-Za-z0-9]+)?$", partial.name)
+    return int(named.group(1)) if named else None
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except OSError:
+        return False
+    return True
 
 
 def sha256_of(data: bytes) -> str:
@@ -53,4 +119,146 @@ def sha256_of(data: bytes) -> str:
 
 
 def sha256_file(path: Path) -> str:
-    return sha256_of(path.read_bytes())
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --- folders checked before work starts ----------------------------------------------------------------------
+
+def os_error_sentence(err: OSError, path: object, doing: str = "write") -> str:
+    """What an ``OSError`` on ``path`` means for the user, and what to do, as the start of one sentence."""
+    where = f"{path}"
+    code = err.errno
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return f"the disk holding {where} is full; free some space or choose a folder on another disk"
+    if code == errno.EROFS:
+        return f"{where} is on a read-only file system; choose a folder you can write to"
+    if code in (errno.EACCES, errno.EPERM):
+        return f"you are not allowed to {doing} {where}; choose a folder you can write to"
+    if code == errno.ENOTDIR:
+        return f"part of {where} is a file, not a folder; choose another path or move that file away"
+    if code == errno.EISDIR:
+        return f"{where} is a folder where a file belongs; move it away or choose another path"
+    if code == errno.ELOOP:
+        return f"{where} is a symbolic link that points to itself (a loop); remove it or choose another path"
+    if code == errno.ENOENT:
+        return f"{where} cannot be created there (a folder on the way does not exist or cannot hold files)"
+    if code == errno.ENAMETOOLONG:
+        return f"{where} is a name too long for the file system; choose a shorter path"
+    return f"{where} cannot be {'read' if doing == 'read' else 'written'} ({err.strerror or err}); choose another path"
+
+
+def writable_folder(folder: Path, role: str, need_bytes: int = 0) -> Path:
+    """Create ``folder`` if needed and prove it can take a file (and ``need_bytes`` more); one sentence if not.
+
+    ``role`` names it for the message (``--out``). Pseudo file systems (``/proc``, ``/sys``, ``/dev``) are refused:
+    writes there do not make files.
+    """
+    folder = Path(os.path.expanduser(os.fspath(folder)))
+    resolved = _resolved(folder)
+    pseudo = next((root for root in ("/proc", "/sys", "/dev") if resolved == Path(root)
+                   or Path(root) in resolved.parents), None) if sys.platform.startswith("linux") else None
+    if pseudo:
+        raise TTLessonError(f"{role} {folder} is inside {pseudo}, a view of the running system that cannot hold "
+                            "files; choose a folder on a disk.")
+    if folder.exists() and not folder.is_dir():
+        raise TTLessonError(f"{role} {folder} is a file, not a folder; choose a folder (it is created if missing).")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = partial_path(folder / ".write-test")
+        try:
+            with open(probe, "wb") as handle:
+                handle.write(b"ttlesson")
+                handle.flush()
+                os.fsync(handle.fileno())
+        finally:
+            probe.unlink(missing_ok=True)
+    except OSError as err:
+        raise TTLessonError(f"{role} {folder} cannot be used: {os_error_sentence(err, err.filename or folder)}.") \
+            from None
+    free = shutil.disk_usage(folder).free
+    if need_bytes and free < need_bytes:
+        raise TTLessonError(f"{role} {folder} is on a disk with {_mib(free)} free, and this needs about "
+                            f"{_mib(need_bytes)}; free some space or choose a folder on another disk.")
+    return folder
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: resolve() raises RuntimeError before Python 3.13
+        return Path(os.path.abspath(path))
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1024 ** 2:.1f} MiB" if size < 1024 ** 3 else f"{size / 1024 ** 3:.1f} GiB"
+
+
+# --- one writer per folder -----------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, fix: str) -> Iterator[None]:
+    """Hold ``folder`` for this process while the block runs; raise ``FolderBusyError`` if another holds it.
+
+    ``fix`` says what the second caller can do instead.
+    A folder that cannot hold the lock file (read-only) is not locked: nobody can write there either.
+    """
+    from filelock import FileLock, Timeout
+
+    path = Path(folder) / LOCK_NAME
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise FolderBusyError(f"{folder} is in use by {_holder(path)}; {fix}") from None
+    except OSError as err:
+        if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            yield
+            return
+        raise TTLessonError(f"{folder} cannot be locked: {os_error_sentence(err, path)}.") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _holder(lock_path: Path) -> str:
+    """Which process holds the lock on ``lock_path``, in words (Linux reads ``/proc/locks``)."""
+    pid = _lock_holder_pid(lock_path)
+    if pid is None:
+        return "another process"
+    if pid == os.getpid():
+        return f"this process (pid {pid}: another render or import running in it)"
+    command = _command_line(pid)
+    return f"process {pid}" + (f" ({command})" if command else "")
+
+
+def _lock_holder_pid(lock_path: Path) -> int | None:
+    try:
+        stat = os.stat(lock_path)
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    device = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == device and fields[4].isdigit():
+            return int(fields[4])
+    return None
+
+
+def _command_line(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    words = [word.decode("utf-8", "replace") for word in raw.split(b"\0") if word]
+    if words and Path(words[0]).name.startswith("python") and len(words) > 1:
+        words = words[1:]
+    if words:
+        words[0] = Path(words[0]).name
+    text = " ".join(words)
+    return text if len(text) <= 120 else text[:117] + "…"

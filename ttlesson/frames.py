@@ -20,10 +20,11 @@ from pathlib import Path
 from . import __version__, manifest
 from . import storyboard as storyboard_mod
 from .errors import SettingsChangedError, TTLessonError
-from .fileio import remove_partials, sha256_of, write_partial
+from .fileio import folder_lock, os_error_sentence, remove_partials, sha256_of, write_partial, writable_folder
 from .manifest import FrameRecord, Manifest
+from .values import user_path, whole_number
 
-DEMO_FILE = re.compile(r"^input_data_(\d+)_(\d+)x(\d+)_ttnn\.png$")
+DEMO_FILE = re.compile(r"^input_data_(\d{1,6})_(\d{1,5})x(\d{1,5})_ttnn\.png$")
 DEMO_BACKEND = "tt-metal-demo"
 DEMO_DEVICE = "Tenstorrent (tt-metal's pytest demo, run by hand; board not recorded)"
 # What tt-metal's SD 1.4 demo fixes in both package layouts: one seed for every prompt, guidance 7.5, and its
@@ -44,9 +45,22 @@ def store_frame(out_dir: Path, book: Manifest, record: FrameRecord, png: bytes) 
     """Write one frame's PNG and its manifest entry so that a crash leaves the old state or the new, never half."""
     path = manifest.frames_dir(out_dir) / manifest.frame_filename(record.index)
     partial = write_partial(path, png)
-    book.frames[record.index] = replace(record, sha256=sha256_of(png))
-    book.save(out_dir)
-    os.replace(partial, path)
+    before = book.frames.get(record.index)
+    try:
+        book.frames[record.index] = replace(record, sha256=sha256_of(png))
+        book.save(out_dir)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        if before is None:
+            book.frames.pop(record.index, None)
+        else:
+            book.frames[record.index] = before
+        try:  # the manifest on disk may already list the frame that is not there: put back the one in memory
+            book.save(out_dir)
+        except OSError:
+            pass  # the next run sees the frame missing (or changed) and says so
+        raise
     return path
 
 
@@ -71,29 +85,37 @@ def import_demo_outputs(src: str | os.PathLike, out: str | os.PathLike, *, story
     file, in order. Without it the prompts are recorded as unknown (empty). Existing frames in ``out`` are
     replaced only with ``overwrite``.
     """
-    src, out = Path(src).expanduser(), Path(out).expanduser()
+    steps = whole_number(steps, "--steps", 1, 1000, f" (tt-metal's demo runs {DEMO_STEPS})")
+    src, out = user_path(src), user_path(out)
     numbered = _demo_files(src)
     sources = [numbered[number] for number in sorted(numbered)]
     sizes = [tuple(int(part) for part in DEMO_FILE.match(path.name).group(2, 3)) for path in sources]
     pngs = [_checked_png(path, *size) for path, size in zip(sources, sizes)]
     board = _storyboard(storyboard, len(sources))
     folder = manifest.frames_dir(out)
-    existing = manifest.frame_indices(folder)
-    if existing and not overwrite:
-        raise SettingsChangedError(f"{folder} already holds {len(existing)} frames; pass --overwrite "
-                                   "(overwrite=True) to replace them with the demo's, or choose another --out.")
-    folder.mkdir(parents=True, exist_ok=True)
-    remove_partials(folder)
-    for index in existing:
-        if index >= len(sources):
-            (folder / manifest.frame_filename(index)).unlink(missing_ok=True)
-    book = Manifest(storyboard=board.name if board else DEMO_BACKEND, frame_count=len(sources), version=__version__)
-    book.save(out)
-    for index, ((width, height), png) in enumerate(zip(sizes, pngs)):
-        record = FrameRecord(index=index, prompt=board[index].prompt if board else "", negative_prompt=None,
-                             seed=DEMO_SEED, steps=steps, guidance=DEMO_GUIDANCE, width=width, height=height,
-                             model="sd14", backend=DEMO_BACKEND, device=DEMO_DEVICE)
-        store_frame(out, book, record, png)
+    writable_folder(out, "--out")
+    with folder_lock(out, "wait for it to finish, or choose another --out."):
+        existing = manifest.frame_indices(folder)
+        if existing and not overwrite:
+            raise SettingsChangedError(f"{folder} already holds {len(existing)} frames; pass --overwrite "
+                                       "(overwrite=True) to replace them with the demo's, or choose another --out.")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            remove_partials(folder)
+            for index in existing:
+                if index >= len(sources):
+                    (folder / manifest.frame_filename(index)).unlink(missing_ok=True)
+            book = Manifest(storyboard=board.name if board else DEMO_BACKEND, frame_count=len(sources),
+                            version=__version__)
+            book.save(out)
+            for index, ((width, height), png) in enumerate(zip(sizes, pngs)):
+                record = FrameRecord(index=index, prompt=board[index].prompt if board else "", negative_prompt=None,
+                                     seed=DEMO_SEED, steps=steps, guidance=DEMO_GUIDANCE, width=width, height=height,
+                                     model="sd14", backend=DEMO_BACKEND, device=DEMO_DEVICE)
+                store_frame(out, book, record, png)
+        except OSError as err:
+            raise TTLessonError(f"The demo's images could not be imported: "
+                                f"{os_error_sentence(err, err.filename or out)}.") from None
     return ImportResult(out_dir=out, manifest=book, sources=sources, first_number=min(numbered))
 
 
@@ -104,7 +126,7 @@ def _demo_files(src: Path) -> dict[int, Path]:
     numbered = {}
     for path in src.iterdir():
         match = DEMO_FILE.match(path.name)
-        if match:
+        if match and path.is_file():
             numbered[int(match.group(1))] = path
     if not numbered:
         raise TTLessonError(f"{src} holds no input_data_<i>_512x512_ttnn.png files from tt-metal's SD 1.4 demo; "
@@ -135,7 +157,10 @@ def _storyboard(storyboard, count: int):
 def _checked_png(path: Path, width: int, height: int) -> bytes:
     from PIL import Image, UnidentifiedImageError
 
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise TTLessonError(f"{path} cannot be read ({err.strerror or err}); check its permissions.") from None
     try:
         with Image.open(io.BytesIO(data)) as image:
             size, kind = image.size, image.format

@@ -239,6 +239,7 @@ class HardwareReport:
     mock_cluster: str | None = None
     disagreement: str | None = None  # sources that counted different chips
     seconds: float = 0.0
+    described: str | None = None  # the saved sources this report reads instead of this machine's cards
     auto: AutoChoice = field(init=False)
 
     def __post_init__(self):
@@ -366,7 +367,20 @@ def mesh_device_for(cards: list[Card]) -> tuple[str | None, str]:
 
 
 def choose_backend(report: HardwareReport) -> AutoChoice:
-    """The backend ``auto`` picks, and one honest sentence saying where frames will be made."""
+    """The backend ``auto`` picks, and one honest sentence saying where frames will be made.
+
+    For a report read from saved sources (a tt-smi snapshot, a copy of /sys) the sentence describes the machine
+    those sources came from, in the conditional: this machine's own cards were not looked at.
+    """
+    choice = _choose_backend(report)
+    if report.described:
+        would = choice.why[1:-1].replace(" will be made", " would be made")
+        return replace(choice, why=f"{report.described} describes a machine where {choice.why[0].lower()}{would} "
+                                   "(this machine's own cards were not examined).")
+    return choice
+
+
+def _choose_backend(report: HardwareReport) -> AutoChoice:
     if report.tt_device and report.ttnn.installed and report.ttnn.imports is not False:
         mesh = f", MESH_DEVICE={report.mesh_device}" if report.mesh_device else ""
         return AutoChoice("tt", "Tenstorrent", f"Frames will be made on Tenstorrent hardware ({len(report.cards)} "
@@ -434,7 +448,10 @@ def detect(sysfs_root: str | os.PathLike | None = None, tt_smi_snapshot: str | o
     by_source = [("tt-smi", smi_cards), ("kernel driver", driver_cards), ("ttnn", ttnn_cards)]
     cards = next((found for _, found in by_source if found), [])
     gpus, gpu_source = find_nvidia_gpus()
+    described = " and ".join(filter(None, [tt_smi_snapshot and f"The tt-smi snapshot {tt_smi_snapshot}",
+                                           sysfs_root is not None and f"the sysfs copy {sysfs_root}"])) or None
     return HardwareReport(cards=cards, sources=[driver_answer, smi_answer, ttnn_answer], ttnn=ttnn_info,
+                          described=described[:1].upper() + described[1:] if described else None,
                           gpus=gpus, gpu_source=gpu_source, torch=torch_info(), cpu=cpu_info(),
                           mock_cluster=mock if ttnn_cards else None, disagreement=_disagreement(by_source, ttnn_info),
                           seconds=time.perf_counter() - started)
@@ -540,7 +557,10 @@ def _tt_smi_cards(chips: list[_Chip], origin: str) -> tuple[list[Card], SourceAn
 def parse_tt_smi_snapshot(text: str, origin: str) -> tuple[list[_Chip], str]:
     """The chips a ``tt-smi -s`` JSON lists, and a few words on the tt-smi that wrote it."""
     fix = "save a snapshot with: tt-smi -s > snapshot.json"
-    data = _first_json_object(text)
+    try:
+        data = _first_json_object(text)
+    except RecursionError:  # tt-smi's output is a few levels deep; this is not it
+        raise HardwareSourceError(f"{origin} is JSON nested too deeply to be a tt-smi snapshot; {fix}") from None
     if data is None:
         raise HardwareSourceError(f"{origin} is not a tt-smi snapshot (no JSON object in it); {fix}")
     infos = data.get("device_info")
@@ -769,8 +789,10 @@ def _field(text: str, key: str) -> str | None:
 @dataclass(frozen=True)
 class FrameOrigins:
     out_dir: Path
-    frames: dict[int, tuple[str, str]]  # index → (backend, device)
+    frames: dict[int, tuple[str, str]]  # index → (backend, device), for frames on disk as recorded
     frame_count: int
+    damaged: tuple[int, ...] = ()  # recorded, but the PNG is gone or no longer has its recorded SHA-256
+    problem: str | None = None  # one sentence about the first damaged frame and its fix
 
     @property
     def by_maker(self) -> dict[tuple[str, str], list[int]]:
@@ -791,8 +813,9 @@ class FrameOrigins:
     def lines(self) -> list[str]:
         made = [f"{len(indices)} by {backend} on {device or 'an unrecorded device'} (frames {_ranges(indices)})"
                 for (backend, device), indices in self.by_maker.items()]
-        missing = self.frame_count - len(self.frames)
-        return made + ([f"{missing} not made yet"] if missing > 0 else [])
+        missing = self.frame_count - len(self.frames) - len(self.damaged)
+        damaged = [f"{len(self.damaged)} recorded but missing or changed on disk (frames {_ranges(list(self.damaged))})"]
+        return made + (damaged if self.damaged else []) + ([f"{missing} not made yet"] if missing > 0 else [])
 
     def verdict(self) -> str:
         if not self.frames:
@@ -816,7 +839,9 @@ class FrameOrigins:
 def verify_frames(out_dir: str | os.PathLike, expect: str | None = None) -> FrameOrigins:
     """Which backend and device made each frame of a render folder, from its manifest (the lesson's Step 5).
 
-    With ``expect="tt"``, raises ``FrameVerificationError`` unless every frame was made on Tenstorrent hardware.
+    Only frames whose PNG is on disk with its recorded SHA-256 count; the others are listed as damaged, with
+    ``problem`` saying which and how to remake them. With ``expect="tt"``, raises ``FrameVerificationError``
+    unless every frame is intact and was made on Tenstorrent hardware.
     """
     from . import manifest
 
@@ -827,8 +852,13 @@ def verify_frames(out_dir: str | os.PathLike, expect: str | None = None) -> Fram
     if book is None:
         raise FrameVerificationError(f"{folder} has no {manifest.MANIFEST_NAME}, so nothing records who made its "
                                      "frames; give the folder you rendered into (ttlesson render --out).")
-    origins = FrameOrigins(folder, {i: (record.backend, record.device) for i, record in book.frames.items()},
-                           book.frame_count)
+    problems = manifest.check_frames(folder, book)
+    damaged = tuple(problem.index for problem in problems)
+    origins = FrameOrigins(folder, {i: (record.backend, record.device) for i, record in book.frames.items()
+                                    if i not in damaged}, book.frame_count, damaged,
+                           manifest.frames_problem_sentence(folder, problems) if problems else None)
+    if expect == "tt" and origins.problem:
+        raise FrameVerificationError(origins.problem)
     if expect == "tt" and not origins.all_on_tt:
         raise FrameVerificationError(_not_on_tt_message(origins))
     return origins

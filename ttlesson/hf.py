@@ -57,9 +57,12 @@ class AuthStatus:
     masked: str | None
     source: str | None  # where huggingface_hub found it
     offline: bool
+    problem: str | None = None  # why the token could not be read (HF_HOME a file, the stored token a folder…)
 
     def describe(self) -> str:
         offline = " HF_HUB_OFFLINE is set: only cached models can be used." if self.offline else ""
+        if self.problem:
+            return f"The Hugging Face login cannot be read: {self.problem}.{offline}"
         if not self.token:
             return ("No Hugging Face token (no HF_TOKEN, no stored login): sd14 downloads without one; "
                     f"sd35-large needs one (ttlesson auth login).{offline}")
@@ -77,9 +80,16 @@ class AuthStatus:
 
 def status() -> AuthStatus:
     """The login state, from the environment and the stored token; no network."""
-    from huggingface_hub import get_token
+    from huggingface_hub import constants, get_token
 
-    token = get_token()
+    try:
+        token = get_token()
+    except OSError as err:  # HF_HOME names a file, the stored token is a folder, or cannot be read
+        from .fileio import os_error_sentence
+
+        where = err.filename or constants.HF_TOKEN_PATH
+        return AuthStatus(token=False, masked=None, source=None, offline=is_offline(),
+                          problem=f"{os_error_sentence(err, where, 'read')} (HF_HOME is {constants.HF_HOME})")
     if not token:
         return AuthStatus(token=False, masked=None, source=None, offline=is_offline())
     return AuthStatus(token=True, masked=mask(token), source=_token_source(token), offline=is_offline())
@@ -243,7 +253,9 @@ def cache_state(repo: str, cache_dir: str | os.PathLike | None = None) -> str:
     snapshot = Path(index).parent
     try:
         parts = json.loads(Path(index).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
+        return "partial"
+    if not isinstance(parts, dict):
         return "partial"
     needed = [name for name in _WEIGHT_PARTS if isinstance(parts.get(name), list) and parts[name][0]]
     has_weights = all(any(any((snapshot / name).glob(pattern)) for pattern in ("*.safetensors", "*.bin"))

@@ -20,9 +20,9 @@ VIDEO_FILE = "tenstorrent_worldsfair_1964.mp4"
 
 
 def start() -> settings.Settings:
-    """Read and print the settings; show ttlesson's errors in one line."""
-    cfg = settings.current()
+    """Read and print the settings; show ttlesson's errors (a bad TTLESSON_* value among them) in one line."""
     _one_line_errors()
+    cfg = settings.current()
     print(cfg)
     return cfg
 

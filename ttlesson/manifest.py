@@ -3,20 +3,31 @@
 A render folder holds ``frames/frame_000.png, frame_001.png, …`` and ``manifest.json``. The manifest records,
 per frame, the settings that determine its pixels (prompt, negative prompt, seed, steps, guidance, size,
 model, backend), the device that really ran it, how long it took and the PNG's SHA-256.
+
+A manifest is checked as it is read (``load``): every key has the type the schema below gives it, counts are
+bounded, indices are unique and inside the storyboard; anything else is one sentence naming the file and the
+key. Nothing the file says becomes a path: frame files are named from their index, and the video from the
+storyboard's name made safe (``safe_name``). ``check_frames`` compares the PNGs on disk with their records.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+import numbers
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import TTLessonError
-from .fileio import write_atomic
+from .errors import FrameCheckError, TTLessonError
+from .fileio import os_error_sentence, sha256_file, write_atomic
+from .values import shown
 
 MANIFEST_NAME = "manifest.json"
 FRAMES_DIR = "frames"
-SCHEMA = 1
+SCHEMA = 1  # bump when a reader of the old schema would misread the new one; add fields with defaults instead
+MAX_FRAMES = 100_000  # an hour at 24 fps; a manifest asking for more is damaged
+MAX_MANIFEST_BYTES = 256 * 1024 ** 2
 
 # The fields of a record that decide what the frame looks like: a frame is reused only when all of them match.
 IDENTITY_FIELDS = ("prompt", "negative_prompt", "seed", "steps", "guidance", "width", "height", "model", "backend")
@@ -26,10 +37,17 @@ def frame_filename(index: int) -> str:
     return f"frame_{index:03d}.png"
 
 
+_FRAME_FILE = re.compile(r"^frame_([0-9]{3,6})\.png$")
+
+
 def frame_indices(folder: Path) -> list[int]:
-    """Indices of the ``frame_NNN.png`` files in ``folder``, sorted."""
-    found = (path.stem.removeprefix("frame_") for path in Path(folder).glob("frame_*.png"))
-    return sorted(int(number) for number in found if number.isdigit())
+    """Indices of the ``frame_NNN.png`` files in ``folder`` (files only, names as ttlesson writes them), sorted."""
+    found = []
+    for path in Path(folder).glob("frame_*.png"):
+        match = _FRAME_FILE.match(path.name)
+        if match and frame_filename(int(match.group(1))) == path.name and path.is_file():
+            found.append(int(match.group(1)))
+    return sorted(found)
 
 
 def frames_dir(out_dir: Path) -> Path:
@@ -38,6 +56,14 @@ def frames_dir(out_dir: Path) -> Path:
 
 def manifest_path(out_dir: Path) -> Path:
     return Path(out_dir) / MANIFEST_NAME
+
+
+def safe_name(name: str, default: str = "video") -> str:
+    """A file name made from ``name`` that stays in its folder: no separators, no leading dot, no control
+    characters, at most 100 characters (``"../../x"`` → ``"x"``)."""
+    last = re.split(r"[\\/]", str(name))[-1]
+    cleaned = re.sub(r"[\x00-\x1f\x7f:*?\"<>|]", "_", last).strip().lstrip(".").strip()
+    return cleaned[:100] or default
 
 
 @dataclass(frozen=True)
@@ -85,6 +111,11 @@ class Manifest:
     def missing(self) -> list[int]:
         return [i for i in range(self.frame_count) if i not in self.frames]
 
+    @property
+    def video_name(self) -> str:
+        """The default video's file name: the storyboard's name, made safe, with ``.mp4``."""
+        return f"{safe_name(self.storyboard)}.mp4"
+
     def to_json(self) -> str:
         body = {
             "schema": SCHEMA,
@@ -99,17 +130,196 @@ class Manifest:
         return write_atomic(manifest_path(out_dir), self.to_json())
 
 
+# --- reading, with every value checked ----------------------------------------------------------------------
+
+def _text(value) -> bool:
+    return isinstance(value, str)
+
+
+def _text_or_null(value) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _whole(low: int, high: int) -> Callable[[object], bool]:
+    return lambda value: isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _real(low: float, high: float) -> Callable[[object], bool]:
+    return lambda value: (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                          and low <= value <= high)
+
+
+def _sha(value) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}|", value) is not None
+
+
+# The schema of one frame record: key → (check, what it must be, required). Keys not listed are ignored, so a
+# later ttlesson can add fields (with defaults in FrameRecord) without breaking this reader.
+RECORD_SCHEMA: dict[str, tuple[Callable[[object], bool], str, bool]] = {
+    "index": (_whole(0, MAX_FRAMES - 1), f"a whole number from 0 to {MAX_FRAMES - 1}", True),
+    "prompt": (_text, "text", True),
+    "negative_prompt": (_text_or_null, "text or null", True),
+    "seed": (_whole(0, 2 ** 32 - 1), "a whole number from 0 to 4294967295", True),
+    "steps": (_whole(1, 1000), "a whole number from 1 to 1000", True),
+    "guidance": (_real(0, 50), "a number from 0 to 50", True),
+    "width": (_whole(64, 8192), "a whole number from 64 to 8192", True),
+    "height": (_whole(64, 8192), "a whole number from 64 to 8192", True),
+    "model": (_text, "text", True),
+    "backend": (_text, "text", True),
+    "device": (_text, "text", False),
+    "seconds": (_real(0, 1e9), "a number of seconds", False),
+    "warmup": (lambda value: isinstance(value, bool), "true or false", False),
+    "sha256": (_sha, "64 hexadecimal digits", False),
+}
+
+
 def load(out_dir: Path) -> Manifest | None:
-    """The folder's manifest, or ``None`` when it has none yet."""
+    """The folder's manifest, or ``None`` when it has none yet; a damaged one is one sentence naming the key."""
     path = manifest_path(out_dir)
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        known = {f.name for f in fields(FrameRecord)}
-        records = [FrameRecord(**{k: v for k, v in item.items() if k in known}) for item in data["frames"]]
-        return Manifest(storyboard=data.get("storyboard", ""), frame_count=int(data["frame_count"]),
-                        frames={record.index: record for record in records}, version=data.get("ttlesson", ""))
-    except (ValueError, KeyError, TypeError) as err:
-        raise TTLessonError(f"{path} is not a manifest ttlesson can read ({type(err).__name__}: {err}); "
-                            "move it away and render again, or choose another output folder.") from None
+        if path.is_dir():
+            raise _Bad("is a folder, not a file")
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise _Bad(f"is larger than any manifest ttlesson writes ({path.stat().st_size} bytes)")
+        text = path.read_text(encoding="utf-8")
+    except _Bad as bad:
+        raise TTLessonError(f"{path} {bad}; move it away and render again, or choose another output folder.") \
+            from None
+    except UnicodeDecodeError as err:
+        raise TTLessonError(f"{path} is not UTF-8 text (byte {err.start}); move it away and render again, or "
+                            "choose another output folder.") from None
+    except OSError as err:
+        raise TTLessonError(f"{path} cannot be read: {os_error_sentence(err, path, 'read')}.") from None
+    try:
+        return parse(text)
+    except _Bad as bad:
+        raise TTLessonError(f"{path} is not a manifest ttlesson can read: {bad}; {bad.fix}.") from None
+
+
+class _Bad(Exception):
+    """What is wrong with a manifest, in words, before the file's name is put in front; and the fix."""
+
+    def __init__(self, what: str, fix: str = "move it away and render again, or choose another output folder"):
+        super().__init__(what)
+        self.fix = fix
+
+
+def parse(text: str) -> Manifest:
+    """A manifest from its JSON text; raises ``_Bad`` naming the key that is wrong."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise _Bad(f"invalid JSON at line {err.lineno}, column {err.colno} ({err.msg})") from None
+    except RecursionError:
+        raise _Bad("its JSON is nested too deeply") from None
+    except ValueError as err:  # e.g. a number with more digits than Python converts
+        raise _Bad(f"invalid JSON ({str(err).split(':')[0]})") from None
+    if not isinstance(data, dict):
+        raise _Bad("the top level is not an object")
+    schema = data.get("schema", SCHEMA)
+    if not _whole(1, 1_000_000)(schema):
+        raise _Bad('key "schema" must be a whole number')
+    if schema > SCHEMA:
+        raise _Bad(f"it uses schema {schema}, newer than this ttlesson reads ({SCHEMA})",
+                   "upgrade ttlesson (pip install -U ttlesson), or choose another output folder")
+    storyboard = data.get("storyboard", "")
+    version = data.get("ttlesson", "")
+    for key, value in (("storyboard", storyboard), ("ttlesson", version)):
+        if not isinstance(value, str):
+            raise _Bad(f'key "{key}" must be text')
+    if "frame_count" not in data:
+        raise _Bad('key "frame_count" is missing')
+    frame_count = data["frame_count"]
+    if not _whole(0, MAX_FRAMES)(frame_count):
+        raise _Bad(f'key "frame_count" must be a whole number from 0 to {MAX_FRAMES}')
+    items = data.get("frames")
+    if not isinstance(items, list):
+        raise _Bad('key "frames" must be a list')
+    if len(items) > frame_count:
+        raise _Bad(f'key "frames" lists {len(items)} frames but "frame_count" is {frame_count}')
+    frames: dict[int, FrameRecord] = {}
+    for position, item in enumerate(items):
+        record = _record(item, f"frames[{position}]")
+        if record.index >= frame_count:
+            raise _Bad(f'key "frames[{position}].index" is {record.index}, beyond "frame_count" {frame_count}')
+        if record.index in frames:
+            raise _Bad(f'key "frames[{position}].index" repeats frame {record.index}')
+        frames[record.index] = record
+    return Manifest(storyboard=storyboard, frame_count=frame_count, frames=frames, version=version)
+
+
+def _record(item: object, where: str) -> FrameRecord:
+    if not isinstance(item, dict):
+        raise _Bad(f'key "{where}" must be an object, not {_kind(item)}')
+    values = {}
+    for key, (check, what, required) in RECORD_SCHEMA.items():
+        if key not in item:
+            if required:
+                raise _Bad(f'key "{where}.{key}" is missing')
+            continue
+        if not check(item[key]):
+            raise _Bad(f'key "{where}.{key}" must be {what}, not {_kind(item[key])}')
+        values[key] = item[key]
+    values["guidance"] = float(values["guidance"])
+    if "seconds" in values:
+        values["seconds"] = float(values["seconds"])
+    return FrameRecord(**values)
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number out of range" if isinstance(value, int) else f"the number {value:g}"
+    if isinstance(value, str):
+        return f"the text {shown(value)}"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+# --- the frames on disk against their records ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FrameProblem:
+    index: int
+    what: str  # "is missing", "was changed after ttlesson made it"
+
+
+def check_frames(out_dir: Path, book: Manifest) -> list[FrameProblem]:
+    """Each recorded frame whose PNG is gone or no longer has the recorded SHA-256."""
+    folder = frames_dir(out_dir)
+    problems = []
+    for index, record in sorted(book.frames.items()):
+        path = folder / frame_filename(index)
+        if not path.is_file():
+            problems.append(FrameProblem(index, "is missing"))
+        elif not record.sha256:
+            problems.append(FrameProblem(index, "has no SHA-256 in the manifest to check it against"))
+        else:
+            try:
+                same = sha256_file(path) == record.sha256
+            except OSError:
+                same = False
+            if not same:
+                problems.append(FrameProblem(index, "was changed after ttlesson made it (its SHA-256 differs)"))
+    return problems
+
+
+def frames_problem_sentence(out_dir: Path, problems: list[FrameProblem]) -> str:
+    """One sentence naming the first bad frame, how many there are, and the fix."""
+    first = problems[0]
+    others = f" (and {len(problems) - 1} more frames)" if len(problems) > 1 else ""
+    fix = ("run the same ttlesson render command again to remake it (it makes only missing frames)"
+           if first.what == "is missing" else
+           "delete it and run the same ttlesson render command again to remake it")
+    return f"{frames_dir(out_dir) / frame_filename(first.index)} {first.what}{others}; {fix}."
+
+
+def require_frames(out_dir: Path, book: Manifest) -> None:
+    """Raise ``FrameCheckError`` unless every recorded frame is on disk as it was recorded."""
+    problems = check_frames(out_dir, book)
+    if problems:
+        raise FrameCheckError(frames_problem_sentence(out_dir, problems))

@@ -63,7 +63,7 @@ def resolve(name_or_path: str | os.PathLike) -> ModelSpec:
     key = str(name_or_path)
     if key in REGISTRY:
         return REGISTRY[key]
-    folder = Path(key).expanduser()
+    folder = Path(os.path.expanduser(key))
     if (folder / "model_index.json").is_file():
         return _spec_for_folder(folder)
     if folder.exists():
@@ -115,21 +115,69 @@ def quiet_hf_libraries() -> None:
 
 
 def _spec_for_folder(folder: Path) -> ModelSpec:
-    index = json.loads((folder / "model_index.json").read_text())
-    family = "sd3" if "StableDiffusion3" in index.get("_class_name", "") else "sd1"
+    index = _read_model_index(folder)
+    family = "sd3" if "StableDiffusion3" in index["_class_name"] else "sd1"
     size = _native_size(folder)
     steps, guidance = (28, 3.5) if family == "sd3" else (50, 7.5)
     return ModelSpec(str(folder.resolve()), str(folder.resolve()), family, size, size, steps, guidance)
 
 
+PIPELINE_PARTS = (("unet", "transformer"), ("vae",), ("scheduler",))  # every SD pipeline has one of each
+
+
+def _read_model_index(folder: Path) -> dict:
+    """``model_index.json`` checked: an object naming its pipeline class and components that are in the folder."""
+    path = folder / "model_index.json"
+    fix = "give a folder saved with the pipeline's save_pretrained, or one of: " + ", ".join(REGISTRY)
+
+    def refuse(why: str) -> ModelNotAvailableError:
+        return ModelNotAvailableError(f"{path} {why}; {fix}.")
+
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise refuse(f"cannot be read ({getattr(err, 'strerror', None) or err})") from None
+    except RecursionError:
+        raise refuse("is nested too deeply to be a pipeline index") from None
+    except ValueError as err:
+        raise refuse(f"is not valid JSON ({str(err).split(':')[0]})") from None
+    if not isinstance(index, dict):
+        raise refuse("is not a JSON object, so not a diffusers pipeline index")
+    if not isinstance(index.get("_class_name"), str):
+        raise refuse('has no "_class_name" naming the pipeline class')
+    components = {key: value for key, value in index.items() if not key.startswith("_")}
+    for alternatives in PIPELINE_PARTS:
+        present = [name for name in alternatives if _listed(components.get(name))]
+        if not present:
+            raise refuse(f"lists no {' or '.join(alternatives)} component")
+        for name in present:
+            if not (folder / name).is_dir():
+                raise refuse(f"lists a {name} component but the folder has no {name}/ subfolder")
+    return index
+
+
+def _listed(value: object) -> bool:
+    """A component entry as diffusers writes it: [library, class name]."""
+    return isinstance(value, list) and len(value) == 2 and all(isinstance(part, str) for part in value)
+
+
 def _native_size(folder: Path) -> int:
     def config(component: str) -> dict:
         path = folder / component / "config.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
+        try:
+            data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        except (OSError, ValueError, RecursionError):
+            raise ModelNotAvailableError(f"{path} is not a readable JSON config; give a folder saved with "
+                                         "save_pretrained.") from None
+        return data if isinstance(data, dict) else {}
 
-    vae_blocks = len(config("vae").get("block_out_channels", [0, 0, 0, 0]))
+    blocks = config("vae").get("block_out_channels", [0, 0, 0, 0])
+    vae_blocks = len(blocks) if isinstance(blocks, list) and 1 <= len(blocks) <= 8 else 4
     sample = config("unet").get("sample_size") or config("transformer").get("sample_size") or 64
-    return int(sample) * 2 ** (vae_blocks - 1)
+    sample = sample[0] if isinstance(sample, list) and sample else sample
+    if isinstance(sample, bool) or not isinstance(sample, int) or not 8 <= sample <= 1024:
+        sample = 64
+    return min(8192, int(sample) * 2 ** (vae_blocks - 1)) // 8 * 8
 
 
 # --- Hub ---------------------------------------------------------------------------------------------------

@@ -2,11 +2,15 @@
 
 Reading ``render`` top to bottom is the algorithm:
 
-1. settle the settings (the model's defaults, overridden by the caller's) and each frame's seed;
-2. compare with what the output folder already holds: frames made with the same settings are kept, frames
+1. check every argument and settle the settings (the model's defaults, overridden by the caller's) and each
+   frame's seed; refuse what the backend cannot make (no device, a size it does not run) and a frame too big
+   for this machine's memory, all before anything is written or loaded;
+2. check the output folder (it can be created and written, ``frames/`` is a folder, ``manifest.json`` a file,
+   the disk has room) and lock it for this run: a second render into the same folder is refused;
+3. compare with what the output folder already holds: frames made with the same settings are kept, frames
    made with other settings stop the run unless ``overwrite`` is given (nothing is replaced by surprise);
-3. load the model once, only if there is anything to make;
-4. per frame: generate, write the PNG atomically, record it in the manifest, report progress.
+4. load the model once, only if there is anything to make;
+5. per frame: generate, write the PNG atomically, record it in the manifest, report progress.
 
 With ``devices`` ("all" or a number) frames are made side by side: on Tenstorrent by one pipeline per chip in
 this process, on torch by worker processes (``ttlesson.workers``). Each frame keeps its own seed and settings,
@@ -17,6 +21,7 @@ Killing the process at any moment leaves only whole PNGs; the next run picks up 
 
 from __future__ import annotations
 
+import numbers
 import os
 import time
 import warnings
@@ -24,16 +29,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import __version__, manifest, models
+from . import __version__, manifest, memory, models
 from . import storyboard as storyboard_mod
 from .backends import Backend, FrameRequest, create, resolve_name
 from .errors import FramesLostError, PromptTooLongWarning, SettingsChangedError, TTLessonError
-from .fileio import remove_partials, sha256_file
+from .fileio import folder_lock, os_error_sentence, remove_partials, sha256_file, writable_folder
 from .frames import encode_png, store_frame
 from .manifest import FrameRecord, Manifest
 from .progress import (Event, FrameDone, FrameStarted, ModelLoaded, RenderFinished, RenderStarted, StepDone,
                        WarmedUp, WorkerStarted, steady_seconds_per_frame)
 from .storyboard import MAX_SEED, Storyboard
+from .values import parse_size, real_number, shown, user_path, whole_number
 
 
 @dataclass(frozen=True)
@@ -96,35 +102,40 @@ def render(
     """
     started = time.perf_counter()
     emit = on_event or (lambda event: None)
+    # 1. every argument checked, the settings settled, and what the backend cannot make refused
     board = storyboard if isinstance(storyboard, Storyboard) else storyboard_mod.load(storyboard)
-    out_dir = Path(out_dir).expanduser()
     settings = _settings(model, backend, steps, size, guidance, seed)
     spread = _devices(devices, backend)
+    out_dir = _out_dir(out_dir)
     wanted = [_wanted_record(board, i, settings) for i in range(len(board))]
-
-    existing = manifest.load(out_dir) or Manifest()
-    to_make, kept, stale = _plan(out_dir, existing, wanted, overwrite)
-    book = Manifest(storyboard=board.name, frame_count=len(board), version=__version__,
-                    frames={i: existing.frames[i] for i in kept})
-    emit(RenderStarted(total=len(board), to_make=tuple(to_make), kept=tuple(kept), model=settings.model.name,
-                       backend=settings.backend, steps=settings.steps, width=settings.width,
-                       height=settings.height, out_dir=out_dir))
-    recorder = _FrameRecorder(out_dir, book, wanted, board, to_make, emit)
-    requests = [(index, _request(wanted[index])) for index in to_make]
-    made_on = None
-    if not to_make:
-        _prepare_folder(out_dir, book, stale)
-    elif settings.backend == "torch" and spread != 1:
-        made_on = _render_with_workers(settings, spread, _device_arg(device), requests, recorder, stale)
-    else:
-        owned = not isinstance(backend, Backend)
-        engine = create(settings.backend, settings.model, device=_device_arg(device), devices=spread) if owned \
-            else backend
-        try:
-            made_on = _render_in_process(engine, requests, recorder, stale)
-        finally:
-            if owned:
-                engine.close()
+    engine = backend if isinstance(backend, Backend) else _engine(settings, spread, device)
+    try:
+        _check_backend(engine, engine is not backend, settings, device, wanted)
+        # 2. the output folder: usable, and ours alone until the run ends
+        _check_layout(out_dir)
+        with folder_lock(out_dir, "wait for that render to finish (or stop it), or choose another --out."):
+            # 3. what the folder already holds
+            existing = manifest.load(out_dir) or Manifest()
+            to_make, kept, stale = _plan(out_dir, existing, wanted, bool(overwrite))
+            book = Manifest(storyboard=board.name, frame_count=len(board), version=__version__,
+                            frames={i: existing.frames[i] for i in kept})
+            _check_room(out_dir, settings, len(to_make))
+            emit(RenderStarted(total=len(board), to_make=tuple(to_make), kept=tuple(kept),
+                               model=settings.model.name, backend=settings.backend, steps=settings.steps,
+                               width=settings.width, height=settings.height, out_dir=out_dir))
+            recorder = _FrameRecorder(out_dir, book, wanted, board, to_make, emit)
+            requests = [(index, _request(wanted[index])) for index in to_make]
+            made_on = None
+            # 4. and 5. the model, loaded only if there is anything to make; then the frames
+            if not to_make:
+                _prepare_folder(out_dir, book, stale)
+            elif engine is None:
+                made_on = _render_with_workers(settings, spread, _device_arg(device), requests, recorder, stale)
+            else:
+                made_on = _render_in_process(engine, requests, recorder, stale)
+    finally:
+        if engine is not None and engine is not backend:
+            engine.close()
 
     result = RenderResult(out_dir=out_dir, manifest=book, made=recorder.made, kept=kept, device=made_on,
                           seconds=time.perf_counter() - started)
@@ -132,11 +143,28 @@ def render(
     return result
 
 
+def _engine(settings: RenderSettings, spread: int | str, device: str | None) -> Backend | None:
+    """The backend that will make the frames, created but not loaded; None where torch worker processes will."""
+    if settings.backend == "torch" and spread != 1:
+        return None
+    return create(settings.backend, settings.model, device=_device_arg(device), devices=spread)
+
+
+def _check_backend(engine: Backend | None, owned: bool, settings: RenderSettings, device: str | None,
+                   wanted: list[FrameRecord]) -> None:
+    """What the backend cannot make (no device, a size it does not run) and a frame too big for memory, refused
+    before the folder is touched or the model loads."""
+    if engine is None:
+        return
+    for request in {_request(replace(record, prompt="", negative_prompt=None, seed=0)) for record in wanted}:
+        engine.check_request(request)
+    if owned and engine.name == "torch":  # a backend passed in is loaded already: it fits
+        memory.check_fits(settings.model, settings.width, settings.height, _device_arg(device))
+
+
 def _render_in_process(engine: Backend, requests: list[tuple[int, FrameRequest]], recorder: "_FrameRecorder",
                        stale: list[int]) -> str:
     """Make the frames with ``engine`` in this process: one after another, or on all its Tenstorrent chips."""
-    for _, request in requests:
-        engine.check_request(request)
     made_on = _load(engine, recorder.emit)
     recorder.warn_long_prompts(engine.count_tokens, engine.max_prompt_tokens)
     _prepare_folder(recorder.out_dir, recorder.book, stale)
@@ -163,6 +191,7 @@ def _render_with_workers(settings: RenderSettings, spread: int | str, device: st
     from .workers import LostFrame, WorkerPool, parent_torch_threads, plan_workers
 
     torch_devices = plan_workers(spread, device, len(requests))
+    memory.check_fits(settings.model, settings.width, settings.height, device, copies=torch_devices.count("cpu"))
     if len(torch_devices) == 1:
         engine = create("torch", settings.model, device=torch_devices[0])
         try:
@@ -228,7 +257,12 @@ class _FrameRecorder:
         warmup = device not in self._warmed_up  # each device's first frame pays for caches, compilation, capture
         self._warmed_up.add(device)
         record = replace(self.wanted[index], device=device, seconds=round(seconds, 3), warmup=warmup)
-        path = store_frame(self.out_dir, self.book, record, png)
+        try:
+            path = store_frame(self.out_dir, self.book, record, png)
+        except OSError as err:
+            why = os_error_sentence(err, err.filename or self.out_dir)
+            raise TTLessonError(f"Frame {index} could not be saved: {why} (the {len(self.made)} frames made before "
+                                "it are saved; run the same command again to make the rest).") from None
         self.made.append(index)
         self._durations.append(seconds)
         per_frame = steady_seconds_per_frame(self._durations)
@@ -250,54 +284,66 @@ def _device_arg(device: str | None) -> str | None:
 
 
 def _devices(devices: int | str | None, backend: str | Backend) -> int | str:
-    """``devices`` checked: ``"all"`` or a whole number from 1 (None: 1)."""
+    """``devices`` checked: ``"all"`` or a whole number from 1 (None: 1); numpy integers count."""
     if devices is None:
         return 1
-    if isinstance(devices, str) and devices.strip().isdigit():
+    if isinstance(devices, str) and devices.strip().isascii() and devices.strip().isdigit():
         devices = int(devices)
-    if devices != "all" and (isinstance(devices, bool) or not isinstance(devices, int) or devices < 1):
-        raise TTLessonError(f"Devices {devices!r} is not understood; give a whole number from 1 up, or all.")
+    if isinstance(devices, numbers.Integral) and not isinstance(devices, bool):
+        devices = int(devices)
+    if devices != "all" and (not isinstance(devices, int) or isinstance(devices, bool) or not 1 <= devices <= 1024):
+        raise TTLessonError(f"Devices {shown(devices)} is not understood; give a whole number from 1 up, or all.")
     if devices != 1 and isinstance(backend, Backend):
         raise TTLessonError("devices= needs a backend name (auto, torch, tt), not a loaded backend, because it "
                             "opens its own devices; pass backend by name.")
     return devices
 
 
-def parse_size(size: int | str | tuple[int, int]) -> tuple[int, int]:
-    """``512``, ``"512"``, ``"768x512"`` or ``(768, 512)`` → (width, height), multiples of 8 from 64 up."""
-    try:
-        if isinstance(size, tuple):
-            width, height = size
-        elif isinstance(size, int) or str(size).isdigit():
-            width = height = int(size)
-        else:
-            width, height = (int(part) for part in str(size).lower().split("x"))
-    except ValueError:
-        raise TTLessonError(f"Size {size!r} is not understood; give one number (512) or width x height "
-                            "(768x512).") from None
-    for value in (width, height):
-        if value < 64 or value % 8:
-            nearest = max(64, round(value / 8) * 8)
-            raise TTLessonError(f"Size {value} does not work: Stable Diffusion needs multiples of 8 from 64 up "
-                                f"(try {nearest}).")
-    return width, height
-
-
 def _settings(model, backend, steps, size, guidance, seed) -> RenderSettings:
+    if not isinstance(model, (str, os.PathLike)):
+        raise TTLessonError(f"model= must be a model name (sd14, sd35-large, tiny) or a folder, not {shown(model)}.")
+    if not isinstance(backend, (str, Backend)):
+        raise TTLessonError(f"backend= must be a backend name (auto, torch, tt) or a loaded Backend, "
+                            f"not {shown(backend)}.")
     spec = models.resolve(model)
     backend_name = backend.name if isinstance(backend, Backend) else resolve_name(backend)
     width, height = parse_size(size) if size is not None else (spec.width, spec.height)
-    steps = spec.steps if steps is None else steps
-    guidance = spec.guidance if guidance is None else guidance
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 1000:
-        raise TTLessonError(f"Steps {steps!r} is out of range; give a whole number from 1 to 1000 "
-                            f"({spec.name} uses {spec.steps}).")
-    if not 0 <= guidance <= 50:
-        raise TTLessonError(f"Guidance {guidance!r} is out of range; give a number from 0 to 50 "
-                            f"({spec.name} uses {spec.guidance}).")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise TTLessonError(f"Seed {seed!r} is out of range; give a whole number from 0 to {MAX_SEED}.")
+    hint = f" ({spec.name} uses {{}})"
+    steps = spec.steps if steps is None else whole_number(steps, "Steps", 1, 1000, hint.format(spec.steps))
+    guidance = spec.guidance if guidance is None else \
+        real_number(guidance, "Guidance", 0, 50, hint.format(spec.guidance))
+    seed = whole_number(seed, "Seed", 0, MAX_SEED)
     return RenderSettings(spec, backend_name, steps, float(guidance), width, height, seed)
+
+
+def _out_dir(out_dir) -> Path:
+    if not isinstance(out_dir, (str, os.PathLike)) or not str(out_dir).strip():
+        raise TTLessonError(f"out_dir= must be a folder path, not {shown(out_dir)}.")
+    return user_path(out_dir)
+
+
+def _check_layout(out_dir: Path) -> None:
+    """The folder can be written, and what it holds has the shape of a render folder; one sentence if not."""
+    writable_folder(out_dir, "--out")
+    frames = manifest.frames_dir(out_dir)
+    if frames.is_symlink() and not frames.exists():
+        raise TTLessonError(f"{frames} is a symbolic link that leads nowhere (or to itself); remove it or choose "
+                            "another --out.")
+    if frames.exists() and not frames.is_dir():
+        raise TTLessonError(f"{frames} is a file where ttlesson keeps the frames folder; move it away or choose "
+                            "another --out.")
+    if frames.is_dir():
+        writable_folder(frames, "The frames folder")
+    if manifest.manifest_path(out_dir).is_dir():
+        raise TTLessonError(f"{manifest.manifest_path(out_dir)} is a folder where ttlesson keeps the manifest "
+                            "file; move it away or choose another --out.")
+
+
+def _check_room(out_dir: Path, settings: RenderSettings, count: int) -> None:
+    """Refuse up front when the disk cannot hold the frames (a PNG is at most about 3 bytes a pixel)."""
+    need = count * settings.width * settings.height * 3 + 1024 ** 2 if count else 0
+    if need:
+        writable_folder(out_dir, "--out", need_bytes=need)
 
 
 def _wanted_record(board: Storyboard, index: int, settings: RenderSettings) -> FrameRecord:
@@ -316,7 +362,10 @@ def _plan(out_dir: Path, existing: Manifest, wanted: list[FrameRecord],
     for want in wanted:
         png = folder / manifest.frame_filename(want.index)
         record = existing.frames.get(want.index)
-        if not png.exists():
+        if not png.exists() and not png.is_symlink():
+            to_make.append(want.index)
+        elif not png.is_file():
+            conflicts.append((want.index, "is not a file ttlesson made (a folder or a broken link)"))
             to_make.append(want.index)
         elif record is None:
             conflicts.append((want.index, "is not in the manifest (a file ttlesson did not make here)"))
@@ -357,11 +406,15 @@ def _load(engine: Backend, emit: Callable[[Event], None]) -> str:
 def _prepare_folder(out_dir: Path, book: Manifest, stale: list[int]) -> None:
     """Clear what a killed run left (partial files) and frames past the storyboard's end; write the manifest."""
     folder = manifest.frames_dir(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    remove_partials(folder)
-    for index in stale:
-        (folder / manifest.frame_filename(index)).unlink(missing_ok=True)
-    book.save(out_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_partials(folder)
+        for index in stale:
+            (folder / manifest.frame_filename(index)).unlink(missing_ok=True)
+        book.save(out_dir)
+    except OSError as err:
+        why = os_error_sentence(err, err.filename or out_dir)
+        raise TTLessonError(f"The render folder could not be prepared: {why} (no frame was changed).") from None
 
 
 def _request(record: FrameRecord) -> FrameRequest:

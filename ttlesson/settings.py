@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import TTLessonError
+from .values import parse_size, shown, user_path
 
 DEFAULT_WORKDIR = "~/tt-scratchpad/worldsfair-video"  # the lesson's own folder
 
@@ -49,7 +50,7 @@ class Settings:
 
     @property
     def workdir_path(self) -> Path:
-        return Path(str(self.workdir.value)).expanduser()
+        return user_path(str(self.workdir.value))
 
     def __str__(self) -> str:
         return "\n".join(f"{s.name:<8} {_shown(s.value):<36} ({s.source})" for s in self.items)
@@ -61,13 +62,14 @@ class Settings:
 
 
 def current() -> Settings:
-    """The settings in force now, read from the environment."""
+    """The settings in force now, read from the environment; a value that cannot work is one sentence naming
+    its variable (checked here, so a notebook stops at its first cell rather than minutes later)."""
     return Settings(
-        model=_read("model", "TTLESSON_MODEL", "sd14"),
-        backend=_read("backend", "TTLESSON_BACKEND", "auto"),
-        workdir=_read("workdir", "TTLESSON_WORKDIR", DEFAULT_WORKDIR),
+        model=_read_model(),
+        backend=_read_backend(),
+        workdir=_read_workdir(),
         steps=_read_steps(),
-        size=_read("size", "TTLESSON_SIZE", None),
+        size=_read_size(),
     )
 
 
@@ -78,14 +80,66 @@ def _read(name: str, variable: str, default):
     return Setting(name, default, "default" if default is not None else "default: the model's own")
 
 
+def _refuse(variable: str, value: str, why: str) -> TTLessonError:
+    return TTLessonError(f"{variable}={shown(value)} {why}, or unset it to use the default.")
+
+
+def _read_model() -> Setting:
+    from .models import REGISTRY
+
+    setting = _read("model", "TTLESSON_MODEL", "sd14")
+    value = str(setting.value)
+    if value in REGISTRY:
+        return setting
+    folder = user_path(value)
+    if not folder.is_dir():
+        raise _refuse("TTLESSON_MODEL", value, f"is neither a model ttlesson knows ({', '.join(REGISTRY)}) nor a "
+                      "folder; set it to one of those or to a diffusers pipeline folder")
+    if not (folder / "model_index.json").is_file():
+        raise _refuse("TTLESSON_MODEL", value, "is a folder without model_index.json, so not a diffusers "
+                      "pipeline; set it to a folder saved with save_pretrained")
+    return setting
+
+
+def _read_backend() -> Setting:
+    from .backends import BACKEND_NAMES
+
+    setting = _read("backend", "TTLESSON_BACKEND", "auto")
+    if setting.value not in BACKEND_NAMES:
+        raise _refuse("TTLESSON_BACKEND", str(setting.value),
+                      f"is not a backend; set it to {', '.join(BACKEND_NAMES[:-1])} or {BACKEND_NAMES[-1]}")
+    return setting
+
+
+def _read_workdir() -> Setting:
+    setting = _read("workdir", "TTLESSON_WORKDIR", DEFAULT_WORKDIR)
+    path = user_path(str(setting.value))
+    if path.exists() and not path.is_dir():
+        raise _refuse("TTLESSON_WORKDIR", str(setting.value), "names a file, not a folder; set it to a folder "
+                      "(it is created if missing)")
+    return setting
+
+
 def _read_steps() -> Setting:
     setting = _read("steps", "TTLESSON_STEPS", None)
     if setting.value is None:
         return setting
-    if not str(setting.value).isdigit() or int(setting.value) < 1:
-        raise TTLessonError(f"TTLESSON_STEPS={setting.value!r} is not a whole number of steps; "
-                            "set it to e.g. 20, or unset it to use the model's own.")
-    return Setting(setting.name, int(setting.value), setting.source)
+    text = str(setting.value)
+    if not (text.isascii() and text.isdigit() and len(text) <= 4 and 1 <= int(text) <= 1000):
+        raise _refuse("TTLESSON_STEPS", text, "is not a whole number of steps from 1 to 1000; set it to e.g. 20")
+    return Setting(setting.name, int(text), setting.source)
+
+
+def _read_size() -> Setting:
+    setting = _read("size", "TTLESSON_SIZE", None)
+    if setting.value is None:
+        return setting
+    try:
+        parse_size(str(setting.value))
+    except TTLessonError:
+        raise _refuse("TTLESSON_SIZE", str(setting.value), "is not a frame size; set it to one number (512) or "
+                      "width x height (768x512), multiples of 8 from 64 to 8192") from None
+    return setting
 
 
 def _shown(value) -> str:

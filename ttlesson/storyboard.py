@@ -6,6 +6,9 @@ Two file forms are read:
   and ``"negative_prompt"`` (text). A bare string stands for ``{"prompt": string}``.
 * TXT: one prompt a line; blank lines and lines starting with ``#`` are ignored.
 
+The extension says which (``.json``, ``.txt``); a file without one is JSON when it starts with ``[`` or ``{``,
+else TXT; any other extension (``.yaml``, ``.csv``) is refused rather than misread. A built-in name
+(``worlds-fair``) means the shipped storyboard unless a *file* of that name exists (a folder does not count).
 Anything else is refused with one sentence that names the file, the line and what to change.
 Frames are numbered from 0, as their files are (``frame_000.png`` is frame 0).
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import numbers
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -22,9 +26,11 @@ from pathlib import Path
 
 from .errors import StoryboardError
 from .fileio import write_atomic
+from .values import shown, user_path
 
 ALLOWED_KEYS = ("prompt", "seed", "negative_prompt")
 MAX_SEED = 2**32 - 1
+MAX_FRAMES = 100_000  # the manifest's bound too (ttlesson.manifest.MAX_FRAMES)
 BUILTIN_PACKAGE = "ttlesson.storyboards"
 
 
@@ -105,21 +111,38 @@ def builtin_path(name: str) -> Path:
                           f"choose one of: {', '.join(builtin_names())}.")
 
 
+FORMATS = {".json": "json", ".txt": "txt"}
+MAX_BYTES = 64 * 1024 ** 2  # far beyond any storyboard; a bigger file is not one
+
+
 def load(path_or_name: str | os.PathLike) -> Storyboard:
     """Load a storyboard from a .json or .txt file, or a built-in one by name (e.g. ``"worlds-fair"``)."""
-    path = Path(path_or_name)
-    if not path.exists() and str(path_or_name) in builtin_names():
+    if not isinstance(path_or_name, (str, os.PathLike)) or not str(path_or_name).strip():
+        raise StoryboardError(f"A storyboard is a file path or a built-in name ({', '.join(builtin_names())}), "
+                              f"not {shown(path_or_name)}.")
+    path = user_path(path_or_name)
+    if not path.is_file() and str(path_or_name) in builtin_names():
         path = builtin_path(str(path_or_name))
     if not path.exists():
         raise StoryboardError(f"Storyboard file {str(path)!r} does not exist; check the path, or use a "
                               f"built-in storyboard ({', '.join(builtin_names())}).")
     if path.is_dir():
         raise StoryboardError(f"{str(path)!r} is a folder; give the storyboard's .json or .txt file.")
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None and path.suffix:
+        raise StoryboardError(f"{path}: ttlesson reads storyboards as .json (the lesson's form) or .txt (one prompt "
+                              f"a line), not {path.suffix}; save it in one of those forms.")
     try:
+        if path.stat().st_size > MAX_BYTES:
+            raise StoryboardError(f"{path} is {path.stat().st_size // 1024 ** 2} MiB, far larger than a storyboard; "
+                                  "give the storyboard's .json or .txt file.")
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         raise StoryboardError(f"{path}: byte {err.start} is not UTF-8 text; save the file as UTF-8.") from None
-    fmt = "json" if path.suffix.lower() == ".json" else "txt"
+    except OSError as err:
+        raise StoryboardError(f"{path} cannot be read ({err.strerror or err}); check its permissions.") from None
+    if fmt is None:  # no extension: the content says which
+        fmt = "json" if text.lstrip()[:1] in ("[", "{") else "txt"
     board = loads(text, fmt=fmt, source=str(path))
     board.name = path.stem
     board.source = path
@@ -128,15 +151,20 @@ def load(path_or_name: str | os.PathLike) -> Storyboard:
 
 def loads(text: str, fmt: str = "json", source: str = "<storyboard>") -> Storyboard:
     """Parse storyboard text; ``fmt`` is ``"json"`` or ``"txt"``; ``source`` names it in error messages."""
+    if not isinstance(text, str):
+        raise StoryboardError(f"{source}: storyboard text must be a str, not {type(text).__name__}.")
     if fmt == "json":
         frames = _frames_from_json(text, source)
     elif fmt == "txt":
         frames = _frames_from_txt(text, source)
     else:
-        raise ValueError(f"unknown storyboard format {fmt!r}")
+        raise StoryboardError(f"{source}: unknown storyboard format {shown(fmt)}; use fmt='json' or fmt='txt'.")
     if not frames:
         example = '[{"prompt": "..."}]' if fmt == "json" else "one prompt a line"
         raise StoryboardError(f"{source} holds no frames; add at least one prompt ({example}).")
+    if len(frames) > MAX_FRAMES:
+        raise StoryboardError(f"{source} holds {len(frames)} frames, more than ttlesson makes in one render "
+                              f"({MAX_FRAMES}); split it into several storyboards.")
     return Storyboard(frames=frames)
 
 
@@ -152,9 +180,12 @@ def long_prompts(board: Storyboard, count_tokens: Callable[[str], int], limit: i
 
 def _frames_from_txt(text: str, source: str) -> list[Frame]:
     frames = []
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), start=1):
         prompt = line.strip()
         if prompt and not prompt.startswith("#"):
+            if "\x00" in prompt:
+                raise StoryboardError(f"{source}, line {number}: the prompt holds a NUL character; save the file as "
+                                      "plain text.")
             frames.append(Frame(prompt=prompt))
     return frames
 
@@ -165,6 +196,12 @@ def _frames_from_json(text: str, source: str) -> list[Frame]:
     except json.JSONDecodeError as err:
         raise StoryboardError(f"{source}, line {err.lineno}, column {err.colno}: invalid JSON ({err.msg}); "
                               'a storyboard looks like [{"prompt": "..."}, ...].') from None
+    except RecursionError:
+        raise StoryboardError(f"{source}: the JSON is nested too deeply to be a storyboard; "
+                              'a storyboard looks like [{"prompt": "..."}, ...].') from None
+    except ValueError as err:  # a number too long for Python to convert (over 4,300 digits)
+        raise StoryboardError(f"{source}: the JSON holds a number too long to read ({str(err).split(':')[0]}); "
+                              "seeds are whole numbers from 0 to 4294967295.") from None
     if not isinstance(data, list):
         raise StoryboardError(f'{source}: expected a JSON list of {{"prompt": ...}} objects, '
                               f"found {_kind(data)}; wrap the frames in [ ].")
@@ -182,7 +219,8 @@ def _validated_frame(item: object, where: str) -> Frame:
         if key not in ALLOWED_KEYS:
             close = difflib.get_close_matches(key, ALLOWED_KEYS, n=1)
             hint = f'did you mean "{close[0]}"? ' if close else ""
-            raise StoryboardError(f'{where}: unknown key "{key}"; {hint}allowed keys are '
+            shown_key = json.dumps(key[:40], ensure_ascii=False)  # quoted, and a line break stays "\n"
+            raise StoryboardError(f"{where}: unknown key {shown_key}; {hint}allowed keys are "
                                   f"{', '.join(ALLOWED_KEYS)}.")
     if "prompt" not in item:
         raise StoryboardError(f'{where}: no "prompt"; every frame needs {{"prompt": "..."}}.')
@@ -192,8 +230,10 @@ def _validated_frame(item: object, where: str) -> Frame:
     if not prompt.strip():
         raise StoryboardError(f'{where}: "prompt" is empty; write what this frame should show.')
     seed = item.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
-        raise StoryboardError(f'{where}: "seed" must be a whole number from 0 to {MAX_SEED}, found {seed!r}.')
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
+                             or not 0 <= seed <= MAX_SEED):
+        raise StoryboardError(f'{where}: "seed" must be a whole number from 0 to {MAX_SEED}, found {shown(seed)}.')
+    seed = None if seed is None else int(seed)
     negative = item.get("negative_prompt")
     if negative is not None and not isinstance(negative, str):
         raise StoryboardError(f'{where}: "negative_prompt" must be text in quotes, found {_kind(negative)}.')
@@ -204,12 +244,15 @@ def _element_lines(text: str) -> list[int]:
     """1-based line of each element of a JSON list that ``json.loads`` already accepted."""
     decoder = json.JSONDecoder()
     lines, pos = [], text.index("[") + 1
+    line, counted = 1, 0
     while True:
         while text[pos] in " \t\r\n,":
             pos += 1
         if text[pos] == "]":
             return lines
-        lines.append(text.count("\n", 0, pos) + 1)
+        line += text.count("\n", counted, pos)
+        counted = pos
+        lines.append(line)
         _, pos = decoder.raw_decode(text, pos)
 
 

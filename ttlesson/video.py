@@ -1,24 +1,45 @@
-"""Frames → video with ffmpeg: H.264 in yuv420p (plays everywhere), checked after writing.
+"""Frames → video with ffmpeg: H.264 in yuv420p (plays everywhere), checked before it takes the video's name.
+
+Reading ``stitch`` top to bottom is the algorithm:
+
+1. check the settings and work out the exact frame arithmetic (``plan_timing``): how many video frames each
+   still gets, so the video's length is exact for every accepted ``fps``/``crossfade`` pair;
+2. find the frames: a render folder's frames are checked against its manifest (every one present, each with
+   the SHA-256 recorded when it was made), a plain folder's PNGs are decoded once to prove they are whole;
+3. check the output path (``check_output``): a video name (.mp4, .m4v, .mov, .mkv), not a folder, not an input
+   of the render, not a file that is not an earlier ttlesson video;
+4. run ffmpeg into a partial file only this process uses; ffmpeg dies with this process (``ttlesson.lifeline``);
+5. decode the partial and check codec, pixel format, frame count and length;
+6. only then rename it over the output. On any failure the old video is untouched and the partial removed.
 
 The ffmpeg binary is the one on ``PATH``, else the one the ``imageio-ffmpeg`` wheel ships (``IMAGEIO_FFMPEG_EXE``
-points that wheel elsewhere). Commands are built with ffmpeg-python.
+points that wheel elsewhere). Commands are built with ffmpeg-python; the result carries the exact command.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from pathlib import Path
 
-from . import manifest
+from . import lifeline, manifest
 from .errors import FFmpegNotFoundError, VideoError
-from .fileio import PARTIAL_SUFFIX
+from .fileio import folder_lock, os_error_sentence, partial_path, remove_partials, writable_folder
+from .values import real_number, user_path, whole_number
 
 DEFAULT_FPS = 2.0  # the lesson's pace: each frame shows for half a second
 DEFAULT_CRF = 18  # visually near-lossless H.264
-SMOOTH_FPS = 24  # the rate a crossfaded video is written at
+SMOOTH_FPS = 24  # about the rate a crossfaded video is written at
+MIN_FPS, MAX_FPS = 0.1, 120.0
+MIN_CROSSFADE = 2 / SMOOTH_FPS  # a dissolve needs at least two frames of the smooth video
+CROSSFADE_TOLERANCE = 0.001  # a crossfade typed to 3 decimals (0.333) means the exact share (1/3) it rounds
+# Containers that hold H.264, by the file extension that names them (for ffmpeg's -f).
+CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+MARK = "made by ttlesson"  # written into each video's comment, so a later stitch knows it may replace it
 
 
 @dataclass(frozen=True)
@@ -32,6 +53,12 @@ class VideoInfo:
     frames: int
     duration: float
     size_bytes: int
+    command: tuple[str, ...] = field(default=(), compare=False)  # the ffmpeg argv that wrote it (stitch only)
+
+    @property
+    def command_line(self) -> str:
+        """The ffmpeg command as one shell line (its output is the partial file, renamed once checked)."""
+        return shlex.join(self.command)
 
     @property
     def facts(self) -> str:
@@ -42,6 +69,23 @@ class VideoInfo:
     def summary(self) -> str:
         return (f"{self.path} ({self.codec}, {self.pix_fmt}, {self.width}×{self.height}, {self.frames} frames "
                 f"at {self.fps:g} fps = {self.duration:.1f} s, {self.size_bytes / 1024:.0f} KiB)")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The exact frame arithmetic of a video: each still gets ``per_still`` frames at ``rate`` frames a second."""
+
+    fps: Fraction  # stills per second
+    crossfade: Fraction  # seconds of dissolve at the end of each still; 0 for cuts
+    rate: Fraction  # frames per second of the video
+    per_still: int  # video frames per still
+    samples: int = 1  # crossfade: the still is repeated this many times, one dissolve's length apart
+
+    def frames(self, stills: int) -> int:
+        return stills * self.per_still
+
+    def duration(self, stills: int) -> float:
+        return float(stills / self.fps)
 
 
 def find_ffmpeg() -> str:
@@ -63,83 +107,150 @@ def find_ffmpeg() -> str:
 
 def stitch(source: str | os.PathLike, output: str | os.PathLike | None = None, *, fps: float = DEFAULT_FPS,
            crf: int = DEFAULT_CRF, crossfade: float = 0.0) -> VideoInfo:
-    """Stitch the frames of a render folder (or a folder of ``frame_NNN.png``) into an H.264 MP4 and check it.
+    """Stitch the frames of a render folder (or a folder of ``frame_NNN.png``) into an H.264 video and check it.
 
     Each frame shows for ``1/fps`` seconds. ``crossfade`` > 0 dissolves each frame into the next over its last
-    ``crossfade`` seconds (the video is then written at 24 fps); 0 cuts from frame to frame. The default output
-    is ``<folder>/<storyboard name>.mp4``. The file appears only when ffmpeg succeeded.
+    ``crossfade`` seconds (the video is then written at about 24 fps); 0 cuts from frame to frame. The default
+    output is ``<folder>/<storyboard name>.mp4``; the extension of ``output`` picks the container (.mp4, .m4v,
+    .mov, .mkv). The video appears under its name only once it has been checked; an earlier video there is
+    replaced only then, and only if ttlesson made it. The result's ``command`` is the ffmpeg command that ran.
     """
     import ffmpeg
 
-    _check_settings(fps, crf, crossfade)
-    frames_folder, out_dir, name = _locate_frames(Path(source).expanduser())
-    count = _check_frames(frames_folder)
-    target = Path(output).expanduser() if output else out_dir / f"{name}.mp4"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}{PARTIAL_SUFFIX}.mp4")
-
-    stream = (ffmpeg.input(str(frames_folder / "frame_%03d.png"), framerate=fps, start_number=0)
-              .filter("scale", "trunc(iw/2)*2", "trunc(ih/2)*2"))  # yuv420p needs even width and height
-    rate = fps
-    if crossfade:
-        # Each still is held, then blended into the next: repeating stills at 1/crossfade fps leaves exactly one
-        # changing pair per frame, which the framerate filter dissolves (scene=100: never treat it as a cut).
-        rate = SMOOTH_FPS
-        stream = stream.filter("fps", fps=1 / crossfade).filter("framerate", fps=rate, scene=100)
-    frames = round(count / fps * rate)
-    stream = stream.output(str(partial), vcodec="libx264", pix_fmt="yuv420p", crf=crf, r=rate,
-                           movflags="+faststart", format="mp4", **{"frames:v": frames})
+    # 1. settings and exact timing
+    timing, crf = check_settings(fps, crf, crossfade)
+    # 2. the frames, checked
+    frames = locate_frames(source)
+    # 3. the output, checked
+    target = check_output(output, frames)
+    exe = find_ffmpeg()
+    if frames.render_dir:  # a render running in the folder now would change the frames under ffmpeg
+        with folder_lock(frames.render_dir, "wait for it to finish, then stitch."):
+            pass
+    count = frames.check()
+    # 4. ffmpeg into a partial only this process uses
+    remove_partials(target.parent, others_only=True)  # what stitches killed outright left behind
+    partial = _partial_for(target)
     try:
-        ffmpeg.run(stream, cmd=find_ffmpeg(), capture_stdout=True, capture_stderr=True, overwrite_output=True)
-    except ffmpeg.Error as err:
+        stream = _ffmpeg_stream(ffmpeg, frames.folder, count, timing, crf, partial, CONTAINERS[target.suffix.lower()])
+        command = tuple(ffmpeg.compile(stream, cmd=exe, overwrite_output=True))
+        code, _, err = lifeline.run(command)
+        if code != 0:
+            raise VideoError(_ffmpeg_failed(target, err))
+        # 5. decode and check
+        info = probe(partial)
+        _verify(info, timing.frames(count), timing.duration(count), target)
+        # 6. the checked video takes its name
+        os.replace(partial, target)
+    except BaseException:
         partial.unlink(missing_ok=True)
-        raise VideoError(f"ffmpeg could not write {target}: {_last_line(err.stderr)}") from None
-    os.replace(partial, target)
-    info = probe(target)
-    _verify(info, frames, count / fps)
-    return info
+        raise
+    return replace(info, path=target, command=command)
 
 
-def probe(path: str | os.PathLike) -> VideoInfo:
-    """Codec, pixel format, size, frame rate, frame count and duration of a video, read by decoding it."""
-    import ffmpeg
-
-    path = Path(path)
+def _partial_for(target: Path) -> Path:
     try:
-        _, err = ffmpeg.input(str(path)).output("-", format="null").run(
-            cmd=find_ffmpeg(), capture_stdout=True, capture_stderr=True)
-    except ffmpeg.Error as error:
-        raise VideoError(f"{path} is not a video ffmpeg can read: {_last_line(error.stderr)}") from None
-    log = err.decode("utf-8", "replace")
-    stream = re.search(r"Stream #\S+.*?: Video: (\w+).*?, (\w+)(?:\([^)]*\))?, (\d+)x(\d+).*?, ([\d.]+) fps", log)
-    duration = re.search(r"Duration: (\d+):(\d+):([\d.]+)", log)
-    frames = re.findall(r"frame=\s*(\d+)", log)
-    if not (stream and duration and frames):
-        raise VideoError(f"ffmpeg's report on {path} could not be read; play the file to check it.")
-    hours, minutes, seconds = duration.groups()
-    return VideoInfo(path=path, codec=stream.group(1), pix_fmt=stream.group(2), width=int(stream.group(3)),
-                     height=int(stream.group(4)), fps=float(stream.group(5)), frames=int(frames[-1]),
-                     duration=int(hours) * 3600 + int(minutes) * 60 + float(seconds),
-                     size_bytes=path.stat().st_size)
+        return partial_path(target, suffix=target.suffix)
+    except OSError as err:
+        raise VideoError(f"The video cannot be written: {os_error_sentence(err, target.parent)}.") from None
 
 
-def _locate_frames(source: Path) -> tuple[Path, Path, str]:
-    """(folder of frame PNGs, folder the video goes to, video name) for a render folder or a frames folder."""
+def check_settings(fps: float, crf: int, crossfade: float) -> tuple[Timing, int]:
+    """The timing plan and CRF for these settings, or one sentence saying which value to change and to what."""
+    fps = real_number(fps, "--fps", MIN_FPS, MAX_FPS, " frames per second (the lesson uses 2)", VideoError)
+    crf = whole_number(crf, "--crf", 0, 51, " (0 is lossless, 51 smallest; 18 is near-lossless)", VideoError)
+    crossfade = real_number(crossfade, "--crossfade", 0, 1 / MIN_FPS, " seconds, or 0 for cuts", VideoError)
+    return plan_timing(fps, crossfade), crf
+
+
+def plan_timing(fps: float, crossfade: float = 0.0) -> Timing:
+    """The exact frame arithmetic for ``fps`` and ``crossfade``, or a ``VideoError`` naming values that work.
+
+    Cuts: one video frame per still at ``fps``. A crossfade repeats each still ``m`` times, one dissolve apart,
+    and blends only between the last copy of a still and the first of the next; so the dissolve must be a whole
+    share (1/m) of the time each still shows, and at least two frames of the ~24 fps video long.
+    """
+    rate = Fraction(fps).limit_denominator(1001)
+    if not crossfade:
+        return Timing(fps=rate, crossfade=Fraction(0), rate=rate, per_still=1)
+    shows = 1 / rate  # seconds each still is on screen
+    if shows < MIN_CROSSFADE:
+        raise VideoError(f"--crossfade needs --fps {float(1 / MIN_CROSSFADE):g} or less: at --fps {fps:g} each frame "
+                         f"shows for {float(shows):.3g} s, shorter than the shortest dissolve "
+                         f"({MIN_CROSSFADE:.3f} s, two frames of the {SMOOTH_FPS} fps video); lower --fps or give "
+                         "--crossfade 0 (cuts).")
+    if not MIN_CROSSFADE - CROSSFADE_TOLERANCE <= crossfade <= float(shows) + CROSSFADE_TOLERANCE:
+        raise VideoError(_crossfade_advice(fps, crossfade, shows))
+    share = round(float(shows) / crossfade)
+    if share < 1 or abs(crossfade - float(shows / share)) > CROSSFADE_TOLERANCE or shows / share < MIN_CROSSFADE:
+        raise VideoError(_crossfade_advice(fps, crossfade, shows))
+    dissolve = shows / share
+    steps = max(2, round(SMOOTH_FPS * dissolve))  # video frames per dissolve
+    return Timing(fps=rate, crossfade=dissolve, rate=steps / dissolve, per_still=steps * share, samples=share)
+
+
+def _crossfade_advice(fps: float, crossfade: float, shows: Fraction) -> str:
+    longest_share = int(shows / Fraction(MIN_CROSSFADE).limit_denominator(1000))
+    fits = [shows / share for share in range(1, max(1, longest_share) + 1)]
+    below = [value for value in fits if value <= crossfade]
+    above = [value for value in fits if value > crossfade]
+    nearest = ([min(above)] if above else []) + ([max(below)] if below else [])
+    choices = " or ".join(f"{float(value):.3f}".rstrip("0").rstrip(".") for value in sorted(nearest))
+    return (f"--crossfade {crossfade:g} does not fit --fps {fps:g}: each frame shows for {float(shows):.3g} s and a "
+            f"dissolve must be a whole share of that (1/1, 1/2, 1/3 …) and at least {MIN_CROSSFADE:.3f} s; give "
+            f"--crossfade {choices}, or 0 for cuts.")
+
+
+# --- the frames ----------------------------------------------------------------------------------------------
+
+@dataclass
+class FrameSource:
+    """Where the stills are, and how to check them: against a manifest, or by decoding them."""
+
+    folder: Path  # the folder holding frame_000.png …
+    video_dir: Path  # where the default video goes
+    name: str  # the default video's name, safe
+    render_dir: Path | None = None  # the render folder, when there is a manifest
+    book: manifest.Manifest | None = None
+
+    def check(self) -> int:
+        """How many stills; raises naming the first frame that is missing, changed or not a whole PNG."""
+        if self.book is not None:
+            manifest.require_frames(self.render_dir, self.book)
+            sizes = {(record.width, record.height) for record in self.book.frames.values()}
+            if len(sizes) > 1:
+                raise VideoError(f"{self.render_dir}'s frames have {len(sizes)} different sizes; a video needs "
+                                 "frames of one size: render them again with one --size (--overwrite).")
+            return self.book.frame_count
+        return _check_plain_frames(self.folder)
+
+
+def locate_frames(source: str | os.PathLike) -> FrameSource:
+    """The frames of a render folder (or its ``frames/``), or of a plain folder of ``frame_NNN.png``."""
+    source = user_path(source)
     if not source.exists():
         raise VideoError(f"{source} does not exist; give the folder you rendered into (ttlesson render --out).")
-    if (source / manifest.FRAMES_DIR).is_dir():
-        book = manifest.load(source)
-        if book is not None and not book.complete:
-            missing = book.missing
-            raise VideoError(f"{source} holds {book.frame_count - len(missing)} of {book.frame_count} frames "
-                             f"({manifest.frame_filename(missing[0])} is missing); run ttlesson render again "
-                             "to finish them (it resumes), then stitch.")
-        return source / manifest.FRAMES_DIR, source, (book.storyboard if book and book.storyboard else "video")
-    return source, source.parent if source.name == manifest.FRAMES_DIR else source, "video"
+    if not source.is_dir():
+        raise VideoError(f"{source} is a file; give the folder you rendered into (ttlesson render --out), or a "
+                         "folder of frame_000.png, frame_001.png, ….")
+    render_dir = source.parent if source.name == manifest.FRAMES_DIR and \
+        manifest.manifest_path(source.parent).exists() else source
+    book = manifest.load(render_dir) if manifest.frames_dir(render_dir).is_dir() else None
+    if book is None:
+        folder = source
+        return FrameSource(folder, folder.parent if folder.name == manifest.FRAMES_DIR else folder, "video")
+    if not book.complete:
+        missing = book.missing
+        raise VideoError(f"{render_dir} holds {book.frame_count - len(missing)} of {book.frame_count} frames "
+                         f"({manifest.frame_filename(missing[0])} is missing); run ttlesson render again to finish "
+                         "them (it resumes), then stitch." if book.frame_count else
+                         f"{render_dir} has no frames yet; render them first (ttlesson render).")
+    return FrameSource(manifest.frames_dir(render_dir), render_dir, manifest.safe_name(book.storyboard),
+                       render_dir, book)
 
 
-def _check_frames(folder: Path) -> int:
-    """Number of frames; they must run frame_000.png, frame_001.png, … without a gap and share one size."""
+def _check_plain_frames(folder: Path) -> int:
+    """Frames of a folder without a manifest: frame_000.png, frame_001.png, … without a gap, whole PNGs of one size."""
     from PIL import Image
 
     indices = manifest.frame_indices(folder)
@@ -155,9 +266,14 @@ def _check_frames(folder: Path) -> int:
         path = folder / manifest.frame_filename(index)
         try:
             with Image.open(path) as image:
-                sizes.setdefault(image.size, path)
-        except OSError:
-            raise VideoError(f"{path} is not an image ffmpeg can read; render it again or remove it.") from None
+                kind, size = image.format, image.size
+                image.load()  # decodes every byte: a truncated file fails here, not in ffmpeg
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+            raise VideoError(f"{path} is not a whole image (truncated or damaged); render it again or replace it.") \
+                from None
+        if kind != "PNG":
+            raise VideoError(f"{path} is a {kind} file named .png; save it as a real PNG (or render it again).")
+        sizes.setdefault(size, path)
     if len(sizes) > 1:
         (first, _), (other, other_path) = list(sizes.items())[:2]
         raise VideoError(f"{other_path} is {other[0]}×{other[1]} but earlier frames are {first[0]}×{first[1]}; "
@@ -165,18 +281,115 @@ def _check_frames(folder: Path) -> int:
     return len(indices)
 
 
-def _check_settings(fps: float, crf: int, crossfade: float) -> None:
-    if not 0 < fps <= 120:
-        raise VideoError(f"--fps {fps:g} is out of range; give frames per second from 0.1 to 120 (the lesson uses 2).")
-    if isinstance(crf, bool) or not isinstance(crf, int) or not 0 <= crf <= 51:
-        raise VideoError(f"--crf {crf!r} is out of range; give a whole number from 0 (lossless) to 51 "
-                         f"(smallest); 18 is near-lossless.")
-    if not 0 <= crossfade <= 1 / fps or (crossfade and crossfade < 1 / SMOOTH_FPS):
-        raise VideoError(f"--crossfade {crossfade:g} does not fit: give 0 (cuts) or seconds from "
-                         f"{1 / SMOOTH_FPS:.3f} to {1 / fps:g}, the time each frame is shown at --fps {fps:g}.")
+# --- the output ----------------------------------------------------------------------------------------------
+
+def check_output(output: str | os.PathLike | None, frames: FrameSource) -> Path:
+    """The path the video will take, checked before anything runs; one sentence when it must not be used."""
+    target = user_path(output) if output else frames.video_dir / f"{frames.name}.mp4"
+    flag = "--output" if output else "The video's path"
+    if target.is_dir():
+        raise VideoError(f"{flag} {target} is a folder; give a file name such as {target / 'video.mp4'}.")
+    if target.suffix.lower() not in CONTAINERS:
+        kind = f"a {target.suffix} file" if target.suffix else "a name without an extension"
+        raise VideoError(f"{flag} {target} is {kind}, which cannot hold the H.264 video ttlesson writes; give a "
+                         "name ending in .mp4 (or .m4v, .mov, .mkv).")
+    resolved = _resolved(target)
+    inputs = [_resolved(frames.folder)] + ([_resolved(frames.render_dir)] if frames.render_dir else [])
+    if resolved.parent == inputs[0] or resolved in inputs or \
+            (frames.render_dir and resolved == _resolved(manifest.manifest_path(frames.render_dir))):
+        raise VideoError(f"{flag} {target} is among the frames the video is made from; choose a path outside "
+                         f"{frames.folder}.")
+    if target.exists() or target.is_symlink():
+        if not _replaceable(target, frames):
+            raise VideoError(f"{flag} {target} already exists and is not a video ttlesson made, so it is not "
+                             "replaced; choose another name or move that file away.")
+    writable_folder(target.parent, f"{flag}'s folder")
+    return target
 
 
-def _verify(info: VideoInfo, frames: int, duration: float) -> None:
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))
+
+
+def _replaceable(target: Path, frames: FrameSource) -> bool:
+    """An existing file may be replaced when it is a video ttlesson made, or a video in this render's folder."""
+    if not target.is_file():
+        return False
+    header = _header(target)
+    if not re.search(r"Stream #\S+.*?: Video:", header):
+        return False
+    return MARK in header or _resolved(target.parent) == _resolved(frames.video_dir)
+
+
+def _header(path: Path) -> str:
+    """What ffmpeg says about a file's container and streams, without decoding it ("" if it cannot say)."""
+    try:
+        _, _, err = lifeline.run([find_ffmpeg(), "-hide_banner", "-nostdin", "-i", str(path)])
+    except OSError:
+        return ""
+    return err.decode("utf-8", "replace")
+
+
+# --- ffmpeg --------------------------------------------------------------------------------------------------
+
+def _ffmpeg_stream(ffmpeg, folder: Path, count: int, timing: Timing, crf: int, partial: Path, container: str):
+    stream = (ffmpeg.input(str(folder / "frame_%03d.png"), framerate=_q(timing.fps), start_number=0)
+              .trim(end_frame=count)  # exactly the stills checked, never a stray later file
+              .filter("scale", "trunc(iw/2)*2", "trunc(ih/2)*2"))  # yuv420p needs even width and height
+    if timing.crossfade:
+        # Each still is repeated `samples` times one dissolve apart, then the framerate filter blends between
+        # neighbouring copies: only the last copy of a still and the first of the next differ, so each still is
+        # held, then dissolves into the next over its last `crossfade` seconds (scene=100: never treat it as a
+        # cut). One extra copy of the last still gives its final dissolve-long stretch something to blend with.
+        stream = (stream.filter("tpad", stop=1, stop_mode="clone")
+                  .filter("fps", fps=_q(1 / timing.crossfade))
+                  .filter("framerate", fps=_q(timing.rate), scene=100))
+    options = {"vcodec": "libx264", "pix_fmt": "yuv420p", "crf": crf, "r": _q(timing.rate), "format": container,
+               "frames:v": timing.frames(count), "metadata": f"comment={MARK}"}
+    if container in ("mp4", "mov"):
+        options["movflags"] = "+faststart"
+    return stream.output(str(partial), **options)
+
+
+def _q(value: Fraction) -> str:
+    """A rate as ffmpeg reads it exactly: ``24``, ``5/2``, ``30000/1001``."""
+    value = Fraction(value)
+    return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+
+
+def _ffmpeg_failed(target: Path, stderr: bytes | None) -> str:
+    said = _last_line(stderr)
+    if "No space left on device" in (stderr or b"").decode("utf-8", "replace"):
+        return f"ffmpeg could not write {target}: the disk holding it is full; free some space or give --output on " \
+               "another disk (the earlier video, if any, is untouched)."
+    return f"ffmpeg could not write {target}: {said} (the earlier video, if any, is untouched)."
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Codec, pixel format, size, frame rate, frame count and duration of a video, read by decoding it."""
+    path = Path(path)
+    if not path.is_file():
+        raise VideoError(f"{path} is not a file; give the path of a video.")
+    code, _, err = lifeline.run([find_ffmpeg(), "-hide_banner", "-nostdin", "-i", str(path), "-f", "null", "-"])
+    if code != 0:
+        raise VideoError(f"{path} is not a video ffmpeg can read: {_last_line(err)}")
+    log = err.decode("utf-8", "replace")
+    stream = re.search(r"Stream #\S+.*?: Video: (\w+).*?, (\w+)(?:\([^)]*\))?, (\d+)x(\d+).*?, ([\d.]+) fps", log)
+    duration = re.search(r"Duration: (\d+):(\d+):([\d.]+)", log)
+    frames = re.findall(r"frame=\s*(\d+)", log)
+    if not (stream and duration and frames):
+        raise VideoError(f"ffmpeg's report on {path} could not be read; play the file to check it.")
+    hours, minutes, seconds = duration.groups()
+    return VideoInfo(path=path, codec=stream.group(1), pix_fmt=stream.group(2), width=int(stream.group(3)),
+                     height=int(stream.group(4)), fps=float(stream.group(5)), frames=int(frames[-1]),
+                     duration=int(hours) * 3600 + int(minutes) * 60 + float(seconds),
+                     size_bytes=path.stat().st_size)
+
+
+def _verify(info: VideoInfo, frames: int, duration: float, target: Path) -> None:
     problems = []
     if info.codec != "h264":
         problems.append(f"codec {info.codec}, not h264")
@@ -184,11 +397,12 @@ def _verify(info: VideoInfo, frames: int, duration: float) -> None:
         problems.append(f"pixel format {info.pix_fmt}, not yuv420p")
     if info.frames != frames:
         problems.append(f"{info.frames} frames, not {frames}")
-    if abs(info.duration - duration) > 0.5 / info.fps:
+    if abs(info.duration - duration) > 0.5 / max(info.fps, 1e-9) + 0.005:  # ffmpeg prints durations to 0.01 s
         problems.append(f"{info.duration:.2f} s long, not {duration:.2f} s")
     if problems:
-        raise VideoError(f"{info.path} came out wrong ({'; '.join(problems)}); check the ffmpeg build in use "
-                         f"({find_ffmpeg()}).")
+        raise VideoError(f"ffmpeg's video for {target} came out wrong ({'; '.join(problems)}), so it was not kept "
+                         f"(the earlier video, if any, is untouched); this is a ttlesson or ffmpeg bug: please "
+                         f"report it with the ffmpeg in use ({find_ffmpeg()}).")
 
 
 def _last_line(stderr: bytes | None) -> str:

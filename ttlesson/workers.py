@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 
 from .errors import BackendUnavailableError, TTLessonError
+from .lifeline import end_with_parent, watch_parent
 from .models import ModelSpec
+
 
 @dataclass(frozen=True)
 class WorkerInfo:
@@ -112,7 +114,7 @@ class WorkerPool:
         for number, name in enumerate(torch_devices, start=1):
             pid_queue = context.SimpleQueue()
             executor = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_start_worker,
-                                           initargs=(pid_queue,))
+                                           initargs=(pid_queue, os.getpid()))
             self.workers.append(_Worker(f"cpu#{number}" if name == "cpu" and cpu_count > 1 else name, name, executor,
                                         pid_queue))
 
@@ -198,7 +200,10 @@ class WorkerPool:
 _backend = None
 
 
-def _start_worker(pid_queue) -> None:
+def _start_worker(pid_queue, parent_pid: int) -> None:
+    # A worker holds a whole model: it must not outlive the render that started it, even one killed with SIGKILL.
+    end_with_parent(parent_pid)
+    watch_parent(parent_pid)
     # Ctrl-C reaches the whole process group; the parent decides what stops (and ends busy workers itself).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     pid_queue.put(os.getpid())

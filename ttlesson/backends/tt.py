@@ -26,8 +26,8 @@ from ..errors import BackendUnavailableError
 from ..models import ModelSpec
 from ..tt_metal import import_sd14, import_sd35
 from . import Backend, FrameRequest, MadeImage, StepCallback
-from .tt_device import (arch_name, driver_sees_a_chip, import_ttnn, open_error, open_mesh, require_chips,
-                        split_into_chips)
+from .tt_device import (arch_name, driver_sees_a_chip, import_ttnn, open_error, open_mesh, refuse_unrunnable,
+                        require_chips, split_into_chips)
 from .tt_sd14 import (MIN_STEPS, SIZE, ChipPipeline, initial_latents, load_host_models, text_embeddings,
                       to_image)
 
@@ -62,9 +62,17 @@ def create_tt(spec: ModelSpec, devices: int | str = 1, runtime: Runtime | None =
 
 
 def check_sd14_model(spec: ModelSpec) -> None:
-    if spec.name != "sd14":
-        raise BackendUnavailableError(f"The tt backend runs tt-metal's own models, --model sd14 (every chip) or "
-                                      f"sd35-large (T3K/Galaxy/QuietBox); {spec.name} runs with --backend torch.")
+    problem = _model_problem(spec)
+    if problem:
+        raise BackendUnavailableError(problem[0])
+
+
+def _model_problem(spec: ModelSpec) -> tuple[str, str] | None:
+    if spec.name == "sd14":
+        return None
+    return (f"The tt backend runs tt-metal's own models, --model sd14 (every chip) or sd35-large "
+            f"(T3K/Galaxy/QuietBox); {spec.name} runs with --backend torch.",
+            f"--model sd14 (tt-metal's own model, not {spec.name})")
 
 
 class TTBackend(Backend):
@@ -98,12 +106,15 @@ class TTBackend(Backend):
         return max(1, len(self._pipelines))
 
     def check_request(self, request: FrameRequest) -> None:
+        """No device, another model, another size, too few steps: refused together, before anything loads."""
+        problems = [_model_problem(self.spec)]
         if (request.width, request.height) != (SIZE, SIZE):
-            raise BackendUnavailableError(f"Size {request.width}x{request.height} does not run on the tt backend: "
-                                          f"tt-metal's SD 1.4 makes {SIZE}x{SIZE} frames only (give --size {SIZE}).")
+            problems.append((f"Size {request.width}x{request.height} does not run on the tt backend: tt-metal's "
+                             f"SD 1.4 makes {SIZE}x{SIZE} frames only (give --size {SIZE}).", f"--size {SIZE}"))
         if request.steps < MIN_STEPS:
-            raise BackendUnavailableError(f"Steps {request.steps} is too few for tt-metal's PNDM scheduler; "
-                                          f"give --steps {MIN_STEPS} or more (sd14 uses 50).")
+            problems.append((f"Steps {request.steps} is too few for tt-metal's PNDM scheduler; give --steps "
+                             f"{MIN_STEPS} or more (sd14 uses 50).", f"--steps {MIN_STEPS} or more"))
+        refuse_unrunnable([problem for problem in problems if problem], self.runtime.driver_check)
 
     def load(self) -> None:
         if self._stack is not None:

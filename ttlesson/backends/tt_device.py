@@ -71,6 +71,23 @@ def count_chips(ttnn) -> int:
         raise open_error(err) from None
 
 
+def refuse_unrunnable(problems: list[tuple[str, str]], driver_check=driver_sees_a_chip) -> None:
+    """Refuse a run the tt backend cannot make, saying the blocking problem first and every other at once.
+
+    ``problems`` are (sentence, fix) pairs for the request itself (model, size, steps). No device blocks
+    everything, so it leads; the others follow as what a machine with a device would also need.
+    """
+    fixes = " and ".join(fix for _, fix in problems)
+    if not driver_check():
+        also = f"; on a machine with one, this run would also need {fixes}." if problems else ""
+        raise NoTTDeviceError(NO_DEVICE[:-1] + also if also else NO_DEVICE)
+    if len(problems) == 1:
+        raise BackendUnavailableError(problems[0][0])
+    if problems:
+        rest = " and ".join(fix for _, fix in problems[1:])
+        raise BackendUnavailableError(f"{problems[0][0][:-1]}; this run would also need {rest}.")
+
+
 def require_chips(ttnn_loader=import_ttnn, driver_check=driver_sees_a_chip) -> tuple[object, int]:
     """(ttnn, number of chips), or ``NoTTDeviceError`` before anything heavy is loaded."""
     if not driver_check():

@@ -21,7 +21,7 @@ from ..errors import BackendUnavailableError, GatedCheckpointWarning, ModelNotAv
 from ..models import ModelSpec
 from . import Backend, FrameRequest, StepCallback
 from .tt import Runtime
-from .tt_device import arch_name, open_mesh, require_chips, system_mesh_shape
+from .tt_device import arch_name, open_mesh, refuse_unrunnable, require_chips, system_mesh_shape
 
 SIZE = 1024
 # Mesh shape → (what it is, fabric, L1 small size). Fabric and sizes follow tt_dit's own pipeline test and its
@@ -83,9 +83,11 @@ class TTSD35Backend(Backend):
         return f"Tenstorrent {self.arch} mesh {self.shape[0]}×{self.shape[1]}" if self.arch else "Tenstorrent"
 
     def check_request(self, request: FrameRequest) -> None:
+        problems = []
         if (request.width, request.height) != (SIZE, SIZE):
-            raise BackendUnavailableError(f"Size {request.width}x{request.height} does not run on the tt backend's "
-                                          f"SD 3.5 Large, which makes {SIZE}x{SIZE} frames (give --size {SIZE}).")
+            problems.append((f"Size {request.width}x{request.height} does not run on the tt backend's SD 3.5 Large, "
+                             f"which makes {SIZE}x{SIZE} frames (give --size {SIZE}).", f"--size {SIZE}"))
+        refuse_unrunnable(problems, self.runtime.driver_check)
 
     def load(self) -> None:
         if self._stack is not None:
