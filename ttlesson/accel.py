@@ -146,8 +146,8 @@ def prepare_pipeline(pipe, precision: str, device, cache_key: str | None, spec: 
     import torch
 
     base = precision.removesuffix(COMPILED)
-    if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(physical_cores())
+    if device.type == "cpu" and torch.get_num_threads() > physical_cores():
+        torch.set_num_threads(physical_cores())  # hyper-threads only contend for the same matrix units
     if base.startswith("openvino"):
         from .openvino_runtime import use_openvino
 

@@ -2,7 +2,7 @@
 
 A render folder holds ``frames/frame_000.png, frame_001.png, …`` and ``manifest.json``. The manifest records,
 per frame, the settings that determine its pixels (prompt, negative prompt, seed, steps, guidance, size,
-model, backend), the device that really ran it, how long it took and the PNG's SHA-256.
+model, backend, scheduler, precision), the device that really ran it, how long it took and the PNG's SHA-256.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ FRAMES_DIR = "frames"
 SCHEMA = 1
 
 # The fields of a record that decide what the frame looks like: a frame is reused only when all of them match.
-IDENTITY_FIELDS = ("prompt", "negative_prompt", "seed", "steps", "guidance", "width", "height", "model", "backend")
+IDENTITY_FIELDS = ("prompt", "negative_prompt", "seed", "steps", "guidance", "width", "height", "model", "backend",
+                   "scheduler", "precision")
 
 
 def frame_filename(index: int) -> str:
@@ -52,6 +53,8 @@ class FrameRecord:
     height: int
     model: str
     backend: str
+    scheduler: str = "pndm"  # ttlesson.schedulers
+    precision: str = "float32"  # ttlesson.accel: the numerics, e.g. float32, bfloat16, openvino-bf16, tt-metal
     device: str = ""
     seconds: float = 0.0
     warmup: bool = False  # first frame of its run: its seconds include compilation and cache warm-up
@@ -107,9 +110,22 @@ def load(out_dir: Path) -> Manifest | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         known = {f.name for f in fields(FrameRecord)}
-        records = [FrameRecord(**{k: v for k, v in item.items() if k in known}) for item in data["frames"]]
+        records = [FrameRecord(**{**_before_precision(item), **{k: v for k, v in item.items() if k in known}})
+                   for item in data["frames"]]
         return Manifest(storyboard=data.get("storyboard", ""), frame_count=int(data["frame_count"]),
                         frames={record.index: record for record in records}, version=data.get("ttlesson", ""))
     except (ValueError, KeyError, TypeError) as err:
         raise TTLessonError(f"{path} is not a manifest ttlesson can read ({type(err).__name__}: {err}); "
                             "move it away and render again, or choose another output folder.") from None
+
+
+def _before_precision(item: dict) -> dict:
+    """What a frame recorded before scheduler and precision were recorded was made with (ttlesson 0.1's rule)."""
+    model, device = item.get("model", ""), str(item.get("device", ""))
+    if item.get("backend") == "tt":
+        precision = "tt-metal"
+    elif device.startswith("cuda") and model != "tiny":
+        precision = "bfloat16" if model == "sd35-large" else "float16"
+    else:
+        precision = "float32"
+    return {"scheduler": "flow-match-euler" if model == "sd35-large" else "pndm", "precision": precision}

@@ -2,7 +2,8 @@
 
 Reading ``render`` top to bottom is the algorithm:
 
-1. settle the settings (the model's defaults, overridden by the caller's) and each frame's seed;
+1. settle the settings (the model's defaults, overridden by the caller's), each frame's seed, and the
+   scheduler and numerics (``precision``: the fast path this machine allows, ``ttlesson.accel``) it is made with;
 2. compare with what the output folder already holds: frames made with the same settings are kept, frames
    made with other settings stop the run unless ``overwrite`` is given (nothing is replaced by surprise);
 3. load the model once, only if there is anything to make;
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import __version__, manifest, models
+from . import __version__, accel, manifest, models, schedulers
 from . import storyboard as storyboard_mod
 from .backends import Backend, FrameRequest, create, resolve_name
 from .errors import FramesLostError, PromptTooLongWarning, SettingsChangedError, TTLessonError
@@ -45,6 +46,8 @@ class RenderSettings:
     width: int
     height: int
     seed: int  # base seed: frame i uses seed + i unless the storyboard gives it its own
+    scheduler: str = "pndm"  # ttlesson.schedulers
+    precision: str = "float32"  # ttlesson.accel
 
 
 @dataclass
@@ -83,6 +86,9 @@ def render(
     overwrite: bool = False,
     device: str | None = None,
     devices: int | str | None = None,
+    scheduler: str | None = None,
+    precision: str = "auto",
+    compile: bool = False,
     on_event: Callable[[Event], None] | None = None,
 ) -> RenderResult:
     """Make one frame per storyboard prompt into ``out_dir/frames`` and record them in ``out_dir/manifest.json``.
@@ -90,7 +96,10 @@ def render(
     ``backend`` is a name (``auto``, ``torch``, ``tt``) or an already loaded ``Backend``, which is then reused
     and left open. Frames already made with the same settings are kept; ``overwrite`` allows remaking frames
     whose settings changed. ``devices`` ("all" or a number, default 1) spreads the frames over that many
-    Tenstorrent chips, GPUs or CPU worker processes. ``on_event`` receives the events of ``ttlesson.progress``.
+    Tenstorrent chips, GPUs or CPU worker processes. ``scheduler`` (``ttlesson.schedulers``; None: the model's
+    own) and ``precision`` (``ttlesson.accel``; ``auto``: the fastest path this machine has for the model) and
+    ``compile`` (torch.compile the UNet) change the pixels, so they are recorded and compared like the seed.
+    ``on_event`` receives the events of ``ttlesson.progress``.
     A worker that dies loses only the frame it was making: the others are saved, then ``FramesLostError``
     says which frames to make by running again.
     """
@@ -98,7 +107,8 @@ def render(
     emit = on_event or (lambda event: None)
     board = storyboard if isinstance(storyboard, Storyboard) else storyboard_mod.load(storyboard)
     out_dir = Path(out_dir).expanduser()
-    settings = _settings(model, backend, steps, size, guidance, seed)
+    settings = _settings(model, backend, steps, size, guidance, seed, scheduler, precision, compile,
+                         _device_arg(device))
     spread = _devices(devices, backend)
     wanted = [_wanted_record(board, i, settings) for i in range(len(board))]
 
@@ -118,8 +128,8 @@ def render(
         made_on = _render_with_workers(settings, spread, _device_arg(device), requests, recorder, stale)
     else:
         owned = not isinstance(backend, Backend)
-        engine = create(settings.backend, settings.model, device=_device_arg(device), devices=spread) if owned \
-            else backend
+        engine = create(settings.backend, settings.model, device=_device_arg(device), devices=spread,
+                        precision=settings.precision) if owned else backend
         try:
             made_on = _render_in_process(engine, requests, recorder, stale)
         finally:
@@ -137,6 +147,7 @@ def _render_in_process(engine: Backend, requests: list[tuple[int, FrameRequest]]
     """Make the frames with ``engine`` in this process: one after another, or on all its Tenstorrent chips."""
     for _, request in requests:
         engine.check_request(request)
+        engine.check_scheduler(request)
     made_on = _load(engine, recorder.emit)
     recorder.warn_long_prompts(engine.count_tokens, engine.max_prompt_tokens)
     _prepare_folder(recorder.out_dir, recorder.book, stale)
@@ -164,13 +175,14 @@ def _render_with_workers(settings: RenderSettings, spread: int | str, device: st
 
     torch_devices = plan_workers(spread, device, len(requests))
     if len(torch_devices) == 1:
-        engine = create("torch", settings.model, device=torch_devices[0])
+        engine = create("torch", settings.model, device=torch_devices[0], precision=settings.precision)
         try:
             return _render_in_process(engine, requests, recorder, stale)
         finally:
             engine.close()
     lost: list[LostFrame] = []
-    with WorkerPool(settings.model, torch_devices, threads=parent_torch_threads()) as pool:
+    with WorkerPool(settings.model, torch_devices, threads=parent_torch_threads(),
+                    precision=settings.precision) as pool:
         started = time.perf_counter()
         for info in pool.start():
             recorder.emit(WorkerStarted(worker=info.name, device=info.device, pid=info.pid, seconds=info.seconds))
@@ -283,11 +295,13 @@ def parse_size(size: int | str | tuple[int, int]) -> tuple[int, int]:
     return width, height
 
 
-def _settings(model, backend, steps, size, guidance, seed) -> RenderSettings:
+def _settings(model, backend, steps, size, guidance, seed, scheduler, precision, compile,
+              device) -> RenderSettings:
     spec = models.resolve(model)
     backend_name = backend.name if isinstance(backend, Backend) else resolve_name(backend)
     width, height = parse_size(size) if size is not None else (spec.width, spec.height)
-    steps = spec.steps if steps is None else steps
+    scheduler = schedulers.resolve(scheduler, spec)
+    steps = schedulers.default_steps(spec, scheduler) if steps is None else steps
     guidance = spec.guidance if guidance is None else guidance
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 1000:
         raise TTLessonError(f"Steps {steps!r} is out of range; give a whole number from 1 to 1000 "
@@ -297,7 +311,11 @@ def _settings(model, backend, steps, size, guidance, seed) -> RenderSettings:
                             f"({spec.name} uses {spec.guidance}).")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise TTLessonError(f"Seed {seed!r} is out of range; give a whole number from 0 to {MAX_SEED}.")
-    return RenderSettings(spec, backend_name, steps, float(guidance), width, height, seed)
+    if isinstance(backend, Backend):
+        numerics = backend.precision
+    else:
+        numerics = accel.resolve_precision(precision, spec, accel.device_type(backend_name, device), compile=compile)
+    return RenderSettings(spec, backend_name, steps, float(guidance), width, height, seed, scheduler, numerics)
 
 
 def _wanted_record(board: Storyboard, index: int, settings: RenderSettings) -> FrameRecord:
@@ -305,7 +323,7 @@ def _wanted_record(board: Storyboard, index: int, settings: RenderSettings) -> F
     return FrameRecord(index=index, prompt=frame.prompt, negative_prompt=frame.negative_prompt,
                        seed=board.seed_for(index, settings.seed), steps=settings.steps, guidance=settings.guidance,
                        width=settings.width, height=settings.height, model=settings.model.name,
-                       backend=settings.backend)
+                       backend=settings.backend, scheduler=settings.scheduler, precision=settings.precision)
 
 
 def _plan(out_dir: Path, existing: Manifest, wanted: list[FrameRecord],
@@ -366,4 +384,5 @@ def _prepare_folder(out_dir: Path, book: Manifest, stale: list[int]) -> None:
 
 def _request(record: FrameRecord) -> FrameRequest:
     return FrameRequest(prompt=record.prompt, negative_prompt=record.negative_prompt, seed=record.seed,
-                        steps=record.steps, guidance=record.guidance, width=record.width, height=record.height)
+                        steps=record.steps, guidance=record.guidance, width=record.width, height=record.height,
+                        scheduler=record.scheduler)
