@@ -137,7 +137,7 @@ def physical_cores() -> int:
 
 # --- applying a precision to a loaded diffusers pipeline -----------------------------------------------------
 
-def prepare_pipeline(pipe, precision: str, device, cache_key: str | None, spec: ModelSpec):
+def prepare_pipeline(pipe, precision: str, device, cache_key: str | None, spec: ModelSpec, label: str | None = None):
     """Move ``pipe`` to ``device`` in the numerics ``precision`` names; returns the pipeline to call.
 
     OpenVINO replaces the UNet and the VAE decoder with compiled OpenVINO models behind the same interface,
@@ -152,7 +152,7 @@ def prepare_pipeline(pipe, precision: str, device, cache_key: str | None, spec: 
         from .openvino_runtime import use_openvino
 
         pipe = pipe.to(device="cpu", dtype=torch.float32)
-        return use_openvino(pipe, bf16=base == "openvino-bf16", cache_key=cache_key, label=spec.name)
+        return use_openvino(pipe, bf16=base == "openvino-bf16", cache_key=cache_key, label=label or spec.name)
     pipe = pipe.to(device=device, dtype=getattr(torch, torch_dtype_name(base)))
     if base in ("bfloat16", "float16"):  # oneDNN's and cuDNN's fast convolutions want channels-last
         for name in ("unet", "vae"):

@@ -151,7 +151,8 @@ def _run_sd14(width, height, steps, frames, compare, precision, scheduler, seed,
 
     started = time.perf_counter()
     backend = TorchBackend(spec, device="cpu", precision=resolved)
-    backend.adopt(_pipeline_for(reference, resolved), cache_key=_arch_cache_key("sd14", seed))
+    backend.adopt(_pipeline_for(reference, resolved), cache_key=_arch_cache_key("sd14", seed),
+                  label="the SD 1.4 architecture")
     ours = StackTimes(f"ttlesson ({resolved})", resolved, load_seconds=time.perf_counter() - started)
     stacks = [(ours, _Hooks(backend.pipe), lambda: backend.generate(request))]
     request = FrameRequest(PROMPT, seed, steps, 7.5, width, height, None, scheduler)
@@ -220,6 +221,8 @@ def _alternate(stacks, frames: int, say) -> list:
             started = time.perf_counter()
             image = make()
             seconds = time.perf_counter() - started
+            say(f"  {seconds:.1f} s: UNet {', '.join(f'{t:.1f}' for t in hooks.unet)} s, VAE decode "
+                f"{sum(hooks.vae):.1f} s, text encoder {sum(hooks.text_encoder):.2f} s")
             if round_ == 0:
                 stack.warmup_frame_seconds = seconds
                 images[index] = image

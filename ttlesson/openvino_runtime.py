@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch  # this module is imported only by the OpenVINO path, which has torch loaded already
 
+from .fileio import current_umask
+
 IR_VERSION = 1  # bump when the conversion changes, so stale cached IR is not reused
 
 
@@ -58,6 +60,7 @@ def _convert(pipe, folder: Path | None, label: str) -> Path:
     parent = folder.parent if folder else Path(tempfile.gettempdir())
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".ov-", dir=parent))
+    staging.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; the cache is an ordinary folder
     unet, vae = pipe.unet, pipe.vae
     latent = unet.config.sample_size if isinstance(unet.config.sample_size, int) else unet.config.sample_size[0]
     sample = torch.randn(2, unet.config.in_channels, latent, latent)

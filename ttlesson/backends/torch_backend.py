@@ -61,10 +61,10 @@ class TorchBackend(Backend):
                                            spec=self.spec)
         self._shipped_scheduler = self.pipe.scheduler
 
-    def adopt(self, pipe, cache_key: str | None = None) -> None:
+    def adopt(self, pipe, cache_key: str | None = None, label: str | None = None) -> None:
         """Use an already built float32 CPU pipeline (``ttlesson bench --arch-only``) instead of loading one."""
         self.pipe = accel.prepare_pipeline(pipe, self.precision, self._resolved_device(), cache_key=cache_key,
-                                           spec=self.spec)
+                                           spec=self.spec, label=label)
         self._shipped_scheduler = self.pipe.scheduler
 
     def generate(self, request: FrameRequest, on_step: StepCallback | None = None):
