@@ -122,7 +122,7 @@ def load(out_dir: Path) -> Manifest | None:
 def _before_precision(item: dict) -> dict:
     """What a frame recorded before scheduler and precision were recorded was made with (ttlesson 0.1's rule)."""
     model, device = item.get("model", ""), str(item.get("device", ""))
-    if item.get("backend") == "tt":
+    if item.get("backend") in ("tt", "tt-metal-demo"):
         precision = "tt-metal"
     elif device.startswith("cuda") and model != "tiny":
         precision = "bfloat16" if model == "sd35-large" else "float16"
