@@ -61,6 +61,8 @@ def main() -> None:
                 started = time.perf_counter()
                 sides[name](folder)
                 seconds[name].append((time.perf_counter() - started) / len(board))
+            print(f"round {round_ + 1}: " + ", ".join(f"{name} {values[-1]:.4f} s/frame"
+                                                     for name, values in seconds.items()), flush=True)
     medians = {name: statistics.median(values) for name, values in seconds.items()}
     ratio = medians["ttlesson render"] / medians["diffusers direct"]
     per_round = [w / d for w, d in zip(seconds["ttlesson render"], seconds["diffusers direct"])]

@@ -137,7 +137,8 @@ def physical_cores() -> int:
 
 # --- applying a precision to a loaded diffusers pipeline -----------------------------------------------------
 
-def prepare_pipeline(pipe, precision: str, device, cache_key: str | None, spec: ModelSpec, label: str | None = None):
+def prepare_pipeline(pipe, precision: str, device, cache_key: str | None, spec: ModelSpec,
+                     label: str | None = None):
     """Move ``pipe`` to ``device`` in the numerics ``precision`` names; returns the pipeline to call.
 
     OpenVINO replaces the UNet and the VAE decoder with compiled OpenVINO models behind the same interface,

@@ -33,33 +33,30 @@ def cache_dir(cache_key: str) -> Path:
     return cache_root() / "openvino" / digest
 
 
-def use_openvino(pipe, *, bf16: bool, cache_key: str | None, label: str):
-    """Swap the pipeline's UNet and VAE decoder for OpenVINO ones; ``cache_key`` None converts without caching."""
+def use_openvino(pipe, *, bf16: bool, cache_key: str, label: str):
+    """Swap the pipeline's UNet and VAE decoder for OpenVINO ones, converting them first if not cached yet."""
     import openvino as ov
 
-    folder = cache_dir(cache_key) if cache_key else None
-    if folder is None or not (folder / "vae_decoder.xml").is_file():
-        folder = _convert(pipe, folder, label)
+    folder = cache_dir(cache_key)
+    if not (folder / "vae_decoder.xml").is_file():
+        _convert(pipe, folder, label)
     core = ov.Core()
     from .accel import physical_cores
 
     config = {"INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32", "INFERENCE_NUM_THREADS": physical_cores(),
               "PERFORMANCE_HINT": "LATENCY"}
-    pipe.unet = OpenVinoUNet(core.read_model(folder / "unet.xml"), core, config, pipe.unet.config)
-    pipe.vae = OpenVinoVAE(core.read_model(folder / "vae_decoder.xml"), core, config, pipe.vae.config)
-    if cache_key is None:
-        shutil.rmtree(folder, ignore_errors=True)
+    pipe.unet = OpenVinoUNet(_Compiled(folder / "unet.xml", core, config), pipe.unet.config)
+    pipe.vae = OpenVinoVAE(_Compiled(folder / "vae_decoder.xml", core, config), pipe.vae.config)
     return pipe
 
 
-def _convert(pipe, folder: Path | None, label: str) -> Path:
-    """Trace the UNet and the VAE decoder into OpenVINO IR in ``folder`` (atomically); returns the folder."""
+def _convert(pipe, folder: Path, label: str) -> None:
+    """Trace the UNet and the VAE decoder into OpenVINO IR in ``folder``, atomically."""
     import openvino as ov
     from tqdm.auto import tqdm
 
-    parent = folder.parent if folder else Path(tempfile.gettempdir())
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".ov-", dir=parent))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".ov-", dir=folder.parent))
     staging.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; the cache is an ordinary folder
     unet, vae = pipe.unet, pipe.vae
     latent = unet.config.sample_size if isinstance(unet.config.sample_size, int) else unet.config.sample_size[0]
@@ -85,15 +82,12 @@ def _convert(pipe, folder: Path | None, label: str) -> Path:
         raise
     finally:
         bar.close()
-    if folder is None:
-        return staging
     try:
         os.rename(staging, folder)  # a concurrent converter's finished copy wins; ours is dropped
     except OSError:
         shutil.rmtree(staging, ignore_errors=True)
         if not (folder / "vae_decoder.xml").is_file():
             raise
-    return folder
 
 
 def _openvino_version() -> str:
@@ -124,19 +118,21 @@ class _DecoderForTrace(torch.nn.Module):
 
 
 class _Compiled:
-    """One OpenVINO model compiled per input shape, on first use."""
+    """One OpenVINO model compiled per input shape, on first use. The IR is read again for each new shape and
+    let go after compiling, so memory holds the compiled weights once, not the IR's copy as well."""
 
-    def __init__(self, model, core, config: dict):
-        self.model, self.core, self.config = model, core, config
+    def __init__(self, path: Path, core, config: dict):
+        self.path, self.core, self.config = path, core, config
         self.requests: dict[tuple, object] = {}
 
     def __call__(self, *arrays):
         shapes = tuple(tuple(array.shape) for array in arrays)
         request = self.requests.get(shapes)
         if request is None:
-            model = self.model.clone()
+            model = self.core.read_model(self.path)
             model.reshape({index: list(shape) for index, shape in enumerate(shapes)})
             request = self.core.compile_model(model, "CPU", self.config).create_infer_request()
+            del model
             self.requests[shapes] = request
         return request.infer(list(arrays))[0]
 
@@ -144,10 +140,10 @@ class _Compiled:
 class OpenVinoUNet(torch.nn.Module):
     """Called as diffusers calls its UNet; runs the OpenVINO model (float32 in and out)."""
 
-    def __init__(self, model, core, config: dict, unet_config):
+    def __init__(self, compiled: _Compiled, unet_config):
         super().__init__()
         self.config = unet_config
-        self.compiled = _Compiled(model, core, config)
+        self.compiled = compiled
         self.register_buffer("_where", torch.zeros(0), persistent=False)  # device and dtype for diffusers
 
     @property
@@ -168,10 +164,10 @@ class OpenVinoUNet(torch.nn.Module):
 class OpenVinoVAE(torch.nn.Module):
     """The VAE's ``decode`` as diffusers calls it, running the OpenVINO decoder."""
 
-    def __init__(self, model, core, config: dict, vae_config):
+    def __init__(self, compiled: _Compiled, vae_config):
         super().__init__()
         self.config = vae_config
-        self.compiled = _Compiled(model, core, config)
+        self.compiled = compiled
         self.register_buffer("_where", torch.zeros(0), persistent=False)
 
     @property
