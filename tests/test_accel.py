@@ -180,3 +180,14 @@ def test_cli_refuses_bad_speed_settings(tmp_path):
     assert "--compare needs --arch-only" in line
     line = one_line_error(run_cli("bench", "--arch-only", "--model", "tiny"))
     assert "--arch-only builds sd14, sd35-large from their published configs, not 'tiny'" in line
+
+
+def test_sd35_architecture_is_refused_where_memory_does_not_allow(monkeypatch):
+    from ttlesson import bench_arch
+
+    monkeypatch.setattr(arch, "memory_available", lambda: 8 * 2 ** 30)
+    with pytest.raises(TTLessonError, match="SD 3.5 Large's MMDiT needs about 18 GiB in bfloat16 and this machine "
+                                            "has 8 GiB available; free memory or use --model sd14"):
+        bench_arch.run("sd35-large", size=1024, steps=1)
+    with pytest.raises(TTLessonError, match="--compare runs diffusers' whole pipeline"):
+        bench_arch.run("sd35-large", compare="diffusers-default")
