@@ -1,4 +1,4 @@
-"""Draw docs/performance.png: seconds per SD 1.4 UNet step (512×512, guided) measured here next to published TT.
+"""Draw docs/performance.png: seconds per guided SD 1.4 UNet step measured here next to published TT numbers.
 
     python benchmarks/performance_chart.py BENCH.json [--out docs/performance.png]
 
@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 # tt-metal's own table (not measured by this project): SD 1.4 at 512×512 on one N150, traced UNet step.
-PUBLISHED = [("N150 (Wormhole), tt-metal, traced", 0.113)]
+PUBLISHED = [("N150 (Wormhole), tt-metal, traced, 512×512", 0.113)]
 
 
 def main() -> None:
@@ -28,8 +28,11 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     result = json.loads(Path(args.bench).read_text())
-    where = f"{result['machine']['cpu']}, {result['machine']['threads']} threads, {result['date']}"
-    bars = [(f"{stack['name']}\n[{stack['precision']}] (measured here)",
+    machine = result["machine"]
+    where = (f"{machine['cpu']} ({machine.get('torch_cpu_capability', '?')}), {machine['threads']} threads, "
+             f"load average {machine.get('load_average', ['?'])[0]}, {result['date']}")
+    size = f"{result['width']}×{result['height']}"
+    bars = [(f"{stack['name']}, {size}\n[{stack['precision']}] (measured here)",
              _median(stack["unet_step_seconds"]), "tab:blue") for stack in result["stacks"]]
     bars += [(f"{name}\n(published)", seconds, "tab:orange") for name, seconds in PUBLISHED]
     figure, axis = plt.subplots(figsize=(8, 1.1 + 0.8 * len(bars)))
@@ -39,7 +42,7 @@ def main() -> None:
     axis.invert_yaxis()
     for position, (_, seconds, _) in enumerate(bars):
         axis.text(seconds, position, f" {seconds:.3g} s", va="center")
-    axis.set_xlabel("seconds per guided UNet step, SD 1.4 at 512×512 (log scale; less is faster)")
+    axis.set_xlabel("seconds per guided UNet step, SD 1.4 (log scale; less is faster)")
     axis.set_title(f"Measured here: {where}", fontsize=9)
     figure.tight_layout()
     figure.savefig(args.out, dpi=110)

@@ -6,7 +6,7 @@ side is ``render`` (settings, resume plan, progress events, PNG encoding, SHA-25
 the manifest after every frame). Rounds alternate which side goes first; the text-embedding cache is emptied
 before each of ttlesson's rounds so both run the text encoder for every frame. Prints medians and the ratio.
 
-    python benchmarks/render_overhead.py [--rounds 7] [--json FILE]
+    python benchmarks/render_overhead.py [--rounds 7] [--frames 10] [--json FILE]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--frames", type=int, default=10, help="frames per round (the first N prompts)")
     parser.add_argument("--json", default=None, metavar="FILE")
     args = parser.parse_args()
 
@@ -30,10 +31,10 @@ def main() -> None:
     from ttlesson import models
     from ttlesson.backends.torch_backend import TorchBackend
     from ttlesson.render import render
-    from ttlesson.storyboard import load
+    from ttlesson.storyboard import Storyboard, load
 
     spec = models.resolve("tiny")
-    board = load("worlds-fair")
+    board = Storyboard(frames=load("worlds-fair").frames[:args.frames], name="overhead")
     backend = TorchBackend(spec, device="cpu", precision="float32")
     backend.load()
     pipe = backend.pipe
