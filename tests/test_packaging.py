@@ -3,13 +3,17 @@
 import re
 import subprocess
 import sys
-import tomllib
 from importlib.metadata import entry_points, version
 from pathlib import Path
 
 import pytest
 import yaml
 from packaging.requirements import Requirement
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (tt-metal's python_env): the same parser, from PyPI
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
