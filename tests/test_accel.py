@@ -24,7 +24,7 @@ def shas(out):
 @pytest.mark.parametrize("spec,device,bf16,openvino,expected", [
     (SD14, "cpu", True, True, "openvino-bf16"),
     (SD14, "cpu", True, False, "bfloat16"),
-    (SD14, "cpu", False, True, "float32"),
+    (SD14, "cpu", False, True, "openvino-f32"),
     (SD14, "cpu", False, False, "float32"),
     (SD35, "cpu", True, True, "bfloat16"),
     (SD14, "cuda", False, True, "float16"),
