@@ -276,10 +276,10 @@ def _figures(result: ArchBenchResult, peaks: dict, flops: int) -> None:
         computes_in = "bfloat16" if "bf16" in stack.precision or "bfloat16" in stack.precision else "float32"
         peak = peaks.get(computes_in) or peaks.get("float32")
         result.roofline_fraction[stack.name] = round(achieved / peak, 3) if peak else None
-        per_call = stack.unet_calls_per_frame / max(1, result.steps)
+        calls = steps + stack.unet_calls_per_frame - result.steps  # PNDM makes one UNet call more than its steps
         result.estimated_frame_seconds[stack.name] = round(
             _median(stack.text_encoder_seconds) * stack.text_encoder_calls_per_frame
-            + stack.unet_step * per_call * steps + _median(stack.vae_decode_seconds), 1)
+            + stack.unet_step * calls + _median(stack.vae_decode_seconds), 1)
     if len(result.stacks) == 2 and result.stacks[0].unet_step:
         ours, theirs = result.stacks
         result.speedup_unet_step = round(theirs.unet_step / ours.unet_step, 3)
