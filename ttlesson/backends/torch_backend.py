@@ -56,9 +56,9 @@ class TorchBackend(Backend):
         if self.pipe is not None:
             return
         device = self._resolved_device()
+        pipe = load_pipeline(self.spec)  # first: its errors (no weights, no network) are the ones to show
         cache_key = self._cache_key() if self.precision.startswith("openvino") else None
-        self.pipe = accel.prepare_pipeline(load_pipeline(self.spec), self.precision, device, cache_key=cache_key,
-                                           spec=self.spec)
+        self.pipe = accel.prepare_pipeline(pipe, self.precision, device, cache_key=cache_key, spec=self.spec)
         self._shipped_scheduler = self.pipe.scheduler
 
     def adopt(self, pipe, cache_key: str | None = None, label: str | None = None) -> None:
