@@ -301,7 +301,7 @@ def test_a_second_render_into_a_busy_folder_names_the_first_and_exits_2(tmp_path
     board = tmp_path / "board.json"
     BOARD.save(board)
     out = tmp_path / "o"
-    first = subprocess.Popen([TTLESSON, "render", str(board), "--model", "tiny", "--size", "64", "--steps", "1000",
+    first = subprocess.Popen([TTLESSON, "render", str(board), "--model", "tiny", "--size", "64", "--steps", "999",
                               "--out", str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_until(lambda: manifest.manifest_path(out).exists() or first.poll() is not None, timeout=900,
                what="the first render to load its model")

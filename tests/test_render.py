@@ -9,7 +9,8 @@ from ttlesson import manifest, storyboard
 from ttlesson.errors import PromptTooLongWarning, SettingsChangedError, TTLessonError
 from ttlesson.fileio import sha256_file
 from ttlesson.progress import FrameDone, FrameStarted, ModelLoaded, RenderFinished, RenderStarted, StepDone
-from ttlesson.render import parse_size, render
+from ttlesson.render import render
+from ttlesson.values import parse_size
 
 
 def render_tiny(board, out, backend, **kwargs):
@@ -171,6 +172,9 @@ def test_a_backend_passed_in_is_reused_and_left_open(tmp_path, tiny_backend):
 
 @pytest.mark.parametrize("kwargs,expected", [
     ({"steps": 0}, "Steps 0 is out of range"),
+    # SD 1.x schedulers shift timesteps by one: a 1000th step would fail mid-frame (found by the busy-folder test)
+    ({"steps": 1000}, "Steps 1000 is out of range.*from 1 to 999"),
+    ({"steps": 1000, "scheduler": "dpm-solver++"}, "Steps 1000 is out of range.*from 1 to 999"),
     ({"guidance": -1.0}, "Guidance -1 is out of range"),
     ({"seed": -5}, "Seed -5 is out of range"),
     ({"size": "500"}, "Size 500 does not work.*try 496|Size 500 does not work.*try 504"),

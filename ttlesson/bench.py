@@ -37,6 +37,8 @@ class BenchResult:
     warmup_seconds: float  # the first frame: caches, kernel compilation, trace capture
     steady_seconds_per_frame: float
     stitch_seconds: float
+    scheduler: str = ""
+    precision: str = ""
     ttlesson: str = __version__
     machine: str = ""
 
@@ -45,7 +47,8 @@ class BenchResult:
         return 1 / self.steady_seconds_per_frame if self.steady_seconds_per_frame else 0.0
 
     def summary(self) -> str:
-        return (f"{self.model} on {self.device} ({self.backend}), {self.steps} steps, {self.width}×{self.height}: "
+        return (f"{self.model} on {self.device} ({self.backend}, {self.precision}), {self.steps} steps "
+                f"({self.scheduler}), {self.width}×{self.height}: "
                 f"load {self.load_seconds:.1f} s, first frame {self.warmup_seconds:.2f} s, then "
                 f"{self.steady_seconds_per_frame:.2f} s/frame ({self.frames_per_second:.2f} frames/s); "
                 f"stitching {self.frames} frames {self.stitch_seconds:.2f} s")
@@ -55,7 +58,8 @@ class BenchResult:
 
 
 def run(model: str = "tiny", frames: int = 4, backend: str = "auto", device: str | None = None,
-        steps: int | None = None, size: int | str | None = None) -> BenchResult:
+        steps: int | None = None, size: int | str | None = None, scheduler: str | None = None,
+        precision: str = "auto", compile: bool = False) -> BenchResult:
     """Render ``frames`` prompts of the World's Fair storyboard in a scratch folder and time each part."""
     frames = whole_number(frames, "--frames", 2, 1000, " (a warm-up frame and at least one steady one)")
     prompts = load_storyboard("worlds-fair").frames
@@ -71,7 +75,7 @@ def run(model: str = "tiny", frames: int = 4, backend: str = "auto", device: str
 
     with tempfile.TemporaryDirectory(prefix="ttlesson-bench-") as scratch:
         result = render(board, scratch, model=model, backend=backend, device=device, steps=steps, size=size,
-                        on_event=listen)
+                        scheduler=scheduler, precision=precision, compile=compile, on_event=listen)
         started = time.perf_counter()
         stitch(scratch, Path(scratch) / "bench.mp4")
         stitch_seconds = time.perf_counter() - started
@@ -80,7 +84,8 @@ def run(model: str = "tiny", frames: int = 4, backend: str = "auto", device: str
                        steps=record.steps, width=record.width, height=record.height,
                        load_seconds=round(loaded[0].seconds, 3), warmup_seconds=round(done[0].seconds, 3),
                        steady_seconds_per_frame=round(steady_seconds_per_frame([d.seconds for d in done]), 4),
-                       stitch_seconds=round(stitch_seconds, 3), machine=_machine())
+                       stitch_seconds=round(stitch_seconds, 3), scheduler=record.scheduler,
+                       precision=record.precision, machine=_machine())
 
 
 @dataclass(frozen=True)

@@ -63,14 +63,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="time model load, first frame, steady frames and stitching here",
                                 description="Render a few frames in a scratch folder and report load time, the "
-                                "warm-up frame, steady seconds per frame and stitching time.")
-    bench.add_argument("--model", default="tiny", help="model to time (default: tiny)")
-    bench.add_argument("--frames", type=int, default=4, help="frames to render (default: 4, at least 2)")
+                                "warm-up frame, steady seconds per frame and stitching time. With --arch-only: time "
+                                "the full-size architecture (published configs, random weights: no download) per "
+                                "step and per frame against this machine's matmul peak, and with --compare against "
+                                "diffusers' default pipeline in the same process.")
+    bench.add_argument("--model", default=None, help="model to time (default: tiny; with --arch-only: sd14)")
+    bench.add_argument("--frames", type=int, default=None, help="frames to render (default: 4; --arch-only: 2 per "
+                       "stack, the first being the warm-up)")
     bench.add_argument("--backend", default="auto", choices=BACKEND_NAMES, help="backend (default: auto)")
     bench.add_argument("--device", default=None, metavar="DEV", help="torch device (default: automatic)")
     bench.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
     bench.add_argument("--size", default=None, metavar="N|WxH", help="frame size (default: the model's)")
-    bench.add_argument("--json", action="store_true", help="print the result as JSON")
+    bench.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
+                       help="the result as JSON: printed, or written to FILE")
+    bench.add_argument("--arch-only", action="store_true", help="the full-size sd14 or sd35-large architecture "
+                       "from its published configs with random weights, timed per step (default steps: 2)")
+    bench.add_argument("--compare", default=None, choices=("diffusers-default",),
+                       help="with --arch-only: also time diffusers' own pipeline with its defaults, alternating")
+    _add_speed_arguments(bench)
     bench.set_defaults(run=_run_bench)
     _add_machine_commands(commands)
     _add_tt_commands(commands)
@@ -97,6 +107,22 @@ def _add_render_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="remake frames whose settings changed")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_devices_argument(parser)
+    _add_speed_arguments(parser)
+
+
+def _add_speed_arguments(parser: argparse.ArgumentParser) -> None:
+    from .accel import PRECISION_CHOICES
+    from .schedulers import DPM_SOLVER_STEPS, SCHEDULER_CHOICES
+
+    parser.add_argument("--scheduler", default="default", choices=SCHEDULER_CHOICES,
+                        help=f"sampler (default: the model's own, sd14: pndm; dpm-solver++ needs fewer steps and "
+                        f"defaults to {DPM_SOLVER_STEPS})")
+    parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
+                        help="numerics of the torch backend (default: auto, the fastest this machine has for the "
+                        "model: OpenVINO or bfloat16 on CPUs with native bfloat16, float16 on CUDA, else float32); "
+                        "recorded per frame")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the UNet (pays off on a GPU over many "
+                        "frames; recorded per frame)")
 
 
 def _seed_value(text: str) -> int:
@@ -161,11 +187,36 @@ def _check_video_output(args) -> None:
 
 
 def _run_bench(args) -> int:
-    from .bench import run
+    if args.arch_only:
+        from . import bench_arch
 
-    result = run(model=args.model, frames=args.frames, backend=args.backend, device=args.device,
-                 steps=args.steps, size=args.size)
-    print(result.to_json() if args.json else result.summary())
+        if args.compile or args.backend == "tt" or args.device not in (None, "cpu"):
+            raise TTLessonError("--arch-only times the torch backend on this CPU; leave --compile, --device and "
+                                "--backend tt out.")
+        result = bench_arch.run(model=args.model or "sd14", size=args.size,
+                                steps=2 if args.steps is None else args.steps,
+                                frames=2 if args.frames is None else args.frames, compare=args.compare,
+                                precision=args.precision, scheduler=args.scheduler,
+                                on_line=lambda text: print(text, file=sys.stderr, flush=True))
+    else:
+        from .bench import run
+
+        if args.compare:
+            raise TTLessonError("--compare needs --arch-only (it times diffusers' pipeline on the full-size "
+                                "architecture); add --arch-only.")
+        result = run(model=args.model or "tiny", frames=4 if args.frames is None else args.frames,
+                     backend=args.backend, device=args.device, steps=args.steps, size=args.size,
+                     scheduler=args.scheduler, precision=args.precision, compile=args.compile)
+    if args.json and args.json != "-":
+        from pathlib import Path
+
+        from .fileio import write_atomic
+
+        write_atomic(Path(args.json), result.to_json() + "\n")
+        print(result.summary())
+        print(f"json: {args.json}")
+    else:
+        print(result.to_json() if args.json else result.summary())
     return 0
 
 
@@ -177,7 +228,8 @@ def _render(args):
     try:
         return render(args.storyboard, args.out, model=args.model, backend=args.backend, device=args.device,
                       steps=args.steps, size=args.size, guidance=args.guidance, seed=args.seed,
-                      overwrite=args.overwrite, devices=args.devices, on_event=display)
+                      overwrite=args.overwrite, devices=args.devices, scheduler=args.scheduler,
+                      precision=args.precision, compile=args.compile, on_event=display)
     finally:
         if display is not None:
             display.close()

@@ -111,7 +111,8 @@ def import_demo_outputs(src: str | os.PathLike, out: str | os.PathLike, *, story
             for index, ((width, height), png) in enumerate(zip(sizes, pngs)):
                 record = FrameRecord(index=index, prompt=board[index].prompt if board else "", negative_prompt=None,
                                      seed=DEMO_SEED, steps=steps, guidance=DEMO_GUIDANCE, width=width, height=height,
-                                     model="sd14", backend=DEMO_BACKEND, device=DEMO_DEVICE)
+                                     model="sd14", backend=DEMO_BACKEND, precision="tt-metal",
+                                     device=DEMO_DEVICE)
                 store_frame(out, book, record, png)
         except OSError as err:
             raise TTLessonError(f"The demo's images could not be imported: "

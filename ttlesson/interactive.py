@@ -16,7 +16,7 @@ from . import storyboard as storyboard_mod
 from .backends import Backend, FrameRequest, create, resolve_name
 from .errors import TTLessonError
 from .frames import encode_png
-from .render import parse_size
+from .values import parse_size
 
 _LOADED: dict[tuple, Backend] = {}  # one loaded backend per (model, backend, device) for the kernel's lifetime
 

@@ -2,7 +2,7 @@
 
 A render folder holds ``frames/frame_000.png, frame_001.png, …`` and ``manifest.json``. The manifest records,
 per frame, the settings that determine its pixels (prompt, negative prompt, seed, steps, guidance, size,
-model, backend), the device that really ran it, how long it took and the PNG's SHA-256.
+model, backend, scheduler, precision), the device that really ran it, how long it took and the PNG's SHA-256.
 
 A manifest is checked as it is read (``load``): every key has the type the schema below gives it, counts are
 bounded, indices are unique and inside the storyboard; anything else is one sentence naming the file and the
@@ -30,7 +30,8 @@ MAX_FRAMES = 100_000  # an hour at 24 fps; a manifest asking for more is damaged
 MAX_MANIFEST_BYTES = 256 * 1024 ** 2
 
 # The fields of a record that decide what the frame looks like: a frame is reused only when all of them match.
-IDENTITY_FIELDS = ("prompt", "negative_prompt", "seed", "steps", "guidance", "width", "height", "model", "backend")
+IDENTITY_FIELDS = ("prompt", "negative_prompt", "seed", "steps", "guidance", "width", "height", "model", "backend",
+                   "scheduler", "precision")
 
 
 def frame_filename(index: int) -> str:
@@ -78,6 +79,8 @@ class FrameRecord:
     height: int
     model: str
     backend: str
+    scheduler: str = "pndm"  # ttlesson.schedulers
+    precision: str = "float32"  # ttlesson.accel: the numerics, e.g. float32, bfloat16, openvino-bf16, tt-metal
     device: str = ""
     seconds: float = 0.0
     warmup: bool = False  # first frame of its run: its seconds include compilation and cache warm-up
@@ -166,6 +169,8 @@ RECORD_SCHEMA: dict[str, tuple[Callable[[object], bool], str, bool]] = {
     "height": (_whole(64, 8192), "a whole number from 64 to 8192", True),
     "model": (_text, "text", True),
     "backend": (_text, "text", True),
+    "scheduler": (_text, "text", False),
+    "precision": (_text, "text", False),
     "device": (_text, "text", False),
     "seconds": (_real(0, 1e9), "a number of seconds", False),
     "warmup": (lambda value: isinstance(value, bool), "true or false", False),
@@ -262,6 +267,7 @@ def _record(item: object, where: str) -> FrameRecord:
         if not check(item[key]):
             raise _Bad(f'key "{where}.{key}" must be {what}, not {_kind(item[key])}')
         values[key] = item[key]
+    values = {**_before_precision(values), **values}  # a frame from before they were recorded
     values["guidance"] = float(values["guidance"])
     if "seconds" in values:
         values["seconds"] = float(values["seconds"])
@@ -323,3 +329,15 @@ def require_frames(out_dir: Path, book: Manifest) -> None:
     problems = check_frames(out_dir, book)
     if problems:
         raise FrameCheckError(frames_problem_sentence(out_dir, problems))
+
+
+def _before_precision(item: dict) -> dict:
+    """What a frame recorded before scheduler and precision were recorded was made with (ttlesson 0.1's rule)."""
+    model, device = item.get("model", ""), str(item.get("device", ""))
+    if item.get("backend") in ("tt", "tt-metal-demo"):
+        precision = "tt-metal"
+    elif device.startswith("cuda") and model != "tiny":
+        precision = "bfloat16" if model == "sd35-large" else "float16"
+    else:
+        precision = "float32"
+    return {"scheduler": "flow-match-euler" if model == "sd35-large" else "pndm", "precision": precision}

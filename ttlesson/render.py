@@ -2,8 +2,9 @@
 
 Reading ``render`` top to bottom is the algorithm:
 
-1. check every argument and settle the settings (the model's defaults, overridden by the caller's) and each
-   frame's seed; refuse what the backend cannot make (no device, a size it does not run) and a frame too big
+1. check every argument and settle the settings (the model's defaults, overridden by the caller's), each
+   frame's seed, and the scheduler and numerics (``precision``: the fast path this machine allows,
+   ``ttlesson.accel``) it is made with; refuse what the backend cannot make (no device, a size it does not run) and a frame too big
    for this machine's memory, all before anything is written or loaded;
 2. check the output folder (it can be created and written, ``frames/`` is a folder, ``manifest.json`` a file,
    the disk has room) and lock it for this run: a second render into the same folder is refused;
@@ -29,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import __version__, manifest, memory, models
+from . import __version__, accel, manifest, memory, models, schedulers
 from . import storyboard as storyboard_mod
 from .backends import Backend, FrameRequest, create, resolve_name
 from .errors import FramesLostError, PromptTooLongWarning, SettingsChangedError, TTLessonError
@@ -51,6 +52,8 @@ class RenderSettings:
     width: int
     height: int
     seed: int  # base seed: frame i uses seed + i unless the storyboard gives it its own
+    scheduler: str = "pndm"  # ttlesson.schedulers
+    precision: str = "float32"  # ttlesson.accel
 
 
 @dataclass
@@ -89,6 +92,9 @@ def render(
     overwrite: bool = False,
     device: str | None = None,
     devices: int | str | None = None,
+    scheduler: str | None = None,
+    precision: str = "auto",
+    compile: bool = False,
     on_event: Callable[[Event], None] | None = None,
 ) -> RenderResult:
     """Make one frame per storyboard prompt into ``out_dir/frames`` and record them in ``out_dir/manifest.json``.
@@ -96,7 +102,10 @@ def render(
     ``backend`` is a name (``auto``, ``torch``, ``tt``) or an already loaded ``Backend``, which is then reused
     and left open. Frames already made with the same settings are kept; ``overwrite`` allows remaking frames
     whose settings changed. ``devices`` ("all" or a number, default 1) spreads the frames over that many
-    Tenstorrent chips, GPUs or CPU worker processes. ``on_event`` receives the events of ``ttlesson.progress``.
+    Tenstorrent chips, GPUs or CPU worker processes. ``scheduler`` (``ttlesson.schedulers``; None: the model's
+    own) and ``precision`` (``ttlesson.accel``; ``auto``: the fastest path this machine has for the model) and
+    ``compile`` (torch.compile the UNet) change the pixels, so they are recorded and compared like the seed.
+    ``on_event`` receives the events of ``ttlesson.progress``.
     A worker that dies loses only the frame it was making: the others are saved, then ``FramesLostError``
     says which frames to make by running again.
     """
@@ -104,7 +113,8 @@ def render(
     emit = on_event or (lambda event: None)
     # 1. every argument checked, the settings settled, and what the backend cannot make refused
     board = storyboard if isinstance(storyboard, Storyboard) else storyboard_mod.load(storyboard)
-    settings = _settings(model, backend, steps, size, guidance, seed)
+    settings = _settings(model, backend, steps, size, guidance, seed, scheduler, precision, compile,
+                         _device_arg(device))
     spread = _devices(devices, backend)
     out_dir = _out_dir(out_dir)
     wanted = [_wanted_record(board, i, settings) for i in range(len(board))]
@@ -147,7 +157,8 @@ def _engine(settings: RenderSettings, spread: int | str, device: str | None) -> 
     """The backend that will make the frames, created but not loaded; None where torch worker processes will."""
     if settings.backend == "torch" and spread != 1:
         return None
-    return create(settings.backend, settings.model, device=_device_arg(device), devices=spread)
+    return create(settings.backend, settings.model, device=_device_arg(device), devices=spread,
+                  precision=settings.precision)
 
 
 def _check_backend(engine: Backend | None, owned: bool, settings: RenderSettings, device: str | None,
@@ -158,6 +169,7 @@ def _check_backend(engine: Backend | None, owned: bool, settings: RenderSettings
         return
     for request in {_request(replace(record, prompt="", negative_prompt=None, seed=0)) for record in wanted}:
         engine.check_request(request)
+        engine.check_scheduler(request)
     if owned and engine.name == "torch":  # a backend passed in is loaded already: it fits
         memory.check_fits(settings.model, settings.width, settings.height, _device_arg(device))
 
@@ -193,13 +205,14 @@ def _render_with_workers(settings: RenderSettings, spread: int | str, device: st
     torch_devices = plan_workers(spread, device, len(requests))
     memory.check_fits(settings.model, settings.width, settings.height, device, copies=torch_devices.count("cpu"))
     if len(torch_devices) == 1:
-        engine = create("torch", settings.model, device=torch_devices[0])
+        engine = create("torch", settings.model, device=torch_devices[0], precision=settings.precision)
         try:
             return _render_in_process(engine, requests, recorder, stale)
         finally:
             engine.close()
     lost: list[LostFrame] = []
-    with WorkerPool(settings.model, torch_devices, threads=parent_torch_threads()) as pool:
+    with WorkerPool(settings.model, torch_devices, threads=parent_torch_threads(),
+                    precision=settings.precision) as pool:
         started = time.perf_counter()
         for info in pool.start():
             recorder.emit(WorkerStarted(worker=info.name, device=info.device, pid=info.pid, seconds=info.seconds))
@@ -299,7 +312,8 @@ def _devices(devices: int | str | None, backend: str | Backend) -> int | str:
     return devices
 
 
-def _settings(model, backend, steps, size, guidance, seed) -> RenderSettings:
+def _settings(model, backend, steps, size, guidance, seed, scheduler, precision, compile,
+              device) -> RenderSettings:
     if not isinstance(model, (str, os.PathLike)):
         raise TTLessonError(f"model= must be a model name (sd14, sd35-large, tiny) or a folder, not {shown(model)}.")
     if not isinstance(backend, (str, Backend)):
@@ -308,12 +322,19 @@ def _settings(model, backend, steps, size, guidance, seed) -> RenderSettings:
     spec = models.resolve(model)
     backend_name = backend.name if isinstance(backend, Backend) else resolve_name(backend)
     width, height = parse_size(size) if size is not None else (spec.width, spec.height)
+    scheduler = schedulers.resolve(scheduler, spec)
     hint = f" ({spec.name} uses {{}})"
-    steps = spec.steps if steps is None else whole_number(steps, "Steps", 1, 1000, hint.format(spec.steps))
+    default_steps = schedulers.default_steps(spec, scheduler)
+    steps = default_steps if steps is None else whole_number(steps, "Steps", 1, schedulers.max_steps(spec),
+                                                                   hint.format(default_steps))
     guidance = spec.guidance if guidance is None else \
         real_number(guidance, "Guidance", 0, 50, hint.format(spec.guidance))
     seed = whole_number(seed, "Seed", 0, MAX_SEED)
-    return RenderSettings(spec, backend_name, steps, float(guidance), width, height, seed)
+    if isinstance(backend, Backend):
+        numerics = backend.precision
+    else:
+        numerics = accel.resolve_precision(precision, spec, accel.device_type(backend_name, device), compile=compile)
+    return RenderSettings(spec, backend_name, steps, float(guidance), width, height, seed, scheduler, numerics)
 
 
 def _out_dir(out_dir) -> Path:
@@ -351,7 +372,7 @@ def _wanted_record(board: Storyboard, index: int, settings: RenderSettings) -> F
     return FrameRecord(index=index, prompt=frame.prompt, negative_prompt=frame.negative_prompt,
                        seed=board.seed_for(index, settings.seed), steps=settings.steps, guidance=settings.guidance,
                        width=settings.width, height=settings.height, model=settings.model.name,
-                       backend=settings.backend)
+                       backend=settings.backend, scheduler=settings.scheduler, precision=settings.precision)
 
 
 def _plan(out_dir: Path, existing: Manifest, wanted: list[FrameRecord],
@@ -419,4 +440,5 @@ def _prepare_folder(out_dir: Path, book: Manifest, stale: list[int]) -> None:
 
 def _request(record: FrameRecord) -> FrameRequest:
     return FrameRequest(prompt=record.prompt, negative_prompt=record.negative_prompt, seed=record.seed,
-                        steps=record.steps, guidance=record.guidance, width=record.width, height=record.height)
+                        steps=record.steps, guidance=record.guidance, width=record.width, height=record.height,
+                        scheduler=record.scheduler)

@@ -105,9 +105,11 @@ def parent_torch_threads() -> int | None:
 class WorkerPool:
     """Worker processes, each with the model loaded on its device; use as a context manager."""
 
-    def __init__(self, spec: ModelSpec, torch_devices: list[str], threads: int | None = None):
+    def __init__(self, spec: ModelSpec, torch_devices: list[str], threads: int | None = None,
+                 precision: str = "auto"):
         self.spec = spec
         self.threads = threads
+        self.precision = precision
         context = get_context("spawn")
         cpu_count = torch_devices.count("cpu")
         self.workers = []
@@ -131,7 +133,7 @@ class WorkerPool:
 
     def start(self) -> list[WorkerInfo]:
         """Load the model in every worker, side by side; the first failure stops them all."""
-        loads = {worker.executor.submit(_load, self.spec, worker.torch_device, self.threads): worker
+        loads = {worker.executor.submit(_load, self.spec, worker.torch_device, self.threads, self.precision): worker
                  for worker in self.workers}
         for future, worker in loads.items():
             try:
@@ -209,7 +211,7 @@ def _start_worker(pid_queue, parent_pid: int) -> None:
     pid_queue.put(os.getpid())
 
 
-def _load(spec: ModelSpec, torch_device: str, threads: int | None) -> tuple[str, int, float]:
+def _load(spec: ModelSpec, torch_device: str, threads: int | None, precision: str = "auto") -> tuple[str, int, float]:
     global _backend
     started = time.perf_counter()
     if threads is not None:
@@ -218,7 +220,7 @@ def _load(spec: ModelSpec, torch_device: str, threads: int | None) -> tuple[str,
         torch.set_num_threads(threads)
     from .backends.torch_backend import TorchBackend
 
-    _backend = TorchBackend(spec, device=torch_device)
+    _backend = TorchBackend(spec, device=torch_device, precision=precision)
     _backend.load()
     return _backend.device, os.getpid(), time.perf_counter() - started
 

@@ -41,6 +41,7 @@ class FrameRequest:
     width: int
     height: int
     negative_prompt: str | None = None
+    scheduler: str = "default"  # a name from ttlesson.schedulers; "default" is the model's own
 
 
 class Backend(ABC):
@@ -49,6 +50,8 @@ class Backend(ABC):
     progress_note = ""  # what the progress display should say about this backend (e.g. why it has no step bar)
     warm_up_note = "warm-up"  # what ``warm_up`` did, in words, for the display
     chips = 1  # frames made at the same time by ``generate_many`` (the tt backend: one per chip)
+    schedulers: tuple[str, ...] | None = None  # the schedulers it runs; None: any that fits the model
+    precision = ""  # the numerics its frames are made with (see ttlesson.accel); recorded in the manifest
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec
@@ -71,6 +74,13 @@ class Backend(ABC):
 
     def check_request(self, request: FrameRequest) -> None:
         """Refuse, with one sentence, a request this backend cannot make; called before anything is loaded."""
+
+    def check_scheduler(self, request: FrameRequest) -> None:
+        """Refuse, with one sentence, a scheduler this backend does not implement."""
+        if self.schedulers is not None and request.scheduler not in ("default", *self.schedulers):
+            raise BackendUnavailableError(f"Scheduler {request.scheduler} does not run on the {self.name} backend, "
+                                          f"which implements {', '.join(self.schedulers)} only; leave --scheduler "
+                                          "out, or use --backend torch.")
 
     def warm_up(self, request: FrameRequest) -> float:
         """Do the one-off work frames like ``request`` need (TT: compile and capture the trace); seconds spent."""
@@ -102,11 +112,13 @@ class Backend(ABC):
         self.close()
 
 
-def create(name: str, spec: ModelSpec, device: str | None = None, devices: int | str = 1) -> Backend:
+def create(name: str, spec: ModelSpec, device: str | None = None, devices: int | str = 1,
+           precision: str = "auto") -> Backend:
     """The backend called ``name`` (``auto``, ``torch`` or ``tt``) for the model ``spec``, not yet loaded.
 
     ``devices`` (a number or ``"all"``) is how many Tenstorrent chips the tt backend uses in this process;
     the torch backend always makes frames on one ``device`` (``ttlesson.workers`` spreads it over several).
+    ``precision`` is a choice of ``ttlesson.accel.PRECISION_CHOICES`` (torch) or a precision it resolved to.
     """
     if resolve_name(name) == "tt":
         if device is not None:
@@ -117,7 +129,7 @@ def create(name: str, spec: ModelSpec, device: str | None = None, devices: int |
         return create_tt(spec, devices=devices)
     from .torch_backend import TorchBackend
 
-    return TorchBackend(spec, device=device)
+    return TorchBackend(spec, device=device, precision=precision)
 
 
 def resolve_name(name: str) -> str:

@@ -1,20 +1,47 @@
-"""The diffusers pipeline through PyTorch, on CUDA when present, else the CPU."""
+"""The diffusers pipeline through PyTorch, on CUDA when present, else the CPU.
+
+The pipeline runs in the numerics ``precision`` names (``ttlesson.accel``: float32, bfloat16 + channels-last,
+float16, or OpenVINO for the UNet and VAE decoder), with the frame's scheduler, and encodes each distinct prompt
+once: a storyboard that repeats a prompt, or a prompt box, does not run the text encoder again.
+"""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
+from .. import accel, schedulers
 from ..errors import BackendUnavailableError
 from ..models import ModelSpec, load_pipeline
 from . import Backend, FrameRequest, StepCallback
+
+PROMPT_CACHE_SIZE = 64
 
 
 class TorchBackend(Backend):
     name = "torch"
 
-    def __init__(self, spec: ModelSpec, device: str | None = None):
+    def __init__(self, spec: ModelSpec, device: str | None = None, precision: str = "auto",
+                 compile: bool = False):
         super().__init__(spec)
         self._device_name = device  # None: CUDA when available, else CPU
         self._torch_device = None
+        self._requested = (precision, compile)
+        self._precision: str | None = None
         self.pipe = None
+        self._shipped_scheduler = None
+        self._prompts: OrderedDict = OrderedDict()
+
+    @property
+    def precision(self) -> str:
+        """The numerics its frames are made with (``ttlesson.accel``), settled without loading the model."""
+        if self._precision is None:
+            requested, compile = self._requested
+            if requested in accel.PRECISION_CHOICES:
+                self._precision = accel.resolve_precision(requested, self.spec, self._resolved_device().type,
+                                                          compile=compile)
+            else:  # already resolved by the caller (render settles it before planning)
+                self._precision = requested
+        return self._precision
 
     @property
     def device(self) -> str:
@@ -29,7 +56,16 @@ class TorchBackend(Backend):
         if self.pipe is not None:
             return
         device = self._resolved_device()
-        self.pipe = load_pipeline(self.spec).to(device=device, dtype=self._dtype(device))
+        pipe = load_pipeline(self.spec)  # first: its errors (no weights, no network) are the ones to show
+        cache_key = self._cache_key() if self.precision.startswith("openvino") else None
+        self.pipe = accel.prepare_pipeline(pipe, self.precision, device, cache_key=cache_key, spec=self.spec)
+        self._shipped_scheduler = self.pipe.scheduler
+
+    def adopt(self, pipe, cache_key: str | None = None, label: str | None = None) -> None:
+        """Use an already built float32 CPU pipeline (``ttlesson bench --arch-only``) instead of loading one."""
+        self.pipe = accel.prepare_pipeline(pipe, self.precision, self._resolved_device(), cache_key=cache_key,
+                                           spec=self.spec, label=label)
+        self._shipped_scheduler = self.pipe.scheduler
 
     def generate(self, request: FrameRequest, on_step: StepCallback | None = None):
         import torch
@@ -42,12 +78,14 @@ class TorchBackend(Backend):
                 on_step(step + 1, len(pipe.scheduler.timesteps))
             return callback_kwargs
 
+        self.pipe.scheduler = schedulers.build(schedulers.resolve(request.scheduler, self.spec),
+                                               self._shipped_scheduler)
+        accel.vae_tiling_for(self.pipe, request.width, request.height)
         # Noise comes from a CPU generator, so a seed gives the same starting latents on any device.
         generator = torch.Generator("cpu").manual_seed(request.seed)
         with torch.inference_mode():
             result = self.pipe(
-                prompt=request.prompt,
-                negative_prompt=request.negative_prompt,
+                **self._prompt_arguments(request),
                 num_inference_steps=request.steps,
                 guidance_scale=request.guidance,
                 width=request.width,
@@ -58,6 +96,31 @@ class TorchBackend(Backend):
             )
         return result.images[0]
 
+    def _prompt_arguments(self, request: FrameRequest) -> dict:
+        """The prompts, or for SD 1.x their embeddings, made once per distinct (prompt, negative prompt)."""
+        if not hasattr(self.pipe, "encode_prompt") or self.spec.family != "sd1":
+            return {"prompt": request.prompt, "negative_prompt": request.negative_prompt}
+        guided = request.guidance > 1
+        key = (request.prompt, request.negative_prompt, guided)
+        if key not in self._prompts:
+            positive, negative = self.pipe.encode_prompt(request.prompt, self._resolved_device(), 1, guided,
+                                                         request.negative_prompt)
+            self._prompts[key] = (positive, negative)
+            while len(self._prompts) > PROMPT_CACHE_SIZE:
+                self._prompts.popitem(last=False)
+        self._prompts.move_to_end(key)
+        positive, negative = self._prompts[key]
+        return {"prompt_embeds": positive, "negative_prompt_embeds": negative}
+
+    def _cache_key(self) -> str | None:
+        """What identifies the model's weights, for caching a converted copy (OpenVINO)."""
+        from ..models import local_folder
+
+        folder = local_folder(self.spec).resolve()
+        stamps = sorted((str(path.relative_to(folder)), path.stat().st_size, path.stat().st_mtime_ns)
+                        for pattern in ("*.safetensors", "*.bin") for path in folder.rglob(pattern))
+        return f"{self.spec.name}|{folder}|{stamps}"
+
     def close(self) -> None:
         if self.pipe is None:
             return
@@ -65,6 +128,7 @@ class TorchBackend(Backend):
 
         on_cuda = self._resolved_device().type == "cuda"
         self.pipe = None
+        self._prompts.clear()
         if on_cuda:
             torch.cuda.empty_cache()
 
@@ -81,13 +145,6 @@ class TorchBackend(Backend):
         if self._torch_device is None:
             self._torch_device = _torch_device(self._device_name)
         return self._torch_device
-
-    def _dtype(self, device):
-        import torch
-
-        if device.type != "cuda" or self.spec.name == "tiny":
-            return torch.float32
-        return torch.bfloat16 if self.spec.family == "sd3" else torch.float16
 
 
 def _torch_device(name: str | None):

@@ -79,6 +79,8 @@ class TTBackend(Backend):
     """SD 1.4 on one or more Tenstorrent chips, one pipeline and one trace per chip, all in this process."""
 
     name = "tt"
+    schedulers = ("pndm",)  # tt-metal's TtPNDMScheduler
+    precision = "tt-metal"
     reports_steps = False
     progress_note = PER_FRAME_NOTE
     warm_up_note = ("kernels compiled and the denoising loop captured as a device trace "

@@ -62,6 +62,8 @@ def gated_checkpoint_notice(spec: ModelSpec) -> None:
 
 class TTSD35Backend(Backend):
     name = "tt"
+    schedulers = ("flow-match-euler",)  # tt-metal's own flow-matching Euler loop
+    precision = "tt-metal"
     reports_steps = False
     progress_note = "progress is per frame: tt_dit's pipeline runs the denoising steps over the whole mesh"
 
