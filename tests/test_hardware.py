@@ -53,7 +53,7 @@ def test_sysfs_with_p300c_cards_needs_blackhole(tmp_path):
     report = hardware.detect(sysfs_root=make_sysfs(tmp_path, ["p300c"] * 4))
     assert [card.board for card in report.cards] == ["p300c", "p300c"]
     assert report.total_chips == 4 and report.needs_blackhole_env
-    assert report.mesh_device is None and "no MESH_DEVICE preset for 2 p300 cards" in report.mesh_device_note
+    assert report.mesh_device == "P300x2"  # a QuietBox 2, as tt-metal's demos name it
     assert "export TT_METAL_ARCH_NAME=blackhole" in str(report)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from standin_tt import StandInTTNN, fingerprint, standin_picture, standin_sd14_modules
+from standin_tt import StandInTTNN, fingerprint, sd14_shaped_host, standin_picture, standin_sd14_modules
 from ttlesson import manifest, models, storyboard
 from ttlesson.backends import FrameRequest
 from ttlesson.backends.tt import Runtime, TTBackend
@@ -25,7 +25,8 @@ SD14 = models.resolve("sd14")
 
 @pytest.fixture(scope="module")
 def tiny_host(tiny_folder):
-    return load_host_models(models.resolve("tiny"))
+    """The tiny model's host side with a 768-wide text encoder: its embeddings fit SD 1.4's [2, 96, 768] buffer."""
+    return sd14_shaped_host(load_host_models(models.resolve("tiny")))
 
 
 def standin_backend(tiny_host, chips=1, devices=1, **stub_options):
@@ -34,6 +35,11 @@ def standin_backend(tiny_host, chips=1, devices=1, **stub_options):
     runtime = Runtime(ttnn_loader=lambda: stub, driver_check=lambda: True,
                       sd14_loader=lambda arch: standin_sd14_modules(stub), host_loader=lambda spec: tiny_host)
     return TTBackend(SD14, devices=devices, runtime=runtime), stub
+
+
+def copied(values):
+    """The fingerprint of ``values`` as they reach a device buffer: bf16, as ttnn.from_torch converts them."""
+    return fingerprint(values.to(torch.bfloat16))
 
 
 def request(prompt="a harbour at dawn", seed=0, steps=4, negative=None):
@@ -53,15 +59,16 @@ def test_each_frame_gets_its_own_embeddings_and_noise_in_the_trace_buffers(tiny_
     per_frame = [entry for entry in stub.log if entry[0] in ("copy", "execute")][1:]  # [0]: latents for the compile
     for number, frame in enumerate(frames):
         embeddings_copy, latents_copy, execute = per_frame[3 * number: 3 * number + 3]
-        assert embeddings_copy[3] == fingerprint(text_embeddings(tiny_host, frame.prompt, frame.negative_prompt))
-        assert latents_copy[3] == fingerprint(initial_latents(frame.seed))
+        assert embeddings_copy[3] == copied(text_embeddings(tiny_host, frame.prompt, frame.negative_prompt))
+        assert latents_copy[3] == copied(initial_latents(frame.seed))
         assert execute == ("execute", "chip0", trace_id, False)  # non-blocking, the live trace
-    expected = [standin_picture(text_embeddings(tiny_host, f.prompt, f.negative_prompt), initial_latents(f.seed))
-                for f in frames]
+    bf16 = torch.bfloat16
+    expected = [standin_picture(text_embeddings(tiny_host, f.prompt, f.negative_prompt).to(bf16),
+                                initial_latents(f.seed).to(bf16)) for f in frames]
     for image, values in zip(images, expected):
         assert image.size == (512, 512) and image.mode == "RGB"
-        assert torch.equal(torch.from_numpy(np.array(image))[..., 0],
-                           ((values[0, 0] / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8))
+        as_the_demo = ((values.to(torch.bfloat16)[0, 0] / 2 + 0.5).clamp(0, 1).float() * 255).round()
+        assert torch.equal(torch.from_numpy(np.array(image))[..., 0], as_the_demo.to(torch.uint8))
     assert stub.calls("release") == [("release", "chip0", trace_id)]
     assert [entry[1] for entry in stub.calls("close")] == ["chip0", "mesh"]  # submesh first, then the mesh
     assert stub.log.index(stub.calls("release")[0]) < stub.log.index(stub.calls("close")[0])
@@ -294,10 +301,12 @@ class StandInOlderSD35Pipeline:
         return [Image.new("RGB", (1024, 1024))]
 
 
-def sd35_backend(shape, pipeline_class=StandInSD35Pipeline):
+def sd35_backend(shape, pipeline_class=StandInSD35Pipeline, arch="wormhole_b0"):
+    """SD 3.5 on a stand-in system whose ttnn reports ``shape`` as its system mesh (as the real ttnn does: a T3K
+    2×4, a Galaxy 8×4, a 4-chip Blackhole box 2×2)."""
     from ttlesson.backends.tt_sd35 import TTSD35Backend
 
-    stub = StandInTTNN(chips=shape[0] * shape[1], mesh_shape=shape)
+    stub = StandInTTNN(chips=shape[0] * shape[1], mesh_shape=shape, arch=arch)
     loaded = []
     runtime = Runtime(ttnn_loader=lambda: stub, driver_check=lambda: True,
                       sd35_loader=lambda: loaded.append(1) or pipeline_class)
@@ -314,16 +323,44 @@ def hub(monkeypatch):
     return state
 
 
-@pytest.mark.parametrize("shape,chips", [((1, 1), 1), ((1, 2), 2)])
-def test_sd35_on_one_or_two_chips_is_refused_before_anything_loads(hub, shape, chips):
-    backend, stub, loaded = sd35_backend(shape)
+@pytest.mark.parametrize("arch,shape,system", [
+    ("wormhole_b0", (1, 1), "N150: 1 wormhole_b0 chip, system mesh 1×1"),
+    ("wormhole_b0", (2, 1), "N300: 2 wormhole_b0 chips, system mesh 2×1"),
+    ("blackhole", (2, 1), "P300: 2 blackhole chips, system mesh 2×1"),
+    ("blackhole", (8, 4), "Blackhole Galaxy: 32 blackhole chips, system mesh 8×4"),
+])
+def test_sd35_where_tt_dit_has_no_preset_is_refused_before_anything_loads(hub, arch, shape, system):
+    backend, stub, loaded = sd35_backend(shape, arch=arch)
     with pytest.raises(BackendUnavailableError) as err:
         backend.load()
-    assert str(err.value) == ("SD 3.5 Large on Tenstorrent needs one of: T3K / Wormhole QuietBox (2×4), Galaxy (4×8), "
-                              f"Blackhole QuietBox (1×4), a 2×2 mesh; this machine's mesh is {shape[0]}×{shape[1]} "
-                              f"({chips} chip(s), like an N150, N300 or P150), so use --model sd14, which runs on "
-                              "every Tenstorrent chip.")
+    assert str(err.value) == ("SD 3.5 Large runs on a T3K (2×4), a Wormhole Galaxy (opened 4×8) or a 4-chip "
+                              f"Blackhole QuietBox (opened as a 1×4 ring), not on this {system}; use --model sd14, "
+                              "which runs on every Tenstorrent chip.")
     assert loaded == [] and stub.calls("open_mesh") == []
+
+
+def test_sd35_on_a_blackhole_loudbox_says_how_to_use_four_of_its_chips(hub):
+    backend, _, _ = sd35_backend((2, 4), arch="blackhole")
+    with pytest.raises(BackendUnavailableError, match=r"not on this Blackhole LoudBox \(8×P150\): 8 blackhole chips, "
+                                                      r"system mesh 2×4; make four chips that are linked in a ring "
+                                                      r"the only visible ones \(TT_VISIBLE_DEVICES=a,b,c,d"):
+        backend.load()
+
+
+@pytest.mark.parametrize("arch,system_shape,opened,fabric,l1", [
+    ("wormhole_b0", (2, 4), (2, 4), "FABRIC_2D", 32768),  # T3K: tt_dit's 2×4 preset as it is
+    ("wormhole_b0", (8, 4), (4, 8), "FABRIC_2D", 32768),  # Galaxy: ttnn says 8×4, tt_dit's preset is 4×8
+    ("blackhole", (2, 2), (1, 4), "FABRIC_1D_RING", 65536),  # 4-chip Blackhole box: 2×2 to ttnn, a 1×4 ring to tt_dit
+])
+def test_sd35_opens_the_mesh_in_the_shape_tt_dit_expects(hub, arch, system_shape, opened, fabric, l1):
+    hub["token"] = "hf_standin"
+    StandInSD35Pipeline.calls.clear()
+    backend, stub, _ = sd35_backend(system_shape, arch=arch)
+    with pytest.warns(UserWarning), backend:
+        assert backend.shape == opened
+    (open_call,) = stub.calls("open_mesh")
+    assert open_call[2] == {"mesh_shape": opened, "l1_small_size": l1, "trace_region_size": 50_000_000}
+    assert [entry[2] for entry in stub.calls("fabric")] == [fabric, "DISABLED"]
 
 
 def test_sd35_gated_checkpoint_without_login_stops_before_opening(hub):
@@ -362,7 +399,7 @@ def test_sd35_on_a_t3k_says_gated_then_makes_seeded_frames_and_closes(hub):
 def test_sd35_older_tt_dit_api(hub):
     hub["token"] = "hf_standin"
     StandInOlderSD35Pipeline.calls.clear()
-    backend, _, _ = sd35_backend((4, 8), StandInOlderSD35Pipeline)
+    backend, _, _ = sd35_backend((8, 4), StandInOlderSD35Pipeline)
     with pytest.warns(UserWarning), backend:
         backend.generate(FrameRequest("a pier", seed=2, steps=28, guidance=3.5, width=1024, height=1024))
         with pytest.raises(BackendUnavailableError, match="fixes guidance when it is built \\(3.5\\)"):

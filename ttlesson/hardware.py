@@ -77,6 +77,7 @@ _BOARD_ALIASES = {
 _MESH_NAMES = {
     ("n150", 1): "N150", ("n150", 4): "N150x4", ("n300", 1): "N300", ("n300", 4): "T3K",
     ("p100", 1): "P100", ("p150", 1): "P150", ("p150", 4): "P150x4", ("p150", 8): "P150x8", ("p300", 1): "P300",
+    ("p300", 2): "P300x2",
 }
 _GALAXY_MESH_NAMES = {_WORMHOLE: "TG", _BLACKHOLE: "BHGLX"}
 
@@ -175,6 +176,7 @@ class TtnnInfo:
     pcie_devices: int | None = None
     cluster_type: str | None = None
     arch: str | None = None
+    system_mesh: tuple[int, int] | None = None  # SystemMeshDescriptor().shape(), e.g. (2, 4) on a T3K
     problem: str | None = None
     seconds: float | None = None
 
@@ -193,7 +195,8 @@ class TtnnInfo:
         if not self.devices:
             return f"{version}imports; sees no Tenstorrent device{took}"
         cluster = f", cluster type {self.cluster_type}" if self.cluster_type else ""
-        return f"{version}imports; sees {_chips(self.devices)} ({self.pcie_devices} on PCIe{cluster}){took}"
+        mesh = f", system mesh {self.system_mesh[0]}×{self.system_mesh[1]}" if self.system_mesh else ""
+        return f"{version}imports; sees {_chips(self.devices)} ({self.pcie_devices} on PCIe{cluster}{mesh}){took}"
 
 
 @dataclass(frozen=True)
@@ -271,6 +274,18 @@ class HardwareReport:
     def mesh_device_note(self) -> str:
         return mesh_device_for(self.cards)[1]
 
+    @property
+    def tt_system(self):
+        """The Tenstorrent system as the tt backend plans for it (``backends.tt_plan.TTSystem``), or None."""
+        return tt_system_for(self.cards, self.ttnn)
+
+    @property
+    def tt_models(self) -> list:
+        """For each model the tt backend runs: supported here or not, the mesh it would open, and why."""
+        from .backends.tt_plan import verdicts
+
+        return verdicts(self.tt_system)
+
     def to_dict(self) -> dict:
         return {
             "tenstorrent": {
@@ -284,6 +299,7 @@ class HardwareReport:
                 "mock_cluster": self.mock_cluster,
                 "disagreement": self.disagreement,
             },
+            "tt_backend": self._tt_backend_dict(),
             "ttnn": asdict(self.ttnn),
             "gpus": {"names": self.gpus, "source": self.gpu_source},
             "torch": asdict(self.torch),
@@ -303,6 +319,7 @@ class HardwareReport:
             *[("  card", card.describe()) for card in self.cards],
             ("MESH_DEVICE", self.mesh_device or f"none ({self.mesh_device_note})"),
             ("TT_METAL_ARCH_NAME", self._arch_env_text()),
+            *[(f"tt backend, {verdict.model}", verdict.describe()) for verdict in self.tt_models if self.cards],
             ("ttnn", self.ttnn.describe()),
             ("NVIDIA GPUs", ", ".join(self.gpus) + f" (from {self.gpu_source})" if self.gpus
              else f"none ({self.gpu_source})"),
@@ -324,6 +341,14 @@ class HardwareReport:
                        f"<td style='text-align:left'>{html.escape(text)}</td></tr>" for label, text in self.rows())
         note = f"<p>Note: {html.escape(self.disagreement)}</p>" if self.disagreement else ""
         return f"<table>{body}</table>{note}<p><b>{html.escape(self.auto.why)}</b></p>"
+
+    def _tt_backend_dict(self) -> dict:
+        system = self.tt_system
+        return {
+            "system": None if system is None else {"name": system.name, "arch": system.arch, "chips": system.chips,
+                                                   "shape": list(system.shape)},
+            "models": [verdict.to_dict() for verdict in self.tt_models],
+        }
 
     def _tenstorrent_summary(self) -> str:
         if not self.cards:
@@ -363,6 +388,27 @@ def mesh_device_for(cards: list[Card]) -> tuple[str | None, str]:
         return name, f"{count} {family} card{'s' if count != 1 else ''}"
     return None, (f"tt-metal's demos have no MESH_DEVICE preset for {count} {family} cards; "
                   f"use one card ({_MESH_NAMES.get((family, 1), family.upper())}) with TT_VISIBLE_DEVICES")
+
+
+def tt_system_for(cards: list[Card], ttnn: TtnnInfo):
+    """The system the tt backend would plan for: ttnn's own answer when it was asked, else what the cards imply."""
+    from .backends.tt_plan import BLACKHOLE, SYSTEM_SHAPES, WORMHOLE, TTSystem
+
+    if not cards:
+        return None
+    total = sum(card.chips for card in cards)
+    mesh, _ = mesh_device_for(cards)
+    if ttnn.system_mesh and ttnn.devices:
+        arch = BLACKHOLE if "blackhole" in (ttnn.arch or "").lower() else WORMHOLE
+        return TTSystem(arch, ttnn.devices, tuple(ttnn.system_mesh), mesh or "")
+    if mesh in SYSTEM_SHAPES:
+        arch, shape = SYSTEM_SHAPES[mesh]
+        return TTSystem(arch, total, shape, mesh)
+    arches = {card.arch for card in cards}
+    if len(arches) != 1 or arches.pop() not in (_WORMHOLE, _BLACKHOLE):
+        return None
+    arch = BLACKHOLE if cards[0].arch == _BLACKHOLE else WORMHOLE
+    return TTSystem(arch, total, (1, total))  # no preset name: ttnn decides the real shape when it opens
 
 
 def choose_backend(report: HardwareReport) -> AutoChoice:
@@ -675,9 +721,11 @@ def _ttnn_info_from(info: TtnnInfo, answer: dict, seconds: float) -> TtnnInfo:
     error = answer.get("error")
     if error and "No chips detected" in error:
         return replace(info, asked=True, imports=True, devices=0, pcie_devices=0, seconds=seconds)
+    system_mesh = answer.get("system_mesh")
     return replace(info, asked=True, imports=answer["imports"], devices=answer.get("devices"),
                     pcie_devices=answer.get("pcie_devices"), cluster_type=answer.get("cluster_type"),
-                    arch=answer.get("arch"), problem=_ttnn_error_line(error) if error else None, seconds=seconds)
+                    arch=answer.get("arch"), system_mesh=tuple(system_mesh) if system_mesh else None,
+                    problem=_ttnn_error_line(error) if error else None, seconds=seconds)
 
 
 def _ttnn_error_line(error: str) -> str:
