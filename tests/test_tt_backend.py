@@ -6,6 +6,8 @@ captured, executed and released, and which meshes were closed; its output depend
 execution, so each PNG can be traced back to the frame it should show.
 """
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -436,3 +438,151 @@ def test_notebook_display_of_a_traced_render_says_tt_and_per_frame(tiny_host, tm
     assert "Progress is per frame" in display.notice.value and display.steps_bar.layout.display == "none"
     assert any("once per run" in status for status in seen)
     assert display.frames_bar.value == 2 and len(display.thumbnails) == 2
+
+
+# --- limits the real traced loop has, refused up front ---------------------------------------------------------
+
+def test_more_steps_than_the_trace_region_holds_are_refused_before_loading():
+    with pytest.raises(BackendUnavailableError) as err:
+        TTBackend(SD14).check_request(request(steps=51))
+    assert str(err.value) == ("Steps 51 do not fit tt-metal's SD 1.4 trace, whose region is sized for its 50-step "
+                              "loop; give --steps 50 or fewer (or --backend torch for more).")
+    TTBackend(SD14).check_request(request(steps=50))
+
+
+def test_a_chip_with_another_compute_grid_is_refused_before_weights_load(tiny_host):
+    def must_not_load(spec):
+        raise AssertionError("weights loaded for a chip the demo cannot use")
+
+    stub = StandInTTNN(grid=(8, 9))  # a Galaxy chip without tt's core-grid override
+    runtime = Runtime(ttnn_loader=lambda: stub, driver_check=lambda: True,
+                      sd14_loader=lambda arch: standin_sd14_modules(stub), host_loader=must_not_load)
+    with pytest.raises(BackendUnavailableError, match=r"^Chip tt:0 has a 8×9 compute grid but tt-metal's SD 1.4 is "
+                                                      r"built for 8×8 on wormhole_b0; set TT_METAL_CORE_GRID"):
+        TTBackend(SD14, runtime=runtime).load()
+    assert [entry[1] for entry in stub.calls("close")] == ["chip0", "mesh"]
+
+
+def test_the_mesh_is_opened_in_the_systems_shape(tiny_host):
+    backend, stub = standin_backend(tiny_host, chips=8, devices="all", mesh_shape=(2, 4))
+    with backend:
+        assert backend.chips == 8 and backend.mesh_shape == (2, 4)
+    assert stub.calls("open_mesh")[0][2]["mesh_shape"] == (2, 4)
+
+
+# --- closing on every path -------------------------------------------------------------------------------------
+
+def test_a_submesh_that_fails_to_close_does_not_keep_the_mesh_open(tiny_host):
+    backend, stub = standin_backend(tiny_host, chips=2, devices="all")
+    stub.fail_on_close["chip0"] = RuntimeError("TT_FATAL @ mesh_device.cpp:1\ninfo:\nclose failed\nbacktrace:")
+    backend.generate(request())
+    with pytest.raises(TTDeviceError, match=r"^Closing the Tenstorrent device failed \(close failed\); run tt-smi -r"):
+        backend.close()
+    assert [entry[1] for entry in stub.calls("close")] == ["chip0", "chip1", "mesh"]
+    assert len(stub.calls("release")) == 2  # both traces released first
+
+
+def test_a_capture_failing_midway_is_ended_and_released_before_the_device_closes(tiny_host):
+    stub = StandInTTNN()
+    failing = standin_sd14_modules(stub, fail_during_capture=RuntimeError(
+        "TT_FATAL @ conv2d.cpp:1\ninfo:\nOut of L1 while capturing\nbacktrace:"))
+    runtime = Runtime(ttnn_loader=lambda: stub, driver_check=lambda: True, sd14_loader=lambda arch: failing,
+                      host_loader=lambda spec: tiny_host)
+    with pytest.raises(TTDeviceError, match=r"The Tenstorrent device failed \(Out of L1 while capturing\)"):
+        with TTBackend(SD14, runtime=runtime) as backend:
+            backend.warm_up(request())
+    order = [entry[0] for entry in stub.log if entry[0] in ("begin_capture", "end_capture", "release", "close")]
+    assert order == ["begin_capture", "end_capture", "release", "close", "close"]
+    assert stub.capturing == {}
+
+
+SIGTERM_RENDER = """
+import atexit, json, sys
+sys.path.insert(0, {tests!r})
+from standin_tt import standin_runtime
+from ttlesson import cli
+from ttlesson.backends import tt
+
+runtime = standin_runtime(chips=2, execute_seconds=0.4)
+stub = runtime.ttnn_loader()
+real_create = tt.create_tt
+tt.create_tt = lambda spec, devices=1, runtime_=None, parallel=None: real_create(spec, devices, runtime)
+atexit.register(lambda: open({log!r}, "w").write(json.dumps([list(entry[:3]) for entry in stub.log
+                                                                if entry[0] in ("release", "close")])))
+sys.exit(cli.main(["render", {board!r}, "--backend", "tt", "--model", "sd14", "--steps", "4", "--devices", "all",
+                   "--out", {out!r}, "--quiet"]))
+"""
+
+
+def test_sigterm_during_a_render_closes_the_device_and_leaves_only_whole_frames(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from PIL import Image
+
+    board = tmp_path / "board.txt"
+    board.write_text("\n".join(f"frame {n}" for n in range(12)) + "\n")
+    out, log = tmp_path / "out", tmp_path / "device-log.json"
+    program = SIGTERM_RENDER.format(tests=str(Path(__file__).parent), log=str(log), board=str(board), out=str(out))
+    proc = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    frames = out / "frames"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not list(frames.glob("frame_*.png")) and proc.poll() is None:
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.communicate()
+    os.kill(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+
+    assert proc.returncode == 143, stderr
+    assert stderr.strip().splitlines()[-1] == ("ttlesson render: terminated (SIGTERM); finished frames are kept, "
+                                               "run the same command to resume.")
+    closing = json.loads(log.read_text())
+    assert [entry[0] for entry in closing] == ["release", "release", "close", "close", "close"]
+    assert [entry[1] for entry in closing[2:]] == ["chip0", "chip1", "mesh"]
+    book = manifest.load(out)
+    made = sorted(frames.glob("frame_*.png"))
+    assert 1 <= len(made) < 12 and len(book.frames) >= len(made)
+    for path in made:  # every frame on disk is whole and is the one the manifest records
+        with Image.open(path) as image:
+            image.load()
+        index = int(path.stem.split("_")[1])
+        assert book.frames[index].sha256 == sha256_file(path)
+
+
+# --- several chips, one process per PCIe chip (--tt-parallel processes) ---------------------------------------
+
+def test_one_process_per_pcie_chip_makes_the_same_frames(tiny_host, tmp_path, monkeypatch):
+    from machine_helpers import CLUSTERS, MOCK_ENV
+
+    from ttlesson.backends.tt import create_tt
+    from ttlesson.backends.tt_processes import TTProcessesBackend
+
+    monkeypatch.setenv(MOCK_ENV, str(CLUSTERS / "p300.yaml"))  # two PCIe chips, found without ttnn
+    monkeypatch.setenv("TTLESSON_TT_PARALLEL", "processes")
+    assert isinstance(create_tt(SD14, devices="all"), TTProcessesBackend)
+    board = storyboard.loads('["one", "two", "three"]')
+    processes = TTProcessesBackend(SD14, devices="all", runtime_factory="standin_tt:standin_runtime")
+    one, _ = standin_backend(tiny_host)
+    with processes, one:
+        assert processes.chips == 2
+        split = render(board, tmp_path / "processes", model="sd14", backend=processes, steps=4)
+        single = render(board, tmp_path / "one", model="sd14", backend=one, steps=4)
+    for index in range(3):
+        name = manifest.frame_filename(index)
+        assert sha256_file(split.out_dir / "frames" / name) == sha256_file(single.out_dir / "frames" / name)
+    assert {record.device for record in split.manifest.frames.values()} == {"tt:0 (wormhole_b0)",
+                                                                            "tt:1 (wormhole_b0)"}
+    assert processes._workers == []  # closed: every worker told to close its chip, and gone
+
+
+def test_an_unknown_tt_parallel_mode_is_one_sentence(monkeypatch):
+    from ttlesson.backends.tt import parallel_mode
+
+    monkeypatch.setenv("TTLESSON_TT_PARALLEL", "threads")
+    with pytest.raises(BackendUnavailableError, match="TTLESSON_TT_PARALLEL='threads' is not understood; use submesh"):
+        parallel_mode()

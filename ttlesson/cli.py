@@ -6,6 +6,7 @@ Bad input exits with status 2 and one line on stderr; Ctrl-C exits 130 and keeps
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 
@@ -137,6 +138,7 @@ def _render(args):
     from .progress import TqdmProgress
     from .render import render
 
+    _use_tt_parallel(args)
     display = None if args.quiet else TqdmProgress()
     try:
         return render(args.storyboard, args.out, model=args.model, backend=args.backend, device=args.device,
@@ -250,6 +252,16 @@ def _add_devices_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--devices", default=None, type=_devices_value, metavar="N|all",
                         help="make frames on N devices at once, or all: Tenstorrent chips (--backend tt), GPUs, or "
                         "CPU worker processes; frames are the same as with one device (default: 1)")
+    parser.add_argument("--tt-parallel", choices=["submesh", "processes"], default=None,
+                        help="how --backend tt uses several chips: submesh (one process, one pipeline per chip, "
+                        "remote chips included; the default) or processes (one process per PCIe chip, "
+                        "TT_VISIBLE_DEVICES; the fallback if submesh fails on an N300 or T3K)")
+
+
+def _use_tt_parallel(args) -> None:
+    """``--tt-parallel`` reaches the tt backend as TTLESSON_TT_PARALLEL (what a notebook would set)."""
+    if getattr(args, "tt_parallel", None):
+        os.environ["TTLESSON_TT_PARALLEL"] = args.tt_parallel
 
 
 def _devices_value(text: str) -> int | str:
@@ -307,10 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     except TTLessonError as err:
         print(f"ttlesson {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"ttlesson {args.command}: interrupted; finished frames are kept, run the same command to resume.",
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM while a Tenstorrent device was open (its exit status)
+        what = "terminated (SIGTERM)" if getattr(stop, "exit_status", None) else "interrupted"
+        print(f"ttlesson {args.command}: {what}; finished frames are kept, run the same command to resume.",
               file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return getattr(stop, "exit_status", EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -137,6 +137,7 @@ def _render_in_process(engine: Backend, requests: list[tuple[int, FrameRequest]]
     """Make the frames with ``engine`` in this process: one after another, or on all its Tenstorrent chips."""
     for _, request in requests:
         engine.check_request(request)
+    engine.log_folder = engine.log_folder or recorder.out_dir  # e.g. tt-metal's log next to the frames
     made_on = _load(engine, recorder.emit)
     recorder.warn_long_prompts(engine.count_tokens, engine.max_prompt_tokens)
     _prepare_folder(recorder.out_dir, recorder.book, stale)

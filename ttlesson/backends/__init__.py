@@ -49,6 +49,7 @@ class Backend(ABC):
     progress_note = ""  # what the progress display should say about this backend (e.g. why it has no step bar)
     warm_up_note = "warm-up"  # what ``warm_up`` did, in words, for the display
     chips = 1  # frames made at the same time by ``generate_many`` (the tt backend: one per chip)
+    log_folder = None  # where the device's own log goes (the tt backend: tt-metal's); render sets its out folder
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec
