@@ -98,6 +98,7 @@ def run(*, ttnn: bool = False) -> DoctorReport:
         check_pythonpath(home),
         check_arch_name(cards),
         check_ttnn(ttnn),
+        check_tt_versions(),
         check_ffmpeg(),
         check_work_disk(),
         check_model_disk(),
@@ -205,6 +206,21 @@ def check_ttnn(ask: bool) -> Check:
     if info.imports is not True:
         return Check(name, FAIL, info.describe(), fix)
     return Check(name, OK if info.problem is None else WARN, info.describe())
+
+
+def check_tt_versions() -> Check:
+    """Which ttnn and which tt-metal checkout the tt backend will use, and whether they belong together."""
+    from .tt_versions import checkout_info, mismatch
+
+    name = "ttnn and tt-metal"
+    info = hardware.ttnn_install_info()
+    checkout = checkout_info()
+    ttnn_text = f"ttnn {info.version or '(version unknown)'} at {info.location}" if info.installed else "no ttnn"
+    checkout_text = checkout.describe_text() if checkout else "no tt-metal checkout (TT_METAL_HOME unset)"
+    problem = mismatch(info.version, info.location, checkout) if info.installed else None
+    if problem:
+        return Check(name, WARN, f"{ttnn_text}; {checkout_text}", problem)
+    return Check(name, OK, f"{ttnn_text}; {checkout_text}")
 
 
 def check_ffmpeg() -> Check:

@@ -242,6 +242,7 @@ class HardwareReport:
     mock_cluster: str | None = None
     disagreement: str | None = None  # sources that counted different chips
     seconds: float = 0.0
+    tt_metal: object = None  # tt_versions.CheckoutInfo: the checkout the tt backend imports model code from
     auto: AutoChoice = field(init=False)
 
     def __post_init__(self):
@@ -275,6 +276,13 @@ class HardwareReport:
         return mesh_device_for(self.cards)[1]
 
     @property
+    def versions_note(self) -> str | None:
+        """A sentence when the ttnn that imports and the tt-metal checkout come from different releases."""
+        from .tt_versions import mismatch
+
+        return mismatch(self.ttnn.version, self.ttnn.location, self.tt_metal) if self.ttnn.installed else None
+
+    @property
     def tt_system(self):
         """The Tenstorrent system as the tt backend plans for it (``backends.tt_plan.TTSystem``), or None."""
         return tt_system_for(self.cards, self.ttnn)
@@ -301,6 +309,8 @@ class HardwareReport:
             },
             "tt_backend": self._tt_backend_dict(),
             "ttnn": asdict(self.ttnn),
+            "tt_metal": self.tt_metal.to_dict() if self.tt_metal else None,
+            "versions_note": self.versions_note,
             "gpus": {"names": self.gpus, "source": self.gpu_source},
             "torch": asdict(self.torch),
             "cpu": asdict(self.cpu) | {"bf16": self.cpu.bf16},
@@ -321,6 +331,7 @@ class HardwareReport:
             ("TT_METAL_ARCH_NAME", self._arch_env_text()),
             *[(f"tt backend, {verdict.model}", verdict.describe()) for verdict in self.tt_models if self.cards],
             ("ttnn", self.ttnn.describe()),
+            ("tt-metal", self.tt_metal.describe_text() if self.tt_metal else "no checkout (TT_METAL_HOME unset)"),
             ("NVIDIA GPUs", ", ".join(self.gpus) + f" (from {self.gpu_source})" if self.gpus
              else f"none ({self.gpu_source})"),
             ("torch", _torch_text(self.torch)),
@@ -332,14 +343,13 @@ class HardwareReport:
     def __str__(self) -> str:
         width = max(len(label) for label, _ in self.rows()) + 2
         lines = [f"{label + ':':<{width}}{text}" for label, text in self.rows()]
-        if self.disagreement:
-            lines.append(f"Note: {self.disagreement}")
+        lines += [f"Note: {note}" for note in (self.disagreement, self.versions_note) if note]
         return "\n".join(lines + [self.auto.why])
 
     def _repr_html_(self) -> str:
         body = "".join(f"<tr><th style='text-align:left'>{html.escape(label)}</th>"
                        f"<td style='text-align:left'>{html.escape(text)}</td></tr>" for label, text in self.rows())
-        note = f"<p>Note: {html.escape(self.disagreement)}</p>" if self.disagreement else ""
+        note = "".join(f"<p>Note: {html.escape(text)}</p>" for text in (self.disagreement, self.versions_note) if text)
         return f"<table>{body}</table>{note}<p><b>{html.escape(self.auto.why)}</b></p>"
 
     def _tt_backend_dict(self) -> dict:
@@ -480,10 +490,12 @@ def detect(sysfs_root: str | os.PathLike | None = None, tt_smi_snapshot: str | o
     by_source = [("tt-smi", smi_cards), ("kernel driver", driver_cards), ("ttnn", ttnn_cards)]
     cards = next((found for _, found in by_source if found), [])
     gpus, gpu_source = find_nvidia_gpus()
+    from .tt_versions import checkout_info
+
     return HardwareReport(cards=cards, sources=[driver_answer, smi_answer, ttnn_answer], ttnn=ttnn_info,
                           gpus=gpus, gpu_source=gpu_source, torch=torch_info(), cpu=cpu_info(),
                           mock_cluster=mock if ttnn_cards else None, disagreement=_disagreement(by_source, ttnn_info),
-                          seconds=time.perf_counter() - started)
+                          seconds=time.perf_counter() - started, tt_metal=checkout_info())
 
 
 def _disagreement(by_source: list[tuple[str, list[Card]]], ttnn: TtnnInfo) -> str | None:
