@@ -7,6 +7,7 @@ execution, so each PNG can be traced back to the frame it should show.
 """
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -23,6 +24,16 @@ from ttlesson.frames import encode_png
 from ttlesson.render import render
 
 SD14 = models.resolve("sd14")
+
+
+@pytest.fixture(autouse=True)
+def tt_environment_restored():
+    """The tt backend sets tt-metal's variables in this process (TT_LOGGER_FILE…): undo them after each test."""
+    saved = {key: value for key, value in os.environ.items() if key.startswith(("TT_", "LOGURU_"))}
+    yield
+    for key in [key for key in os.environ if key.startswith(("TT_", "LOGURU_"))]:
+        del os.environ[key]
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="module")
@@ -410,19 +421,45 @@ def test_sd35_older_tt_dit_api(hub):
                                               ("call", ["a pier"], ["a pier"], [""], 28, 2, True)]
 
 
-def test_check_tt_reports_device_package_and_three_timings(tiny_host, tmp_path):
-    from ttlesson.check_tt import run_check
+def test_check_tt_makes_the_demo_frame_compares_it_and_prints_a_report(tiny_host, tmp_path, monkeypatch):
+    from PIL import Image
 
+    from ttlesson.check_tt import DEMO_FIRST_PROMPT, run_check
+
+    monkeypatch.delenv("TT_METAL_HOME", raising=False)
     _, stub = standin_backend(tiny_host)
     runtime = Runtime(ttnn_loader=lambda: stub, driver_check=lambda: True,
                       sd14_loader=lambda arch: standin_sd14_modules(stub), host_loader=lambda spec: tiny_host)
     result = run_check(tmp_path, steps=4, runtime=runtime)
-    lines = result.summary().splitlines()
-    assert lines[0] == "device: Tenstorrent wormhole_b0 (tt:0)"
-    assert lines[1] == "tt-metal package: stand-in (stand-in layout, stand-in checkout)"
-    assert lines[3].startswith("compile + trace capture (4 steps): ") and lines[5] == f"frame: {tmp_path / 'check-tt.png'}"
-    assert result.load_seconds > 0 and result.capture_seconds > 0 and result.frame_seconds > 0
+    assert result.path == tmp_path / "ttlesson_1_512x512_ttnn.png" and result.comparison is None and result.ok
+    assert (result.prompt, result.seed) == (DEMO_FIRST_PROMPT, 174)  # the demo's own frame
+    assert os.environ["TT_METAL_OPERATION_TIMEOUT_SECONDS"] == "300" and os.environ["TT_LOGGER_LEVEL"] == "info"
+    text = result.summary()
+    assert "compared: no demo image to compare with (looked for input_data_1_512x512_ttnn.png" in text
+    report = text.split("--- paste into a bug report ---\n")[1].splitlines()
+    assert report[0].startswith("ttnn: ") and report[1].startswith("tt-metal: ")
+    assert report[3].startswith("board: ") and report[4].startswith("mesh: N150: 1 wormhole_b0 chip")
+    assert report[5] == "device: Tenstorrent wormhole_b0 (tt:0)"
+    assert report[6] == "frame: demo prompt, seed 174, 4 steps, 512x512"
+    assert [line.split(":")[0] for line in report[7:11]] == [
+        "load (device open, weights, device models)", "compile (first run of the loop, kernels built)",
+        "trace capture (4 steps)", "one frame (traced)"]
+    assert result.load_seconds > 0 and result.frame_seconds > 0
+    assert result.compile_seconds >= 0 and result.capture_seconds >= 0
     assert len(stub.calls("execute")) == 1 and len(stub.calls("release")) == 1 and len(stub.calls("close")) == 2
+
+    demo = tmp_path / "input_data_1_512x512_ttnn.png"  # as the demo would have written it from the same trace
+    demo.write_bytes(result.path.read_bytes())
+    same = run_check(tmp_path, steps=4, runtime=runtime)
+    assert same.comparison.demo_image == demo and same.comparison.psnr_db == float("inf") and same.ok
+    assert "identical to the demo's image" in same.summary()
+
+    with Image.open(result.path) as image:
+        shifted = image.point(lambda value: min(255, value + 40))
+    shifted.save(demo)
+    differs = run_check(tmp_path, steps=4, runtime=runtime)
+    assert differs.comparison.psnr_db < 25 and not differs.ok
+    assert differs.comparison.verdict.startswith("differs from the demo's image (PSNR ")
 
 
 def test_notebook_display_of_a_traced_render_says_tt_and_per_frame(tiny_host, tmp_path):

@@ -271,11 +271,18 @@ def _devices_value(text: str) -> int | str:
 
 
 def _add_tt_commands(commands) -> None:
-    check = commands.add_parser("check-tt", help="self-test: one SD 1.4 frame on this machine's Tenstorrent chip",
-                                description="Make one 512x512 SD 1.4 frame through tt-metal on the first Tenstorrent "
-                                "chip and report the device and the load, compile/capture and frame times.")
+    check = commands.add_parser("check-tt", help="self-test: tt-metal's demo frame on this machine's Tenstorrent chip",
+                                description="Make tt-metal's SD 1.4 demo frame (its first prompt, seed 174, 50 steps) "
+                                "on the first Tenstorrent chip, compare it with the demo's own image when there is "
+                                "one, and print a report to paste into a bug report (versions, board, mesh, times). "
+                                "tt-metal's log goes to DIR/check-tt-tt-metal.log. Exits 1 when the frame differs "
+                                "from the demo's.")
     check.add_argument("--steps", type=int, default=50, help="denoising steps (default: 50, as tt-metal's demo)")
-    check.add_argument("--out", default=".", metavar="DIR", help="folder for check-tt.png (default: here)")
+    check.add_argument("--out", default=".", metavar="DIR", help="folder for ttlesson_1_512x512_ttnn.png and the log, "
+                       "where the demo's input_data_1_512x512_ttnn.png is looked for (default: here)")
+    check.add_argument("--demo-image", default=None, metavar="FILE", help="the demo's image to compare with "
+                       "(default: input_data_1_512x512_ttnn.png in DIR or $TT_METAL_HOME)")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.set_defaults(run=_run_check_tt)
 
     demo = commands.add_parser("import-demo", help="turn tt-metal demo images into a render folder",
@@ -293,8 +300,9 @@ def _add_tt_commands(commands) -> None:
 def _run_check_tt(args) -> int:
     from .check_tt import run_check
 
-    print(run_check(args.out, steps=args.steps).summary())
-    return 0
+    result = run_check(args.out, steps=args.steps, demo_image=args.demo_image)
+    print(result.to_json() if args.json else result.summary(), end="" if args.json else "\n")
+    return 0 if result.ok else 1
 
 
 def _run_import_demo(args) -> int:

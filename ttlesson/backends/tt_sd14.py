@@ -13,6 +13,7 @@ only when the pipeline is done with it (or re-captured for another step count), 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -112,31 +113,43 @@ def copy_in(ttnn, values, device_buffer, what: str) -> None:
     ttnn.copy_host_to_device_tensor(host, device_buffer, cq_id=0)
 
 
+@dataclass
+class CaptureWatch:
+    """The captures a block began and has not ended, and when the last one began and ended (perf_counter)."""
+
+    open: list = field(default_factory=list)  # (device, trace id)
+    began: float | None = None
+    ended: float | None = None
+
+
 @contextmanager
-def captures_ended_on_failure(ttnn, mesh) -> Iterator[None]:
+def captures_ended_on_failure(ttnn, mesh) -> Iterator[CaptureWatch]:
     """If the block fails between ``begin_trace_capture`` and ``end_trace_capture`` (tt-metal's
     ``compile_trace_sd`` calls both), end the open capture and release it, so the device is not closed mid-capture.
 
     tt-metal's code calls ``ttnn.begin_trace_capture`` through the module, so watching those two names on the
-    module for the length of the block sees every capture it starts.
+    module for the length of the block sees every capture it starts; the watch also tells when the compile run
+    ended (the capture began) and when the capture ended.
     """
-    open_captures: list = []
+    watch = CaptureWatch()
     begin, end = ttnn.begin_trace_capture, ttnn.end_trace_capture
 
     def watched_begin(device, *args, **kwargs):
+        watch.began = time.perf_counter()
         trace_id = begin(device, *args, **kwargs)
-        open_captures.append((device, trace_id))
+        watch.open.append((device, trace_id))
         return trace_id
 
     def watched_end(device, trace_id, *args, **kwargs):
         end(device, trace_id, *args, **kwargs)
-        open_captures[:] = [(d, t) for d, t in open_captures if t is not trace_id and t != trace_id]
+        watch.ended = time.perf_counter()
+        watch.open[:] = [(d, t) for d, t in watch.open if t is not trace_id and t != trace_id]
 
     ttnn.begin_trace_capture, ttnn.end_trace_capture = watched_begin, watched_end
     try:
-        yield
+        yield watch
     except BaseException:
-        for device, trace_id in reversed(open_captures):
+        for device, trace_id in reversed(watch.open):
             _quietly(end, device, trace_id, cq_id=0)
             _quietly(ttnn.release_trace, device, trace_id)
         raise
@@ -169,6 +182,8 @@ class ChipPipeline:
         self.chip = chip
         self.host = host
         self.trace: Trace | None = None
+        self.compile_seconds = 0.0  # the last capture's compile run (the whole loop once, kernels compiled)
+        self.capture_seconds = 0.0  # and its trace capture
         self.scheduler = sd.TtPNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                                             num_train_timesteps=1000, skip_prk_steps=True, steps_offset=1,
                                             device=chip.mesh)
@@ -191,10 +206,14 @@ class ChipPipeline:
                            for t in self.scheduler.timesteps]
         # The compile run reads the latents buffer: give it defined values rather than whatever DRAM held.
         copy_in(ttnn, initial_latents(0), self.latents, "starting latents")
-        with captures_ended_on_failure(ttnn, self.chip.mesh):
+        started = time.perf_counter()
+        with captures_ended_on_failure(ttnn, self.chip.mesh) as watch:
             embeddings, output, trace_id = self.sd.compile_trace_sd(
                 self.chip.mesh, self.unet, self.host.unet.config, self.vae, self.latents, time_embeddings,
                 self.scheduler.timesteps.tolist(), guidance, self.scheduler, steps)
+        finished = time.perf_counter()
+        self.compile_seconds = (watch.began or finished) - started
+        self.capture_seconds = finished - (watch.began or finished)
         self.trace = Trace(trace_id, steps, guidance, embeddings, output, time_embeddings)
 
     def submit(self, embeddings, latents) -> None:
