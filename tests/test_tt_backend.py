@@ -623,3 +623,45 @@ def test_an_unknown_tt_parallel_mode_is_one_sentence(monkeypatch):
     monkeypatch.setenv("TTLESSON_TT_PARALLEL", "threads")
     with pytest.raises(BackendUnavailableError, match="TTLESSON_TT_PARALLEL='threads' is not understood; use submesh"):
         parallel_mode()
+
+
+def test_frames_are_rounded_as_the_demo_rounds_its_bf16_output():
+    """ttnn.to_torch gives bfloat16; the demo scales and clamps in bf16, then rounds: so does to_image."""
+    from ttlesson.backends.tt_sd14 import to_image
+
+    output = (torch.rand(1, 3, 512, 512, generator=torch.Generator().manual_seed(1)) * 2.2 - 1.1).to(torch.bfloat16)
+    demo = (output / 2 + 0.5).clamp(0, 1)  # the demo's post-processing, step by step
+    demo = (demo.detach().cpu().float().permute(0, 2, 3, 1).numpy() * 255).round().astype("uint8")[0]
+    assert np.array_equal(np.asarray(to_image(output)), demo)
+    through_float = ((output.float() / 2 + 0.5).clamp(0, 1) * 255).round()[0].permute(1, 2, 0).to(torch.uint8)
+    assert (through_float.numpy() != demo).mean() > 0.1  # converting first would change many pixels by one level
+
+
+def test_verdicts_for_every_system_tt_metal_runs():
+    from ttlesson.backends.tt_plan import BLACKHOLE, WORMHOLE, TTSystem, verdicts
+
+    def shapes(arch, chips, shape):
+        return {v.model: (v.supported, v.mesh_shape) for v in verdicts(TTSystem(arch, chips, shape))}
+
+    assert shapes(WORMHOLE, 1, (1, 1)) == {"sd14": (True, (1, 1)), "sd35-large": (False, None)}
+    assert shapes(WORMHOLE, 8, (2, 4)) == {"sd14": (True, (2, 4)), "sd35-large": (True, (2, 4))}
+    assert shapes(WORMHOLE, 32, (8, 4)) == {"sd14": (True, (8, 4)), "sd35-large": (True, (4, 8))}
+    assert shapes(BLACKHOLE, 4, (2, 2)) == {"sd14": (True, (2, 2)), "sd35-large": (True, (1, 4))}
+    assert shapes(BLACKHOLE, 8, (2, 4)) == {"sd14": (True, (2, 4)), "sd35-large": (False, None)}
+    assert all(not v.supported for v in verdicts(None))
+    galaxy_sd14 = verdicts(TTSystem(WORMHOLE, 32, (8, 4)))[0].why
+    assert "TT_METAL_CORE_GRID_OVERRIDE_TODEPRECATE=7,7" in galaxy_sd14
+
+
+def test_a_galaxy_is_recognised_before_ttnn_starts(tmp_path, monkeypatch):
+    from machine_helpers import CLUSTERS, MOCK_ENV, make_sysfs
+
+    from ttlesson.backends.tt_device import galaxy_arch_before_ttnn
+
+    monkeypatch.delenv(MOCK_ENV, raising=False)
+    galaxy = make_sysfs(tmp_path / "glx", ["galaxy-wormhole"] * 32) / "class" / "tenstorrent"
+    assert galaxy_arch_before_ttnn(galaxy) == "wormhole_b0"
+    assert galaxy_arch_before_ttnn(make_sysfs(tmp_path / "n300", ["n300"]) / "class" / "tenstorrent") is None
+    for descriptor, arch in [("galaxy_bh.yaml", "blackhole"), ("galaxy_6u.yaml", "wormhole_b0"), ("t3k.yaml", None)]:
+        monkeypatch.setenv(MOCK_ENV, str(CLUSTERS / descriptor))
+        assert galaxy_arch_before_ttnn() == arch
