@@ -175,8 +175,7 @@ def test_missing_tt_metal_is_refused_before_the_device_opens(monkeypatch):
 
 @pytest.mark.parametrize("message,expected", [
     ("TT_THROW @ build.cpp:291: tt::exception\ninfo:\nsfpi not found at /x/sfpi or /opt/tenstorrent/sfpi\nbacktrace:",
-     "kernel compiler is missing (sfpi not found at /x/sfpi or /opt/tenstorrent/sfpi); install it with "
-     "python -m ttnn.download_sfpi"),
+     "kernel compiler is missing (sfpi not found at /x/sfpi or /opt/tenstorrent/sfpi) (tt-metal's log: "),
     ("Device 0 init: failed to initialize FW! Try resetting the board.", "run tt-smi -r to reset it"),
 ])
 def test_open_failures_are_one_sentence_and_load_no_weights(tiny_host, message, expected):

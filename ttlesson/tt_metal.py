@@ -36,8 +36,14 @@ SD35_PIPELINES = {
     "models.experimental.tt_dit.pipelines.stable_diffusion_35_large.pipeline_stable_diffusion_35_large": "older",
 }
 
+@dataclass(frozen=True)
+class DeviceSizes:
+    l1_small_size: int
+    trace_region_size: int  # sized for the demo's 50-step traced loop
+
+
 # Device-opening sizes from the SD 1.4 package's common.py, used when a release has no common.py.
-SD14_DEVICE_SIZES = {"wormhole_b0": (20928, 789835776), "blackhole": (21760, 920000000)}
+SD14_DEVICE_SIZES = {"wormhole_b0": DeviceSizes(20928, 789835776), "blackhole": DeviceSizes(21760, 920000000)}
 
 
 @dataclass(frozen=True)
@@ -147,10 +153,10 @@ def import_sd35(package: Package | None = None) -> type:
 def _device_sizes(package: Package, arch: str) -> tuple[int, int]:
     fallback = SD14_DEVICE_SIZES.get(arch, SD14_DEVICE_SIZES["wormhole_b0"])
     if not (package.folder / "common.py").is_file():
-        return fallback
+        return fallback.l1_small_size, fallback.trace_region_size
     common = _import(package, "common")
-    return (int(getattr(common, "SD_L1_SMALL_SIZE", fallback[0])),
-            int(getattr(common, "SD_TRACE_REGION_SIZE", fallback[1])))
+    return (int(getattr(common, "SD_L1_SMALL_SIZE", fallback.l1_small_size)),
+            int(getattr(common, "SD_TRACE_REGION_SIZE", fallback.trace_region_size)))
 
 
 def _first_importable(package: Package, modules: tuple[str, ...]) -> str:

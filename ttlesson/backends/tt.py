@@ -34,7 +34,7 @@ from ..errors import BackendUnavailableError
 from ..models import ModelSpec
 from ..tt_metal import import_sd14, import_sd35
 from . import Backend, FrameRequest, MadeImage, StepCallback
-from .tt_device import (TerminationGuard, arch_name, compute_grid, describe_system, driver_sees_a_chip,
+from .tt_device import (TerminationGuard, compute_grid, describe_system, driver_sees_a_chip,
                         galaxy_arch_before_ttnn, import_ttnn, open_error, open_mesh, prepare_environment,
                         require_chips, split_into_chips)
 from .tt_plan import GRID_OVERRIDES, grid_problem, plan_sd14, steps_problem
@@ -307,5 +307,3 @@ def chips_wanted(devices: int | str, available: int) -> int:
                                       f"({available}); give --devices {available} or --devices all.")
     return devices
 
-
-__all__ = ["Runtime", "TTBackend", "TTTimings", "arch_name", "chips_wanted", "create_tt", "parallel_mode"]
