@@ -349,3 +349,47 @@ def test_closing_with_the_real_wheel_ends_captures_and_closes_the_parent(tmp_pat
     assert closing.startswith("Closing the Tenstorrent device failed (close failed); run tt-smi -r")
     assert result["closed"] == result["expected"]  # both submeshes and the mesh, although the first raised
 
+
+
+SIGTERM_REAL = """
+import json, os, signal, time
+from contextlib import ExitStack
+from ttlesson.backends import tt_device
+from ttlesson.errors import TTLessonError
+ttnn = tt_device.import_ttnn()
+calls = []
+for name in ("release_trace", "close_mesh_device"):
+    real = getattr(ttnn, name)
+    setattr(ttnn, name, lambda *args, _real=real, _name=name: (calls.append(_name), _real(*args))[1])
+guard = tt_device.TerminationGuard(close=lambda: calls.append("idle close"))
+guard.install()
+out = {}
+for attempt in range(2):  # the mock's first open fails for want of SFPI
+    try:
+        with guard.working(), ExitStack() as stack:
+            mesh = stack.enter_context(tt_device.open_mesh(ttnn, mesh_shape=(2, 1), l1_small_size=20928,
+                                                           trace_region_size=789835776))
+            chip = tt_device.split_into_chips(ttnn, mesh, 1)[0].mesh
+            trace_id = ttnn.begin_trace_capture(chip, cq_id=0)
+            ttnn.end_trace_capture(chip, trace_id, cq_id=0)
+            stack.callback(ttnn.release_trace, chip, trace_id)  # as each chip pipeline registers its release
+            os.kill(os.getpid(), signal.SIGTERM)  # a job scheduler stops us mid-work
+            time.sleep(30)
+            out["not interrupted"] = True
+        break
+    except tt_device.Terminated as stop:
+        out["terminated"] = [str(stop), stop.exit_status]
+        break
+    except TTLessonError:
+        continue
+guard.remove()
+out["calls"] = calls
+print("RESULT " + json.dumps(out), flush=True)
+"""
+
+
+def test_sigterm_with_the_real_wheel_releases_the_trace_and_closes_every_mesh(tmp_path):
+    result = run_python_json(SIGTERM_REAL.replace("RESULT ", RESULT), env={MOCK_ENV: str(CLUSTERS / "n300.yaml")},
+                             cwd=tmp_path)
+    assert result["terminated"] == ["terminated (SIGTERM)", 143] and "not interrupted" not in result
+    assert result["calls"] == ["release_trace", "close_mesh_device", "close_mesh_device", "close_mesh_device"]
