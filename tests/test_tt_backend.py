@@ -178,9 +178,12 @@ def test_missing_tt_metal_is_refused_before_the_device_opens(monkeypatch):
      "kernel compiler is missing (sfpi not found at /x/sfpi or /opt/tenstorrent/sfpi) (tt-metal's log: "),
     ("Device 0 init: failed to initialize FW! Try resetting the board.", "run tt-smi -r to reset it"),
 ])
-def test_open_failures_are_one_sentence_and_load_no_weights(tiny_host, message, expected):
+def test_open_failures_are_one_sentence_and_load_no_weights(tiny_host, message, expected, tmp_path, monkeypatch):
     def must_not_run(spec):
         raise AssertionError("weights loaded although the device did not open")
+
+    # The log file is named only when tt-metal is sure to use it: set it, whatever earlier tests imported.
+    monkeypatch.setenv("TT_LOGGER_FILE", str(tmp_path / "tt-metal.log"))
 
     stub = StandInTTNN(open_error=RuntimeError(message))
     runtime = Runtime(ttnn_loader=lambda: stub, driver_check=lambda: True,
