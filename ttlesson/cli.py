@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(run=_run_bench)
     _add_machine_commands(commands)
     _add_tt_commands(commands)
+    _add_kernel_command(commands)
     return parser
 
 
@@ -312,6 +313,28 @@ def _run_import_demo(args) -> int:
                                  steps=args.steps)
     print(result.summary())
     print(f"manifest: {args.out}/manifest.json")
+    return 0
+
+
+def _add_kernel_command(commands) -> None:
+    kernel = commands.add_parser("kernel", help="register this Python environment as a Jupyter kernel",
+                                 description="Jupyter kernels for the environment ttlesson runs in (where ttnn lives).")
+    actions = kernel.add_subparsers(dest="action", metavar="ACTION", required=True)
+    install = actions.add_parser("install", help="register this environment as a kernel (ipykernel)",
+                                 description="Register this Python as a Jupyter kernel, with the tt-metal variables "
+                                 "of this shell (TT_METAL_HOME, PYTHONPATH, …), so notebooks can run where ttnn is.")
+    install.add_argument("--name", default=None, help="kernel name (default: from the environment, e.g. "
+                         "ttlesson-python-env)")
+    install.add_argument("--display-name", default=None, help="name shown in JupyterLab's kernel menu")
+    install.add_argument("--sys-prefix", action="store_true", help="install into this environment instead of "
+                         "for the user")
+    install.set_defaults(run=_run_kernel_install)
+
+
+def _run_kernel_install(args) -> int:
+    from .kernel import install
+
+    print(install(args.name, args.display_name, prefix=sys.prefix if args.sys_prefix else None).summary())
     return 0
 
 

@@ -9,11 +9,9 @@ ttnn from its install record, the checkout from its ``.git`` folder (``git descr
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,13 +21,14 @@ GIT_SECONDS = 5.0
 @dataclass(frozen=True)
 class CheckoutInfo:
     root: Path
-    found_by: str  # "TT_METAL_HOME" or "PYTHONPATH"
+    found_by: str  # "TT_METAL_HOME", "TT_METAL_RUNTIME_ROOT", "python_env" or "PYTHONPATH"
     commit: str | None = None  # full hash, when the checkout is a git checkout
     describe: str | None = None  # "v0.81.1-120-g1234abcd" (git describe --tags), when git can say
     release: str | None = None  # "0.81.1": the release tag the checkout is at or after
 
     def describe_text(self) -> str:
-        where = f"TT_METAL_HOME={self.root}" if self.found_by == "TT_METAL_HOME" else f"{self.root} (PYTHONPATH)"
+        where = (f"{self.found_by}={self.root}" if self.found_by in ("TT_METAL_HOME", "TT_METAL_RUNTIME_ROOT")
+                 else f"{self.root} ({self.found_by})")
         if not self.commit:
             return f"{where}, not a git checkout (no commit to report)"
         tag = f", {self.describe}" if self.describe else ""
@@ -40,15 +39,11 @@ class CheckoutInfo:
 
 
 def find_checkout_root() -> tuple[Path, str] | None:
-    """(checkout root, how it was found): ``TT_METAL_HOME``, else a ``sys.path`` entry holding tt-metal's tree."""
-    home = os.environ.get("TT_METAL_HOME", "").strip()
-    if home:
-        return Path(home).expanduser(), "TT_METAL_HOME"
-    for entry in sys.path:
-        root = Path(entry or ".")
-        if (root / "models").is_dir() and (root / "tt_metal").is_dir():
-            return root.resolve(), "PYTHONPATH"
-    return None
+    """(checkout root, how it was found), as the tt backend looks for it (``tt_metal.checkout_candidates``)."""
+    from .tt_metal import checkout_candidates
+
+    candidates = checkout_candidates()
+    return candidates[0] if candidates else None
 
 
 def checkout_info() -> CheckoutInfo | None:
