@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 OUT    ?= out/worlds-fair
 
-.PHONY: demo test lab venv clean
+.PHONY: demo test lab kernel venv clean
 
 demo: $(VENV)/.installed
 	$(BIN)/ttlesson video worlds-fair --model tiny --out $(OUT)
@@ -18,6 +18,10 @@ test: $(VENV)/.installed
 
 lab: $(VENV)/.installed
 	$(BIN)/jupyter lab notebooks/
+
+# Register the Python that runs make (e.g. tt-metal's python_env, activated) as a Jupyter kernel for the notebooks.
+kernel:
+	python3 -m ttlesson.cli kernel install
 
 venv: $(VENV)/.installed
 

@@ -74,3 +74,18 @@ def n300_entries(cards: int) -> list[dict]:
     local = [snapshot_entry("n300 L", board_id, f"0000:0{card}:00.0") for card, board_id in enumerate(ids)]
     remote = [snapshot_entry("n300 R", board_id) for board_id in ids]
     return local + remote
+
+
+RESULT = "TTLESSON-TEST-RESULT "
+
+
+def run_python_json(program: str, env: dict | None = None, cwd=None, timeout: float = 300) -> dict:
+    """Run ``program`` in a fresh interpreter (ttnn keeps one cluster per process) and return the JSON it printed
+    on a line starting with ``RESULT``; tt-metal's own log lines around it are ignored."""
+    base = {key: value for key, value in os.environ.items()
+            if key not in (MOCK_ENV, "TT_METAL_HOME", "TT_LOGGER_FILE", "TT_METAL_CORE_GRID_OVERRIDE_TODEPRECATE")}
+    proc = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=timeout,
+                          env={**base, **(env or {})}, cwd=cwd, stdin=subprocess.DEVNULL)
+    line = next((line for line in reversed(proc.stdout.splitlines()) if line.startswith(RESULT)), None)
+    assert line is not None, (proc.returncode, proc.stdout[-2000:], proc.stderr[-3000:])
+    return json.loads(line[len(RESULT):])

@@ -53,7 +53,7 @@ def test_sysfs_with_p300c_cards_needs_blackhole(tmp_path):
     report = hardware.detect(sysfs_root=make_sysfs(tmp_path, ["p300c"] * 4))
     assert [card.board for card in report.cards] == ["p300c", "p300c"]
     assert report.total_chips == 4 and report.needs_blackhole_env
-    assert report.mesh_device is None and "no MESH_DEVICE preset for 2 p300 cards" in report.mesh_device_note
+    assert report.mesh_device == "P300x2"  # a QuietBox 2, as tt-metal's demos name it
     assert "export TT_METAL_ARCH_NAME=blackhole" in str(report)
 
 
@@ -228,10 +228,12 @@ def test_auto_resolves_to_torch_here():
 def test_auto_picks_tt_only_with_a_device_and_ttnn(monkeypatch):
     card = hardware.Card("n150", "wormhole", 1, "kernel driver")
     answer = hardware.SourceAnswer("kernel driver", True, "test")
-    monkeypatch.setattr(hardware, "read_kernel_driver", lambda root: ([card], answer))
-    monkeypatch.setattr(hardware, "ttnn_install_info", lambda: hardware.TtnnInfo(installed=True))
+    from ttlesson.hardware import report  # where auto_backend looks the two sources up
+
+    monkeypatch.setattr(report, "read_kernel_driver", lambda root, host=None: ([card], answer))
+    monkeypatch.setattr(report, "ttnn_install_info", lambda: hardware.TtnnInfo(installed=True))
     assert hardware.auto_backend() == "tt"
-    monkeypatch.setattr(hardware, "ttnn_install_info", lambda: hardware.TtnnInfo(installed=False))
+    monkeypatch.setattr(report, "ttnn_install_info", lambda: hardware.TtnnInfo(installed=False))
     assert hardware.auto_backend() == "torch"
 
 
@@ -366,3 +368,14 @@ def test_verify_on_the_cli(tmp_path):
     assert proc.returncode == 0 and "2 by torch on cpu (frames 0–1)" in proc.stdout
     line = one_line_error(run_ttlesson("verify", folder, "--expect", "tt"))
     assert "not made on Tenstorrent hardware" in line and "--backend tt" in line
+
+
+def test_asking_ttnn_leaves_nothing_in_the_current_folder(tmp_path):
+    """Looking at the system mesh makes tt-metal write generated/ into the current folder: the probe runs elsewhere."""
+    pytest.importorskip("ttnn")
+    from machine_helpers import ttlesson_command
+
+    proc = subprocess.run([*ttlesson_command(), "detect", "--json"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, MOCK_ENV: str(CLUSTERS / "n300.yaml")})
+    assert proc.returncode == 0 and json.loads(proc.stdout)["ttnn"]["system_mesh"] == [2, 1]
+    assert list(tmp_path.iterdir()) == []

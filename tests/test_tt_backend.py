@@ -6,11 +6,14 @@ captured, executed and released, and which meshes were closed; its output depend
 execution, so each PNG can be traced back to the frame it should show.
 """
 
+import json
+import os
+
 import numpy as np
 import pytest
 import torch
 
-from standin_tt import StandInTTNN, fingerprint, standin_picture, standin_sd14_modules
+from standin_tt import StandInTTNN, fingerprint, sd14_shaped_host, standin_picture, standin_sd14_modules
 from ttlesson import manifest, models, storyboard
 from ttlesson.backends import FrameRequest
 from ttlesson.backends.tt import Runtime, TTBackend
@@ -23,9 +26,20 @@ from ttlesson.render import render
 SD14 = models.resolve("sd14")
 
 
+@pytest.fixture(autouse=True)
+def tt_environment_restored():
+    """The tt backend sets tt-metal's variables in this process (TT_LOGGER_FILE…): undo them after each test."""
+    saved = {key: value for key, value in os.environ.items() if key.startswith(("TT_", "LOGURU_"))}
+    yield
+    for key in [key for key in os.environ if key.startswith(("TT_", "LOGURU_"))]:
+        del os.environ[key]
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="module")
 def tiny_host(tiny_folder):
-    return load_host_models(models.resolve("tiny"))
+    """The tiny model's host side with a 768-wide text encoder: its embeddings fit SD 1.4's [2, 96, 768] buffer."""
+    return sd14_shaped_host(load_host_models(models.resolve("tiny")))
 
 
 def standin_backend(tiny_host, chips=1, devices=1, **stub_options):
@@ -34,6 +48,11 @@ def standin_backend(tiny_host, chips=1, devices=1, **stub_options):
     runtime = Runtime(ttnn_loader=lambda: stub, driver_check=lambda: True,
                       sd14_loader=lambda arch: standin_sd14_modules(stub), host_loader=lambda spec: tiny_host)
     return TTBackend(SD14, devices=devices, runtime=runtime), stub
+
+
+def copied(values):
+    """The fingerprint of ``values`` as they reach a device buffer: bf16, as ttnn.from_torch converts them."""
+    return fingerprint(values.to(torch.bfloat16))
 
 
 def request(prompt="a harbour at dawn", seed=0, steps=4, negative=None):
@@ -53,15 +72,16 @@ def test_each_frame_gets_its_own_embeddings_and_noise_in_the_trace_buffers(tiny_
     per_frame = [entry for entry in stub.log if entry[0] in ("copy", "execute")][1:]  # [0]: latents for the compile
     for number, frame in enumerate(frames):
         embeddings_copy, latents_copy, execute = per_frame[3 * number: 3 * number + 3]
-        assert embeddings_copy[3] == fingerprint(text_embeddings(tiny_host, frame.prompt, frame.negative_prompt))
-        assert latents_copy[3] == fingerprint(initial_latents(frame.seed))
+        assert embeddings_copy[3] == copied(text_embeddings(tiny_host, frame.prompt, frame.negative_prompt))
+        assert latents_copy[3] == copied(initial_latents(frame.seed))
         assert execute == ("execute", "chip0", trace_id, False)  # non-blocking, the live trace
-    expected = [standin_picture(text_embeddings(tiny_host, f.prompt, f.negative_prompt), initial_latents(f.seed))
-                for f in frames]
+    bf16 = torch.bfloat16
+    expected = [standin_picture(text_embeddings(tiny_host, f.prompt, f.negative_prompt).to(bf16),
+                                initial_latents(f.seed).to(bf16)) for f in frames]
     for image, values in zip(images, expected):
         assert image.size == (512, 512) and image.mode == "RGB"
-        assert torch.equal(torch.from_numpy(np.array(image))[..., 0],
-                           ((values[0, 0] / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8))
+        as_the_demo = ((values.to(torch.bfloat16)[0, 0] / 2 + 0.5).clamp(0, 1).float() * 255).round()
+        assert torch.equal(torch.from_numpy(np.array(image))[..., 0], as_the_demo.to(torch.uint8))
     assert stub.calls("release") == [("release", "chip0", trace_id)]
     assert [entry[1] for entry in stub.calls("close")] == ["chip0", "mesh"]  # submesh first, then the mesh
     assert stub.log.index(stub.calls("release")[0]) < stub.log.index(stub.calls("close")[0])
@@ -155,13 +175,15 @@ def test_missing_tt_metal_is_refused_before_the_device_opens(monkeypatch):
 
 @pytest.mark.parametrize("message,expected", [
     ("TT_THROW @ build.cpp:291: tt::exception\ninfo:\nsfpi not found at /x/sfpi or /opt/tenstorrent/sfpi\nbacktrace:",
-     "kernel compiler is missing (sfpi not found at /x/sfpi or /opt/tenstorrent/sfpi); install it with "
-     "python -m ttnn.download_sfpi"),
+     "kernel compiler is missing (sfpi not found at /x/sfpi or /opt/tenstorrent/sfpi) (tt-metal's log: "),
     ("Device 0 init: failed to initialize FW! Try resetting the board.", "run tt-smi -r to reset it"),
 ])
-def test_open_failures_are_one_sentence_and_load_no_weights(tiny_host, message, expected):
+def test_open_failures_are_one_sentence_and_load_no_weights(tiny_host, message, expected, tmp_path, monkeypatch):
     def must_not_run(spec):
         raise AssertionError("weights loaded although the device did not open")
+
+    # The log file is named only when tt-metal is sure to use it: set it, whatever earlier tests imported.
+    monkeypatch.setenv("TT_LOGGER_FILE", str(tmp_path / "tt-metal.log"))
 
     stub = StandInTTNN(open_error=RuntimeError(message))
     runtime = Runtime(ttnn_loader=lambda: stub, driver_check=lambda: True,
@@ -307,10 +329,12 @@ class StandInOlderSD35Pipeline:
         return [Image.new("RGB", (1024, 1024))]
 
 
-def sd35_backend(shape, pipeline_class=StandInSD35Pipeline):
+def sd35_backend(shape, pipeline_class=StandInSD35Pipeline, arch="wormhole_b0"):
+    """SD 3.5 on a stand-in system whose ttnn reports ``shape`` as its system mesh (as the real ttnn does: a T3K
+    2×4, a Galaxy 8×4, a 4-chip Blackhole box 2×2)."""
     from ttlesson.backends.tt_sd35 import TTSD35Backend
 
-    stub = StandInTTNN(chips=shape[0] * shape[1], mesh_shape=shape)
+    stub = StandInTTNN(chips=shape[0] * shape[1], mesh_shape=shape, arch=arch)
     loaded = []
     runtime = Runtime(ttnn_loader=lambda: stub, driver_check=lambda: True,
                       sd35_loader=lambda: loaded.append(1) or pipeline_class)
@@ -327,16 +351,44 @@ def hub(monkeypatch):
     return state
 
 
-@pytest.mark.parametrize("shape,chips", [((1, 1), 1), ((1, 2), 2)])
-def test_sd35_on_one_or_two_chips_is_refused_before_anything_loads(hub, shape, chips):
-    backend, stub, loaded = sd35_backend(shape)
+@pytest.mark.parametrize("arch,shape,system", [
+    ("wormhole_b0", (1, 1), "N150: 1 wormhole_b0 chip, system mesh 1×1"),
+    ("wormhole_b0", (2, 1), "N300: 2 wormhole_b0 chips, system mesh 2×1"),
+    ("blackhole", (2, 1), "P300: 2 blackhole chips, system mesh 2×1"),
+    ("blackhole", (8, 4), "Blackhole Galaxy: 32 blackhole chips, system mesh 8×4"),
+])
+def test_sd35_where_tt_dit_has_no_preset_is_refused_before_anything_loads(hub, arch, shape, system):
+    backend, stub, loaded = sd35_backend(shape, arch=arch)
     with pytest.raises(BackendUnavailableError) as err:
         backend.load()
-    assert str(err.value) == ("SD 3.5 Large on Tenstorrent needs one of: T3K / Wormhole QuietBox (2×4), Galaxy (4×8), "
-                              f"Blackhole QuietBox (1×4), a 2×2 mesh; this machine's mesh is {shape[0]}×{shape[1]} "
-                              f"({chips} chip(s), like an N150, N300 or P150), so use --model sd14, which runs on "
-                              "every Tenstorrent chip.")
+    assert str(err.value) == ("SD 3.5 Large runs on a T3K (2×4), a Wormhole Galaxy (opened 4×8) or a 4-chip "
+                              f"Blackhole QuietBox (opened as a 1×4 ring), not on this {system}; use --model sd14, "
+                              "which runs on every Tenstorrent chip.")
     assert loaded == [] and stub.calls("open_mesh") == []
+
+
+def test_sd35_on_a_blackhole_loudbox_says_how_to_use_four_of_its_chips(hub):
+    backend, _, _ = sd35_backend((2, 4), arch="blackhole")
+    with pytest.raises(BackendUnavailableError, match=r"not on this Blackhole LoudBox \(8×P150\): 8 blackhole chips, "
+                                                      r"system mesh 2×4; make four chips that are linked in a ring "
+                                                      r"the only visible ones \(TT_VISIBLE_DEVICES=a,b,c,d"):
+        backend.load()
+
+
+@pytest.mark.parametrize("arch,system_shape,opened,fabric,l1", [
+    ("wormhole_b0", (2, 4), (2, 4), "FABRIC_2D", 32768),  # T3K: tt_dit's 2×4 preset as it is
+    ("wormhole_b0", (8, 4), (4, 8), "FABRIC_2D", 32768),  # Galaxy: ttnn says 8×4, tt_dit's preset is 4×8
+    ("blackhole", (2, 2), (1, 4), "FABRIC_1D_RING", 65536),  # 4-chip Blackhole box: 2×2 to ttnn, a 1×4 ring to tt_dit
+])
+def test_sd35_opens_the_mesh_in_the_shape_tt_dit_expects(hub, arch, system_shape, opened, fabric, l1):
+    hub["token"] = "hf_standin"
+    StandInSD35Pipeline.calls.clear()
+    backend, stub, _ = sd35_backend(system_shape, arch=arch)
+    with pytest.warns(UserWarning), backend:
+        assert backend.shape == opened
+    (open_call,) = stub.calls("open_mesh")
+    assert open_call[2] == {"mesh_shape": opened, "l1_small_size": l1, "trace_region_size": 50_000_000}
+    assert [entry[2] for entry in stub.calls("fabric")] == [fabric, "DISABLED"]
 
 
 def test_sd35_gated_checkpoint_without_login_stops_before_opening(hub):
@@ -375,7 +427,7 @@ def test_sd35_on_a_t3k_says_gated_then_makes_seeded_frames_and_closes(hub):
 def test_sd35_older_tt_dit_api(hub):
     hub["token"] = "hf_standin"
     StandInOlderSD35Pipeline.calls.clear()
-    backend, _, _ = sd35_backend((4, 8), StandInOlderSD35Pipeline)
+    backend, _, _ = sd35_backend((8, 4), StandInOlderSD35Pipeline)
     with pytest.warns(UserWarning), backend:
         backend.generate(FrameRequest("a pier", seed=2, steps=28, guidance=3.5, width=1024, height=1024))
         with pytest.raises(BackendUnavailableError, match="fixes guidance when it is built \\(3.5\\)"):
@@ -384,19 +436,45 @@ def test_sd35_older_tt_dit_api(hub):
                                               ("call", ["a pier"], ["a pier"], [""], 28, 2, True)]
 
 
-def test_check_tt_reports_device_package_and_three_timings(tiny_host, tmp_path):
-    from ttlesson.check_tt import run_check
+def test_check_tt_makes_the_demo_frame_compares_it_and_prints_a_report(tiny_host, tmp_path, monkeypatch):
+    from PIL import Image
 
+    from ttlesson.check_tt import DEMO_FIRST_PROMPT, run_check
+
+    monkeypatch.delenv("TT_METAL_HOME", raising=False)
     _, stub = standin_backend(tiny_host)
     runtime = Runtime(ttnn_loader=lambda: stub, driver_check=lambda: True,
                       sd14_loader=lambda arch: standin_sd14_modules(stub), host_loader=lambda spec: tiny_host)
     result = run_check(tmp_path, steps=4, runtime=runtime)
-    lines = result.summary().splitlines()
-    assert lines[0] == "device: Tenstorrent wormhole_b0 (tt:0)"
-    assert lines[1] == "tt-metal package: stand-in (stand-in layout, stand-in checkout)"
-    assert lines[3].startswith("compile + trace capture (4 steps): ") and lines[5] == f"frame: {tmp_path / 'check-tt.png'}"
-    assert result.load_seconds > 0 and result.capture_seconds > 0 and result.frame_seconds > 0
+    assert result.path == tmp_path / "ttlesson_1_512x512_ttnn.png" and result.comparison is None and result.ok
+    assert (result.prompt, result.seed) == (DEMO_FIRST_PROMPT, 174)  # the demo's own frame
+    assert os.environ["TT_METAL_OPERATION_TIMEOUT_SECONDS"] == "300" and os.environ["TT_LOGGER_LEVEL"] == "info"
+    text = result.summary()
+    assert "compared: no demo image to compare with (looked for input_data_1_512x512_ttnn.png" in text
+    report = text.split("--- paste into a bug report ---\n")[1].splitlines()
+    assert report[0].startswith("ttnn: ") and report[1].startswith("tt-metal: ")
+    assert report[3].startswith("board: ") and report[4].startswith("mesh: N150: 1 wormhole_b0 chip")
+    assert report[5] == "device: Tenstorrent wormhole_b0 (tt:0)"
+    assert report[6] == "frame: demo prompt, seed 174, 4 steps, 512x512"
+    assert [line.split(":")[0] for line in report[7:11]] == [
+        "load (device open, weights, device models)", "compile (first run of the loop, kernels built)",
+        "trace capture (4 steps)", "one frame (traced)"]
+    assert result.load_seconds > 0 and result.frame_seconds > 0
+    assert result.compile_seconds >= 0 and result.capture_seconds >= 0
     assert len(stub.calls("execute")) == 1 and len(stub.calls("release")) == 1 and len(stub.calls("close")) == 2
+
+    demo = tmp_path / "input_data_1_512x512_ttnn.png"  # as the demo would have written it from the same trace
+    demo.write_bytes(result.path.read_bytes())
+    same = run_check(tmp_path, steps=4, runtime=runtime)
+    assert same.comparison.demo_image == demo and same.comparison.psnr_db == float("inf") and same.ok
+    assert "identical to the demo's image" in same.summary()
+
+    with Image.open(result.path) as image:
+        shifted = image.point(lambda value: min(255, value + 40))
+    shifted.save(demo)
+    differs = run_check(tmp_path, steps=4, runtime=runtime)
+    assert differs.comparison.psnr_db < 25 and not differs.ok
+    assert differs.comparison.verdict.startswith("differs from the demo's image (PSNR ")
 
 
 def test_notebook_display_of_a_traced_render_says_tt_and_per_frame(tiny_host, tmp_path):
@@ -412,3 +490,193 @@ def test_notebook_display_of_a_traced_render_says_tt_and_per_frame(tiny_host, tm
     assert "Progress is per frame" in display.notice.value and display.steps_bar.layout.display == "none"
     assert any("once per run" in status for status in seen)
     assert display.frames_bar.value == 2 and len(display.thumbnails) == 2
+
+
+# --- limits the real traced loop has, refused up front ---------------------------------------------------------
+
+def test_more_steps_than_the_trace_region_holds_are_refused_before_loading():
+    with pytest.raises(BackendUnavailableError) as err:
+        TTBackend(SD14).check_request(request(steps=51))
+    assert str(err.value) == ("Steps 51 do not fit tt-metal's SD 1.4 trace, whose region is sized for its 50-step "
+                              "loop; give --steps 50 or fewer (or --backend torch for more).")
+    TTBackend(SD14).check_request(request(steps=50))
+
+
+def test_a_chip_with_another_compute_grid_is_refused_before_weights_load(tiny_host):
+    def must_not_load(spec):
+        raise AssertionError("weights loaded for a chip the demo cannot use")
+
+    stub = StandInTTNN(grid=(8, 9))  # a Galaxy chip without tt's core-grid override
+    runtime = Runtime(ttnn_loader=lambda: stub, driver_check=lambda: True,
+                      sd14_loader=lambda arch: standin_sd14_modules(stub), host_loader=must_not_load)
+    with pytest.raises(BackendUnavailableError, match=r"^Chip tt:0 has a 8×9 compute grid but tt-metal's SD 1.4 is "
+                                                      r"built for 8×8 on wormhole_b0; set TT_METAL_CORE_GRID"):
+        TTBackend(SD14, runtime=runtime).load()
+    assert [entry[1] for entry in stub.calls("close")] == ["chip0", "mesh"]
+
+
+def test_the_mesh_is_opened_in_the_systems_shape(tiny_host):
+    backend, stub = standin_backend(tiny_host, chips=8, devices="all", mesh_shape=(2, 4))
+    with backend:
+        assert backend.chips == 8 and backend.mesh_shape == (2, 4)
+    assert stub.calls("open_mesh")[0][2]["mesh_shape"] == (2, 4)
+
+
+# --- closing on every path -------------------------------------------------------------------------------------
+
+def test_a_submesh_that_fails_to_close_does_not_keep_the_mesh_open(tiny_host):
+    backend, stub = standin_backend(tiny_host, chips=2, devices="all")
+    stub.fail_on_close["chip0"] = RuntimeError("TT_FATAL @ mesh_device.cpp:1\ninfo:\nclose failed\nbacktrace:")
+    backend.generate(request())
+    with pytest.raises(TTDeviceError, match=r"^Closing the Tenstorrent device failed \(close failed\); run tt-smi -r"):
+        backend.close()
+    assert [entry[1] for entry in stub.calls("close")] == ["chip0", "chip1", "mesh"]
+    assert len(stub.calls("release")) == 2  # both traces released first
+
+
+def test_a_capture_failing_midway_is_ended_and_released_before_the_device_closes(tiny_host):
+    stub = StandInTTNN()
+    failing = standin_sd14_modules(stub, fail_during_capture=RuntimeError(
+        "TT_FATAL @ conv2d.cpp:1\ninfo:\nOut of L1 while capturing\nbacktrace:"))
+    runtime = Runtime(ttnn_loader=lambda: stub, driver_check=lambda: True, sd14_loader=lambda arch: failing,
+                      host_loader=lambda spec: tiny_host)
+    with pytest.raises(TTDeviceError, match=r"The Tenstorrent device failed \(Out of L1 while capturing\)"):
+        with TTBackend(SD14, runtime=runtime) as backend:
+            backend.warm_up(request())
+    order = [entry[0] for entry in stub.log if entry[0] in ("begin_capture", "end_capture", "release", "close")]
+    assert order == ["begin_capture", "end_capture", "release", "close", "close"]
+    assert stub.capturing == {}
+
+
+SIGTERM_RENDER = """
+import atexit, json, sys
+sys.path.insert(0, {tests!r})
+from standin_tt import standin_runtime
+from ttlesson import cli
+from ttlesson.backends import tt
+
+runtime = standin_runtime(chips=2, execute_seconds=0.4)
+stub = runtime.ttnn_loader()
+real_create = tt.create_tt
+tt.create_tt = lambda spec, devices=1, runtime_=None, parallel=None: real_create(spec, devices, runtime)
+atexit.register(lambda: open({log!r}, "w").write(json.dumps([list(entry[:3]) for entry in stub.log
+                                                                if entry[0] in ("release", "close")])))
+sys.exit(cli.main(["render", {board!r}, "--backend", "tt", "--model", "sd14", "--steps", "4", "--devices", "all",
+                   "--out", {out!r}, "--quiet"]))
+"""
+
+
+def test_sigterm_during_a_render_closes_the_device_and_leaves_only_whole_frames(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from PIL import Image
+
+    board = tmp_path / "board.txt"
+    board.write_text("\n".join(f"frame {n}" for n in range(12)) + "\n")
+    out, log = tmp_path / "out", tmp_path / "device-log.json"
+    program = SIGTERM_RENDER.format(tests=str(Path(__file__).parent), log=str(log), board=str(board), out=str(out))
+    proc = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    frames = out / "frames"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not list(frames.glob("frame_*.png")) and proc.poll() is None:
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.communicate()
+    os.kill(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+
+    assert proc.returncode == 143, stderr
+    assert stderr.strip().splitlines()[-1] == ("ttlesson render: terminated (SIGTERM); finished frames are kept, "
+                                               "run the same command to resume.")
+    closing = json.loads(log.read_text())
+    assert [entry[0] for entry in closing] == ["release", "release", "close", "close", "close"]
+    assert [entry[1] for entry in closing[2:]] == ["chip0", "chip1", "mesh"]
+    book = manifest.load(out)
+    made = sorted(frames.glob("frame_*.png"))
+    assert 1 <= len(made) < 12 and len(book.frames) >= len(made)
+    for path in made:  # every frame on disk is whole and is the one the manifest records
+        with Image.open(path) as image:
+            image.load()
+        index = int(path.stem.split("_")[1])
+        assert book.frames[index].sha256 == sha256_file(path)
+
+
+# --- several chips, one process per PCIe chip (--tt-parallel processes) ---------------------------------------
+
+def test_one_process_per_pcie_chip_makes_the_same_frames(tiny_host, tmp_path, monkeypatch):
+    from machine_helpers import CLUSTERS, MOCK_ENV
+
+    from ttlesson.backends.tt import create_tt
+    from ttlesson.backends.tt_processes import TTProcessesBackend
+
+    monkeypatch.setenv(MOCK_ENV, str(CLUSTERS / "p300.yaml"))  # two PCIe chips, found without ttnn
+    monkeypatch.setenv("TTLESSON_TT_PARALLEL", "processes")
+    assert isinstance(create_tt(SD14, devices="all"), TTProcessesBackend)
+    board = storyboard.loads('["one", "two", "three"]')
+    processes = TTProcessesBackend(SD14, devices="all", runtime_factory="standin_tt:standin_runtime")
+    one, _ = standin_backend(tiny_host)
+    with processes, one:
+        assert processes.chips == 2
+        split = render(board, tmp_path / "processes", model="sd14", backend=processes, steps=4)
+        single = render(board, tmp_path / "one", model="sd14", backend=one, steps=4)
+    for index in range(3):
+        name = manifest.frame_filename(index)
+        assert sha256_file(split.out_dir / "frames" / name) == sha256_file(single.out_dir / "frames" / name)
+    assert {record.device for record in split.manifest.frames.values()} == {"tt:0 (wormhole_b0)",
+                                                                            "tt:1 (wormhole_b0)"}
+    assert processes._workers == []  # closed: every worker told to close its chip, and gone
+
+
+def test_an_unknown_tt_parallel_mode_is_one_sentence(monkeypatch):
+    from ttlesson.backends.tt import parallel_mode
+
+    monkeypatch.setenv("TTLESSON_TT_PARALLEL", "threads")
+    with pytest.raises(BackendUnavailableError, match="TTLESSON_TT_PARALLEL='threads' is not understood; use submesh"):
+        parallel_mode()
+
+
+def test_frames_are_rounded_as_the_demo_rounds_its_bf16_output():
+    """ttnn.to_torch gives bfloat16; the demo scales and clamps in bf16, then rounds: so does to_image."""
+    from ttlesson.backends.tt_sd14 import to_image
+
+    output = (torch.rand(1, 3, 512, 512, generator=torch.Generator().manual_seed(1)) * 2.2 - 1.1).to(torch.bfloat16)
+    demo = (output / 2 + 0.5).clamp(0, 1)  # the demo's post-processing, step by step
+    demo = (demo.detach().cpu().float().permute(0, 2, 3, 1).numpy() * 255).round().astype("uint8")[0]
+    assert np.array_equal(np.asarray(to_image(output)), demo)
+    through_float = ((output.float() / 2 + 0.5).clamp(0, 1) * 255).round()[0].permute(1, 2, 0).to(torch.uint8)
+    assert (through_float.numpy() != demo).mean() > 0.1  # converting first would change many pixels by one level
+
+
+def test_verdicts_for_every_system_tt_metal_runs():
+    from ttlesson.backends.tt_plan import BLACKHOLE, WORMHOLE, TTSystem, verdicts
+
+    def shapes(arch, chips, shape):
+        return {v.model: (v.supported, v.mesh_shape) for v in verdicts(TTSystem(arch, chips, shape))}
+
+    assert shapes(WORMHOLE, 1, (1, 1)) == {"sd14": (True, (1, 1)), "sd35-large": (False, None)}
+    assert shapes(WORMHOLE, 8, (2, 4)) == {"sd14": (True, (2, 4)), "sd35-large": (True, (2, 4))}
+    assert shapes(WORMHOLE, 32, (8, 4)) == {"sd14": (True, (8, 4)), "sd35-large": (True, (4, 8))}
+    assert shapes(BLACKHOLE, 4, (2, 2)) == {"sd14": (True, (2, 2)), "sd35-large": (True, (1, 4))}
+    assert shapes(BLACKHOLE, 8, (2, 4)) == {"sd14": (True, (2, 4)), "sd35-large": (False, None)}
+    assert all(not v.supported for v in verdicts(None))
+    galaxy_sd14 = verdicts(TTSystem(WORMHOLE, 32, (8, 4)))[0].why
+    assert "TT_METAL_CORE_GRID_OVERRIDE_TODEPRECATE=7,7" in galaxy_sd14
+
+
+def test_a_galaxy_is_recognised_before_ttnn_starts(tmp_path, monkeypatch):
+    from machine_helpers import CLUSTERS, MOCK_ENV, make_sysfs
+
+    from ttlesson.backends.tt_device import galaxy_arch_before_ttnn
+
+    monkeypatch.delenv(MOCK_ENV, raising=False)
+    galaxy = make_sysfs(tmp_path / "glx", ["galaxy-wormhole"] * 32) / "class" / "tenstorrent"
+    assert galaxy_arch_before_ttnn(galaxy) == "wormhole_b0"
+    assert galaxy_arch_before_ttnn(make_sysfs(tmp_path / "n300", ["n300"]) / "class" / "tenstorrent") is None
+    for descriptor, arch in [("galaxy_bh.yaml", "blackhole"), ("galaxy_6u.yaml", "wormhole_b0"), ("t3k.yaml", None)]:
+        monkeypatch.setenv(MOCK_ENV, str(CLUSTERS / descriptor))
+        assert galaxy_arch_before_ttnn() == arch

@@ -121,3 +121,20 @@ def test_sd35_missing_suggests_sd14(tmp_path, monkeypatch, clean_imports):
     monkeypatch.setenv("TT_METAL_HOME", str(write_standin_checkout(tmp_path, "current")))
     with pytest.raises(TTMetalNotFoundError, match="holds no SD 3.5 Large pipeline.*use --model sd14"):
         tt_metal.find_sd35()
+
+
+def test_where_the_checkout_is_looked_for(tmp_path, monkeypatch, clean_imports):
+    """TT_METAL_HOME, then newer tt-metal's TT_METAL_RUNTIME_ROOT when it is a checkout, then the checkout that
+    holds the active python_env, then PYTHONPATH."""
+    runtime = write_standin_checkout(tmp_path / "runtime", "current")
+    built = write_standin_checkout(tmp_path / "built", "current")
+    (built / "python_env").mkdir()
+    monkeypatch.setattr(sys, "prefix", str(built / "python_env"))
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if not os.path.isdir(os.path.join(p or ".", "tt_metal"))])
+    assert tt_metal.find_checkout().describe() == f"{built} (from python_env)"
+    monkeypatch.setenv("TT_METAL_RUNTIME_ROOT", str(runtime))
+    assert tt_metal.find_checkout().describe() == f"TT_METAL_RUNTIME_ROOT={runtime}"
+    monkeypatch.setenv("TT_METAL_RUNTIME_ROOT", str(tmp_path / "runtime-files-only"))  # no models/: not a checkout
+    assert tt_metal.find_checkout().found_by == "python_env"
+    monkeypatch.setenv("TT_METAL_HOME", str(runtime))
+    assert tt_metal.find_checkout().describe() == f"TT_METAL_HOME={runtime}"

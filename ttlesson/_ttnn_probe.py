@@ -1,8 +1,8 @@
-"""Run as ``python -m ttlesson._ttnn_probe``: import ttnn, ask how many chips it sees, print one JSON line.
+"""Run as ``python -m ttlesson._ttnn_probe``: import ttnn, ask what it sees (chips, system mesh), print one JSON line.
 
 ``ttlesson.hardware`` runs this in a child process: importing ttnn takes seconds (it imports torch), ttnn reads
 ``TT_METAL_*`` variables once, at import, and the child can be stopped when it takes too long. Only the chip
-count is asked for; no ttnn device is opened.
+count, cluster type, architecture and system mesh shape are asked for; no ttnn device is opened.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ def probe() -> dict:
         return answer
     answer["cluster_type"] = _cluster_type(ttnn)
     answer["arch"] = _arch(ttnn)
+    answer["system_mesh"] = _system_mesh(ttnn)
     return answer
 
 
@@ -36,6 +37,17 @@ def _cluster_type(ttnn) -> str | None:
     if cluster is None or not hasattr(cluster, "get_cluster_type"):
         return None  # older releases have no ttnn.cluster
     return str(cluster.get_cluster_type()).rsplit(".", 1)[-1]
+
+
+def _system_mesh(ttnn) -> list[int] | None:
+    """``SystemMeshDescriptor().shape()``: the mesh ttnn opens when no shape is given (e.g. [2, 4] on a T3K)."""
+    describe = getattr(getattr(getattr(ttnn, "_ttnn", None), "multi_device", None), "SystemMeshDescriptor", None)
+    if describe is None:
+        return None
+    try:
+        return [int(part) for part in describe().shape()]
+    except RuntimeError:  # e.g. a Galaxy without tt-metal's physical grouping descriptor next to the wheel
+        return None
 
 
 def _arch(ttnn) -> str | None:

@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(run=_run_bench)
     _add_machine_commands(commands)
     _add_tt_commands(commands)
+    _add_kernel_command(commands)
     return parser
 
 
@@ -224,6 +225,7 @@ def _render(args):
     from .progress import TqdmProgress
     from .render import render
 
+    _use_tt_parallel(args)
     display = None if args.quiet else TqdmProgress()
     try:
         return render(args.storyboard, args.out, model=args.model, backend=args.backend, device=args.device,
@@ -343,6 +345,16 @@ def _add_devices_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--devices", default=None, type=_devices_value, metavar="N|all",
                         help="make frames on N devices at once, or all: Tenstorrent chips (--backend tt), GPUs, or "
                         "CPU worker processes; frames are the same as with one device (default: 1)")
+    parser.add_argument("--tt-parallel", choices=["submesh", "processes"], default=None,
+                        help="how --backend tt uses several chips: submesh (one process, one pipeline per chip, "
+                        "remote chips included; the default) or processes (one process per PCIe chip, "
+                        "TT_VISIBLE_DEVICES; the fallback if submesh fails on an N300 or T3K)")
+
+
+def _use_tt_parallel(args) -> None:
+    """``--tt-parallel`` reaches the tt backend as TTLESSON_TT_PARALLEL (what a notebook would set)."""
+    if getattr(args, "tt_parallel", None):
+        os.environ["TTLESSON_TT_PARALLEL"] = args.tt_parallel
 
 
 def _devices_value(text: str) -> int | str:
@@ -352,11 +364,18 @@ def _devices_value(text: str) -> int | str:
 
 
 def _add_tt_commands(commands) -> None:
-    check = commands.add_parser("check-tt", help="self-test: one SD 1.4 frame on this machine's Tenstorrent chip",
-                                description="Make one 512x512 SD 1.4 frame through tt-metal on the first Tenstorrent "
-                                "chip and report the device and the load, compile/capture and frame times.")
+    check = commands.add_parser("check-tt", help="self-test: tt-metal's demo frame on this machine's Tenstorrent chip",
+                                description="Make tt-metal's SD 1.4 demo frame (its first prompt, seed 174, 50 steps) "
+                                "on the first Tenstorrent chip, compare it with the demo's own image when there is "
+                                "one, and print a report to paste into a bug report (versions, board, mesh, times). "
+                                "tt-metal's log goes to DIR/check-tt-tt-metal.log. Exits 1 when the frame differs "
+                                "from the demo's.")
     check.add_argument("--steps", type=int, default=50, help="denoising steps (default: 50, as tt-metal's demo)")
-    check.add_argument("--out", default=".", metavar="DIR", help="folder for check-tt.png (default: here)")
+    check.add_argument("--out", default=".", metavar="DIR", help="folder for ttlesson_1_512x512_ttnn.png and the log, "
+                       "where the demo's input_data_1_512x512_ttnn.png is looked for (default: here)")
+    check.add_argument("--demo-image", default=None, metavar="FILE", help="the demo's image to compare with "
+                       "(default: input_data_1_512x512_ttnn.png in DIR or $TT_METAL_HOME)")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.set_defaults(run=_run_check_tt)
 
     demo = commands.add_parser("import-demo", help="turn tt-metal demo images into a render folder",
@@ -374,8 +393,9 @@ def _add_tt_commands(commands) -> None:
 def _run_check_tt(args) -> int:
     from .check_tt import run_check
 
-    print(run_check(args.out, steps=args.steps).summary())
-    return 0
+    result = run_check(args.out, steps=args.steps, demo_image=args.demo_image)
+    print(result.to_json() if args.json else result.summary(), end="" if args.json else "\n")
+    return 0 if result.ok else 1
 
 
 def _run_import_demo(args) -> int:
@@ -385,6 +405,28 @@ def _run_import_demo(args) -> int:
                                  steps=args.steps)
     print(result.summary())
     print(f"manifest: {args.out}/manifest.json")
+    return 0
+
+
+def _add_kernel_command(commands) -> None:
+    kernel = commands.add_parser("kernel", help="register this Python environment as a Jupyter kernel",
+                                 description="Jupyter kernels for the environment ttlesson runs in (where ttnn lives).")
+    actions = kernel.add_subparsers(dest="action", metavar="ACTION", required=True)
+    install = actions.add_parser("install", help="register this environment as a kernel (ipykernel)",
+                                 description="Register this Python as a Jupyter kernel, with the tt-metal variables "
+                                 "of this shell (TT_METAL_HOME, PYTHONPATH, …), so notebooks can run where ttnn is.")
+    install.add_argument("--name", default=None, help="kernel name (default: from the environment, e.g. "
+                         "ttlesson-python-env)")
+    install.add_argument("--display-name", default=None, help="name shown in JupyterLab's kernel menu")
+    install.add_argument("--sys-prefix", action="store_true", help="install into this environment instead of "
+                         "for the user")
+    install.set_defaults(run=_run_kernel_install)
+
+
+def _run_kernel_install(args) -> int:
+    from .kernel import install
+
+    print(install(args.name, args.display_name, prefix=sys.prefix if args.sys_prefix else None).summary())
     return 0
 
 
@@ -404,7 +446,10 @@ def main(argv: list[str] | None = None) -> int:
     except TTLessonError as err:
         print(f"ttlesson {args.command}: error: {_one_line(str(err))}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM while a Tenstorrent device was open (its exit status)
+        if getattr(stop, "exit_status", None):
+            print(f"ttlesson {args.command}: stopped (SIGTERM); {_what_is_kept(args.command)}", file=sys.stderr)
+            return stop.exit_status
         print(f"ttlesson {args.command}: interrupted; {_what_is_kept(args.command)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Terminated:

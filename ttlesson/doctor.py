@@ -85,19 +85,30 @@ class DoctorReport:
                 f"<p><b>{html.escape(self.summary())}</b></p>")
 
 
-def run(*, ttnn: bool = False) -> DoctorReport:
-    """Run every check. ``ttnn=True`` also imports ttnn (in a child process) and asks it for chips."""
+def run(*, ttnn: bool = False, host: hardware.HostPaths | None = None, prefix: Path | None = None) -> DoctorReport:
+    """Run every check. ``ttnn=True`` also imports ttnn (in a child process) and asks it for chips.
+
+    ``host`` (the roots of /sys, /dev, /proc, /opt, home) and ``prefix`` (the Python environment's) stand for
+    this machine unless given: tests point them at fake trees.
+    """
     started = time.perf_counter()
-    cards, driver = hardware.read_kernel_driver(None)
-    home = _tt_metal_home()
+    host = host or hardware.HostPaths()
+    environment = hardware.recognise(prefix, host)
+    cards, driver = hardware.read_kernel_driver(None, host)
+    home, found_by = _tt_metal_home(environment)
     checks = [
         check_tenstorrent_device(cards, driver),
-        check_tt_smi(),
-        check_tt_metal_home(home),
-        check_python_env(home),
+        check_kernel_driver(host),
+        check_device_holders(host),
+        check_tt_smi(host, environment.prefix),
+        check_environment(environment),
+        check_tt_metal_home(home, found_by),
+        check_runtime_root(environment),
+        check_python_env(home, environment),
         check_pythonpath(home),
         check_arch_name(cards),
         check_ttnn(ttnn),
+        check_tt_versions(),
         check_ffmpeg(),
         check_work_disk(),
         check_model_disk(),
@@ -118,23 +129,74 @@ def check_tenstorrent_device(cards: list[hardware.Card], driver: hardware.Source
                  "with tt-smi; without one, frames are made on the CPU (--backend torch)")
 
 
-def check_tt_smi() -> Check:
-    found = shutil.which("tt-smi")
+def check_kernel_driver(host: hardware.HostPaths | None = None) -> Check:
+    """The loaded tt-kmd's version (``/sys/module/tenstorrent/version``)."""
+    version = hardware.driver_version(host)
+    if version:
+        return Check("kernel driver", OK, f"tt-kmd {version}")
+    return Check("kernel driver", FAIL, "not loaded (/sys/module/tenstorrent/version is missing)",
+                 "install tt-kmd (https://github.com/tenstorrent/tt-kmd, or tt-installer), then sudo modprobe "
+                 "tenstorrent; without it, frames are made on the CPU (--backend torch)")
+
+
+def check_device_holders(host: hardware.HostPaths | None = None) -> Check:
+    """Processes that hold a chip open (``/proc/driver/tenstorrent/<n>/pids``): such a chip cannot be opened."""
+    holders = hardware.device_holders(host)
+    if not holders:
+        return Check("devices free", OK, "no other process holds a Tenstorrent chip")
+    pids = " ".join(str(pid) for pid in sorted({holder.pid for holder in holders}))
+    return Check("devices free", FAIL, "; ".join(holder.describe() for holder in holders),
+                 f"let that run finish or stop it (kill {pids}); if the chip stays busy once it is gone, tt-smi -r")
+
+
+def check_tt_smi(host: hardware.HostPaths | None = None, prefix: Path | None = None) -> Check:
+    found, on_path = hardware.find_tt_smi(host, prefix)
+    if found and on_path:
+        return Check("tt-smi", OK, str(found))
     if found:
-        return Check("tt-smi", OK, found)
-    return Check("tt-smi", WARN, "not on PATH (the lesson reads it, and tt-smi -r resets a stuck device)",
-                 "pip install tt-smi")
+        return Check("tt-smi", OK, f"{found} (in {found.parent.parent}, not on PATH: to run it by hand, "
+                     f"export PATH={found.parent}:$PATH)")
+    return Check("tt-smi", WARN, "not on PATH nor in tt-metal's python_env, ~/.tenstorrent-venv or /opt/venv-metal "
+                 "(the lesson reads it, and tt-smi -r resets a stuck device)", "pip install tt-smi")
 
 
-def _tt_metal_home() -> Path | None:
-    value = os.environ.get("TT_METAL_HOME", "").strip()
-    return Path(value).expanduser() if value else None
+def check_environment(environment: hardware.PythonEnvironment) -> Check:
+    """Which of the lesson's Python environments this is: tt-metal's python_env, the tt-installer venv, the cloud
+    image's venv, or another."""
+    name = "Python environment"
+    if environment.recognised:
+        return Check(name, OK, environment.describe())
+    return Check(name, WARN, f"{environment.prefix} is not one of the environments the lesson sets up (tt-metal's "
+                 "python_env, ~/.tenstorrent-venv, /opt/venv-metal); fine if ttnn imports here",
+                 "source $TT_METAL_HOME/python_env/bin/activate (or ~/.tenstorrent-venv/bin/activate), then run "
+                 "ttlesson from there; for notebooks: ttlesson kernel install")
 
 
-def check_tt_metal_home(home: Path | None) -> Check:
+def _tt_metal_home(environment: hardware.PythonEnvironment) -> tuple[Path | None, str]:
+    """The checkout the tt backend would import model code from, and how it was found."""
+    from .tt_metal import checkout_candidates
+
+    candidates = checkout_candidates(environment.prefix)
+    return candidates[0] if candidates else (None, "TT_METAL_HOME")
+
+
+def check_runtime_root(environment: hardware.PythonEnvironment) -> Check:
+    """Newer tt-metal reads TT_METAL_RUNTIME_ROOT (its runtime files: tt_metal/ and kernels) next to TT_METAL_HOME."""
+    name = "TT_METAL_RUNTIME_ROOT"
+    root = environment.runtime_root
+    if root is None:
+        return Check(name, OK, "not set (only newer tt-metal reads it; TT_METAL_HOME or the ttnn package is used)")
+    if not (root / "tt_metal").is_dir():
+        return Check(name, FAIL, f"{root} has no tt_metal/ folder, so tt-metal will not find its runtime files",
+                     "export TT_METAL_RUNTIME_ROOT=<your tt-metal checkout or install>, or unset it")
+    return Check(name, OK, str(root))
+
+
+def check_tt_metal_home(home: Path | None, found_by: str = "TT_METAL_HOME") -> Check:
     name = "TT_METAL_HOME"
     if home is None:
-        return Check(name, FAIL, "not set", f"{TT_METAL_CLONE} && export TT_METAL_HOME=~/tt-metal")
+        return Check(name, FAIL, "not set, and no tt-metal checkout found (TT_METAL_RUNTIME_ROOT, the active "
+                     "python_env, PYTHONPATH)", f"{TT_METAL_CLONE} && export TT_METAL_HOME=~/tt-metal")
     if not (home / "tt_metal").is_dir() or not (home / "ttnn").is_dir():
         return Check(name, FAIL, f"{home} is not a tt-metal checkout (no tt_metal/ and ttnn/ folders in it)",
                      f"export TT_METAL_HOME=<your tt-metal checkout>, or: {TT_METAL_CLONE}")
@@ -143,11 +205,17 @@ def check_tt_metal_home(home: Path | None) -> Check:
         return Check(name, FAIL, f"{home} has no Stable Diffusion 1.4 demo at {' or '.join(SD14_LOCATIONS)}",
                      f"update the checkout: git -C {home} pull && git -C {home} submodule update --recursive, "
                      "then rebuild (./build_metal.sh)")
-    return Check(name, OK, f"{home}, SD 1.4 demo in {found}")
+    via = "" if found_by == "TT_METAL_HOME" else f" (found through {found_by})"
+    return Check(name, OK, f"{home}{via}, SD 1.4 demo in {found}")
 
 
-def check_python_env(home: Path | None) -> Check:
+def check_python_env(home: Path | None, environment: hardware.PythonEnvironment | None = None) -> Check:
     name = "tt-metal python_env"
+    environment = environment or hardware.recognise()
+    if environment.kind in (hardware.INSTALLER, hardware.CLOUD):
+        return Check(name, OK, f"not needed: this is the {environment.describe()}")
+    if environment.kind == hardware.SOURCE_BUILD:
+        return Check(name, OK, f"active ({environment.prefix})")
     if home is None:
         return Check(name, WARN, "not checked: TT_METAL_HOME is not set", "set TT_METAL_HOME first (see above)")
     env = home / "python_env"
@@ -166,8 +234,8 @@ def check_pythonpath(home: Path | None) -> Check:
     entries = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
     if any(_same_path(Path(entry), home) for entry in entries):
         return Check(name, OK, f"includes {home}")
-    return Check(name, FAIL, f"does not include {home} (tt-metal's models package is imported from there)",
-                 "export PYTHONPATH=$TT_METAL_HOME:$PYTHONPATH")
+    return Check(name, WARN, f"does not include {home}: ttlesson finds tt-metal's models there itself, but the "
+                 "lesson's own pytest demo needs it", "export PYTHONPATH=$TT_METAL_HOME:$PYTHONPATH")
 
 
 def _same_path(first: Path, second: Path) -> bool:
@@ -205,6 +273,21 @@ def check_ttnn(ask: bool) -> Check:
     if info.imports is not True:
         return Check(name, FAIL, info.describe(), fix)
     return Check(name, OK if info.problem is None else WARN, info.describe())
+
+
+def check_tt_versions() -> Check:
+    """Which ttnn and which tt-metal checkout the tt backend will use, and whether they belong together."""
+    from .tt_versions import checkout_info, mismatch
+
+    name = "ttnn and tt-metal"
+    info = hardware.ttnn_install_info()
+    checkout = checkout_info()
+    ttnn_text = f"ttnn {info.version or '(version unknown)'} at {info.location}" if info.installed else "no ttnn"
+    checkout_text = checkout.describe_text() if checkout else "no tt-metal checkout (TT_METAL_HOME unset)"
+    problem = mismatch(info.version, info.location, checkout) if info.installed else None
+    if problem:
+        return Check(name, WARN, f"{ttnn_text}; {checkout_text}", problem)
+    return Check(name, OK, f"{ttnn_text}; {checkout_text}")
 
 
 def check_ffmpeg() -> Check:

@@ -177,6 +177,7 @@ def _check_backend(engine: Backend | None, owned: bool, settings: RenderSettings
 def _render_in_process(engine: Backend, requests: list[tuple[int, FrameRequest]], recorder: "_FrameRecorder",
                        stale: list[int]) -> str:
     """Make the frames with ``engine`` in this process: one after another, or on all its Tenstorrent chips."""
+    engine.log_folder = engine.log_folder or recorder.out_dir  # e.g. tt-metal's log next to the frames
     made_on = _load(engine, recorder.emit)
     recorder.warn_long_prompts(engine.count_tokens, engine.max_prompt_tokens)
     _prepare_folder(recorder.out_dir, recorder.book, stale)

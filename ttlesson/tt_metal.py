@@ -36,17 +36,25 @@ SD35_PIPELINES = {
     "models.experimental.tt_dit.pipelines.stable_diffusion_35_large.pipeline_stable_diffusion_35_large": "older",
 }
 
+@dataclass(frozen=True)
+class DeviceSizes:
+    l1_small_size: int
+    trace_region_size: int  # sized for the demo's 50-step traced loop
+
+
 # Device-opening sizes from the SD 1.4 package's common.py, used when a release has no common.py.
-SD14_DEVICE_SIZES = {"wormhole_b0": (20928, 789835776), "blackhole": (21760, 920000000)}
+SD14_DEVICE_SIZES = {"wormhole_b0": DeviceSizes(20928, 789835776), "blackhole": DeviceSizes(21760, 920000000)}
 
 
 @dataclass(frozen=True)
 class Checkout:
     root: Path
-    found_by: str  # "TT_METAL_HOME" or "PYTHONPATH"
+    found_by: str  # "TT_METAL_HOME", "TT_METAL_RUNTIME_ROOT", "python_env" or "PYTHONPATH"
 
     def describe(self) -> str:
-        return f"TT_METAL_HOME={self.root}" if self.found_by == "TT_METAL_HOME" else f"{self.root} (from PYTHONPATH)"
+        if self.found_by in ("TT_METAL_HOME", "TT_METAL_RUNTIME_ROOT"):
+            return f"{self.found_by}={self.root}"
+        return f"{self.root} (from {self.found_by})"
 
 
 @dataclass(frozen=True)
@@ -75,21 +83,38 @@ class SD14Modules:
     trace_region_size: int
 
 
-def find_checkout() -> Checkout:
-    """The tt-metal checkout named by ``TT_METAL_HOME``, else the first ``sys.path`` entry that is one."""
+def checkout_candidates(prefix: Path | None = None) -> list[tuple[Path, str]]:
+    """Where a tt-metal checkout may be, in order, with how each was found: ``TT_METAL_HOME``; newer tt-metal's
+    ``TT_METAL_RUNTIME_ROOT`` when it is a checkout (it has ``models/``); the checkout holding the active
+    ``python_env`` (``prefix``, default this Python's); ``sys.path`` entries that are one."""
+    found: list[tuple[Path, str]] = []
     home = os.environ.get("TT_METAL_HOME", "").strip()
     if home:
-        root = Path(home).expanduser()
-        if not (root / "models").is_dir():
-            raise TTMetalNotFoundError(f"TT_METAL_HOME={home} is not a tt-metal checkout (it has no models/ folder); "
-                                       "point TT_METAL_HOME at the folder you cloned tt-metal into.")
-        return Checkout(root.resolve(), "TT_METAL_HOME")
+        found.append((Path(home).expanduser(), "TT_METAL_HOME"))
+    runtime = os.environ.get("TT_METAL_RUNTIME_ROOT", "").strip()
+    if runtime and (Path(runtime).expanduser() / "models").is_dir():
+        found.append((Path(runtime).expanduser(), "TT_METAL_RUNTIME_ROOT"))
+    prefix = Path(prefix or sys.prefix)
+    if prefix.name == "python_env" and (prefix.parent / "models").is_dir():
+        found.append((prefix.parent, "python_env"))
     for entry in sys.path:
         root = Path(entry or ".")
         if (root / "models").is_dir() and (root / "tt_metal").is_dir():
-            return Checkout(root.resolve(), "PYTHONPATH")
-    raise TTMetalNotFoundError("No tt-metal checkout found: set TT_METAL_HOME to the folder you cloned tt-metal into "
-                               "and add it to PYTHONPATH (tt-metal's install guide does both).")
+            found.append((root.resolve(), "PYTHONPATH"))
+    return found
+
+
+def find_checkout() -> Checkout:
+    """The tt-metal checkout to import model code from (the first of ``checkout_candidates``)."""
+    candidates = checkout_candidates()
+    if not candidates:
+        raise TTMetalNotFoundError("No tt-metal checkout found: set TT_METAL_HOME to the folder you cloned tt-metal "
+                                   "into and add it to PYTHONPATH (tt-metal's install guide does both).")
+    root, found_by = candidates[0]
+    if not (root / "models").is_dir():
+        raise TTMetalNotFoundError(f"{found_by}={root} is not a tt-metal checkout (it has no models/ folder); "
+                                   "point TT_METAL_HOME at the folder you cloned tt-metal into.")
+    return Checkout(root.resolve(), found_by)
 
 
 def find_sd14(checkout: Checkout | None = None) -> Package:
@@ -147,10 +172,10 @@ def import_sd35(package: Package | None = None) -> type:
 def _device_sizes(package: Package, arch: str) -> tuple[int, int]:
     fallback = SD14_DEVICE_SIZES.get(arch, SD14_DEVICE_SIZES["wormhole_b0"])
     if not (package.folder / "common.py").is_file():
-        return fallback
+        return fallback.l1_small_size, fallback.trace_region_size
     common = _import(package, "common")
-    return (int(getattr(common, "SD_L1_SMALL_SIZE", fallback[0])),
-            int(getattr(common, "SD_TRACE_REGION_SIZE", fallback[1])))
+    return (int(getattr(common, "SD_L1_SMALL_SIZE", fallback.l1_small_size)),
+            int(getattr(common, "SD_TRACE_REGION_SIZE", fallback.trace_region_size)))
 
 
 def _first_importable(package: Package, modules: tuple[str, ...]) -> str:

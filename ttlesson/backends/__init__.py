@@ -52,6 +52,7 @@ class Backend(ABC):
     chips = 1  # frames made at the same time by ``generate_many`` (the tt backend: one per chip)
     schedulers: tuple[str, ...] | None = None  # the schedulers it runs; None: any that fits the model
     precision = ""  # the numerics its frames are made with (see ttlesson.accel); recorded in the manifest
+    log_folder = None  # where the device's own log goes (the tt backend: tt-metal's); render sets its out folder
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec

@@ -2,14 +2,21 @@
 
 ``load`` checks, in this order and before any weights are read: that the model is one tt-metal implements,
 that a Tenstorrent chip exists (else "no Tenstorrent device" and the fix), that the tt-metal checkout holds
-the model's package (else a sentence naming ``TT_METAL_HOME``). Then it opens the host's mesh once, splits
-it into 1×1 chips, and builds one SD 1.4 pipeline per chip it was asked to use.
+the model's package (else a sentence naming ``TT_METAL_HOME``). Then it opens the host's mesh once, in the
+shape the plan gives (``tt_plan``), checks each chip's compute grid, and builds one SD 1.4 pipeline per chip.
 
 ``warm_up`` compiles and captures the traced loop on every chip (the first run compiles kernels: minutes);
 ``generate`` makes one frame on the first chip, ``generate_many`` keeps every chip busy. The trace runs all
 denoising steps at once, so progress is per frame (``reports_steps`` is False). ``close`` releases every trace,
-then closes the chips and the mesh; the context manager, ``render`` and an interpreter-exit hook all call it,
-so exceptions and Ctrl-C (KeyboardInterrupt in a notebook) leave the device closed, not in a bad state.
+then closes the chips and the mesh; the context manager, ``render``, an interpreter-exit hook and SIGTERM all
+call it, so exceptions, Ctrl-C and ``kill`` leave the device closed, not in a bad state.
+
+Two ways to use several chips (``parallel``, or ``--tt-parallel``, or ``TTLESSON_TT_PARALLEL``):
+
+* ``submesh`` (default): this process opens the whole mesh and splits it into 1×1 submeshes, one pipeline and
+  trace per chip, remote (ethernet-only) chips of an N300 or T3K included;
+* ``processes``: one worker process per PCIe chip (``TT_VISIBLE_DEVICES``), each opening a 1×1 mesh on its own
+  chip, as tt's serving code runs its workers; remote chips stay idle (``tt_processes``).
 """
 
 from __future__ import annotations
@@ -21,17 +28,23 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..errors import BackendUnavailableError
 from ..models import ModelSpec
 from ..tt_metal import import_sd14, import_sd35
 from . import Backend, FrameRequest, MadeImage, StepCallback
-from .tt_device import (arch_name, driver_sees_a_chip, import_ttnn, open_error, open_mesh, refuse_unrunnable,
-                        require_chips, split_into_chips)
+from .tt_device import (TerminationGuard, compute_grid, describe_system, driver_sees_a_chip,
+                        galaxy_arch_before_ttnn, import_ttnn, open_error, open_mesh, prepare_environment,
+                        refuse_unrunnable, require_chips, split_into_chips)
+from .tt_plan import GRID_OVERRIDES, SD14_MAX_STEPS, grid_problem, plan_sd14, steps_problem
 from .tt_sd14 import (MIN_STEPS, SIZE, ChipPipeline, initial_latents, load_host_models, text_embeddings,
                       to_image)
 
 PER_FRAME_NOTE = "progress is per frame: the denoising steps run inside one device trace"
+PARALLEL_VARIABLE = "TTLESSON_TT_PARALLEL"
+PARALLEL_MODES = ("submesh", "processes")
+LOG_NAME = "tt-metal.log"
 
 
 @dataclass(frozen=True)
@@ -52,27 +65,72 @@ class TTTimings:
     frame_seconds: list[float] = field(default_factory=list)
 
 
-def create_tt(spec: ModelSpec, devices: int | str = 1, runtime: Runtime | None = None) -> Backend:
-    """The tt backend for ``spec``: SD 1.4 per chip, or SD 3.5 Large over the whole mesh."""
+def create_tt(spec: ModelSpec, devices: int | str = 1, runtime: Runtime | None = None,
+              parallel: str | None = None) -> Backend:
+    """The tt backend for ``spec``: SD 1.4 per chip (in this process or one process per chip), or SD 3.5 Large
+    over the whole mesh."""
     if spec.family == "sd3":
         from .tt_sd35 import TTSD35Backend
 
         return TTSD35Backend(spec, devices=devices, runtime=runtime or Runtime())
+    if parallel_mode(parallel) == "processes":
+        from .tt_processes import TTProcessesBackend
+
+        return TTProcessesBackend(spec, devices=devices)
     return TTBackend(spec, devices=devices, runtime=runtime or Runtime())
 
 
+def parallel_mode(parallel: str | None = None) -> str:
+    """``submesh`` or ``processes``: the argument, else ``TTLESSON_TT_PARALLEL``, else ``submesh``."""
+    mode = (parallel or os.environ.get(PARALLEL_VARIABLE) or "submesh").strip().lower()
+    if mode not in PARALLEL_MODES:
+        source = "tt_parallel" if parallel else PARALLEL_VARIABLE
+        raise BackendUnavailableError(f"{source}={mode!r} is not understood; use submesh (one process, one "
+                                      "pipeline per chip) or processes (one process per PCIe chip).")
+    return mode
+
+
 def check_sd14_model(spec: ModelSpec) -> None:
-    problem = _model_problem(spec)
+    problem = model_problem(spec)
     if problem:
         raise BackendUnavailableError(problem[0])
 
 
-def _model_problem(spec: ModelSpec) -> tuple[str, str] | None:
+def model_problem(spec: ModelSpec) -> tuple[str, str] | None:
     if spec.name == "sd14":
         return None
     return (f"The tt backend runs tt-metal's own models, --model sd14 (every chip) or sd35-large "
             f"(T3K/Galaxy/QuietBox); {spec.name} runs with --backend torch.",
             f"--model sd14 (tt-metal's own model, not {spec.name})")
+
+
+def sd14_request_problems(request: FrameRequest) -> list[tuple[str, str]]:
+    """(sentence, fix) for each thing about a frame that tt-metal's traced SD 1.4 cannot make."""
+    problems = []
+    if (request.width, request.height) != (SIZE, SIZE):
+        problems.append((f"Size {request.width}x{request.height} does not run on the tt backend: tt-metal's "
+                         f"SD 1.4 makes {SIZE}x{SIZE} frames only (give --size {SIZE}).", f"--size {SIZE}"))
+    if request.steps < MIN_STEPS:
+        problems.append((f"Steps {request.steps} is too few for tt-metal's PNDM scheduler; give --steps "
+                         f"{MIN_STEPS} or more (sd14 uses 50).", f"--steps {MIN_STEPS} or more"))
+    too_many = steps_problem(request.steps)
+    if too_many:
+        problems.append((too_many, f"--steps {SD14_MAX_STEPS} or fewer"))
+    return problems
+
+
+def check_sd14_request(request: FrameRequest) -> None:
+    """Refuse, before anything loads, a frame tt-metal's traced SD 1.4 cannot make (the first reason)."""
+    problems = sd14_request_problems(request)
+    if problems:
+        raise BackendUnavailableError(problems[0][0])
+
+
+def default_log_file() -> Path:
+    """Where tt-metal's log goes when the backend is used outside a render folder."""
+    from ..models import cache_root
+
+    return cache_root() / "logs" / f"tt-metal-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
 
 
 class TTBackend(Backend):
@@ -86,17 +144,26 @@ class TTBackend(Backend):
     warm_up_note = ("kernels compiled and the denoising loop captured as a device trace "
                     "(once per process and step count)")
 
-    def __init__(self, spec: ModelSpec, devices: int | str = 1, runtime: Runtime | None = None):
+    def __init__(self, spec: ModelSpec, devices: int | str = 1, runtime: Runtime | None = None,
+                 one_chip_mesh: bool = False, first_chip: int = 0):
         super().__init__(spec)
         self.devices = devices
         self.runtime = runtime or Runtime()
+        self.one_chip_mesh = one_chip_mesh  # open a 1×1 mesh (this process's PCIe chip) whatever the system is
+        self.first_chip = first_chip  # the number this process's first chip is called by (tt:N)
         self.timings = TTTimings()
         self.arch = ""
+        self.system = None  # tt_plan.TTSystem, once loaded
+        self.mesh_shape: tuple[int, int] = (0, 0)
         self.package = ""  # which tt-metal package the pipelines came from, in words
+        self.log_folder: Path | None = None  # set by render: tt-metal's log goes to log_folder/log_name
+        self.log_name = LOG_NAME
+        self.log_file: Path | None = None
         self._ttnn = None
         self._host = None
         self._pipelines: list[ChipPipeline] = []
         self._stack: ExitStack | None = None
+        self._guard = TerminationGuard(self.close)
 
     @property
     def device(self) -> str:
@@ -108,14 +175,9 @@ class TTBackend(Backend):
         return max(1, len(self._pipelines))
 
     def check_request(self, request: FrameRequest) -> None:
-        """No device, another model, another size, too few steps: refused together, before anything loads."""
-        problems = [_model_problem(self.spec)]
-        if (request.width, request.height) != (SIZE, SIZE):
-            problems.append((f"Size {request.width}x{request.height} does not run on the tt backend: tt-metal's "
-                             f"SD 1.4 makes {SIZE}x{SIZE} frames only (give --size {SIZE}).", f"--size {SIZE}"))
-        if request.steps < MIN_STEPS:
-            problems.append((f"Steps {request.steps} is too few for tt-metal's PNDM scheduler; give --steps "
-                             f"{MIN_STEPS} or more (sd14 uses 50).", f"--steps {MIN_STEPS} or more"))
+        """No device, another model, another size, too few or too many steps: refused together, before anything
+        loads."""
+        problems = [model_problem(self.spec), *sd14_request_problems(request)]
         refuse_unrunnable([problem for problem in problems if problem], self.runtime.driver_check)
 
     def load(self) -> None:
@@ -123,19 +185,41 @@ class TTBackend(Backend):
             return
         check_sd14_model(self.spec)
         started = time.perf_counter()
+        self._guard.install()  # SIGTERM from here on closes what is open, like Ctrl-C
+        try:
+            with self._guard.working():
+                self._open()
+        except BaseException:
+            self._guard.remove()
+            raise
+        self.timings.load_seconds = time.perf_counter() - started
+        atexit.register(self.close)
+
+    def _open(self) -> None:
+        galaxy = galaxy_arch_before_ttnn()
+        self.log_file = prepare_environment(
+            log_file=(self.log_folder / self.log_name) if self.log_folder else default_log_file(),
+            grid_override=GRID_OVERRIDES.get((galaxy, (8, 4))) if galaxy else None)
         ttnn, available = require_chips(self.runtime.ttnn_loader, self.runtime.driver_check)
-        count = chips_wanted(self.devices, available)
-        arch = arch_name(ttnn)
-        sd = self.runtime.sd14_loader(arch)
-        if arch.startswith("wormhole"):
+        system = describe_system(ttnn, available)
+        mesh_shape = (1, 1) if self.one_chip_mesh else plan_sd14(system).mesh_shape
+        count = chips_wanted(self.devices, 1 if self.one_chip_mesh else available)
+        sd = self.runtime.sd14_loader(system.arch)
+        if system.arch.startswith("wormhole"):
             os.environ.setdefault("TT_MM_THROTTLE_PERF", "5")  # tt-metal's demo sets it on Wormhole (di/dt limits)
         stack = ExitStack()
         try:
-            mesh = stack.enter_context(open_mesh(ttnn, l1_small_size=sd.l1_small_size,
-                                                 trace_region_size=sd.trace_region_size))
+            mesh = stack.enter_context(open_mesh(ttnn, mesh_shape=mesh_shape, l1_small_size=sd.l1_small_size,
+                                                 trace_region_size=sd.trace_region_size, log_file=self.log_file))
+            with self._device_errors():
+                chips = split_into_chips(ttnn, mesh, count, first=self.first_chip)
+                for chip in chips:
+                    problem = grid_problem(system.arch, compute_grid(chip.mesh), chip.name)
+                    if problem:
+                        raise BackendUnavailableError(problem)
             host = self.runtime.host_loader(self.spec)
-            with _device_errors():
-                for chip in split_into_chips(ttnn, mesh, count):
+            with self._device_errors():
+                for chip in chips:
                     pipeline = ChipPipeline(ttnn, sd, chip, host)
                     stack.callback(pipeline.release)  # runs before the mesh closes: the stack unwinds in reverse
                     self._pipelines.append(pipeline)
@@ -143,10 +227,9 @@ class TTBackend(Backend):
             self._pipelines = []
             stack.close()
             raise
-        self._ttnn, self._host, self.arch, self._stack = ttnn, host, arch, stack
+        self._ttnn, self._host, self.arch, self._stack = ttnn, host, system.arch, stack
+        self.system, self.mesh_shape = system, mesh_shape
         self.package = f"{sd.package.module} ({sd.package.layout} layout, {sd.package.checkout.describe()})"
-        self.timings.load_seconds = time.perf_counter() - started
-        atexit.register(self.close)
 
     def warm_up(self, request: FrameRequest) -> float:
         """Compile and capture the loop for this request's step count and guidance on every chip."""
@@ -154,7 +237,7 @@ class TTBackend(Backend):
         self.load()
         started = time.perf_counter()
         captured = False
-        with _device_errors():
+        with self._guard.working(), self._device_errors():
             for pipeline in self._pipelines:
                 if not pipeline.has_trace_for(request.steps, request.guidance):
                     pipeline.capture(request.steps, request.guidance)
@@ -177,11 +260,15 @@ class TTBackend(Backend):
         queue = deque(items)
         if not queue:
             return
+        with self._guard.working():  # also while the caller stores a frame: SIGTERM then unwinds through it
+            yield from self._make_frames(queue, on_start)
+
+    def _make_frames(self, queue: deque, on_start) -> Iterator[MadeImage]:
         self.warm_up(queue[0][1])
         idle = deque(self._pipelines)
         running: deque[tuple[ChipPipeline, int, float]] = deque()
-        with _device_errors():
-            while queue or running:
+        while queue or running:
+            with self._device_errors():
                 while queue and idle:
                     index, request = queue[0]
                     self.check_request(request)
@@ -199,13 +286,14 @@ class TTBackend(Backend):
                     running.append((pipeline, index, started))
                 pipeline, index, started = running.popleft()
                 image = to_image(pipeline.collect())
-                seconds = time.perf_counter() - started
-                self.timings.frame_seconds.append(seconds)
-                idle.append(pipeline)
-                yield MadeImage(index, image, self._chip_label(pipeline), seconds)
+            seconds = time.perf_counter() - started
+            self.timings.frame_seconds.append(seconds)
+            idle.append(pipeline)
+            yield MadeImage(index, image, self._chip_label(pipeline), seconds)
 
     def close(self) -> None:
         stack, self._stack = self._stack, None
+        self._guard.remove()
         if stack is None:
             return
         atexit.unregister(self.close)
@@ -216,8 +304,20 @@ class TTBackend(Backend):
         self.load()
         return len(self._host.tokenizer(text, truncation=False).input_ids)
 
+    @property
+    def chip_labels(self) -> list[str]:
+        return [self._chip_label(pipeline) for pipeline in self._pipelines]
+
     def _chip_label(self, pipeline: ChipPipeline) -> str:
         return f"{pipeline.chip.name} ({self.arch})"
+
+    @contextmanager
+    def _device_errors(self) -> Iterator[None]:
+        """Turn ttnn's RuntimeErrors while the device runs into one sentence (with the tt-smi -r advice and the log)."""
+        try:
+            yield
+        except RuntimeError as err:
+            raise open_error(err, self.log_file) from None
 
 
 def chips_wanted(devices: int | str, available: int) -> int:
@@ -229,11 +329,3 @@ def chips_wanted(devices: int | str, available: int) -> int:
                                       f"({available}); give --devices {available} or --devices all.")
     return devices
 
-
-@contextmanager
-def _device_errors() -> Iterator[None]:
-    """Turn ttnn's RuntimeErrors while the device runs into one sentence (with the tt-smi -r advice)."""
-    try:
-        yield
-    except RuntimeError as err:
-        raise open_error(err) from None

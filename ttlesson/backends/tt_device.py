@@ -4,21 +4,34 @@ Whether a chip exists is answered first without ttnn (the kernel driver's ``/dev
 mock cluster named by ``TT_METAL_MOCK_CLUSTER_DESC_PATH``), then by ttnn itself; so a machine without a card
 is refused before ttnn, the model or the tt-metal checkout is touched.
 
+tt-metal reads its environment once, when ttnn first looks at the cluster: ``prepare_environment`` sets what
+ttlesson needs before that (where tt-metal's log goes, the Galaxy core-grid override), never replacing a value
+the user set. tt-metal's own log goes to a file (``TT_LOGGER_FILE``) rather than being silenced, so that a
+failure can name it.
+
 Every function takes the ``ttnn`` module as an argument: the real one in use, a stand-in in unit tests.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import signal
+import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BackendUnavailableError, NoTTDeviceError, TTDeviceError, TTLessonError
+from .tt_plan import BLACKHOLE, WORMHOLE, TTSystem
 
 DEVICE_NODES = Path("/dev/tenstorrent")
+SYSFS_CLASS = Path("/sys/class/tenstorrent")
 MOCK_CLUSTER_VARIABLE = "TT_METAL_MOCK_CLUSTER_DESC_PATH"
+LOG_FILE_VARIABLE = "TT_LOGGER_FILE"
+OPERATION_TIMEOUT_VARIABLE = "TT_METAL_OPERATION_TIMEOUT_SECONDS"
 
 NO_DEVICE = ("No Tenstorrent device found (the kernel driver lists no /dev/tenstorrent/* and ttnn sees no chip): "
              "run on a machine with a Tenstorrent card and its driver (tt-smi -s lists it), "
@@ -48,9 +61,28 @@ def driver_sees_a_chip() -> bool:
     return DEVICE_NODES.is_dir() and any(DEVICE_NODES.iterdir())
 
 
+def prepare_environment(*, log_file: Path | None = None, grid_override: str | None = None) -> Path | None:
+    """Set tt-metal's environment before ttnn first looks at the cluster; returns the log file in use (or None).
+
+    The user's own values win: a ``TT_LOGGER_FILE`` already set is the log file, and a core-grid override already
+    set stays. tt-metal reads these once per process, when ttnn first looks at the cluster, so after that they no
+    longer change anything: when ttnn was imported before ttlesson could set the log file, no log file is claimed.
+    """
+    os.environ.setdefault("LOGURU_LEVEL", "WARNING")  # ttnn's Python logger prints its whole config at DEBUG
+    if grid_override:
+        os.environ.setdefault("TT_METAL_CORE_GRID_OVERRIDE_TODEPRECATE", grid_override)
+    current = os.environ.get(LOG_FILE_VARIABLE)
+    if current:
+        return Path(current)
+    if log_file is None or "ttnn" in sys.modules:
+        return None
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    os.environ[LOG_FILE_VARIABLE] = str(log_file)
+    return log_file
+
+
 def import_ttnn():
-    """Import ttnn with tt-metal's own logging quiet (set TT_LOGGER_LEVEL/LOGURU_LEVEL yourself to see it)."""
-    os.environ.setdefault("TT_LOGGER_LEVEL", "off")
+    """Import ttnn (and its model_preprocessing submodule); one sentence when it does not import."""
     os.environ.setdefault("LOGURU_LEVEL", "WARNING")
     try:
         import ttnn
@@ -59,6 +91,31 @@ def import_ttnn():
         raise BackendUnavailableError(f"The tt backend needs the ttnn package, which does not import here ({err}); "
                                       "activate tt-metal's python_env, or pip install ttnn.") from None
     return ttnn
+
+
+def galaxy_arch_before_ttnn(sysfs_class: Path = SYSFS_CLASS) -> str | None:
+    """``wormhole_b0``/``blackhole`` when this host is a Galaxy, told without ttnn (the kernel driver's card types,
+    or the board types of a mock cluster descriptor); None otherwise. The core-grid override must be set before
+    ttnn starts, so this cannot wait for ttnn's own answer."""
+    mock = os.environ.get(MOCK_CLUSTER_VARIABLE, "").strip()
+    if mock:
+        try:
+            text = Path(mock).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+        boards = set(re.findall(r"board_type:\s*([A-Za-z0-9_]+)", text))
+    else:
+        boards = set()
+        for entry in sysfs_class.glob("tenstorrent!*"):
+            try:
+                boards.add((entry / "tt_card_type").read_text().strip().lower())
+            except OSError:
+                continue
+    if boards & {"ubb_blackhole", "galaxy-blackhole", "tt-galaxy-bh"}:
+        return BLACKHOLE
+    if boards & {"ubb", "ubb_wormhole", "galaxy-wormhole", "tt-galaxy-wh"}:
+        return WORMHOLE
+    return None
 
 
 def count_chips(ttnn) -> int:
@@ -99,6 +156,11 @@ def require_chips(ttnn_loader=import_ttnn, driver_check=driver_sees_a_chip) -> t
     return ttnn, chips
 
 
+def describe_system(ttnn, chips: int) -> TTSystem:
+    """The host's chips as ttnn describes them: architecture, count and system mesh shape (e.g. 2×4 on a T3K)."""
+    return TTSystem(arch_name(ttnn), chips, system_mesh_shape(ttnn, chips))
+
+
 def system_mesh_shape(ttnn, chips: int) -> tuple[int, int]:
     """The host's mesh as ttnn describes it (e.g. (2, 4) on a T3K); (1, chips) where ttnn cannot say."""
     describe = getattr(getattr(getattr(ttnn, "_ttnn", None), "multi_device", None), "SystemMeshDescriptor", None)
@@ -116,44 +178,88 @@ def arch_name(ttnn) -> str:
     return str(ttnn.get_arch_name()).lower()
 
 
+def compute_grid(mesh) -> tuple[int, int]:
+    """A (sub)mesh's compute grid, e.g. (8, 8) for an N150 chip."""
+    size = mesh.compute_with_storage_grid_size()
+    return int(size.x), int(size.y)
+
+
 @contextmanager
-def open_mesh(ttnn, *, l1_small_size: int, trace_region_size: int, fabric: str | None = None) -> Iterator[object]:
-    """The host's whole mesh, opened once; closed (submeshes first) when the block ends, however it ends."""
+def open_mesh(ttnn, *, mesh_shape: tuple[int, int], l1_small_size: int, trace_region_size: int,
+              fabric: str | None = None, log_file: Path | None = None) -> Iterator[object]:
+    """A mesh of ``mesh_shape`` chips, opened once; closed (submeshes first) when the block ends, however it ends.
+
+    The shape is always given: the system mesh ttnn would choose is not always the shape a model expects (a Galaxy
+    is 8×4 to ttnn and 4×8 to tt_dit).
+    """
     if fabric is not None:
         ttnn.set_fabric_config(getattr(ttnn.FabricConfig, fabric))
     try:
-        mesh = ttnn.open_mesh_device(l1_small_size=l1_small_size, trace_region_size=trace_region_size)
+        mesh = ttnn.open_mesh_device(mesh_shape=ttnn.MeshShape(*mesh_shape), l1_small_size=l1_small_size,
+                                     trace_region_size=trace_region_size)
     except Exception as err:
         _reset_fabric(ttnn, fabric)
-        raise open_error(err) from None
+        raise open_error(err, log_file) from None
     try:
         yield mesh
     except BaseException:
-        _close(ttnn, mesh, fabric, quietly=True)
+        close_mesh(ttnn, mesh, fabric, quietly=True)
         raise
-    _close(ttnn, mesh, fabric, quietly=False)
+    close_mesh(ttnn, mesh, fabric, quietly=False)
 
 
-def split_into_chips(ttnn, mesh, count: int) -> list[Chip]:
-    """The first ``count`` chips of ``mesh``, each a 1×1 submesh (as tt-metal's multi-pipeline code splits it)."""
+def split_into_chips(ttnn, mesh, count: int, first: int = 0) -> list[Chip]:
+    """The first ``count`` chips of ``mesh``, each a 1×1 submesh (as tt-metal's multi-pipeline code splits it),
+    numbered from ``first``."""
     submeshes = mesh.create_submeshes(ttnn.MeshShape(1, 1))
-    return [Chip(submesh, number) for number, submesh in enumerate(submeshes[:count])]
+    return [Chip(submesh, first + number) for number, submesh in enumerate(submeshes[:count])]
 
 
-def open_error(err: BaseException) -> TTLessonError:
-    """One sentence for a ttnn failure to open or use a device."""
+def close_mesh(ttnn, mesh, fabric: str | None = None, quietly: bool = False) -> None:
+    """Close every submesh, then the mesh, then reset the fabric: each step runs even when an earlier one raised.
+
+    The first failure is raised afterwards as one sentence (unless ``quietly``: an exception is already on its way).
+    """
+    failures: list[BaseException] = []
+    for submesh in _submeshes(mesh, failures):
+        _attempt(failures, ttnn.close_mesh_device, submesh)
+    _attempt(failures, ttnn.close_mesh_device, mesh)
+    _attempt(failures, _reset_fabric, ttnn, fabric)
+    if failures and not quietly:
+        raise TTDeviceError(f"Closing the Tenstorrent device failed ({_detail(str(failures[0]))}); "
+                            f"{RESET_ADVICE}.") from None
+
+
+def _submeshes(mesh, failures: list[BaseException]) -> list:
+    try:
+        return list(mesh.get_submeshes())
+    except Exception as err:
+        failures.append(err)
+        return []
+
+
+def _attempt(failures: list[BaseException], action, *args) -> None:
+    try:
+        action(*args)
+    except Exception as err:
+        failures.append(err)
+
+
+def open_error(err: BaseException, log_file: Path | None = None) -> TTLessonError:
+    """One sentence for a ttnn failure to open or use a device (naming tt-metal's log file when there is one)."""
     text = str(err)
     detail = _detail(text)
     lowered = text.lower()
+    log = f" (tt-metal's log: {log_file})" if log_file else ""
     if "sfpi" in lowered:
         return TTDeviceError(f"Opening the Tenstorrent device failed because tt-metal's kernel compiler is missing "
-                             f"({detail}); install it with python -m ttnn.download_sfpi (pip wheel) or tt-metal's "
-                             "install_dependencies.sh, or run inside tt-metal's python_env.")
+                             f"({detail}){log}; install it with python -m ttnn.download_sfpi (pip wheel) or "
+                             "tt-metal's install_dependencies.sh, or run inside tt-metal's python_env.")
     if any(sign in lowered for sign in BAD_STATE_SIGNS):
-        return TTDeviceError(f"The Tenstorrent device did not respond ({detail}), probably left in a bad state by a "
-                             f"killed run: {RESET_ADVICE}.")
-    return TTDeviceError(f"The Tenstorrent device failed ({detail}); check it with tt-smi -s, and if a killed run "
-                         f"left it in a bad state, {RESET_ADVICE}.")
+        return TTDeviceError(f"The Tenstorrent device did not respond ({detail}){log}, probably left in a bad state "
+                             f"by a killed run: {RESET_ADVICE}.")
+    return TTDeviceError(f"The Tenstorrent device failed ({detail}){log}; check it with tt-smi -s, and if a killed "
+                         f"run left it in a bad state, {RESET_ADVICE}.")
 
 
 def _detail(text: str) -> str:
@@ -166,19 +272,64 @@ def _detail(text: str) -> str:
     return lines[0] if lines else "no message"
 
 
-def _close(ttnn, mesh, fabric: str | None, quietly: bool) -> None:
-    try:
-        for submesh in mesh.get_submeshes():
-            ttnn.close_mesh_device(submesh)
-        ttnn.close_mesh_device(mesh)
-    except Exception as err:
-        if not quietly:
-            raise TTDeviceError(f"Closing the Tenstorrent device failed ({_detail(str(err))}); "
-                                f"{RESET_ADVICE}.") from None
-    finally:
-        _reset_fabric(ttnn, fabric)
-
-
 def _reset_fabric(ttnn, fabric: str | None) -> None:
     if fabric is not None:
         ttnn.set_fabric_config(ttnn.FabricConfig.DISABLED)
+
+
+# --- SIGTERM closes the device like Ctrl-C ---------------------------------------------------------------
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived while the device was in use: unwinds like Ctrl-C so every ``with``/``finally`` closes."""
+
+    exit_status = 128 + signal.SIGTERM
+
+
+class TerminationGuard:
+    """While a tt backend holds the device, SIGTERM (a job scheduler, ``kill``, a notebook kernel being shut down)
+    releases traces and closes the device instead of killing the process with the chips open.
+
+    While the backend is working (``busy``), SIGTERM raises ``Terminated`` where the main thread is, so the same
+    paths that handle Ctrl-C close everything, and only whole frames stay on disk. While it is idle (a notebook
+    holding an open backend between cells), the handler closes the backend itself and then lets SIGTERM do what
+    it did before (by default: end the process). Only the main thread can install signal handlers; elsewhere
+    this does nothing.
+    """
+
+    def __init__(self, close):
+        self._close = close
+        self._previous = None
+        self._installed = False
+        self.busy = 0
+
+    def install(self) -> None:
+        if self._installed or threading.current_thread() is not threading.main_thread():
+            return
+        self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        self._installed = True
+
+    def remove(self) -> None:
+        if not self._installed:
+            return
+        self._installed = False
+        if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
+            signal.signal(signal.SIGTERM, self._previous if self._previous is not None else signal.SIG_DFL)
+
+    @contextmanager
+    def working(self) -> Iterator[None]:
+        self.busy += 1
+        try:
+            yield
+        finally:
+            self.busy -= 1
+
+    def _on_sigterm(self, number, frame) -> None:
+        if self.busy:
+            raise Terminated("terminated (SIGTERM)")
+        previous = self._previous
+        self._close()  # removes this handler
+        if callable(previous):
+            previous(number, frame)
+        elif previous != signal.SIG_IGN:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)

@@ -1,8 +1,9 @@
 """SD 3.5 Large on a Tenstorrent mesh through tt-metal's tt_dit pipeline (``StableDiffusion3Pipeline``).
 
 One image uses the whole mesh (classifier-free-guidance halves, sequence and tensor parallel across chips), so
-this runs only on the mesh shapes tt_dit has parallel presets for; single chips and N300s are refused before
-anything loads, with the systems that work and ``--model sd14`` as the alternative. The checkpoint is gated
+this runs only on the systems ``tt_plan.SD35_LAYOUTS`` names, opened in the shape tt_dit's preset is keyed by
+(a Galaxy, 8×4 to ttnn, is opened as 4×8; a 4-chip Blackhole box, 2×2 to ttnn, as a 1×4 ring). Other systems are
+refused before anything loads, with the systems that work and ``--model sd14`` as the alternative. The checkpoint is gated
 on the Hugging Face Hub: that is said before loading, and a missing login stops the run there.
 
 Two pipeline generations exist: newer ``__call__(prompts=…, negative_prompts=…, guidance_scale=…)``, older
@@ -20,28 +21,20 @@ from contextlib import ExitStack
 from ..errors import BackendUnavailableError, GatedCheckpointWarning, ModelNotAvailableError
 from ..models import ModelSpec
 from . import Backend, FrameRequest, StepCallback
-from .tt import Runtime
-from .tt_device import arch_name, open_mesh, refuse_unrunnable, require_chips, system_mesh_shape
+from .tt import LOG_NAME, Runtime, default_log_file
+from .tt_device import (TerminationGuard, describe_system, open_mesh, prepare_environment, refuse_unrunnable,
+                        require_chips)
+from .tt_plan import SD35Layout, TTSystem, sd35_layout, sd35_refusal
 
 SIZE = 1024
-# Mesh shape → (what it is, fabric, L1 small size). Fabric and sizes follow tt_dit's own pipeline test and its
-# 4-chip generate script; tt_dit's presets (_PRESETS / create_pipeline's defaults) cover exactly these shapes.
-SUPPORTED_MESHES = {
-    (2, 4): ("T3K / Wormhole QuietBox (2×4)", "FABRIC_2D", 32768),
-    (4, 8): ("Galaxy (4×8)", "FABRIC_2D", 32768),
-    (1, 4): ("Blackhole QuietBox (1×4)", "FABRIC_1D_RING", 65536),
-    (2, 2): ("a 2×2 mesh", "FABRIC_1D_RING", 65536),
-}
-TRACE_REGION_SIZE = 50_000_000
 
 
-def check_mesh(shape: tuple[int, int], chips: int) -> None:
-    if shape in SUPPORTED_MESHES:
-        return
-    systems = ", ".join(name for name, _, _ in SUPPORTED_MESHES.values())
-    raise BackendUnavailableError(f"SD 3.5 Large on Tenstorrent needs one of: {systems}; this machine's mesh is "
-                                  f"{shape[0]}×{shape[1]} ({chips} chip(s), like an N150, N300 or P150), so use "
-                                  "--model sd14, which runs on every Tenstorrent chip.")
+def check_system(system: TTSystem) -> SD35Layout:
+    """The layout SD 3.5 Large uses on ``system``, or one sentence saying why it does not run there."""
+    layout = sd35_layout(system)
+    if layout is None:
+        raise BackendUnavailableError(sd35_refusal(system))
+    return layout
 
 
 def gated_checkpoint_notice(spec: ModelSpec) -> None:
@@ -73,12 +66,16 @@ class TTSD35Backend(Backend):
             raise BackendUnavailableError(f"--devices {devices} does not apply to SD 3.5 Large: tt_dit spreads each "
                                           "image over the whole mesh, so leave --devices out.")
         self.runtime = runtime or Runtime()
-        self.shape: tuple[int, int] = (0, 0)
+        self.shape: tuple[int, int] = (0, 0)  # the mesh opened
         self.arch = ""
+        self.system: TTSystem | None = None
         self.load_seconds = 0.0
+        self.log_folder = None  # set by render: tt-metal's log goes to log_folder/tt-metal.log
+        self.log_file = None
         self._pipeline = None
         self._built_guidance: float | None = None
         self._stack: ExitStack | None = None
+        self._guard = TerminationGuard(self.close)
 
     @property
     def device(self) -> str:
@@ -97,27 +94,37 @@ class TTSD35Backend(Backend):
         if self.spec.name != "sd35-large":
             raise BackendUnavailableError(f"TTSD35Backend runs sd35-large, not {self.spec.name}.")
         started = time.perf_counter()
+        self.log_file = prepare_environment(
+            log_file=(self.log_folder / LOG_NAME) if self.log_folder else default_log_file())
         ttnn, chips = require_chips(self.runtime.ttnn_loader, self.runtime.driver_check)
-        shape = system_mesh_shape(ttnn, chips)
-        check_mesh(shape, chips)
+        system = describe_system(ttnn, chips)
+        layout = check_system(system)
         pipeline_class = self.runtime.sd35_loader()
         gated_checkpoint_notice(self.spec)
-        _, fabric, l1_small_size = SUPPORTED_MESHES[shape]
+        self._guard.install()
         stack = ExitStack()
         try:
-            mesh = stack.enter_context(open_mesh(ttnn, l1_small_size=l1_small_size,
-                                                 trace_region_size=TRACE_REGION_SIZE, fabric=fabric))
-            self._pipeline = self._build(pipeline_class, mesh)
+            with self._guard.working():
+                mesh = stack.enter_context(open_mesh(ttnn, mesh_shape=layout.mesh_shape,
+                                                     l1_small_size=layout.l1_small_size,
+                                                     trace_region_size=layout.trace_region_size,
+                                                     fabric=layout.fabric, log_file=self.log_file))
+                self._pipeline = self._build(pipeline_class, mesh)
         except BaseException:
             stack.close()
+            self._guard.remove()
             raise
-        self.shape, self.arch, self._stack = shape, arch_name(ttnn), stack
+        self.shape, self.arch, self.system, self._stack = layout.mesh_shape, system.arch, system, stack
         self.load_seconds = time.perf_counter() - started
         atexit.register(self.close)
 
     def generate(self, request: FrameRequest, on_step: StepCallback | None = None):
         self.check_request(request)
         self.load()
+        with self._guard.working():
+            return self._generate(request)
+
+    def _generate(self, request: FrameRequest):
         negative = request.negative_prompt or ""
         if _is_older_api(self._pipeline):
             if request.guidance != self._built_guidance:
@@ -136,6 +143,7 @@ class TTSD35Backend(Backend):
 
     def close(self) -> None:
         stack, self._stack = self._stack, None
+        self._guard.remove()
         if stack is None:
             return
         atexit.unregister(self.close)

@@ -1,0 +1,287 @@
+"""SD 1.4 on several Tenstorrent chips, one worker process per PCIe chip (``--tt-parallel processes``).
+
+The other way to use several chips (``submesh``, the default) opens the whole mesh in one process and gives
+every chip, ethernet-only ones included, its own 1×1 submesh. tt-metal has no precedent for SD 1.4 on a
+remote chip's submesh; what it does have is one process per device group, each told which chips it may see with
+``TT_VISIBLE_DEVICES`` (tt-inference-server's device workers). This backend does that: worker *i* starts with
+``TT_VISIBLE_DEVICES=i``, opens a 1×1 mesh on that PCIe chip, and makes frames with the same ``TTBackend`` as
+one process would. Remote chips (the second chip of an N300, four of a T3K's eight) stay idle.
+
+The parent never imports ttnn: it finds the PCIe chips from the kernel driver's device nodes (or the mock
+cluster descriptor), hands out frames, and is the only writer of frames and manifest. Each worker writes
+tt-metal's log to its own file. Closing (normally, on an exception, Ctrl-C or SIGTERM) tells every worker to
+release its trace and close its chip; a worker whose parent disappears does the same when its pipe closes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import os
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from multiprocessing import get_context
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+
+from .. import errors
+from ..errors import NoTTDeviceError, TTDeviceError, TTLessonError
+from ..models import ModelSpec
+from . import Backend, FrameRequest, MadeImage, StepCallback
+from .tt import PER_FRAME_NOTE, check_sd14_model, chips_wanted, model_problem, sd14_request_problems
+from .tt_device import DEVICE_NODES, MOCK_CLUSTER_VARIABLE, NO_DEVICE, TerminationGuard, refuse_unrunnable
+
+VISIBLE_VARIABLE = "TT_VISIBLE_DEVICES"
+START_SECONDS = 3600.0  # loading weights and opening a chip; the first compile comes later, in warm_up
+CLOSE_SECONDS = 60.0
+
+
+def pcie_device_ids() -> list[int]:
+    """The PCIe chips a worker can be given (``TT_VISIBLE_DEVICES`` ids), found without ttnn.
+
+    The kernel driver's ``/dev/tenstorrent/<n>`` nodes, or the ``chips_with_mmio`` of a mock cluster descriptor;
+    limited to ``TT_VISIBLE_DEVICES`` when the user set it.
+    """
+    mock = os.environ.get(MOCK_CLUSTER_VARIABLE, "").strip()
+    if mock:
+        try:
+            text = Path(mock).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return []
+        section = re.search(r"^chips_with_mmio:(.*?)(?=^\S)", text + "\nend:", flags=re.MULTILINE | re.DOTALL)
+        ids = sorted(range(len(re.findall(r"\d+\s*:\s*\d+", section.group(1))))) if section else []
+    else:
+        ids = sorted(int(node.name) for node in DEVICE_NODES.glob("*") if node.name.isdigit())
+    visible = os.environ.get(VISIBLE_VARIABLE, "").strip()
+    if visible:
+        wanted = {int(part) for part in re.findall(r"\d+", visible)}
+        ids = [device for device in ids if device in wanted]
+    return ids
+
+
+@dataclass
+class _Worker:
+    device_id: int
+    process: object
+    conn: Connection
+    label: str = ""  # e.g. "tt:2 (wormhole_b0)"
+    busy_with: tuple[int, float] | None = None  # (frame index, start time)
+
+
+class TTProcessesBackend(Backend):
+    """SD 1.4 with one worker process per PCIe chip, each driving its own chip through ``TTBackend``."""
+
+    name = "tt"
+    schedulers = ("pndm",)  # tt-metal's TtPNDMScheduler, in every worker
+    precision = "tt-metal"
+    reports_steps = False
+    progress_note = PER_FRAME_NOTE + " (one worker process per PCIe chip)"
+    warm_up_note = "kernels compiled and the denoising loop captured as a device trace in every worker"
+
+    def __init__(self, spec: ModelSpec, devices: int | str = 1, runtime_factory: str | None = None):
+        super().__init__(spec)
+        self.devices = devices
+        self.runtime_factory = runtime_factory  # "module:function" returning a Runtime in the worker (tests)
+        self.log_folder: Path | None = None
+        self.arch = ""
+        self._workers: list[_Worker] = []
+        self._guard = TerminationGuard(self.close)
+
+    @property
+    def device(self) -> str:
+        names = ", ".join(worker.label for worker in self._workers) or "not opened"
+        return f"Tenstorrent, one process per PCIe chip ({names})"
+
+    @property
+    def chips(self) -> int:
+        return max(1, len(self._workers))
+
+    def check_request(self, request: FrameRequest) -> None:
+        problems = [model_problem(self.spec), *sd14_request_problems(request)]
+        refuse_unrunnable([problem for problem in problems if problem], lambda: bool(pcie_device_ids()))
+
+    def load(self) -> None:
+        if self._workers:
+            return
+        check_sd14_model(self.spec)
+        ids = pcie_device_ids()
+        if not ids:
+            raise NoTTDeviceError(NO_DEVICE)
+        ids = ids[:chips_wanted(self.devices, len(ids))]
+        self._guard.install()
+        try:
+            with self._guard.working():
+                self._start(ids)
+        except BaseException:
+            self.close()
+            raise
+        atexit.register(self.close)
+
+    def _start(self, ids: list[int]) -> None:
+        context = get_context("spawn")
+        for device_id in ids:
+            parent_end, child_end = context.Pipe()
+            process = context.Process(target=_worker_main, name=f"ttlesson-tt-{device_id}", daemon=True,
+                                      args=(child_end, self.spec, device_id, self.runtime_factory, self.log_folder))
+            process.start()
+            child_end.close()
+            self._workers.append(_Worker(device_id, process, parent_end))
+        for worker in self._workers:
+            label, arch, _ = self._expect(worker, "loaded", START_SECONDS)
+            worker.label, self.arch = label, arch
+
+    def warm_up(self, request: FrameRequest) -> float:
+        self.check_request(request)
+        self.load()
+        started = time.perf_counter()
+        with self._guard.working():
+            for worker in self._workers:
+                worker.conn.send(("warm", request))
+            captured = [self._expect(worker, "warmed", None) for worker in self._workers]
+        return time.perf_counter() - started if any(captured) else 0.0
+
+    def generate(self, request: FrameRequest, on_step: StepCallback | None = None):
+        (frame,) = self.generate_many([(0, request)])
+        return frame.image
+
+    def generate_many(self, items: Iterable[tuple[int, FrameRequest]],
+                      on_start: Callable[[int, str], None] | None = None) -> Iterator[MadeImage]:
+        queue = deque(items)
+        if not queue:
+            return
+        with self._guard.working():
+            yield from self._make_frames(queue, on_start)
+
+    def _make_frames(self, queue: deque, on_start) -> Iterator[MadeImage]:
+        settings = None
+        while queue or any(worker.busy_with for worker in self._workers):
+            for worker in self._workers:
+                if worker.busy_with or not queue:
+                    continue
+                index, request = queue[0]
+                if (request.steps, request.guidance) != settings:
+                    if any(other.busy_with for other in self._workers):
+                        break  # new settings: let the workers finish before their traces are replaced
+                    self.warm_up(request)
+                    settings = (request.steps, request.guidance)
+                queue.popleft()
+                if on_start is not None:
+                    on_start(index, worker.label)
+                worker.conn.send(("frame", index, request))
+                worker.busy_with = (index, time.perf_counter())
+            ready = wait([worker.conn for worker in self._workers if worker.busy_with])
+            for worker in self._workers:
+                if worker.conn in ready:
+                    index, started = worker.busy_with
+                    size, pixels = self._expect(worker, "made", None)
+                    worker.busy_with = None
+                    yield MadeImage(index, _image(size, pixels), worker.label, time.perf_counter() - started)
+
+    def count_tokens(self, text: str) -> int:
+        self.load()
+        worker = self._workers[0]
+        worker.conn.send(("tokens", text))
+        return self._expect(worker, "tokens", CLOSE_SECONDS)
+
+    def close(self) -> None:
+        workers, self._workers = self._workers, []
+        self._guard.remove()
+        atexit.unregister(self.close)
+        for worker in workers:
+            try:
+                worker.conn.send(("close",))
+            except (OSError, ValueError):
+                pass  # already gone
+        deadline = time.monotonic() + CLOSE_SECONDS
+        for worker in workers:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+            if worker.process.is_alive():  # it did not close in time: stop it; its chip may need tt-smi -r
+                worker.process.terminate()
+                worker.process.join(5)
+            worker.conn.close()
+
+    def _expect(self, worker: _Worker, kind: str, timeout: float | None):
+        """The payload of the worker's next message, which must be ``kind``; a worker's error is raised here."""
+        if timeout is not None and not worker.conn.poll(timeout):
+            raise TTDeviceError(f"Tenstorrent worker for chip {worker.device_id} did not answer within {timeout:g} s; "
+                                "check the chip with tt-smi -s, and reset it with tt-smi -r if a run hung.")
+        try:
+            message = worker.conn.recv()
+        except (EOFError, OSError):
+            code = worker.process.exitcode
+            raise TTDeviceError(f"Tenstorrent worker for chip {worker.device_id} stopped (exit status {code}); "
+                                "its log is next to the frames (tt-metal-<chip>.log); check the chip with tt-smi "
+                                "-s and reset it with tt-smi -r if it is stuck.") from None
+        if message[0] == "error":
+            _, name, text = message
+            raise getattr(errors, name, TTLessonError)(text)
+        if message[0] != kind:
+            raise TTDeviceError(f"Tenstorrent worker for chip {worker.device_id} answered {message[0]!r} where "
+                                f"{kind!r} was expected; this is a bug in ttlesson.")
+        return message[1] if len(message) == 2 else message[1:]
+
+
+def _image(size: tuple[int, int], pixels: bytes):
+    from PIL import Image
+
+    return Image.frombytes("RGB", size, pixels)
+
+
+# --- in the worker process ------------------------------------------------------------------------------
+
+def _worker_main(conn: Connection, spec: ModelSpec, device_id: int, runtime_factory: str | None,
+                 log_folder: Path | None) -> None:
+    os.environ[VISIBLE_VARIABLE] = str(device_id)  # before ttnn is imported: this process sees its own chip
+    from .tt import Runtime, TTBackend
+
+    runtime = _load_factory(runtime_factory)() if runtime_factory else Runtime()
+    backend = TTBackend(spec, devices=1, runtime=runtime, one_chip_mesh=True, first_chip=device_id)
+    if log_folder is not None:
+        backend.log_folder, backend.log_name = Path(log_folder), f"tt-metal-{device_id}.log"
+    try:
+        started = time.perf_counter()
+        backend.load()
+        conn.send(("loaded", backend.chip_labels[0], backend.arch, time.perf_counter() - started))
+        _serve(conn, backend)
+    except TTLessonError as err:
+        _send(conn, ("error", type(err).__name__, str(err)))
+    except (KeyboardInterrupt, EOFError, OSError):
+        pass  # Ctrl-C, SIGTERM or the parent gone: close below
+    finally:
+        backend.close()
+        conn.close()
+
+
+def _serve(conn: Connection, backend) -> None:
+    from PIL import Image
+
+    while True:
+        message = conn.recv()
+        if message[0] == "close":
+            return
+        try:
+            if message[0] == "warm":
+                conn.send(("warmed", backend.warm_up(message[1]) > 0))
+            elif message[0] == "frame":
+                image: Image.Image = backend.generate(message[2])
+                conn.send(("made", image.size, image.convert("RGB").tobytes()))
+            elif message[0] == "tokens":
+                conn.send(("tokens", backend.count_tokens(message[1])))
+        except TTLessonError as err:
+            conn.send(("error", type(err).__name__, str(err)))
+
+
+def _send(conn: Connection, message) -> None:
+    try:
+        conn.send(message)
+    except (OSError, ValueError):
+        pass
+
+
+def _load_factory(path: str):
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
