@@ -495,11 +495,15 @@ def test_notebook_display_of_a_traced_render_says_tt_and_per_frame(tiny_host, tm
 # --- limits the real traced loop has, refused up front ---------------------------------------------------------
 
 def test_more_steps_than_the_trace_region_holds_are_refused_before_loading():
+    with_a_chip = Runtime(driver_check=lambda: True)
     with pytest.raises(BackendUnavailableError) as err:
-        TTBackend(SD14).check_request(request(steps=51))
+        TTBackend(SD14, runtime=with_a_chip).check_request(request(steps=51))
     assert str(err.value) == ("Steps 51 do not fit tt-metal's SD 1.4 trace, whose region is sized for its 50-step "
                               "loop; give --steps 50 or fewer (or --backend torch for more).")
-    TTBackend(SD14).check_request(request(steps=50))
+    TTBackend(SD14, runtime=with_a_chip).check_request(request(steps=50))
+    # Without a chip, the missing device is said first and the step limit with it.
+    with pytest.raises(NoTTDeviceError, match="No Tenstorrent device found.*also need --steps 50 or fewer"):
+        TTBackend(SD14, runtime=Runtime(driver_check=lambda: False)).check_request(request(steps=51))
 
 
 def test_a_chip_with_another_compute_grid_is_refused_before_weights_load(tiny_host):
@@ -591,7 +595,7 @@ def test_sigterm_during_a_render_closes_the_device_and_leaves_only_whole_frames(
     _, stderr = proc.communicate(timeout=120)
 
     assert proc.returncode == 143, stderr
-    assert stderr.strip().splitlines()[-1] == ("ttlesson render: terminated (SIGTERM); finished frames are kept, "
+    assert stderr.strip().splitlines()[-1] == ("ttlesson render: stopped (SIGTERM); finished frames are kept, "
                                                "run the same command to resume.")
     closing = json.loads(log.read_text())
     assert [entry[0] for entry in closing] == ["release", "release", "close", "close", "close"]

@@ -29,7 +29,7 @@ class FrameOrigins:
     @property
     def not_on_tt(self) -> list[int]:
         return [index for index, (backend, device) in sorted(self.frames.items())
-                if backend != "tt" and not _is_tt_device(device)]
+                if backend != "tt" and not is_tt_device(device)]
 
     @property
     def all_on_tt(self) -> bool:
