@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import manifest
@@ -32,6 +33,13 @@ class VideoInfo:
     frames: int
     duration: float
     size_bytes: int
+    # The ffmpeg command that wrote the video (empty when only probed); not part of what the video is.
+    command: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def command_line(self) -> str:
+        """``command`` as one line a shell can run."""
+        return shlex.join(self.command)
 
     @property
     def facts(self) -> str:
@@ -89,13 +97,14 @@ def stitch(source: str | os.PathLike, output: str | os.PathLike | None = None, *
     frames = round(count / fps * rate)
     stream = stream.output(str(partial), vcodec="libx264", pix_fmt="yuv420p", crf=crf, r=rate,
                            movflags="+faststart", format="mp4", **{"frames:v": frames})
+    command = tuple(ffmpeg.compile(stream, cmd=find_ffmpeg(), overwrite_output=True))
     try:
         ffmpeg.run(stream, cmd=find_ffmpeg(), capture_stdout=True, capture_stderr=True, overwrite_output=True)
     except ffmpeg.Error as err:
         partial.unlink(missing_ok=True)
         raise VideoError(f"ffmpeg could not write {target}: {_last_line(err.stderr)}") from None
     os.replace(partial, target)
-    info = probe(target)
+    info = replace(probe(target), command=command)
     _verify(info, frames, count / fps)
     return info
 
