@@ -54,7 +54,7 @@ def test_step6_shows_the_lessons_command_and_the_one_that_ran(rendered, tmp_path
     info = stitch(rendered[0].out_dir, tmp_path / "v.mp4")
     guide = by_hand.step6(info, tmp_path)
     assert "-pattern_type glob -i 'frames/frame_*.png'" in guide.commands
-    assert info.command_line in guide.ttlesson and "frame_%03d.png" in guide.ttlesson
+    assert guide.ran == info.command_line and "frame_%03d.png" in guide.ran
     assert "<pre" in guide._repr_html_()
 
 

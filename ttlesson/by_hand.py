@@ -29,16 +29,20 @@ class ByHand:
     commands: str  # shell lines, as the learner would type them
     ttlesson: str  # what ttlesson does in their place
     notes: list[str] = field(default_factory=list)
+    ran: str = ""  # the command ttlesson itself ran, where there is one
 
     def __str__(self) -> str:
         notes = [f"* {note}" for note in self.notes]
-        return "\n".join([f"{self.step}, by hand:", self.commands, f"ttlesson instead: {self.ttlesson}", *notes])
+        ran = [self.ran] if self.ran else []
+        return "\n".join([f"{self.step}, by hand:", self.commands, f"ttlesson instead: {self.ttlesson}", *ran,
+                          *notes])
 
     def _repr_html_(self) -> str:
         notes = "".join(f"<li>{html.escape(note)}</li>" for note in self.notes)
+        ran = f"<pre style='white-space:pre-wrap'>{html.escape(self.ran)}</pre>" if self.ran else ""
         return (f"<p><b>{html.escape(self.step)}, by hand</b> (in a terminal):</p>"
                 f"<pre style='white-space:pre-wrap'>{html.escape(self.commands)}</pre>"
-                f"<p><b>ttlesson instead:</b> {html.escape(self.ttlesson)}</p>"
+                f"<p><b>ttlesson instead:</b> {html.escape(self.ttlesson)}</p>{ran}"
                 + (f"<ul>{notes}</ul>" if notes else ""))
 
 
@@ -138,15 +142,15 @@ def step6(info, workdir: str | os.PathLike) -> ByHand:
                         "  tenstorrent_worldsfair_1964.mp4"])
     ran = info.command_line or "(not recorded: this video was not stitched in this session)"
     return ByHand("Step 6 · Stitch the video", lesson,
-                  f"video.stitch built and ran this command (ffmpeg-python): {ran}",
-                  ["-i frames/frame_%03d.png -start_number 0 reads the frames in number order like the lesson's "
-                   "glob; stitch first checks that none is missing, since ffmpeg would stop at a gap.",
-                   "scale=trunc(iw/2)*2:trunc(ih/2)*2 only rounds odd sizes down to even ones (yuv420p needs them); "
-                   "the lesson's scale=512:512 would stretch any frame that is not 512×512.",
-                   "-frames:v and -r fix the exact length; -movflags +faststart lets a browser start playing before "
-                   "the whole file is there.",
-                   "ffmpeg writes a hidden partial file that is renamed into place only when it succeeded, and the "
-                   "video is then decoded again to check codec, pixel format, frame count and duration."])
+                  "video.stitch built this command with ffmpeg-python, and ran it:", ran=ran,
+                  notes=["-i frames/frame_%03d.png -start_number 0 reads the frames in number order like the lesson's "
+                         "glob; stitch first checks that none is missing, since ffmpeg would stop at a gap.",
+                         "scale=trunc(iw/2)*2:trunc(ih/2)*2 only rounds odd sizes down to even ones (yuv420p needs "
+                         "them); the lesson's scale=512:512 would stretch any frame that is not 512×512.",
+                         "-frames:v and -r fix the exact length; -movflags +faststart lets a browser start playing "
+                         "before the whole file is there.",
+                         "ffmpeg writes a hidden partial file that is renamed into place only when it succeeded, and "
+                         "the video is then decoded again to check codec, pixel format, frame count and duration."])
 
 
 def step7() -> ByHand:

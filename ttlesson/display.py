@@ -212,6 +212,12 @@ def scaling_chart(measured, references: list[dict] | None = None) -> Chart:
         axes.set_ylabel("frames per second")
         if axes is published:
             axes.set_yscale("log")  # published and claimed speeds span a factor of ten
+            ticks = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5]
+            axes.set_yticks(ticks, [f"{tick:g}" for tick in ticks])
+            axes.yaxis.set_minor_formatter(plt.NullFormatter())
+            rates = [1 / r["seconds_per_image"] for r in references]
+            rates += [p.frames_per_second for p in points if p.frames_per_second > 0] if same_work else []
+            axes.set_ylim(min(rates) / 1.3, max(rates) * 1.3)
         else:
             axes.set_ylim(bottom=0)
         _legend(axes, loc="lower right", fontsize=8)

@@ -103,8 +103,10 @@ class DoctorReport:
             f"<td style='text-align:left'>{html.escape(check.name)}</td>"
             f"<td style='text-align:left'>{html.escape(check.detail)}</td>"
             f"<td style='text-align:left'>{f'<code>{html.escape(check.fix)}</code>' if check.fix else ''}</td>"
-            f"<td style='text-align:left'>{_see_html(check)}</td></tr>" for check in self.checks)
-        table = f"<table><tr><th></th><th>check</th><th>found</th><th>fix</th><th>help</th></tr>{rows}</table>"
+            + ("" if self.heading else f"<td style='text-align:left'>{_see_html(check)}</td>") + "</tr>"
+            for check in self.checks)
+        help_column = "" if self.heading else "<th>help</th>"  # a section is already where the links lead
+        table = f"<table><tr><th></th><th>check</th><th>found</th><th>fix</th>{help_column}</tr>{rows}</table>"
         return table if self.heading else f"{table}<p><b>{html.escape(self.summary())}</b></p>"
 
 

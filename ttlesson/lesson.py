@@ -19,8 +19,7 @@ STORYBOARD_FILE = "prompts.json"  # the lesson's names
 VIDEO_FILE = "tenstorrent_worldsfair_1964.mp4"
 
 
-SETTINGS_HINT = ("(set TTLESSON_MODEL, TTLESSON_BACKEND, TTLESSON_WORKDIR, TTLESSON_STEPS or TTLESSON_SIZE before "
-                 "starting Jupyter to change these: step 1 explains them)")
+SETTINGS_HINT = "(TTLESSON_* variables set before starting Jupyter change these: step 1 explains them)"
 
 
 def start() -> settings.Settings:

@@ -75,7 +75,7 @@ def sd35_plan(report=None) -> SD35Plan:
     shape, system = mesh_for(report)
     if not report.tt_device:
         reasons.append("There is no Tenstorrent device here, and ttlesson runs SD 3.5 Large only through "
-                       "tt-metal on one of the systems below.")
+                       "tt-metal on one of the systems named below.")
     elif shape is None:
         reasons.append(f"This machine has {system}: no tt_dit preset fits it (SD 3.5 Large spreads one image over "
                        "a whole 2×4, 4×8, 1×4 or 2×2 mesh).")
