@@ -6,17 +6,13 @@ CI must never pass without having looked at the page.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
-from pathlib import Path
 
 import pytest
-from jupyterlab import CHROMIUM, CHROMIUM_FLAGS, INSTALL_CHROMIUM, REPO, JupyterLab, NotebookRun, is_ci
-
-NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
-OUTPUT = Path(os.environ.get("TTLESSON_TEST_OUTPUT") or REPO / "test-output") / "browser"
+from browser_lab import (CHROMIUM, CHROMIUM_FLAGS, INSTALL_CHROMIUM, NOTEBOOKS, OUTPUT, JupyterLab, NotebookRun,
+                         is_ci)
 
 
 def _unavailable(reason: str):

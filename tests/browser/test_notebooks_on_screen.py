@@ -14,8 +14,7 @@ import re
 
 import nbformat
 import pytest
-from conftest import NOTEBOOKS
-from jupyterlab import FAKE_HF_TOKEN
+from browser_lab import FAKE_HF_TOKEN, NOTEBOOKS
 
 import ttlesson
 

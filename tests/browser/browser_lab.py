@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+OUTPUT = Path(os.environ.get("TTLESSON_TEST_OUTPUT") or REPO / "test-output") / "browser"
 CHROMIUM = Path(os.environ.get("TTLESSON_CHROMIUM", "/usr/bin/chromium"))
 INSTALL_CHROMIUM = "sudo apt-get install -y chromium"
 # Headless, and no traffic of Chromium's own: no component updates, sync, field trials or QUIC probes.
