@@ -62,6 +62,9 @@ def test_runs_without_errors_or_raw_reprs(ran):
     assert not not_run, f"{ran.name}: code cells {not_run} did not run"
     page = ran.text()
     assert "Error displaying widget" not in page
+    broken = ran.page.locator(".jupyter-widgets-error-widget").count()
+    assert not broken and "Click to show javascript error" not in page, (
+        f"{ran.name}: {broken} widget(s) failed to render: {[line for line in ran.console if 'rror' in line][:3]}")
     assert "Traceback (most recent call last)" not in page
     shown = "\n".join(output.text for output in outputs)
     assert not WIDGET_REPR.search(shown), f"raw widget repr on screen: {WIDGET_REPR.search(shown).group()}"
@@ -208,19 +211,26 @@ _WATCH_STUDIO = """() => { window.__studio = [];
 def test_07_generate_makes_an_image_and_add_waits(ran):
     import json
 
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     page = ran.page
     first = re.search(r"steps: ([\d.]+) s on \S+, after loading the model in ([\d.]+) s", ran.text())
     assert first, "the first frame's status (made by the notebook, with the model load) is not on screen"
-    image = page.locator(".jp-OutputArea-output img.widget-image").first
-    before = image.get_attribute("src")
+    images = page.locator(".jp-OutputArea-output img.widget-image")
+    assert images.count() >= 1, "the prompt box shows no image"
+    before = images.first.get_attribute("src")
     prompt = "a lighthouse at dusk, orange sky, watercolor"
     page.locator(".widget-textarea textarea").first.fill(prompt)
     page.locator(".widget-text input").first.fill("11")
     page.locator(".widget-text input").first.press("Enter")
     page.evaluate(_WATCH_STUDIO)
     page.locator("button", has_text="Generate").first.click()
-    page.wait_for_function("src => { const img = document.querySelector('.jp-OutputArea-output img.widget-image');"
-                           " return img && img.src !== src && img.naturalWidth > 0; }", arg=before, timeout=120_000)
+    try:
+        page.wait_for_function("src => { const img = document.querySelector('.jp-OutputArea-output img.widget-image');"
+                               " return img && img.src !== src && img.naturalWidth > 0; }", arg=before, timeout=120_000)
+    except PlaywrightTimeout:
+        status = page.evaluate("() => window.__studio.at(-1)?.status")
+        pytest.fail(f"Generate made no new image within 120 s; the prompt box says: {status!r}", pytrace=False)
     page.wait_for_function("() => !/^(generating|step |loading)/.test(window.__studio.at(-1).status)",
                            timeout=30_000)
     log = page.evaluate("() => { clearInterval(window.__watch); return window.__studio; }")
