@@ -179,7 +179,8 @@ def test_06_videos_play_and_at_most_one_autoplays(ran):
     assert len(states) == 4, states  # 2 fps, 4 fps, 1 fps and the dissolve
     assert sum(state["autoplay"] for state in states) <= 1, f"more than one video autoplays: {states}"
     for number, state in enumerate(states):
-        assert state["type"] == "video/mp4" and state["h264"] and state["error"] is None, state
+        assert state["type"] == "video/mp4" and state["h264"], f"video {number} is not H.264 MP4 to Chromium: {state}"
+        assert state["error"] is None, f"video {number} cannot be played (MediaError {state['error']}): {state}"
         assert state["readyState"] >= 2, f"video {number} is not ready to play: {state}"
         assert abs(state["duration"] - state["expected"]) < 0.05, f"video {number}: {state}"
         video = videos.nth(number)
