@@ -78,13 +78,12 @@ class PromptStudio:
                                width=self.width, height=self.height)
         self.generate_button.disabled = self.add_button.disabled = True
         try:
-            load_seconds = None
-            if not self._is_loaded():
+            loading = not self._is_loaded()
+            if loading:
                 self._say(f"loading {self.model}…")
-                load_started = time.perf_counter()
-                loaded_backend(self.model, self.backend_name, self.device)
-                load_seconds = time.perf_counter() - load_started
+            load_started = time.perf_counter()
             engine = loaded_backend(self.model, self.backend_name, self.device)
+            load_seconds = time.perf_counter() - load_started if loading else None
             self._say("generating…")
             started = time.perf_counter()
             image = engine.generate(request, on_step=lambda step, total: self._step(step, total, started))

@@ -118,8 +118,8 @@ class LongRunWatch:
         self.done = False
 
     def __call__(self, event: Event) -> str | None:
-        if isinstance(event, RenderStarted):
-            self.__init__()
+        if isinstance(event, RenderStarted):  # a new render: start over
+            self.device, self.first_frame_started, self.done = "", None, False
             self.plan = event
         elif isinstance(event, ModelLoaded):
             self.device = event.device
