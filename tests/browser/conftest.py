@@ -11,7 +11,7 @@ import tempfile
 import time
 
 import pytest
-from browser_lab import (CHROMIUM, CHROMIUM_FLAGS, INSTALL_CHROMIUM, NOTEBOOKS, OUTPUT, JupyterLab, NotebookRun,
+from .browser_lab import (CHROMIUM, CHROMIUM_FLAGS, INSTALL_CHROMIUM, NOTEBOOKS, OUTPUT, JupyterLab, NotebookRun,
                          is_ci)
 
 

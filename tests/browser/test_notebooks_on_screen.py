@@ -14,7 +14,7 @@ import re
 
 import nbformat
 import pytest
-from browser_lab import FAKE_HF_TOKEN, NOTEBOOKS
+from .browser_lab import FAKE_HF_TOKEN, NOTEBOOKS
 
 import ttlesson
 
