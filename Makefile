@@ -1,19 +1,23 @@
 # Two commands do everything on a fresh machine with Python 3.12 (see README.md):
 #   make demo   set up .venv, render the World's Fair storyboard on the offline tiny model, stitch the MP4
-#   make test   set up .venv and run the test suite and the notebooks (nbval)
+#   make test   set up .venv and Chromium, run the test suite, the notebooks (nbval) and the notebooks in
+#               JupyterLab in Chromium (tests/browser)
 PYTHON ?= python3.12
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 OUT    ?= out/worlds-fair
 
-.PHONY: demo test lab kernel venv clean
+CHROMIUM ?= /usr/bin/chromium
+INSTALL_CHROMIUM := apt-get install -y chromium
+
+.PHONY: demo test lab kernel venv chromium clean
 
 demo: $(VENV)/.installed
 	$(BIN)/ttlesson video worlds-fair --model tiny --out $(OUT)
 
 # The notebooks run under nbval with the offline tiny model in a fresh work folder, as a learner's would.
-test: $(VENV)/.installed
-	TTLESSON_MODEL=tiny TTLESSON_BACKEND=auto TTLESSON_WORKDIR="$$(mktemp -d)" \
+test: $(VENV)/.installed chromium
+	TTLESSON_MODEL=tiny TTLESSON_BACKEND=auto TTLESSON_WORKDIR="$$(mktemp -d)" TTLESSON_CHROMIUM=$(CHROMIUM) \
 	  $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env --durations=10
 
 lab: $(VENV)/.installed
@@ -25,6 +29,15 @@ kernel:
 
 venv: $(VENV)/.installed
 
+# The browser tests drive Debian's Chromium (Playwright's own browser downloads are not used). It is installed
+# where that needs no question: as root, or in CI (with sudo); elsewhere this prints the one command to run,
+# and the browser tests skip with it as their reason (under CI=true they fail instead).
+chromium:
+	@if [ -x "$(CHROMIUM)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -q && $(INSTALL_CHROMIUM); \
+	elif [ -n "$$CI" ]; then sudo apt-get update -q && sudo $(INSTALL_CHROMIUM); \
+	else echo "The browser tests need Chromium: sudo $(INSTALL_CHROMIUM)"; fi
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -32,4 +45,4 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) out .pytest_cache test-output

@@ -2,6 +2,7 @@
 gallery and player, the interactive studio, and the lesson helpers."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -71,8 +72,44 @@ def test_gallery_table_and_chart_from_a_render(rendered):
     assert html.count("<figure") == 10 and "data:image/png;base64," in html and "seed 9" in html
     table = display.manifest_table(result.out_dir).html
     assert table.count("<tr>") == 11 and "(warm-up)" in table
-    figure = display.seconds_per_frame_chart(result.out_dir)
-    assert figure.axes[0].get_xlabel() == "frame" and len(figure.axes[0].patches) == 10
+    chart = display.seconds_per_frame_chart(result.out_dir)
+    axes = chart.figure.axes[0]
+    assert axes.get_xlabel() == "frame" and len(axes.patches) == 10
+    assert "tiny, 128×128, 4 steps" in axes.get_title()
+
+
+def series_and_legend(chart) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """Colours of every plotted series and of every legend entry, by label, read from the chart's SVG."""
+    import re
+    from collections import defaultdict
+
+    svg = chart.svg()
+    found = {"series": defaultdict(set), "legend": defaultdict(set)}
+    for kind, label, body in re.findall(r'<g id="(series|legend):([^"]*)">(.*?)</g>', svg, flags=re.S):
+        label = re.sub(r":\d+$", "", label) if kind == "series" else label
+        colours = set(re.findall(r"(?:fill|stroke): (#[0-9a-f]{6})", body))
+        found[kind][label] |= colours
+    return dict(found["series"]), dict(found["legend"])
+
+
+def test_seconds_per_frame_legend_matches_its_series(rendered, tmp_path):
+    series, legend = series_and_legend(display.seconds_per_frame_chart(rendered[0].out_dir))
+    assert set(series) == set(legend) and len(series) == 3  # warm-up bars, later frames, the steady-state line
+    for label, colours in legend.items():
+        assert colours & series[label], (label, colours, series[label])
+
+
+def test_seconds_per_frame_chart_without_warm_up_frames(rendered, tmp_path):
+    import shutil
+
+    from ttlesson import manifest
+
+    copy = shutil.copytree(rendered[0].out_dir, tmp_path / "copy")
+    book = manifest.load(copy)
+    book.frames = {i: replace(record, warmup=False) for i, record in book.frames.items()}
+    book.save(copy)
+    series, legend = series_and_legend(display.seconds_per_frame_chart(copy))
+    assert set(series) == set(legend) and not any("warm-up" in label for label in legend)
 
 
 def test_player_embeds_h264_with_the_right_mimetype(rendered, tmp_path):
@@ -82,7 +119,20 @@ def test_player_embeds_h264_with_the_right_mimetype(rendered, tmp_path):
     html = display.video_player(info.path).html
     assert '<source type="video/mp4" src="data:video/mp4;base64,' in html
     assert " loop" in html and "playsinline" in html and "5.0 s · 10 frames at 2 fps" in html
+    assert " autoplay" not in html and " autoplay" in display.video_player(info.path, autoplay=True).html
     assert display.video_player(info.path, loop=False).html.count(" loop") == 0
+    assert 'data-duration="5.000"' in html
+
+
+def test_stitch_returns_the_command_it_ran(rendered, tmp_path):
+    import shlex
+
+    from ttlesson.video import stitch
+
+    info = stitch(rendered[0].out_dir, tmp_path / "v.mp4", fps=4)
+    assert info.command[1:3] == ("-framerate", "4") and "libx264" in info.command
+    assert shlex.split(info.command_line) == list(info.command)
+    assert info.command[-2].endswith(".v.mp4.partial.mp4")  # written aside, renamed into place when whole
 
 
 def test_display_without_frames_is_one_sentence(tmp_path):
@@ -92,14 +142,31 @@ def test_display_without_frames_is_one_sentence(tmp_path):
         display.video_player(tmp_path / "none.mp4")
 
 
-def test_scaling_chart_labels_each_source():
-    from ttlesson.bench import ScalingPoint
+def _scaling(model, size, steps):
+    from ttlesson.bench import Scaling, ScalingPoint
 
-    figure = display.scaling_chart([ScalingPoint(1, 0.5, 9.0, "cpu", "this machine (cpu)"),
-                                    ScalingPoint(2, 0.9, 7.0, "cpu", "this machine (cpu)")])
-    texts = [t.get_text() for t in figure.axes[0].texts]
-    assert "N150, tt-metal published" in texts and "T3K, lesson text" in texts
-    assert figure.axes[0].get_legend().get_texts()[0].get_text() == "this machine (cpu)"
+    points = [ScalingPoint(1, 0.5, 9.0, "cpu", "measured here (cpu)"), ScalingPoint(2, 0.9, 7.0, "cpu", "x")]
+    return Scaling(points, True, model=model, width=size, height=size, steps=steps)
+
+
+def test_scaling_chart_keeps_unlike_work_apart():
+    chart = display.scaling_chart(_scaling("tiny", 128, 10))
+    here, published = chart.figure.axes
+    assert "tiny model, 128×128, 10 steps" in here.get_title() and not here.texts
+    assert "SD 1.4, 512×512, 50 steps" in published.get_title()
+    assert {t.get_text() for t in published.texts} == {"N150", "P150", "N300", "T3K"}
+    labels = [text.get_text() for text in published.get_legend().get_texts()]
+    assert labels == ["tt-metal published (SD 1.4, 512×512, 50 steps)", "lesson text (SD 1.4, 512×512, 50 steps)"]
+    series, legend = series_and_legend(chart)
+    assert set(series) == set(legend) and len(legend) == 3
+    assert all(legend[label] & series[label] for label in legend)
+
+
+def test_scaling_chart_puts_the_same_work_on_one_axes():
+    chart = display.scaling_chart(_scaling("sd14", 512, 50))
+    (axes,) = chart.figure.axes
+    labels = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert labels[0] == "measured here: SD 1.4, 512×512, 50 steps on cpu" and len(labels) == 3
 
 
 @pytest.fixture
@@ -127,6 +194,23 @@ def test_studio_adds_prompt_and_seed_to_the_storyboard(studio):
     assert "added as frame 0" in studio.status.value
 
 
+def test_studio_counts_the_steps_asked_for_and_disables_add_while_generating(studio, monkeypatch):
+    studio.prompt.value = "a pier at noon"
+    studio.steps.value = 3
+    seen = []
+
+    def watch(text):
+        seen.append((text, studio.add_button.disabled, studio.generate_button.disabled))
+
+    monkeypatch.setattr(studio, "_say", watch)
+    assert studio.generate() is True
+    steps = [text for text, _, _ in seen if text.startswith("step ")]
+    assert steps and all(text.split()[1].endswith("/3") for text in steps)  # PNDM's extra pass is not "4/3"
+    assert all(add and generate for text, add, generate in seen[:-1])  # both wait while the frame is made
+    assert not studio.add_button.disabled and not studio.generate_button.disabled
+    assert "(the model was already loaded)" in seen[-1][0] or "after loading the model" in seen[-1][0]
+
+
 def test_studio_shows_errors_and_keeps_working(studio, tmp_path):
     assert studio.generate() is False and "Type a prompt first" in studio.status.value
     studio.storyboard_path.write_text("{broken")
@@ -149,6 +233,7 @@ def test_lesson_helpers_make_what_is_missing(monkeypatch, tmp_path, tiny_folder,
     assert info.path == tmp_path / lesson.VIDEO_FILE and info.frames == 10
     assert lesson.frame_facts(cfg) == "10 of 10 frames (all made)"
     assert lesson.ensure_frames(cfg) is None and lesson.ensure_video(cfg) == info
+    assert capsys.readouterr().out.startswith(f"All 10 frames of step 4 are in {tmp_path}.")
 
 
 def test_txt_storyboard_keeps_its_form_and_refuses_seeds(tmp_path):
@@ -167,7 +252,8 @@ def test_scaling_measures_each_device_count_on_the_same_frames(tiny_folder):
     assert [p.devices for p in result.points] == [1, 2]
     assert all(p.frames_per_second > 0 and "cpu" in p.device for p in result.points)
     assert result.identical  # two workers make the very frames one process makes
-    assert "Frames identical across device counts: True" in result._repr_html_()
+    assert result.work == "tiny model, 128×128, 2 steps" and "Each frame: tiny model" in result._repr_html_()
+    assert result.verdict == "The frames were byte-identical for every device count."
 
 
 def test_device_counts_on_a_machine_without_accelerators():

@@ -109,8 +109,10 @@ def test_unreachable_hub_is_one_sentence(hf_home):
 def test_no_token(hf_home):
     status = run_ttlesson("auth", "status", env=hf_home)
     assert status.returncode == 0 and status.stdout.startswith("No Hugging Face token")
-    assert "sd14 (CompVis/stable-diffusion-v1-4) is not gated" in status.stdout and "optional" in status.stdout
-    assert "sd35-large (stabilityai/stable-diffusion-3.5-large) is gated" in status.stdout
+    assert ("sd14 (CompVis/stable-diffusion-v1-4) is not in the local cache yet: it is not gated" in status.stdout
+            and "optional" in status.stdout)
+    assert ("sd35-large (stabilityai/stable-diffusion-3.5-large) is not in the local cache yet, and it is gated"
+            in status.stdout)
     whoami = run_ttlesson("auth", "whoami", env=hf_home)
     assert whoami.returncode == 2 and "No Hugging Face token is set" in whoami.stderr
 
@@ -159,7 +161,8 @@ def test_model_access_messages(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(hf, "cache_state", lambda repo, cache_dir=None: "no")
     monkeypatch.setattr(hf, "status", lambda: hf.AuthStatus(False, None, None, offline=False))
-    assert "not gated" in str(hf.model_access("sd14")) and "login, which is optional" in str(hf.model_access("sd14"))
+    sd14 = str(hf.model_access("sd14"))
+    assert "is not in the local cache yet: it is not gated" in sd14 and "logging in is optional" in sd14
     gated = hf.model_access("sd35-large")
     assert gated.gated and "accept its licence at https://huggingface.co/stabilityai" in str(gated)
     monkeypatch.setattr(hf, "status", lambda: hf.AuthStatus(False, None, None, offline=True))
@@ -167,6 +170,18 @@ def test_model_access_messages(monkeypatch):
     monkeypatch.setattr(hf, "cache_state", lambda repo, cache_dir=None: "complete")
     assert "is in the local cache" in str(hf.model_access("sd35-large"))
     assert hf.model_access("tiny").cached == "complete"
+    assert not hf.model_access("sd35-large").needs_login  # cached: no login needed to load it
+
+
+def test_access_table_answers_gated_cached_and_login(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hf, "cache_state", lambda repo, cache_dir=None: "complete" if "v1-4" in repo else "no")
+    monkeypatch.setattr(hf, "status", lambda: hf.AuthStatus(False, None, None, offline=False))
+    table = hf.access_table()
+    assert [(row.model, row.gated, row.cached, row.needs_login) for row in table.rows] == [
+        ("sd14", False, "complete", False), ("sd35-large", True, "no", True)]
+    page = table._repr_html_()
+    assert "<th style='text-align:left'>in the local cache</th>" in page and "is in the local cache" in page
 
 
 def test_login_paths(monkeypatch):

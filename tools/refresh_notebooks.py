@@ -1,7 +1,8 @@
 """Run the lesson notebooks the way CI does and store only the outputs nbval checks.
 
-Cells marked ``# NBVAL_CHECK_OUTPUT`` keep the output of this run (CI compares against it); every other
-output, execution count and widget state is removed, so notebooks are committed clean.
+Cells tagged ``nbval-check-output`` keep the output of this run (CI compares against it); every other
+output, execution count and widget state is removed, so notebooks are committed clean. Cell metadata other
+than the tags and JupyterLab's ``jupyter`` key (a checked cell's collapsed source) is dropped.
 
     .venv/bin/python tools/refresh_notebooks.py            # all notebooks
     .venv/bin/python tools/refresh_notebooks.py 04 06      # those whose names start with 04 or 06
@@ -18,7 +19,8 @@ import nbformat
 from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+CHECK_TAG = "nbval-check-output"
+KEPT_METADATA = ("tags", "jupyter")
 CI_SETTINGS = {"TTLESSON_MODEL": "tiny", "TTLESSON_BACKEND": "auto"}
 
 
@@ -28,8 +30,8 @@ def clean(notebook) -> None:
     for cell in notebook.cells:
         if cell.cell_type != "code":
             continue
-        cell.metadata = {}
-        if not cell.source.startswith(CHECK_MARK):  # nbval wants checked cells to look run: they keep their count
+        cell.metadata = {key: value for key, value in cell.metadata.items() if key in KEPT_METADATA}
+        if CHECK_TAG not in cell.metadata.get("tags", []):  # nbval wants checked cells to look run: they keep their count
             cell.outputs = []
             cell.execution_count = None
 

@@ -88,6 +88,9 @@ def run(model: str = "tiny", frames: int = 4, backend: str = "auto", device: str
                        precision=record.precision, machine=_machine())
 
 
+MODEL_NAMES = {"sd14": "SD 1.4", "sd35-large": "SD 3.5 Large"}
+
+
 @dataclass(frozen=True)
 class ScalingPoint:
     devices: int
@@ -101,12 +104,27 @@ class ScalingPoint:
 class Scaling:
     points: list[ScalingPoint]
     identical: bool  # every device count made byte-identical frames
+    model: str = ""
+    width: int = 0
+    height: int = 0
+    steps: int = 0
+
+    @property
+    def verdict(self) -> str:
+        return ("The frames were byte-identical for every device count." if self.identical
+                else "The frames differed between device counts: spreading frames changed them.")
+
+    @property
+    def work(self) -> str:
+        """What one frame is: ``SD 1.4, 512×512, 50 steps`` (rates of different work never share an axis)."""
+        name = MODEL_NAMES.get(self.model, f"{self.model} model")
+        return f"{name}, {self.width}×{self.height}, {self.steps} steps"
 
     def _repr_html_(self) -> str:
         rows = "".join(f"<tr><td>{p.devices}</td><td>{p.frames_per_second:.3f}</td><td>{p.seconds:.1f}</td>"
                        f"<td>{p.device}</td></tr>" for p in self.points)
-        return ("<table><tr><th>devices</th><th>frames/s (steady)</th><th>render s (with loads)</th>"
-                f"<th>device</th></tr>{rows}</table><p>Frames identical across device counts: {self.identical}</p>")
+        return (f"<p>Each frame: {self.work}.</p><table><tr><th>devices</th><th>frames/s (steady)</th>"
+                f"<th>render s (with loads)</th><th>device</th></tr>{rows}</table>")
 
 
 def device_counts() -> list[int]:
@@ -124,8 +142,11 @@ def device_counts() -> list[int]:
 
 
 def scaling(model: str = "tiny", counts: list[int] | None = None, frames: int = 6, backend: str = "auto",
-            steps: int | None = None, size: int | str | None = None) -> Scaling:
-    """Frames per second against number of devices, measured by real renders of the same frames."""
+            steps: int | None = None, size: int | str | None = None, on_event=None) -> Scaling:
+    """Frames per second against number of devices, measured by real renders of the same frames.
+
+    ``on_event`` receives each render's progress events (one render per device count, in order).
+    """
     prompts = load_storyboard("worlds-fair").frames
     board = Storyboard(frames=[prompts[i % len(prompts)] for i in range(frames)], name="scaling")
     points, digests = [], []
@@ -135,6 +156,8 @@ def scaling(model: str = "tiny", counts: list[int] | None = None, frames: int = 
         def listen(event, finished=finished) -> None:
             if isinstance(event, FrameDone):
                 finished.append(time.perf_counter())
+            if on_event is not None:
+                on_event(event)
 
         with tempfile.TemporaryDirectory(prefix="ttlesson-scaling-") as scratch:
             started = time.perf_counter()
@@ -146,7 +169,9 @@ def scaling(model: str = "tiny", counts: list[int] | None = None, frames: int = 
         rate = (len(steady) - 1) / (steady[-1] - steady[0]) if len(steady) > 1 and steady[-1] > steady[0] else 0.0
         points.append(ScalingPoint(devices=count, frames_per_second=round(rate, 4), seconds=round(seconds, 2),
                                    device=result.device or "", label=f"measured here ({result.device})"))
-    return Scaling(points=points, identical=all(d == digests[0] for d in digests))
+    record = result.manifest.frames[0]
+    return Scaling(points=points, identical=all(d == digests[0] for d in digests), model=record.model,
+                   width=record.width, height=record.height, steps=record.steps)
 
 
 def _machine() -> str:

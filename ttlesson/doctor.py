@@ -14,7 +14,7 @@ import re
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -29,6 +29,15 @@ TT_METAL_CLONE = ("git clone --recurse-submodules https://github.com/tenstorrent
                   "cd ~/tt-metal && ./build_metal.sh && ./create_venv.sh")
 GIB = 1024 ** 3
 SD14_DOWNLOAD_GIB = 6  # CompVis/stable-diffusion-v1-4 as diffusers downloads it, safety checker included
+# Memory a model needs to make frames with the torch backend on a CPU (float32 weights and 512² activations):
+# SD 1.4 holds 1.07 B parameters (4.3 GB); SD 3.5 Large about 13 B with its T5-XXL text encoder (52 GB).
+MODEL_MEMORY_GIB = {"tiny": 1, "sd14": 6, "sd35-large": 60}
+
+# Where each problem is explained, with what ttlesson checks and the commands to run by hand.
+TROUBLESHOOTING = "notebooks/09_troubleshooting.ipynb"
+SLOW, RESET, MODULES, HUGGING_FACE, DISPATCH, MEMORY = (
+    "Slow generation", "Device in a bad state", "Module not found", "Hugging Face login", "Dispatch error on Blackhole",
+    "Out of memory")
 
 
 @dataclass(frozen=True)
@@ -37,12 +46,23 @@ class Check:
     status: str  # ok, warn or fail
     detail: str
     fix: str = ""
+    see: str = ""  # the section of the troubleshooting notebook that explains this line
+
+    @property
+    def see_link(self) -> str:
+        """``notebooks/09_troubleshooting.ipynb#Slow-generation``: where ``see`` is, as a link."""
+        return f"{TROUBLESHOOTING}#{self.see.replace(' ', '-')}" if self.see else ""
 
 
 @dataclass
 class DoctorReport:
     checks: list[Check]
     seconds: float = 0.0
+    heading: str = ""  # set on a section (``section``): shown without the overall verdict
+
+    def section(self, see: str) -> "DoctorReport":
+        """The lines that the troubleshooting notebook's section ``see`` is about."""
+        return DoctorReport([check for check in self.checks if check.see == see], heading=see)
 
     @property
     def ok(self) -> bool:
@@ -72,7 +92,9 @@ class DoctorReport:
             lines.append(f"[{check.status:^4}] {check.name}: {check.detail}")
             if check.fix:
                 lines.append(f"       fix: {check.fix}")
-        return "\n".join(lines + [self.summary()])
+            if check.see and check.status != OK and not self.heading:
+                lines.append(f"       see: {TROUBLESHOOTING}, \"{check.see}\"")
+        return "\n".join(lines + ([] if self.heading else [self.summary()]))
 
     def _repr_html_(self) -> str:
         colours = {OK: "#2e7d32", WARN: "#b26a00", FAIL: "#c62828"}
@@ -80,9 +102,20 @@ class DoctorReport:
             f"<tr><td style='color:{colours[check.status]};font-weight:bold'>{check.status}</td>"
             f"<td style='text-align:left'>{html.escape(check.name)}</td>"
             f"<td style='text-align:left'>{html.escape(check.detail)}</td>"
-            f"<td style='text-align:left'><code>{html.escape(check.fix)}</code></td></tr>" for check in self.checks)
-        return (f"<table><tr><th></th><th>check</th><th>found</th><th>fix</th></tr>{rows}</table>"
-                f"<p><b>{html.escape(self.summary())}</b></p>")
+            f"<td style='text-align:left'>{f'<code>{html.escape(check.fix)}</code>' if check.fix else ''}</td>"
+            + ("" if self.heading else f"<td style='text-align:left'>{_see_html(check)}</td>") + "</tr>"
+            for check in self.checks)
+        help_column = "" if self.heading else "<th>help</th>"  # a section is already where the links lead
+        table = f"<table><tr><th></th><th>check</th><th>found</th><th>fix</th>{help_column}</tr>{rows}</table>"
+        return table if self.heading else f"{table}<p><b>{html.escape(self.summary())}</b></p>"
+
+
+def _see_html(check: Check) -> str:
+    if not check.see:
+        return ""
+    # Notebooks sit side by side, so the link is relative to this one's folder.
+    target = check.see_link.split("/", 1)[1]
+    return f"<a href='{html.escape(target)}'>{html.escape(check.see)}</a>"
 
 
 def run(*, ttnn: bool = False, host: hardware.HostPaths | None = None, prefix: Path | None = None) -> DoctorReport:
@@ -100,22 +133,134 @@ def run(*, ttnn: bool = False, host: hardware.HostPaths | None = None, prefix: P
         check_tenstorrent_device(cards, driver),
         check_kernel_driver(host),
         check_device_holders(host),
+        check_frames_made_on(cards),
         check_tt_smi(host, environment.prefix),
+        check_python(),
         check_environment(environment),
         check_tt_metal_home(home, found_by),
         check_runtime_root(environment),
         check_python_env(home, environment),
         check_pythonpath(home),
+        check_tt_metal_models(home),
         check_arch_name(cards),
         check_ttnn(ttnn),
         check_tt_versions(),
         check_ffmpeg(),
+        check_memory(),
         check_work_disk(),
         check_model_disk(),
         check_hugging_face(),
         *[check_package(name) for name in ("torch", "diffusers", "transformers")],
     ]
+    checks = [replace(check, see=check.see or SEE.get(check.name, "")) for check in checks]
     return DoctorReport(checks=checks, seconds=time.perf_counter() - started)
+
+
+# Each line's section of the troubleshooting notebook.
+SEE = {"Tenstorrent device": SLOW, "kernel driver": SLOW, "devices free": RESET, "frames made on": SLOW,
+       "tt-smi": RESET, "Python": MODULES, "Python environment": MODULES, "TT_METAL_RUNTIME_ROOT": MODULES,
+       "TT_METAL_HOME": MODULES, "tt-metal python_env": MODULES, "PYTHONPATH": MODULES,
+       "tt-metal models package": MODULES, "ttnn": MODULES, "torch": MODULES, "diffusers": MODULES,
+       "transformers": MODULES, "TT_METAL_ARCH_NAME": DISPATCH, "memory": MEMORY, "Hugging Face": HUGGING_FACE}
+
+
+def check_frames_made_on(cards: list[hardware.Card]) -> Check:
+    """Where frames will be made now, and where the work folder's last frames were made (slow means CPU)."""
+    name = "frames made on"
+    backend = hardware.auto_backend()
+    last = _last_render_devices()
+    if backend == "tt":
+        made = f"; the work folder's frames were made on {last}" if last else ""
+        return Check(name, OK, f"Tenstorrent ({len(cards)} card{'s' if len(cards) != 1 else ''}){made}")
+    gpus, _ = hardware.find_nvidia_gpus()
+    torch = hardware.torch_info()
+    where = f"the {gpus[0]} GPU" if gpus and torch.cuda else "the CPU"
+    made = f"; the work folder's frames were made on {last}" if last else ""
+    why = "no Tenstorrent device" if not cards else "ttnn is not installed in this Python"
+    slow = " (real SD 1.4 takes minutes per frame there)" if where == "the CPU" else ""
+    return Check(name, WARN, f"{where}, not Tenstorrent hardware: {why}{slow}{made}",
+                 "on a Tenstorrent machine, run ttlesson from the environment that has ttnn (see the lines below); "
+                 "elsewhere this is expected: TTLESSON_MODEL=tiny, TTLESSON_STEPS or TTLESSON_SIZE make it quicker")
+
+
+def _last_render_devices() -> str:
+    """The devices that made the work folder's frames, from its manifest ('' when there is none)."""
+    from . import manifest
+
+    folder = Path(os.environ.get("TTLESSON_WORKDIR") or DEFAULT_WORKDIR).expanduser()
+    try:
+        book = manifest.load(folder)
+    except Exception:  # a damaged manifest is the render's business, not the checklist's
+        return ""
+    if book is None or not book.frames:
+        return ""
+    return ", ".join(sorted({record.device or "an unrecorded device" for record in book.frames.values()}))
+
+
+def check_python() -> Check:
+    """Which Python runs ttlesson, and in which virtual environment: the lesson's "which python3"."""
+    version = ".".join(map(str, sys.version_info[:3]))
+    if sys.prefix != sys.base_prefix:
+        where = f"virtual environment {sys.prefix}"
+    elif os.environ.get("CONDA_PREFIX") and _same_path(Path(os.environ["CONDA_PREFIX"]), Path(sys.prefix)):
+        where = f"conda environment {sys.prefix}"
+    else:
+        where = "no virtual environment"
+    return Check("Python", OK, f"{version} at {sys.executable} ({where}); a notebook's kernel is the Python that "
+                 "runs it, which may differ from the terminal's python3")
+
+
+def check_tt_metal_models(home: Path | None) -> Check:
+    """tt-metal's ``models`` package must come from the checkout: the lesson's "module not found"."""
+    import importlib.util
+
+    name = "tt-metal models package"
+    if home is None:
+        return Check(name, WARN, "not checked: TT_METAL_HOME is not set", "set TT_METAL_HOME first (see above)")
+    try:
+        spec = importlib.util.find_spec("models")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        return Check(name, FAIL, "import models would fail (ModuleNotFoundError): no sys.path entry holds it",
+                     "export PYTHONPATH=$TT_METAL_HOME:$PYTHONPATH, then restart Python (or the notebook's kernel)")
+    folders = [Path(folder) for folder in (spec.submodule_search_locations or [])]
+    if folders and not any(_same_path(folder, home / "models") for folder in folders):
+        return Check(name, FAIL, f"models is found at {folders[0]}, not in {home}: another package of that name "
+                     "comes first", "put $TT_METAL_HOME first: export PYTHONPATH=$TT_METAL_HOME:$PYTHONPATH")
+    return Check(name, OK, f"{home / 'models'}")
+
+
+def check_memory(model: str | None = None) -> Check:
+    """Memory against what the model in use needs on a CPU: a render that runs out is killed mid-frame."""
+    name = "memory"
+    model = model or os.environ.get("TTLESSON_MODEL", "").strip() or "sd14"
+    need = MODEL_MEMORY_GIB.get(model)
+    total, available = _memory_gib()
+    if total is None:
+        return Check(name, OK, "not known on this system (no /proc/meminfo)")
+    detail = f"{available:.1f} of {total:.1f} GiB available"
+    if need is None:
+        return Check(name, OK, f"{detail}; the need of model {model} is not known")
+    need_text = f"{model} needs about {need} GiB to make frames on a CPU"
+    if total < need:
+        return Check(name, FAIL, f"{detail}; {need_text}",
+                     "use a machine with more memory, a smaller model (TTLESSON_MODEL=sd14 or tiny), or a GPU / "
+                     "Tenstorrent device")
+    if available < need:
+        return Check(name, WARN, f"{detail}; {need_text}",
+                     "close other programs, or shut down other notebooks' kernels (each holds its own model): "
+                     "Kernel > Shut Down All Kernels")
+    return Check(name, OK, f"{detail}; {need_text}")
+
+
+def _memory_gib() -> tuple[float | None, float]:
+    try:
+        text = Path("/proc/meminfo").read_text()
+    except OSError:
+        return None, 0.0
+    values = {key: int(number) / 1024 ** 2 for key, number in re.findall(r"^(\w+):\s+(\d+) kB", text, re.M)}
+    return values.get("MemTotal"), values.get("MemAvailable", values.get("MemFree", 0.0))
 
 
 def check_tenstorrent_device(cards: list[hardware.Card], driver: hardware.SourceAnswer) -> Check:

@@ -194,18 +194,24 @@ class ModelAccess:
         name = f"{self.model} ({self.repo})"
         if self.cached == "complete":
             return f"{name} is in the local cache: it loads without the Hub or a login."
-        partly = " is partly cached and" if self.cached == "partial" else ""
+        cache = ("is partly in the local cache (some weights are missing)" if self.cached == "partial"
+                 else "is not in the local cache yet")
         if self.offline:
-            return (f"{name}{partly} is not in the local cache and HF_HUB_OFFLINE is set: download it on a "
-                    "connected machine first, or use --model tiny.")
+            return (f"{name} {cache}, and HF_HUB_OFFLINE is set: download it on a connected machine first, "
+                    "or use --model tiny.")
         if not self.gated:
-            return (f"{name}{partly} is not gated (per {self.gated_from}): it downloads without a login, "
-                    "which is optional.")
+            return (f"{name} {cache}: it is not gated (per {self.gated_from}), so it downloads on first use "
+                    "without a login; logging in is optional.")
         if self.token:
-            return (f"{name}{partly} is gated (per {self.gated_from}): a token is set; its account must also have "
-                    f"accepted the licence at {self.url}.")
-        return (f"{name}{partly} is gated (per {self.gated_from}): accept its licence at {self.url} and log in "
-                "(ttlesson auth login) before it can download.")
+            return (f"{name} {cache}: it downloads on first use with the token that is set, if that account accepted "
+                    f"the licence at {self.url} (it is gated, per {self.gated_from}).")
+        return (f"{name} {cache}, and it is gated (per {self.gated_from}): accept its licence at {self.url} and log "
+                "in (ttlesson auth login) before it can download.")
+
+    @property
+    def needs_login(self) -> bool:
+        """A login is needed to get the weights: gated and not already cached."""
+        return self.gated and self.cached != "complete"
 
     def to_dict(self) -> dict:
         return asdict(self) | {"message": self.describe()}
@@ -230,6 +236,35 @@ def model_access(model: str | ModelSpec = "sd14", *, ask_hub: bool = False) -> M
         gated, gated_from = _gated_on_hub(spec) or (gated, gated_from)
     return ModelAccess(spec.name, spec.source, gated=gated, gated_from=gated_from, cached=cache_state(spec.source),
                        token=current.token, offline=current.offline)
+
+
+@dataclass(frozen=True)
+class AccessTable:
+    """``model_access`` for several models, as a table a notebook shows."""
+
+    rows: list[ModelAccess]
+
+    def __str__(self) -> str:
+        return "\n".join(row.describe() for row in self.rows)
+
+    def _repr_html_(self) -> str:
+        from huggingface_hub import constants
+
+        cached = {"complete": "yes", "partial": "partly", "no": "no"}
+        head = "".join(f"<th style='text-align:left'>{h}</th>" for h in
+                       ("model", "Hub repository", "gated", "in the local cache", "login needed"))
+        body = "".join(
+            "<tr>" + "".join(f"<td style='text-align:left'>{html.escape(str(cell))}</td>" for cell in (
+                row.model, row.repo, "yes" if row.gated else "no", cached.get(row.cached, row.cached),
+                "yes" if row.needs_login else "no")) + "</tr>" for row in self.rows)
+        notes = "".join(f"<li>{html.escape(row.describe())}</li>" for row in self.rows)
+        return (f"<table><tr>{head}</tr>{body}</table><ul>{notes}</ul>"
+                f"<p style='font-size:12px'>The local cache: {html.escape(str(constants.HF_HUB_CACHE))}</p>")
+
+
+def access_table(models: tuple[str, ...] = ("sd14", "sd35-large")) -> AccessTable:
+    """What getting each model's weights takes here: gated or not, cached or not, login needed or not."""
+    return AccessTable([model_access(model) for model in models])
 
 
 def _gated_on_hub(spec: ModelSpec) -> tuple[bool, str] | None:

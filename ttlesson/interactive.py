@@ -15,6 +15,7 @@ from . import models
 from . import storyboard as storyboard_mod
 from .backends import Backend, FrameRequest, create, resolve_name
 from .errors import TTLessonError
+from .expectations import duration
 from .frames import encode_png
 from .values import parse_size
 
@@ -49,7 +50,8 @@ class PromptStudio:
         self.steps = w.IntSlider(value=steps or spec.steps, min=1, max=max(100, steps or spec.steps),
                                  description="steps")
         self.generate_button = w.Button(description="Generate", button_style="primary", icon="paint-brush")
-        self.add_button = w.Button(description="Add to storyboard", icon="plus", disabled=True)
+        self.add_button = w.Button(description="Add to storyboard", icon="plus", disabled=True,
+                                   layout=w.Layout(width="auto"))  # the default width cuts the label off
         self.status = w.HTML()
         self.image = w.Image(format="png", layout=w.Layout(max_width=f"{self.width}px"))
         self.generate_button.on_click(lambda _: self.generate())
@@ -64,23 +66,33 @@ class PromptStudio:
         display(self.widget)
 
     def generate(self) -> bool:
-        """Make the frame for the current prompt, seed and steps; returns False (and says why) on failure."""
+        """Make the frame for the current prompt, seed and steps; returns False (and says why) on failure.
+
+        Both buttons are disabled while it runs: a second press cannot start another frame, and Add cannot add a
+        prompt whose frame is not made yet.
+        """
         text = self.prompt.value.strip()
         if not text:
             return self._fail("Type a prompt first.")
         request = FrameRequest(prompt=text, seed=self.seed.value, steps=self.steps.value, guidance=self.guidance,
                                width=self.width, height=self.height)
-        self.generate_button.disabled = True
+        self.generate_button.disabled = self.add_button.disabled = True
         try:
-            self._say(f"loading {self.model}…" if not self._is_loaded() else "generating…")
+            loading = not self._is_loaded()
+            if loading:
+                self._say(f"loading {self.model}…")
+            load_started = time.perf_counter()
             engine = loaded_backend(self.model, self.backend_name, self.device)
+            load_seconds = time.perf_counter() - load_started if loading else None
+            self._say("generating…")
             started = time.perf_counter()
-            image = engine.generate(request, on_step=lambda step, total: self._say(f"step {step}/{total}"))
+            image = engine.generate(request, on_step=lambda step, total: self._step(step, total, started))
             self.image.value = encode_png(image)
             self.last = request
-            self.add_button.disabled = False
+            loaded = (f", after loading the model in {load_seconds:.1f} s" if load_seconds is not None
+                      else " (the model was already loaded)")
             self._say(f"seed {request.seed}, {request.steps} steps: {time.perf_counter() - started:.1f} s on "
-                      f"{engine.device}")
+                      f"{engine.device}{loaded}")
             return True
         except TTLessonError as err:
             return self._fail(str(err))
@@ -88,6 +100,19 @@ class PromptStudio:
             return self._fail(f"{type(err).__name__}: {err}")
         finally:
             self.generate_button.disabled = False
+            self.add_button.disabled = self.last is None
+
+    @property
+    def status_text(self) -> str:
+        """The status line as plain text."""
+        import html
+        import re
+
+        return html.unescape(re.sub(r"<[^>]+>", "", self.status.value))
+
+    def _step(self, step: int, total: int, started: float) -> None:
+        left = (time.perf_counter() - started) / step * (total - step) if step else 0.0
+        self._say(f"step {step}/{total}" + (f" · about {duration(left)} left" if left >= 10 else ""))
 
     def add_to_storyboard(self) -> bool:
         """Append the last generated prompt and its seed to the storyboard file (created if missing)."""

@@ -19,11 +19,15 @@ STORYBOARD_FILE = "prompts.json"  # the lesson's names
 VIDEO_FILE = "tenstorrent_worldsfair_1964.mp4"
 
 
+SETTINGS_HINT = "(TTLESSON_* variables set before starting Jupyter change these: step 1 explains them)"
+
+
 def start() -> settings.Settings:
     """Read and print the settings; show ttlesson's errors (a bad TTLESSON_* value among them) in one line."""
     _one_line_errors()
     cfg = settings.current()
     print(cfg)
+    print(SETTINGS_HINT)
     return cfg
 
 
@@ -60,6 +64,7 @@ def ensure_frames(cfg: settings.Settings) -> RenderResult | None:
     """Make the frames of step 4 when they are missing; returns the render, or None when they were all there."""
     book = manifest.load(cfg.workdir_path)
     if book is not None and book.complete:
+        print(f"All {book.frame_count} frames of step 4 are in {cfg.workdir_path}.")
         return None
     print(f"The frames of step 4 are not all in {cfg.workdir_path} yet: making them now.")
     return render_frames(cfg, gallery=False)
@@ -73,6 +78,50 @@ def ensure_video(cfg: settings.Settings, fps: float = 2.0) -> VideoInfo:
     ensure_frames(cfg)
     print(f"No video in {cfg.workdir_path} yet: stitching it now at {fps:g} fps.")
     return stitch(cfg.workdir_path, path, fps=fps)
+
+
+def stitch_command(cfg: settings.Settings, output: str | os.PathLike | None = None, fps: float = 2.0,
+                   crossfade: float = 0.0) -> str:
+    """The ``ttlesson stitch`` command that makes the same video from a terminal, for the work folder in use."""
+    import shlex
+
+    words = ["ttlesson", "stitch", str(cfg.workdir_path), "--fps", f"{fps:g}"]
+    if crossfade:
+        words += ["--crossfade", f"{crossfade:g}"]
+    if output is not None:
+        words += ["--output", str(output)]
+    return shlex.join(words)
+
+
+def measure_scaling(cfg: settings.Settings, frames: int = 6):
+    """Step 8's measurement: the same frames rendered on 1, 2, … devices, with live progress per device count."""
+    from . import bench
+    from .progress import NotebookProgress, RenderStarted, in_notebook
+
+    counts = bench.device_counts()
+    display = NotebookProgress(gallery=False) if in_notebook() else None
+    heading = None
+    if display is not None:
+        import ipywidgets
+        from IPython.display import display as show
+
+        heading = ipywidgets.HTML()
+        show(ipywidgets.VBox([heading, display.widget]))
+    runs = iter(counts)
+
+    def listen(event) -> None:
+        if heading is not None and isinstance(event, RenderStarted):
+            count = next(runs)
+            heading.value = (f"Measuring {count} device{'s' if count != 1 else ''} "
+                             f"({counts.index(count) + 1} of {len(counts)}: {', '.join(map(str, counts))})")
+        if display is not None:
+            display(event)
+
+    result = bench.scaling(cfg.model.value, counts, frames=frames, steps=cfg.steps.value, size=cfg.size.value,
+                           on_event=listen)
+    if heading is not None:
+        heading.value = f"Measured {', '.join(map(str, counts))} devices, {frames} frames each."
+    return result
 
 
 def import_demo_frames(cfg: settings.Settings, src: str | os.PathLike | None = None):

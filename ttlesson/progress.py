@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import html
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .expectations import long_run_warning
 from .hardware import device_notice
 from .manifest import frame_filename, frames_dir
 
@@ -105,6 +107,32 @@ def steady_seconds_per_frame(durations: list[float]) -> float:
     return sum(steady) / len(steady) if steady else 0.0
 
 
+class LongRunWatch:
+    """Times a render's first denoising step and, when that says the whole render will take long (the real
+    SD 1.4 on a CPU: minutes per frame), returns once the sentence with the estimate and how to stop."""
+
+    def __init__(self):
+        self.plan: RenderStarted | None = None
+        self.device = ""
+        self.first_frame_started: float | None = None
+        self.done = False
+
+    def __call__(self, event: Event) -> str | None:
+        if isinstance(event, RenderStarted):  # a new render: start over
+            self.device, self.first_frame_started, self.done = "", None, False
+            self.plan = event
+        elif isinstance(event, ModelLoaded):
+            self.device = event.device
+        elif isinstance(event, FrameStarted) and self.first_frame_started is None:
+            self.first_frame_started = time.perf_counter()
+        elif isinstance(event, StepDone) and not self.done and self.first_frame_started is not None and self.plan:
+            self.done = True
+            where = "the CPU" if self.device.startswith("cpu") else (self.device or "this device")
+            return long_run_warning(time.perf_counter() - self.first_frame_started, event.steps,
+                                    len(self.plan.to_make), where)
+        return None
+
+
 class TqdmProgress:
     """Terminal display: on a terminal, a bar over frames and one over the current frame's steps;
     in a log (not a terminal), one line per finished frame."""
@@ -118,8 +146,12 @@ class TqdmProgress:
         self.step_bars = True
         self.frames_bar = None
         self.steps_bar = None
+        self.watch = LongRunWatch()
 
     def __call__(self, event: Event) -> None:
+        warning = self.watch(event)
+        if warning:
+            self._write(warning)
         if isinstance(event, RenderStarted):
             self.plan = event  # told together with the device once the model is loaded: a failed load prints nothing
         elif isinstance(event, ModelLoaded) and self.plan is not None:
@@ -194,15 +226,18 @@ class NotebookProgress:
 
         self.thumbnail = thumbnail
         self.notice = w.HTML()
+        self.warning = w.HTML()
         self.frames_bar = w.IntProgress(value=0, min=0, max=1, description="frames", bar_style="info")
         self.steps_bar = w.IntProgress(value=0, min=0, max=1, description="steps")
         self.status = w.HTML()
         self.gallery = w.Box(layout=w.Layout(display="flex", flex_flow="row wrap")) if gallery else None
-        parts = [self.notice, self.frames_bar, self.steps_bar, self.status] + ([self.gallery] if gallery else [])
+        parts = [self.notice, self.warning, self.frames_bar, self.steps_bar, self.status] + (
+            [self.gallery] if gallery else [])
         self.widget = w.VBox(parts)
         self.plan: RenderStarted | None = None
         self.device = ""
         self.thumbnails: dict[int, object] = {}  # frame index → its ipywidgets.Image in the gallery
+        self.watch = LongRunWatch()
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -210,6 +245,9 @@ class NotebookProgress:
         display(self.widget)
 
     def __call__(self, event: Event) -> None:
+        warning = self.watch(event)
+        if warning:
+            self.warning.value = f'<span style="color:#b26a00"><b>{html.escape(warning)}</b></span>'
         if isinstance(event, RenderStarted):
             self._started(event)
         elif isinstance(event, ModelLoaded):

@@ -78,6 +78,9 @@ class RenderResult:
         return (f"{len(self.manifest.frames)} frames in {manifest.frames_dir(self.out_dir)} "
                 f"({len(self.made)} made{where}, {len(self.kept)} kept) in {self.seconds:.1f} s")
 
+    def _repr_pretty_(self, printer, cycle) -> None:  # a notebook shows the summary, not every field
+        printer.text(self.summary())
+
 
 def render(
     storyboard: Storyboard | str | os.PathLike,

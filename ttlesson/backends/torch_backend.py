@@ -74,8 +74,10 @@ class TorchBackend(Backend):
             self.load()
 
         def step_end(pipe, step, timestep, callback_kwargs):
-            if on_step is not None:  # UNet passes: PNDM makes one more than the steps asked for
-                on_step(step + 1, len(pipe.scheduler.timesteps))
+            if on_step is not None:
+                # Counted in the steps asked for: PNDM makes one UNet pass more than that (its first step takes
+                # two), so its last pass is reported as the last step again rather than as "step 11/10".
+                on_step(min(step + 1, request.steps), request.steps)
             return callback_kwargs
 
         self.pipe.scheduler = schedulers.build(schedulers.resolve(request.scheduler, self.spec),

@@ -1,0 +1,1 @@
+"""Browser tests: every notebook in JupyterLab in Chromium, checked on screen."""
