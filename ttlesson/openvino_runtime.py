@@ -137,12 +137,12 @@ class _Compiled:
         return request.infer(list(arrays))[0]
 
 
-class OpenVinoUNet(torch.nn.Module):
-    """Called as diffusers calls its UNet; runs the OpenVINO model (float32 in and out)."""
+class _OpenVinoModule(torch.nn.Module):
+    """A compiled OpenVINO model in a torch module's clothes: diffusers reads its config, dtype and device."""
 
-    def __init__(self, compiled: _Compiled, unet_config):
+    def __init__(self, compiled: _Compiled, config):
         super().__init__()
-        self.config = unet_config
+        self.config = config
         self.compiled = compiled
         self.register_buffer("_where", torch.zeros(0), persistent=False)  # device and dtype for diffusers
 
@@ -154,6 +154,10 @@ class OpenVinoUNet(torch.nn.Module):
     def device(self):
         return self._where.device
 
+
+class OpenVinoUNet(_OpenVinoModule):
+    """Called as diffusers calls its UNet; runs the OpenVINO model (float32 in and out)."""
+
     def forward(self, sample, timestep, encoder_hidden_states, return_dict: bool = False, **unused):
         timesteps = torch.as_tensor(timestep, dtype=torch.float32).reshape(-1).expand(sample.shape[0])
         out = self.compiled(sample.float().numpy(), timesteps.contiguous().numpy(),
@@ -161,22 +165,8 @@ class OpenVinoUNet(torch.nn.Module):
         return (torch.from_numpy(out.copy()).to(sample.dtype),)
 
 
-class OpenVinoVAE(torch.nn.Module):
+class OpenVinoVAE(_OpenVinoModule):
     """The VAE's ``decode`` as diffusers calls it, running the OpenVINO decoder."""
-
-    def __init__(self, compiled: _Compiled, vae_config):
-        super().__init__()
-        self.config = vae_config
-        self.compiled = compiled
-        self.register_buffer("_where", torch.zeros(0), persistent=False)
-
-    @property
-    def dtype(self):
-        return self._where.dtype
-
-    @property
-    def device(self):
-        return self._where.device
 
     def decode(self, latents, return_dict: bool = False, generator=None):
         out = torch.from_numpy(self.compiled(latents.float().numpy()).copy())
