@@ -170,7 +170,7 @@ def test_sd35_plan_on_this_machine_says_why_not(monkeypatch):
     assert not plan.runnable and plan.where == ""
     assert plan.reasons[0].startswith("There is no Tenstorrent device here")
     needs = " ".join(plan.needs)
-    assert "T3K / Wormhole QuietBox (2×4)" in needs and "gated" in needs and "N300 are too small" in needs
+    assert "a T3K (2×4)" in needs and "gated" in needs and "N300 are too small" in needs
     assert "cannot run here" in str(plan) and "<ul>" in plan._repr_html_()
 
 
@@ -179,9 +179,9 @@ def _report(sysfs):
 
 
 @pytest.mark.parametrize("cards, runnable, system", [
-    (["n300"] * 4, True, "T3K / Wormhole QuietBox (2×4)"),
-    (["n150"], False, "1 wormhole chip"),
-    (["n300"], False, "2 wormhole chips"),
+    (["n300"] * 4, True, "the T3K (opened as a 2×4 mesh)"),
+    (["n150"], False, "not on this N150: 1 wormhole_b0 chip"),
+    (["n300"], False, "not on this N300: 2 wormhole_b0 chips"),
 ])
 def test_sd35_plan_by_mesh(monkeypatch, tmp_path, cards, runnable, system):
     from machine_helpers import make_sysfs

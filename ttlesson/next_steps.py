@@ -1,12 +1,13 @@
 """After the lesson: Stable Diffusion 3.5 Large where this machine can run it, and what it needs where it cannot.
 
-SD 3.5 Large runs through tt-metal's tt_dit pipeline on the meshes that pipeline has parallel presets for (a T3K
-or Wormhole QuietBox, a Galaxy, a Blackhole QuietBox, a 2×2 mesh), never on a single chip or an N300; its
+SD 3.5 Large runs through tt-metal's tt_dit pipeline on the systems that pipeline has parallel presets for (a T3K
+or Wormhole QuietBox, a Wormhole Galaxy, a 4-chip Blackhole QuietBox), never on a single chip or an N300; its
 checkpoint is gated on the Hugging Face Hub. ``sd35_plan`` says, without opening a device, whether both hold
 here, and ``try_sd35`` then renders the first frames of the storyboard with it — or shows the plan's reasons.
 
-The mesh is judged from the cards the kernel driver lists (8 Wormhole chips: 2×4; 32: 4×8; 4 chips: 2×2 or
-1×4); the tt backend checks the real mesh shape when it opens the device. None of this has run on silicon.
+The system is judged as ``ttlesson detect`` judges it (``ttlesson.backends.tt_plan``: the system mesh ttnn
+reports for these cards, and tt_dit's presets for it); the tt backend checks the real mesh shape when it opens
+the device. None of this has run on silicon.
 """
 
 from __future__ import annotations
@@ -41,29 +42,16 @@ class SD35Plan:
         return head + (f"<ul>{reasons}</ul>" if reasons else "") + f"<p>What it needs:</p><ul>{needs}</ul>"
 
 
-def mesh_for(report) -> tuple[tuple[int, int] | None, str]:
-    """(the mesh shape SD 3.5 would use on these cards or None, in words) from a ``HardwareReport``."""
-    from .backends.tt_sd35 import SUPPORTED_MESHES
-
-    chips, arch = report.total_chips, report.arch
-    shapes = {8: [(2, 4)], 32: [(4, 8)], 4: [(2, 2), (1, 4)]}.get(chips, [])
-    if not report.tt_device or not shapes:
-        return None, f"{chips} {arch or ''} chip{'s' if chips != 1 else ''}".replace("  ", " ")
-    shape = shapes[0]
-    return shape, SUPPORTED_MESHES[shape][0]
-
-
 def sd35_plan(report=None) -> SD35Plan:
     """Whether SD 3.5 Large can run on this machine, and what it needs; opens no device, asks no network."""
     from . import hf
-    from .backends.tt_sd35 import SUPPORTED_MESHES
+    from .backends.tt_plan import SD35_SYSTEMS, sd35_layout, sd35_refusal
     from .hardware import detect
 
     report = report or detect(ttnn=False)
-    systems = ", ".join(name for name, _, _ in SUPPORTED_MESHES.values())
     access = hf.model_access(MODEL)
-    needs = [f"A Tenstorrent system tt-metal's tt_dit pipeline has presets for: {systems}. A single N150 or P150 "
-             "and an N300 are too small (SD 1.4 runs on those).",
+    needs = [f"A Tenstorrent system tt-metal's tt_dit pipeline has presets for: {SD35_SYSTEMS}. A single N150 or "
+             "P150 and an N300 are too small (SD 1.4 runs on those).",
              "tt-metal built from source with its tt_dit package (models/tt_dit, or models/experimental/tt_dit in "
              "older releases), and ttlesson installed in its python_env.",
              f"The checkpoint stabilityai/stable-diffusion-3.5-large (about {CHECKPOINT_GB} GB): gated on the "
@@ -72,21 +60,25 @@ def sd35_plan(report=None) -> SD35Plan:
              f"{GPU_MEMORY_GIB} GB of memory (not tried by this project); on a CPU it would need about "
              f"{CPU_MEMORY_GIB} GB of memory and hours per 1024×1024 frame."]
     reasons = []
-    shape, system = mesh_for(report)
-    if not report.tt_device:
+    system = report.tt_system
+    layout = sd35_layout(system) if system else None
+    if not report.tt_device or system is None:
         reasons.append("There is no Tenstorrent device here, and ttlesson runs SD 3.5 Large only through "
                        "tt-metal on one of the systems named below.")
-    elif shape is None:
-        reasons.append(f"This machine has {system}: no tt_dit preset fits it (SD 3.5 Large spreads one image over "
-                       "a whole 2×4, 4×8, 1×4 or 2×2 mesh).")
+    elif layout is None:
+        reasons.append(sd35_refusal(system))
     elif not report.ttnn.installed:
         reasons.append("ttnn is not installed in this Python: run from tt-metal's python_env.")
     if access.needs_login and not access.token:
         reasons.append(access.describe())
     elif access.cached != "complete" and access.offline:
         reasons.append(access.describe())
-    where = f"the {system} mesh, through tt-metal's tt_dit pipeline (the tt backend checks the real mesh shape)"
-    return SD35Plan(runnable=not reasons, where=where if not reasons else "", reasons=reasons, needs=needs)
+    where = ""
+    if not reasons:
+        opened = "×".join(map(str, layout.mesh_shape))
+        where = (f"the {system.name} (opened as a {opened} mesh), through tt-metal's tt_dit pipeline (the tt "
+                 "backend checks the real mesh shape)")
+    return SD35Plan(runnable=not reasons, where=where, reasons=reasons, needs=needs)
 
 
 def try_sd35(cfg, frames: int = 2, plan: SD35Plan | None = None):

@@ -130,7 +130,7 @@ SD35_LAYOUTS: dict[tuple[str, tuple[int, int]], SD35Layout] = {
     (BLACKHOLE, (2, 2)): SD35Layout((1, 4), "FABRIC_1D_RING", 65536, 50_000_000,
                                     f"tt_dit's 1×4 ring preset for 4-chip Blackhole boxes ({SD35_PIPELINE})"),
 }
-_SD35_SYSTEMS = ("a T3K (2×4), a Wormhole Galaxy (opened 4×8) or a 4-chip Blackhole QuietBox (opened as a "
+SD35_SYSTEMS = ("a T3K (2×4), a Wormhole Galaxy (opened 4×8) or a 4-chip Blackhole QuietBox (opened as a "
                  "1×4 ring)")
 
 
@@ -145,7 +145,7 @@ def sd35_refusal(system: TTSystem) -> str:
                "ttnn then sees as a 4-chip QuietBox), or use --model sd14")
     else:
         fix = "use --model sd14, which runs on every Tenstorrent chip"
-    return f"SD 3.5 Large runs on {_SD35_SYSTEMS}, not on this {system.describe()}; {fix}."
+    return f"SD 3.5 Large runs on {SD35_SYSTEMS}, not on this {system.describe()}; {fix}."
 
 
 # --- the verdicts detect shows ----------------------------------------------------------------------------
