@@ -28,8 +28,7 @@ from ..tt_metal import import_sd14, import_sd35
 from . import Backend, FrameRequest, MadeImage, StepCallback
 from .tt_device import (arch_name, driver_sees_a_chip, import_ttnn, open_error, open_mesh, refuse_unrunnable,
                         require_chips, split_into_chips)
-from .tt_sd14 import (MIN_STEPS, SIZE, ChipPipeline, initial_latents, load_host_models, text_embeddings,
-                      to_image)
+from .tt_sd14 import MIN_STEPS, SIZE, ChipPipeline, frame_inputs, load_host_models, to_image
 
 PER_FRAME_NOTE = "progress is per frame: the denoising steps run inside one device trace"
 
@@ -194,8 +193,7 @@ class TTBackend(Backend):
                     if on_start is not None:
                         on_start(index, self._chip_label(pipeline))
                     started = time.perf_counter()
-                    pipeline.submit(text_embeddings(self._host, request.prompt, request.negative_prompt),
-                                    initial_latents(request.seed))
+                    pipeline.submit(*frame_inputs(self._host, request))
                     running.append((pipeline, index, started))
                 pipeline, index, started = running.popleft()
                 image = to_image(pipeline.collect())
