@@ -96,7 +96,8 @@ def test_bad_walk_settings_get_one_sentence(text, expected):
 @QUICK
 @given(board_k=st.one_of(st.integers(-3, 1003), JSON_SCALARS), frame_ks=st.lists(
     st.one_of(st.none(), st.integers(-3, 1003), JSON_SCALARS), min_size=1, max_size=5),
-    easing=st.one_of(st.none(), st.sampled_from(walk.EASINGS), st.text(max_size=8)), cli_k=st.none() | st.integers(0, 9))
+    easing=st.one_of(st.none(), st.sampled_from(walk.EASINGS), st.text(max_size=8)),
+    cli_k=st.none() | st.integers(0, 9))
 def test_any_transition_frames_read_or_refused_in_one_line(board_k, frame_ks, easing, cli_k):
     items = [{"prompt": f"p{i}", **({} if k is None else {"transition_frames": k})} for i, k in enumerate(frame_ks)]
     body = {"frames": items, "transition_frames": board_k, **({} if easing is None else {"easing": easing})}

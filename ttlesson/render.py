@@ -521,8 +521,9 @@ def _check_walk(settings: RenderSettings, wanted: list[FrameRecord]) -> None:
     if settings.model.family == "sd1":
         return
     if any(record.pair or record.noise_base is not None for record in wanted):
-        raise TTLessonError(f"Keyframe walks and --seed-mode mixed run on SD 1.x models (sd14, tiny); {settings.model.name} "
-                            "makes keyframes only: leave --transition-frames and --seed-mode mixed out.")
+        raise TTLessonError(f"Keyframe walks and --seed-mode mixed run on SD 1.x models (sd14, tiny); "
+                            f"{settings.model.name} makes keyframes only: leave --transition-frames and --seed-mode "
+                            "mixed out.")
 
 
 def _plan(out_dir: Path, existing: Manifest, wanted: list[FrameRecord],

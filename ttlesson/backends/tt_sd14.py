@@ -79,8 +79,9 @@ def frame_inputs(host: HostModels, request) -> tuple:
     from .. import walk
 
     (embeddings,) = walk.blend_embeddings(request, lambda prompt, negative: (text_embeddings(host, prompt, negative),))
-    latents = walk.start_noise(request, LATENT_SHAPE) if walk.needs_own_noise(request) else initial_latents(request.seed)
-    return embeddings, latents
+    if walk.needs_own_noise(request):
+        return embeddings, walk.start_noise(request, LATENT_SHAPE)
+    return embeddings, initial_latents(request.seed)
 
 
 def to_image(output):
