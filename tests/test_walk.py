@@ -362,3 +362,43 @@ def test_audio_mistakes_are_one_sentence(walked, tmp_path):
     message = one_line_error(run_cli("stitch", walked.out_dir, "--output", tmp_path / "a.mp4", "--fit-audio"))
     assert "add --audio FILE" in message
     assert not (tmp_path / "a.mp4").exists()
+
+
+# --- the manifest: old records still read, walk records checked -----------------------------------------------
+
+WALK_KEYS = ("keyframe", "pair", "weight", "to_prompt", "to_negative_prompt", "to_seed", "noise_base", "noise_mix",
+             "colour_match", "colour_reference")
+
+
+def test_a_manifest_from_before_walks_reads_and_its_frames_are_kept(alone, tmp_path):
+    import shutil
+
+    shutil.copytree(alone.out_dir, tmp_path / "old")
+    path = manifest.manifest_path(tmp_path / "old")
+    body = json.loads(path.read_text())
+    body["frames"] = [{k: v for k, v in record.items() if k not in WALK_KEYS} for record in body["frames"]]
+    path.write_text(json.dumps(body))
+    book = manifest.load(tmp_path / "old")
+    assert all(r.pair is None and r.keyframe is None and r.weight == 0.0 for r in book.frames.values())
+    assert book.keyframes == [0, 1, 2]
+    again = render(BOARD, tmp_path / "old", model="tiny", backend="torch", steps=3)
+    assert again.made == [] and again.kept == [0, 1, 2]
+
+
+WALK_RECORD = {"index": 1, "prompt": "a", "negative_prompt": None, "seed": 0, "steps": 4, "guidance": 7.5,
+               "width": 64, "height": 64, "model": "tiny", "backend": "torch", "keyframe": None, "pair": [0, 1],
+               "weight": 0.5, "to_prompt": "b", "to_negative_prompt": None, "to_seed": 1, "noise_base": None,
+               "noise_mix": 0.0, "colour_match": "lab", "colour_reference": "frame 0 (0123456789abcdef)"}
+
+
+@QUICK
+@given(st.dictionaries(st.sampled_from(WALK_KEYS), JSON_SCALARS | st.lists(JSON_SCALARS, max_size=3), max_size=4))
+def test_any_walk_record_reads_or_is_refused_in_one_line(tmp_path_factory, damage):
+    folder = tmp_path_factory.mktemp("render")
+    body = {"schema": 1, "storyboard": "s", "frame_count": 3, "frames": [{**WALK_RECORD, **damage}]}
+    manifest.manifest_path(folder).write_text(json.dumps(body))
+    book = reads_or_refuses(manifest.load, folder)
+    if book is not None:
+        record = book.frames[1]
+        assert record.pair is None or (isinstance(record.pair, tuple) and record.pair[1] == record.pair[0] + 1)
+        assert 0 <= record.weight <= 1 and isinstance(record.weight, float) and 0 <= record.noise_mix <= 1
