@@ -107,8 +107,38 @@ def _add_render_arguments(parser: argparse.ArgumentParser) -> None:
                         help="base seed: frame i uses SEED+i unless it sets its own (0 to 4294967295)")
     parser.add_argument("--overwrite", action="store_true", help="remake frames whose settings changed")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_walk_arguments(parser)
     _add_devices_argument(parser)
     _add_speed_arguments(parser)
+
+
+def _add_walk_arguments(parser: argparse.ArgumentParser) -> None:
+    from .walk import EASINGS, SEED_MODES
+
+    parser.add_argument("--transition-frames", type=_count_value, default=None, metavar="K",
+                        help="K in-between frames from each keyframe (storyboard prompt) to the next, walking the "
+                        "starting noise and the prompt embeddings; n keyframes give n+(n-1)K frames (default: the "
+                        "storyboard's, else 0; a keyframe's own transition_frames wins)")
+    parser.add_argument("--easing", default=None, choices=EASINGS,
+                        help="spacing of the in-betweens (default: the storyboard's, else linear)")
+    parser.add_argument("--seed-mode", default="per-frame", choices=SEED_MODES,
+                        help="per-frame: keyframe i uses SEED+i (default); shared: every keyframe uses SEED; mixed: "
+                        "SEED's noise shared by all keyframes plus a per-frame part (--noise-mix)")
+    parser.add_argument("--noise-mix", type=float, default=None, metavar="S",
+                        help="with --seed-mode mixed: the share (0 to 1) of each keyframe's own noise (default: 0.3)")
+    parser.add_argument("--colour-coherence", action="store_true",
+                        help="match every frame's colours to the first keyframe's (histograms in LAB; recorded per "
+                        "frame)")
+
+
+def _count_value(text: str) -> int:
+    from .walk import MAX_TRANSITION_FRAMES
+
+    digits = text.strip()
+    if digits.isascii() and digits.isdigit() and len(digits) <= 5 and int(digits) <= MAX_TRANSITION_FRAMES:
+        return int(digits)
+    raise argparse.ArgumentTypeError(f"--transition-frames {text[:20]!r} is not a whole number from 0 to "
+                                     f"{MAX_TRANSITION_FRAMES}")
 
 
 def _add_speed_arguments(parser: argparse.ArgumentParser) -> None:
@@ -143,6 +173,18 @@ def _add_stitch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crf", type=int, default=DEFAULT_CRF, help="H.264 quality, 0–51, lower is better (default: 18)")
     parser.add_argument("--crossfade", type=float, default=0.0, metavar="SECONDS",
                         help="dissolve each frame into the next over its last SECONDS (default: 0, cuts)")
+    parser.add_argument("--seconds-per-keyframe", type=float, default=None, metavar="S",
+                        help="pace a walk by its keyframes: each keyframe and the in-betweens after it last S "
+                        "seconds, the last keyframe S, so the video lasts (keyframes)×S; written at 24 fps "
+                        "(default: every frame shows 1/--fps)")
+    parser.add_argument("--hold", type=float, default=0.0, metavar="SECONDS",
+                        help="with --seconds-per-keyframe: how long each keyframe holds before its transition starts "
+                        "(default: 0, an even walk)")
+    parser.add_argument("--audio", default=None, metavar="FILE",
+                        help="mux this audio file as an AAC soundtrack, cut (with a fade-out) or padded with "
+                        "silence to the video's length")
+    parser.add_argument("--fit-audio", action="store_true",
+                        help="with --audio: set --seconds-per-keyframe so the video lasts as long as the audio")
     parser.add_argument("--output", default=None, metavar="FILE", help="video path: .mp4 (or .m4v, .mov, .mkv); "
                         "never a file other than an earlier ttlesson video (default: DIR/<storyboard>.mp4)")
 
@@ -157,19 +199,25 @@ def _run_render(args) -> int:
 def _run_stitch(args) -> int:
     from .video import stitch
 
-    info = stitch(args.dir, args.output, fps=args.fps, crf=args.crf, crossfade=args.crossfade)
+    info = stitch(args.dir, args.output, **_stitch_options(args))
     print(info.summary())
     return 0
+
+
+def _stitch_options(args) -> dict:
+    return dict(fps=args.fps, crf=args.crf, crossfade=args.crossfade, seconds_per_keyframe=args.seconds_per_keyframe,
+                hold=args.hold, audio=args.audio, fit_audio=args.fit_audio)
 
 
 def _run_video(args) -> int:
     from .video import check_settings, stitch
 
-    check_settings(args.fps, args.crf, args.crossfade)  # before minutes of rendering, not after
+    check_settings(args.fps, args.crf, args.crossfade, args.seconds_per_keyframe, args.hold, args.audio,
+                   args.fit_audio)  # before minutes of rendering, not after
     _check_video_output(args)
     result = _render(args)
     print(result.summary())
-    info = stitch(result.out_dir, args.output, fps=args.fps, crf=args.crf, crossfade=args.crossfade)
+    info = stitch(result.out_dir, args.output, **_stitch_options(args))
     print(f"video: {info.summary()}")
     print(info.path)
     return 0
@@ -231,7 +279,9 @@ def _render(args):
         return render(args.storyboard, args.out, model=args.model, backend=args.backend, device=args.device,
                       steps=args.steps, size=args.size, guidance=args.guidance, seed=args.seed,
                       overwrite=args.overwrite, devices=args.devices, scheduler=args.scheduler,
-                      precision=args.precision, compile=args.compile, on_event=display)
+                      precision=args.precision, compile=args.compile, transition_frames=args.transition_frames,
+                      easing=args.easing, seed_mode=args.seed_mode, noise_mix=args.noise_mix,
+                      colour="lab" if args.colour_coherence else None, on_event=display)
     finally:
         if display is not None:
             display.close()

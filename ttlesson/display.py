@@ -1,4 +1,5 @@
-"""What a notebook shows: a frame gallery, an inline video player, and timing charts.
+"""What a notebook shows: a frame gallery, inline video players (side by side), a keyframe walk's strip of
+in-between frames, and timing charts.
 
 Everything is embedded in the notebook's output (base64 images and video), so it shows in JupyterLab, VS Code
 and a saved HTML export alike, with no file server behind it.
@@ -136,6 +137,33 @@ class Chart:
     def save(self, path: str | os.PathLike) -> Path:
         self.figure.savefig(path, bbox_inches="tight")
         return Path(path)
+
+
+def side_by_side(videos: dict[str, str | os.PathLike], width: int = 256) -> HTMLView:
+    """Several videos next to each other, each under its label, all looping (to compare versions of a film)."""
+    cells = [f'<div style="margin:4px"><div style="font-weight:bold;font-size:13px">{html.escape(label)}</div>'
+             f"{video_player(path, width=width).html}</div>" for label, path in videos.items()]
+    return HTMLView('<div style="display:flex;flex-wrap:wrap;gap:8px">' + "".join(cells) + "</div>")
+
+
+def walk_strip(out_dir: str | os.PathLike, pair: int = 0, width: int = 112) -> HTMLView:
+    """One transition of a keyframe walk in a row: keyframe ``pair``, its in-betweens with their weights, and
+    the next keyframe."""
+    out_dir = Path(out_dir)
+    book = _manifest_or_fail(out_dir)
+    keyframes = book.keyframes
+    if pair < 0 or pair + 1 >= len(keyframes):
+        raise TTLessonError(f"{out_dir} has {len(keyframes)} keyframes, so transition {pair} does not exist; give "
+                            f"pair from 0 to {max(0, len(keyframes) - 2)}.")
+    cells = []
+    for index in range(keyframes[pair], keyframes[pair + 1] + 1):
+        record = book.frames[index]
+        label = f"keyframe {record.keyframe}" if record.is_keyframe else f"weight {record.weight:.2f}"
+        cells.append(f'<figure style="margin:2px;width:{width}px">'
+                     f'<img src="data:image/png;base64,{_thumbnail_base64(out_dir / record.file, width)}" '
+                     f'width="{width}" alt="frame {index:03d}"/><figcaption style="font-size:11px">'
+                     f"<b>{index:03d}</b> · {label}</figcaption></figure>")
+    return HTMLView('<div style="display:flex;flex-wrap:wrap">' + "".join(cells) + "</div>")
 
 
 def seconds_per_frame_chart(out_dir: str | os.PathLike) -> Chart:

@@ -124,6 +124,39 @@ def measure_scaling(cfg: settings.Settings, frames: int = 6):
     return result
 
 
+FILM_VERSIONS = {  # name → what it shows, and the render's walk and consistency arguments
+    "slideshow": ("Slideshow: the keyframes, cut", {}),
+    "walk": ("Walk: in-betweens from keyframe to keyframe", {"transition_frames": None}),
+    "walk-colour": ("Walk + colour coherence", {"transition_frames": None, "colour": "lab"}),
+}
+
+
+def film_versions(cfg: settings.Settings, keyframes: int = 3, transition_frames: int = 4
+                  ) -> dict[str, RenderResult]:
+    """The storyboard's first ``keyframes`` prompts made three ways (``FILM_VERSIONS``), each into
+    ``<workdir>/film/<name>`` (resuming: made once), with the settings of the other steps."""
+    from . import models
+    from .backends import create
+
+    board = ensure_storyboard(cfg)
+    short = storyboard.Storyboard(frames=board.frames[:keyframes], name="film")
+    settings = dict(cfg.render_kwargs)
+    results = {}
+    with create(settings.pop("backend"), models.resolve(settings["model"])) as engine:  # loaded once for all three
+        for name, (_, options) in FILM_VERSIONS.items():
+            options = {key: transition_frames if value is None else value for key, value in options.items()}
+            results[name] = render(short, cfg.workdir_path / "film" / name, backend=engine, **options, **settings)
+            print(f"{name}: {results[name].summary()}")
+    return results
+
+
+def stitch_film_versions(results: dict[str, RenderResult], seconds_per_keyframe: float = 1.5
+                         ) -> dict[str, VideoInfo]:
+    """Each version stitched at the same pace (``seconds_per_keyframe``), so the films last equally long."""
+    return {FILM_VERSIONS[name][0]: stitch(result.out_dir, seconds_per_keyframe=seconds_per_keyframe)
+            for name, result in results.items()}
+
+
 def import_demo_frames(cfg: settings.Settings, src: str | os.PathLike | None = None):
     """Bring in images that tt-metal's pytest demo wrote (Step 4 done by hand), if there are any.
 

@@ -3,6 +3,10 @@
 A render folder holds ``frames/frame_000.png, frame_001.png, …`` and ``manifest.json``. The manifest records,
 per frame, the settings that determine its pixels (prompt, negative prompt, seed, steps, guidance, size,
 model, backend, scheduler, precision), the device that really ran it, how long it took and the PNG's SHA-256.
+In a keyframe walk (``ttlesson.walk``) a record also says whether the frame is a keyframe (``keyframe``: its
+storyboard index) or an in-between (``pair`` of keyframe indices and ``weight``, with the second keyframe's
+prompt, negative prompt and seed in ``to_*``); mixed seed mode adds ``noise_base`` and ``noise_mix``; colour
+coherence adds ``colour_match`` and ``colour_reference``. Records written before these existed read with defaults.
 
 A manifest is checked as it is read (``load``): every key has the type the schema below gives it, counts are
 bounded, indices are unique and inside the storyboard; anything else is one sentence naming the file and the
@@ -31,7 +35,8 @@ MAX_MANIFEST_BYTES = 256 * 1024 ** 2
 
 # The fields of a record that decide what the frame looks like: a frame is reused only when all of them match.
 IDENTITY_FIELDS = ("prompt", "negative_prompt", "seed", "steps", "guidance", "width", "height", "model", "backend",
-                   "scheduler", "precision")
+                   "scheduler", "precision", "to_prompt", "to_negative_prompt", "to_seed", "weight", "noise_base",
+                   "noise_mix", "colour_match", "colour_reference")
 
 
 def frame_filename(index: int) -> str:
@@ -85,6 +90,22 @@ class FrameRecord:
     seconds: float = 0.0
     warmup: bool = False  # first frame of its run: its seconds include compilation and cache warm-up
     sha256: str = ""
+    # The walk (ttlesson.walk): a keyframe has its storyboard index here; an in-between has pair and weight, and
+    # the second keyframe's prompt, negative prompt and seed (the first's are prompt, negative_prompt, seed).
+    keyframe: int | None = None
+    pair: tuple[int, int] | None = None
+    weight: float = 0.0
+    to_prompt: str | None = None
+    to_negative_prompt: str | None = None
+    to_seed: int | None = None
+    noise_base: int | None = None  # mixed seed mode: the shared base noise's seed
+    noise_mix: float = 0.0  # mixed seed mode: the share of the frame's own noise
+    colour_match: str = ""  # "lab": colours matched to the reference frame's (ttlesson.colour); "" not matched
+    colour_reference: str = ""  # which frame, and a digest of its identity: "frame 0 (1a2b3c4d5e6f7a8b)"
+
+    @property
+    def is_keyframe(self) -> bool:
+        return self.pair is None
 
     @property
     def file(self) -> str:
@@ -113,6 +134,11 @@ class Manifest:
     @property
     def missing(self) -> list[int]:
         return [i for i in range(self.frame_count) if i not in self.frames]
+
+    @property
+    def keyframes(self) -> list[int]:
+        """Frame indices of the keyframes, in order (every frame of a render without a walk)."""
+        return [index for index, record in sorted(self.frames.items()) if record.is_keyframe]
 
     @property
     def video_name(self) -> str:
@@ -152,6 +178,15 @@ def _real(low: float, high: float) -> Callable[[object], bool]:
                           and low <= value <= high)
 
 
+def _optional(check: Callable[[object], bool]) -> Callable[[object], bool]:
+    return lambda value: value is None or check(value)
+
+
+def _pair(value) -> bool:
+    return (isinstance(value, list) and len(value) == 2 and all(_whole(0, MAX_FRAMES - 1)(v) for v in value)
+            and value[1] == value[0] + 1)
+
+
 def _sha(value) -> bool:
     return isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}|", value) is not None
 
@@ -175,6 +210,16 @@ RECORD_SCHEMA: dict[str, tuple[Callable[[object], bool], str, bool]] = {
     "seconds": (_real(0, 1e9), "a number of seconds", False),
     "warmup": (lambda value: isinstance(value, bool), "true or false", False),
     "sha256": (_sha, "64 hexadecimal digits", False),
+    "keyframe": (_optional(_whole(0, MAX_FRAMES - 1)), "null or a storyboard index", False),
+    "pair": (_optional(_pair), "null or two consecutive keyframe indices [k, k + 1]", False),
+    "weight": (_real(0, 1), "a number from 0 to 1", False),
+    "to_prompt": (_text_or_null, "text or null", False),
+    "to_negative_prompt": (_text_or_null, "text or null", False),
+    "to_seed": (_optional(_whole(0, 2 ** 32 - 1)), "null or a whole number from 0 to 4294967295", False),
+    "noise_base": (_optional(_whole(0, 2 ** 32 - 1)), "null or a whole number from 0 to 4294967295", False),
+    "noise_mix": (_real(0, 1), "a number from 0 to 1", False),
+    "colour_match": (_text, "text", False),
+    "colour_reference": (_text, "text", False),
 }
 
 
@@ -269,8 +314,11 @@ def _record(item: object, where: str) -> FrameRecord:
         values[key] = item[key]
     values = {**_before_precision(values), **values}  # a frame from before they were recorded
     values["guidance"] = float(values["guidance"])
-    if "seconds" in values:
-        values["seconds"] = float(values["seconds"])
+    for key in ("seconds", "weight", "noise_mix"):
+        if key in values:
+            values[key] = float(values[key])
+    if values.get("pair") is not None:
+        values["pair"] = tuple(values["pair"])
     return FrameRecord(**values)
 
 

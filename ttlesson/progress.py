@@ -24,7 +24,7 @@ from .manifest import frame_filename, frames_dir
 
 @dataclass(frozen=True)
 class RenderStarted:
-    total: int  # frames in the storyboard
+    total: int  # frames to have: the storyboard's keyframes and any in-betweens of a walk
     to_make: tuple[int, ...]  # indices this run will generate
     kept: tuple[int, ...]  # indices already on disk with matching settings
     model: str

@@ -1,17 +1,19 @@
-"""The frame loop: a storyboard in, one PNG per prompt out, with a manifest, resumable and repeatable.
+"""The frame loop: a storyboard in, one PNG per frame out, with a manifest, resumable and repeatable.
 
 Reading ``render`` top to bottom is the algorithm:
 
-1. check every argument and settle the settings (the model's defaults, overridden by the caller's), each
-   frame's seed, and the scheduler and numerics (``precision``: the fast path this machine allows,
-   ``ttlesson.accel``) it is made with; refuse what the backend cannot make (no device, a size it does not run) and a frame too big
-   for this machine's memory, all before anything is written or loaded;
+1. check every argument and settle the settings (the model's defaults, overridden by the caller's), the frames
+   (one per storyboard prompt, its keyframes, plus ``transition_frames`` in-betweens per gap: ``ttlesson.walk``),
+   each frame's seed and noise, and the scheduler and numerics (``precision``: the fast path this machine allows,
+   ``ttlesson.accel``) it is made with; refuse what the backend cannot make (no device, a size it does not run)
+   and a frame too big for this machine's memory, all before anything is written or loaded;
 2. check the output folder (it can be created and written, ``frames/`` is a folder, ``manifest.json`` a file,
    the disk has room) and lock it for this run: a second render into the same folder is refused;
 3. compare with what the output folder already holds: frames made with the same settings are kept, frames
    made with other settings stop the run unless ``overwrite`` is given (nothing is replaced by surprise);
 4. load the model once, only if there is anything to make;
-5. per frame: generate, write the PNG atomically, record it in the manifest, report progress.
+5. per frame: generate, match its colours to the first keyframe's (``colour="lab"``, ``ttlesson.colour``),
+   write the PNG atomically, record it in the manifest, report progress.
 
 With ``devices`` ("all" or a number) frames are made side by side: on Tenstorrent by one pipeline per chip in
 this process, on torch by worker processes (``ttlesson.workers``). Each frame keeps its own seed and settings,
@@ -22,6 +24,8 @@ Killing the process at any moment leaves only whole PNGs; the next run picks up 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import numbers
 import os
 import time
@@ -32,10 +36,12 @@ from pathlib import Path
 
 from . import __version__, accel, manifest, memory, models, schedulers
 from . import storyboard as storyboard_mod
+from . import walk as walk_mod
 from .backends import Backend, FrameRequest, create, resolve_name
 from .errors import FramesLostError, PromptTooLongWarning, SettingsChangedError, TTLessonError
 from .fileio import folder_lock, os_error_sentence, remove_partials, sha256_file, writable_folder
 from .frames import encode_png, store_frame
+from .walk import EASINGS, MAX_TRANSITION_FRAMES, SEED_MODES
 from .manifest import FrameRecord, Manifest
 from .progress import (Event, FrameDone, FrameStarted, ModelLoaded, RenderFinished, RenderStarted, StepDone,
                        WarmedUp, WorkerStarted, steady_seconds_per_frame)
@@ -54,6 +60,17 @@ class RenderSettings:
     seed: int  # base seed: frame i uses seed + i unless the storyboard gives it its own
     scheduler: str = "pndm"  # ttlesson.schedulers
     precision: str = "float32"  # ttlesson.accel
+
+
+@dataclass(frozen=True)
+class WalkSettings:
+    """How the storyboard's keyframes become frames (``ttlesson.walk``) and how consistent the frames are."""
+
+    transition_frames: int | None = None  # in-betweens per gap unless a keyframe sets its own (None: storyboard's)
+    easing: str | None = None  # None: the storyboard's, else linear
+    seed_mode: str = "per-frame"  # ttlesson.walk.SEED_MODES
+    noise_mix: float = 0.3  # mixed seed mode: the share of each keyframe's own noise
+    colour: str = ""  # "lab": match every frame's colours to the first keyframe's; "": leave them
 
 
 @dataclass
@@ -98,9 +115,22 @@ def render(
     scheduler: str | None = None,
     precision: str = "auto",
     compile: bool = False,
+    transition_frames: int | None = None,
+    easing: str | None = None,
+    seed_mode: str = "per-frame",
+    noise_mix: float | None = None,
+    colour: str | bool | None = None,
     on_event: Callable[[Event], None] | None = None,
 ) -> RenderResult:
-    """Make one frame per storyboard prompt into ``out_dir/frames`` and record them in ``out_dir/manifest.json``.
+    """Make the storyboard's frames into ``out_dir/frames`` and record them in ``out_dir/manifest.json``.
+
+    Each storyboard prompt is a keyframe; ``transition_frames`` K (the storyboard's own, else 0) adds K
+    in-between frames in each gap that walk from one keyframe to the next (``ttlesson.walk``), spaced by
+    ``easing`` (``linear``, ``ease-in-out``); a keyframe's own ``transition_frames`` wins for its gap. Frames are
+    numbered in order: n keyframes give n + (n - 1) K frames. ``seed_mode`` is ``per-frame`` (keyframe k uses
+    ``seed + k``), ``shared`` (every keyframe uses ``seed``) or ``mixed`` (the noise of ``seed`` shared by all
+    keyframes plus ``noise_mix``, default 0.3, of each one's own). ``colour="lab"`` matches every frame's colours
+    to the first keyframe's.
 
     ``backend`` is a name (``auto``, ``torch``, ``tt``) or an already loaded ``Backend``, which is then reused
     and left open. Frames already made with the same settings are kept; ``overwrite`` allows remaking frames
@@ -118,9 +148,11 @@ def render(
     board = storyboard if isinstance(storyboard, Storyboard) else storyboard_mod.load(storyboard)
     settings = _settings(model, backend, steps, size, guidance, seed, scheduler, precision, compile,
                          _device_arg(device))
+    options = _walk_settings(transition_frames, easing, seed_mode, noise_mix, colour)
     spread = _devices(devices, backend)
     out_dir = _out_dir(out_dir)
-    wanted = [_wanted_record(board, i, settings) for i in range(len(board))]
+    wanted = wanted_records(board, settings, options)
+    _check_walk(settings, wanted)
     engine = backend if isinstance(backend, Backend) else _engine(settings, spread, device)
     try:
         _check_backend(engine, engine is not backend, settings, device, wanted)
@@ -130,10 +162,10 @@ def render(
             # 3. what the folder already holds
             existing = manifest.load(out_dir) or Manifest()
             to_make, kept, stale = _plan(out_dir, existing, wanted, bool(overwrite))
-            book = Manifest(storyboard=board.name, frame_count=len(board), version=__version__,
+            book = Manifest(storyboard=board.name, frame_count=len(wanted), version=__version__,
                             frames={i: existing.frames[i] for i in kept})
             _check_room(out_dir, settings, len(to_make))
-            emit(RenderStarted(total=len(board), to_make=tuple(to_make), kept=tuple(kept),
+            emit(RenderStarted(total=len(wanted), to_make=tuple(to_make), kept=tuple(kept),
                                model=settings.model.name, backend=settings.backend, steps=settings.steps,
                                width=settings.width, height=settings.height, out_dir=out_dir))
             recorder = _FrameRecorder(out_dir, book, wanted, board, to_make, emit)
@@ -170,7 +202,9 @@ def _check_backend(engine: Backend | None, owned: bool, settings: RenderSettings
     before the folder is touched or the model loads."""
     if engine is None:
         return
-    for request in {_request(replace(record, prompt="", negative_prompt=None, seed=0)) for record in wanted}:
+    for request in {_request(replace(record, prompt="", negative_prompt=None, seed=0, to_prompt=None,
+                                     to_negative_prompt=None, to_seed=None, weight=0.0, noise_base=None))
+                    for record in wanted}:
         engine.check_request(request)
         engine.check_scheduler(request)
     if owned and engine.name == "torch":  # a backend passed in is loaded already: it fits
@@ -223,7 +257,7 @@ def _render_with_workers(settings: RenderSettings, spread: int | str, device: st
         recorder.emit(ModelLoaded(device=pool.device, seconds=time.perf_counter() - started, reports_steps=False,
                                   note=f"progress is per frame: {len(torch_devices)} worker processes make frames "
                                        "side by side"))
-        recorder.warn_long_prompts(*_token_counter(pool, recorder.board, [index for index, _ in requests]))
+        recorder.warn_long_prompts(*_token_counter(pool, recorder.wanted, [index for index, _ in requests]))
         _prepare_folder(recorder.out_dir, recorder.book, stale)
         recorder.slots = len(torch_devices)
         for outcome in pool.run(requests, on_start=recorder.started):
@@ -236,9 +270,9 @@ def _render_with_workers(settings: RenderSettings, spread: int | str, device: st
     return pool.device
 
 
-def _token_counter(pool, board: Storyboard, indices: list[int]):
+def _token_counter(pool, wanted: list[FrameRecord], indices: list[int]):
     """A count_tokens function and the encoder's limit, from one round trip to a worker."""
-    texts = sorted({text for i in indices for text in (board[i].prompt, board[i].negative_prompt or "")})
+    texts = sorted({text for i in indices for text in _texts(wanted[i])})
     limit, counts = pool.token_counts(texts)
     return dict(zip(texts, counts)).__getitem__, limit
 
@@ -264,13 +298,38 @@ class _FrameRecorder:
         self._started = 0
         self._durations: list[float] = []
         self._warmed_up: set[str] = set()
+        self._reference = None  # the first keyframe as an image, once known (colour coherence)
+        self._waiting: list[tuple] = []  # frames that arrived before the reference, to colour-match once it has
 
     def started(self, index: int, device: str = "") -> None:
         self._started += 1
         self.emit(FrameStarted(index=index, position=self._started, count=len(self.to_make),
-                               prompt=self.board[index].prompt, device=device))
+                               prompt=_label(self.wanted[index]), device=device))
 
     def store(self, index: int, png: bytes, device: str, seconds: float) -> None:
+        """Record frame ``index`` (its colours matched to the first keyframe's first, when asked)."""
+        if not self.wanted[index].colour_match:
+            self._store(index, png, device, seconds)
+            if index == 0 and any(record.colour_match for record in self.wanted):
+                self._reference = _decode(png)
+                waiting, self._waiting = self._waiting, []
+                for item in waiting:
+                    self.store(*item)
+            return
+        reference = self._reference_image()
+        if reference is None:  # the first keyframe is still being made on another device
+            self._waiting.append((index, png, device, seconds))
+            return
+        from .colour import match_colours
+
+        self._store(index, encode_png(match_colours(_decode(png), reference)), device, seconds)
+
+    def _reference_image(self):
+        if self._reference is None and 0 not in self.to_make:  # kept from an earlier run
+            self._reference = _decode((manifest.frames_dir(self.out_dir) / manifest.frame_filename(0)).read_bytes())
+        return self._reference
+
+    def _store(self, index: int, png: bytes, device: str, seconds: float) -> None:
         warmup = device not in self._warmed_up  # each device's first frame pays for caches, compilation, capture
         self._warmed_up.add(device)
         record = replace(self.wanted[index], device=device, seconds=round(seconds, 3), warmup=warmup)
@@ -289,11 +348,43 @@ class _FrameRecorder:
                             eta_seconds=per_frame * remaining / self.slots, device=device))
 
     def warn_long_prompts(self, count_tokens: Callable[[str], int], limit: int) -> None:
-        subset = Storyboard(frames=[self.board[i] for i in self.to_make])
+        """Warn once per keyframe whose prompt the encoder will cut, naming the keyframe's frame."""
+        keyframes = {}
+        for index in self.to_make:
+            record = self.wanted[index]
+            for keyframe in (record.pair or (record.keyframe,)):
+                keyframes.setdefault(keyframe, self.keyframe_frames[keyframe])
+        subset = Storyboard(frames=[self.board[k] for k in keyframes])
         for position, tokens in storyboard_mod.long_prompts(subset, count_tokens, limit):
             warnings.warn(PromptTooLongWarning(
-                f"Frame {self.to_make[position]}'s prompt is {tokens} tokens; the text encoder reads {limit}, "
-                "so the end of it will be cut (shorten it to keep every word)."), stacklevel=4)
+                f"Frame {list(keyframes.values())[position]}'s prompt is {tokens} tokens; the text encoder reads "
+                f"{limit}, so the end of it will be cut (shorten it to keep every word)."), stacklevel=4)
+
+    @property
+    def keyframe_frames(self) -> dict[int, int]:
+        """Storyboard index → frame index of each keyframe."""
+        return {record.keyframe: record.index for record in self.wanted if record.keyframe is not None}
+
+
+def _label(record: FrameRecord) -> str:
+    """What a frame shows, for the progress display: its prompt, or the walk between two."""
+    if record.pair is None:
+        return record.prompt
+    return f"{record.prompt} → {record.to_prompt} ({record.weight:.2f})"
+
+
+def _texts(record: FrameRecord) -> tuple[str, ...]:
+    texts = (record.prompt, record.negative_prompt or "")
+    return texts + (record.to_prompt, record.to_negative_prompt or "") if record.pair else texts
+
+
+def _decode(png: bytes):
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        return image.convert("RGB")
 
 
 def _device_arg(device: str | None) -> str | None:
@@ -371,12 +462,72 @@ def _check_room(out_dir: Path, settings: RenderSettings, count: int) -> None:
         writable_folder(out_dir, "--out", need_bytes=need)
 
 
-def _wanted_record(board: Storyboard, index: int, settings: RenderSettings) -> FrameRecord:
-    frame = board[index]
-    return FrameRecord(index=index, prompt=frame.prompt, negative_prompt=frame.negative_prompt,
-                       seed=board.seed_for(index, settings.seed), steps=settings.steps, guidance=settings.guidance,
-                       width=settings.width, height=settings.height, model=settings.model.name,
-                       backend=settings.backend, scheduler=settings.scheduler, precision=settings.precision)
+def _walk_settings(transition_frames, easing, seed_mode, noise_mix, colour) -> WalkSettings:
+    """The walk and consistency arguments checked: one sentence naming the value and what to give instead."""
+    if transition_frames is not None:
+        transition_frames = whole_number(transition_frames, "Transition frames", 0, MAX_TRANSITION_FRAMES,
+                                         " (in-between frames per pair of keyframes)")
+    if easing is not None and easing not in EASINGS:
+        raise TTLessonError(f"Easing {shown(easing)} is not known; give one of {', '.join(EASINGS)}.")
+    if seed_mode not in SEED_MODES:
+        raise TTLessonError(f"Seed mode {shown(seed_mode)} is not known; give one of {', '.join(SEED_MODES)}.")
+    if noise_mix is not None and seed_mode != "mixed":
+        raise TTLessonError("A noise mix applies to seed mode mixed only; add --seed-mode mixed "
+                            "(seed_mode='mixed') or leave --noise-mix out.")
+    mix = 0.3 if noise_mix is None else real_number(noise_mix, "Noise mix", 0, 1,
+                                                    " (the share of each keyframe's own noise)")
+    if colour is True:
+        colour = "lab"
+    if colour not in (None, False, "", "lab"):
+        raise TTLessonError(f"Colour coherence {shown(colour)} is not known; give lab (or leave it out).")
+    return WalkSettings(transition_frames, easing, seed_mode, float(mix), colour or "")
+
+
+def wanted_records(board: Storyboard, settings: RenderSettings, options: WalkSettings = WalkSettings()
+                   ) -> list[FrameRecord]:
+    """Every frame's record before it is made: the keyframes, the in-betweens of the walk, their noise, colour."""
+    keys = [_keyframe_record(board, k, settings, options) for k in range(len(board))]
+    easing = options.easing or board.easing or "linear"
+    records = []
+    for step in walk_mod.plan(board.transition_gaps(options.transition_frames), easing):
+        if step.is_keyframe:
+            records.append(replace(keys[step.keyframe], index=step.index))
+        else:
+            first, second = (keys[k] for k in step.pair)
+            records.append(replace(first, index=step.index, keyframe=None, pair=step.pair, weight=step.weight,
+                                   to_prompt=second.prompt, to_negative_prompt=second.negative_prompt,
+                                   to_seed=second.seed))
+    if options.colour and len(records) > 1:
+        identity = json.dumps(records[0].identity(), sort_keys=True, ensure_ascii=False)
+        reference = f"frame 0 ({hashlib.sha256(identity.encode()).hexdigest()[:16]})"
+        records[1:] = [replace(record, colour_match=options.colour, colour_reference=reference)
+                       for record in records[1:]]
+    return records
+
+
+def _keyframe_record(board: Storyboard, keyframe: int, settings: RenderSettings, options: WalkSettings
+                     ) -> FrameRecord:
+    frame = board[keyframe]
+    if options.seed_mode == "shared":
+        seed = frame.seed if frame.seed is not None else settings.seed
+    else:
+        seed = board.seed_for(keyframe, settings.seed)
+    mixed = options.seed_mode == "mixed"
+    return FrameRecord(index=keyframe, prompt=frame.prompt, negative_prompt=frame.negative_prompt, seed=seed,
+                       steps=settings.steps, guidance=settings.guidance, width=settings.width,
+                       height=settings.height, model=settings.model.name, backend=settings.backend,
+                       scheduler=settings.scheduler, precision=settings.precision, keyframe=keyframe,
+                       noise_base=settings.seed if mixed else None, noise_mix=options.noise_mix if mixed else 0.0)
+
+
+def _check_walk(settings: RenderSettings, wanted: list[FrameRecord]) -> None:
+    """In-betweens and mixed noise feed the model latents and embeddings of SD 1.x's shape; refuse them elsewhere."""
+    if settings.model.family == "sd1":
+        return
+    if any(record.pair or record.noise_base is not None for record in wanted):
+        raise TTLessonError(f"Keyframe walks and --seed-mode mixed run on SD 1.x models (sd14, tiny); "
+                            f"{settings.model.name} makes keyframes only: leave --transition-frames and --seed-mode "
+                            "mixed out.")
 
 
 def _plan(out_dir: Path, existing: Manifest, wanted: list[FrameRecord],
@@ -445,4 +596,6 @@ def _prepare_folder(out_dir: Path, book: Manifest, stale: list[int]) -> None:
 def _request(record: FrameRecord) -> FrameRequest:
     return FrameRequest(prompt=record.prompt, negative_prompt=record.negative_prompt, seed=record.seed,
                         steps=record.steps, guidance=record.guidance, width=record.width, height=record.height,
-                        scheduler=record.scheduler)
+                        scheduler=record.scheduler, to_prompt=record.to_prompt,
+                        to_negative_prompt=record.to_negative_prompt, to_seed=record.to_seed, weight=record.weight,
+                        noise_base=record.noise_base, noise_mix=record.noise_mix)

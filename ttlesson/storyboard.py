@@ -2,8 +2,11 @@
 
 Two file forms are read:
 
-* JSON, the lesson's form: a list of objects, each ``{"prompt": "..."}`` with optional ``"seed"`` (an integer)
-  and ``"negative_prompt"`` (text). A bare string stands for ``{"prompt": string}``.
+* JSON, the lesson's form: a list of objects, each ``{"prompt": "..."}`` with optional ``"seed"`` (an integer),
+  ``"negative_prompt"`` (text) and ``"transition_frames"`` (in-between frames from this keyframe to the next,
+  ``ttlesson.walk``). A bare string stands for ``{"prompt": string}``. The list may also be the ``"frames"`` of
+  an object that sets the walk for every keyframe: ``{"transition_frames": 4, "easing": "ease-in-out",
+  "frames": [...]}``.
 * TXT: one prompt a line; blank lines and lines starting with ``#`` are ignored.
 
 The extension says which (``.json``, ``.txt``); a file without one is JSON when it starts with ``[`` or ``{``,
@@ -27,8 +30,10 @@ from pathlib import Path
 from .errors import StoryboardError
 from .fileio import write_atomic
 from .values import shown, user_path
+from .walk import EASINGS, MAX_TRANSITION_FRAMES
 
-ALLOWED_KEYS = ("prompt", "seed", "negative_prompt")
+ALLOWED_KEYS = ("prompt", "seed", "negative_prompt", "transition_frames")
+BOARD_KEYS = ("frames", "transition_frames", "easing")
 MAX_SEED = 2**32 - 1
 MAX_FRAMES = 100_000  # the manifest's bound too (ttlesson.manifest.MAX_FRAMES)
 BUILTIN_PACKAGE = "ttlesson.storyboards"
@@ -36,11 +41,13 @@ BUILTIN_PACKAGE = "ttlesson.storyboards"
 
 @dataclass(frozen=True)
 class Frame:
-    """What one frame should show: its prompt, and optionally its own seed and negative prompt."""
+    """What one keyframe should show: its prompt, and optionally its own seed, negative prompt, and the number
+    of in-between frames from it to the next keyframe (None: the storyboard's or the command's)."""
 
     prompt: str
     seed: int | None = None
     negative_prompt: str | None = None
+    transition_frames: int | None = None
 
 
 @dataclass
@@ -48,6 +55,8 @@ class Storyboard:
     frames: list[Frame]
     name: str = "storyboard"
     source: Path | None = field(default=None, compare=False)
+    transition_frames: int | None = None  # in-betweens in every gap a keyframe does not set (None: 0)
+    easing: str | None = None  # ttlesson.walk.EASINGS (None: linear)
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -67,16 +76,30 @@ class Storyboard:
         own = self.frames[index].seed
         return own if own is not None else (base_seed + index) % (MAX_SEED + 1)
 
-    def append(self, prompt: str, seed: int | None = None, negative_prompt: str | None = None) -> Frame:
-        frame = _validated_frame({"prompt": prompt, "seed": seed, "negative_prompt": negative_prompt},
-                                 where=f"new frame {len(self.frames)}")
+    def transition_gaps(self, transition_frames: int | None = None) -> list[int]:
+        """In-betweens after each keyframe but the last: the keyframe's own count, else ``transition_frames`` (the
+        command's), else the storyboard's, else 0."""
+        default = transition_frames if transition_frames is not None else (self.transition_frames or 0)
+        return [frame.transition_frames if frame.transition_frames is not None else default
+                for frame in self.frames[:-1]]
+
+    def append(self, prompt: str, seed: int | None = None, negative_prompt: str | None = None,
+               transition_frames: int | None = None) -> Frame:
+        frame = _validated_frame({"prompt": prompt, "seed": seed, "negative_prompt": negative_prompt,
+                                  "transition_frames": transition_frames}, where=f"new frame {len(self.frames)}")
         self.frames.append(frame)
         return frame
 
     def to_json(self) -> str:
         items = [{k: v for k, v in asdict(frame).items() if v is not None} for frame in self.frames]
         body = ",\n".join("  " + json.dumps(item, ensure_ascii=False) for item in items)
-        return "[\n" + body + "\n]\n"
+        listed = "[\n" + body + "\n]"
+        settings = {k: v for k, v in (("transition_frames", self.transition_frames), ("easing", self.easing))
+                    if v is not None}
+        if not settings:
+            return listed + "\n"
+        head = "".join(f"{json.dumps(key)}: {json.dumps(value)}, " for key, value in settings.items())
+        return "{" + head + '"frames": ' + listed + "}\n"
 
     def to_txt(self) -> str:
         return "".join(f"{frame.prompt}\n" for frame in self.frames)
@@ -86,9 +109,10 @@ class Storyboard:
         line for a ``.txt`` path."""
         path = Path(path)
         if path.suffix.lower() == ".txt":
-            if any(frame.seed is not None or frame.negative_prompt for frame in self.frames):
+            if any(frame.seed is not None or frame.negative_prompt or frame.transition_frames is not None
+                   for frame in self.frames) or self.transition_frames is not None or self.easing is not None:
                 raise StoryboardError(f"{path}: a .txt storyboard holds prompts only; save it as .json to keep "
-                                      "seeds and negative prompts.")
+                                      "seeds, negative prompts and transitions.")
             path = write_atomic(path, self.to_txt())
         else:
             path = write_atomic(path, self.to_json())
@@ -153,8 +177,9 @@ def loads(text: str, fmt: str = "json", source: str = "<storyboard>") -> Storybo
     """Parse storyboard text; ``fmt`` is ``"json"`` or ``"txt"``; ``source`` names it in error messages."""
     if not isinstance(text, str):
         raise StoryboardError(f"{source}: storyboard text must be a str, not {type(text).__name__}.")
+    settings: dict = {}
     if fmt == "json":
-        frames = _frames_from_json(text, source)
+        frames, settings = _frames_from_json(text, source)
     elif fmt == "txt":
         frames = _frames_from_txt(text, source)
     else:
@@ -165,7 +190,11 @@ def loads(text: str, fmt: str = "json", source: str = "<storyboard>") -> Storybo
     if len(frames) > MAX_FRAMES:
         raise StoryboardError(f"{source} holds {len(frames)} frames, more than ttlesson makes in one render "
                               f"({MAX_FRAMES}); split it into several storyboards.")
-    return Storyboard(frames=frames)
+    board = Storyboard(frames=frames, **settings)
+    if sum(board.transition_gaps()) + len(frames) > MAX_FRAMES:
+        raise StoryboardError(f"{source}'s walk makes {sum(board.transition_gaps()) + len(frames)} frames, more than "
+                              f"ttlesson makes in one render ({MAX_FRAMES}); give fewer transition_frames.")
+    return board
 
 
 def long_prompts(board: Storyboard, count_tokens: Callable[[str], int], limit: int) -> list[tuple[int, int]]:
@@ -190,7 +219,7 @@ def _frames_from_txt(text: str, source: str) -> list[Frame]:
     return frames
 
 
-def _frames_from_json(text: str, source: str) -> list[Frame]:
+def _frames_from_json(text: str, source: str) -> tuple[list[Frame], dict]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -202,12 +231,65 @@ def _frames_from_json(text: str, source: str) -> list[Frame]:
     except ValueError as err:  # a number too long for Python to convert (over 4,300 digits)
         raise StoryboardError(f"{source}: the JSON holds a number too long to read ({str(err).split(':')[0]}); "
                               "seeds are whole numbers from 0 to 4294967295.") from None
+    settings: dict = {}
+    start = text.index("[") + 1 if isinstance(data, list) else None
+    if isinstance(data, dict) and "frames" in data:
+        settings = _board_settings(data, source)
+        start = _frames_list_start(text)
+        data = data["frames"]
     if not isinstance(data, list):
         raise StoryboardError(f'{source}: expected a JSON list of {{"prompt": ...}} objects, '
-                              f"found {_kind(data)}; wrap the frames in [ ].")
-    lines = _element_lines(text)
+                              f'found {_kind(data)}; wrap the frames in [ ] (or in {{"frames": [ ]}}).')
+    lines = _element_lines(text, start)
     return [_validated_frame(item, where=f"{source}, line {line} (frame {index})")
-            for index, (item, line) in enumerate(zip(data, lines))]
+            for index, (item, line) in enumerate(zip(data, lines))], settings
+
+
+def _board_settings(data: dict, source: str) -> dict:
+    """The walk settings of a storyboard object ``{"transition_frames": K, "easing": …, "frames": [...]}``."""
+    for key in data:
+        if key not in BOARD_KEYS:
+            close = difflib.get_close_matches(key, BOARD_KEYS + ALLOWED_KEYS, n=1)
+            hint = f'did you mean "{close[0]}"? ' if close else ""
+            raise StoryboardError(f"{source}: unknown storyboard key {json.dumps(key[:40], ensure_ascii=False)}; "
+                                  f"{hint}a storyboard object holds {', '.join(BOARD_KEYS)}.")
+    if not isinstance(data["frames"], list):
+        raise StoryboardError(f'{source}: "frames" must be a list of {{"prompt": ...}} objects, found '
+                              f"{_kind(data['frames'])}; wrap the frames in [ ].")
+    settings = {"transition_frames": _transition_frames(data.get("transition_frames"), source)}
+    easing = data.get("easing")
+    if easing is not None and easing not in EASINGS:
+        raise StoryboardError(f'{source}: "easing" must be one of {", ".join(EASINGS)}, found {shown(easing)}.')
+    settings["easing"] = easing
+    return settings
+
+
+def _transition_frames(value: object, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value <= MAX_TRANSITION_FRAMES:
+        raise StoryboardError(f'{where}: "transition_frames" must be a whole number from 0 to '
+                              f"{MAX_TRANSITION_FRAMES}, found {shown(value)}.")
+    return int(value)
+
+
+def _frames_list_start(text: str) -> int:
+    """Position just inside the ``"frames"`` list of a storyboard object that ``json.loads`` already accepted."""
+    decoder = json.JSONDecoder()
+    pos = text.index("{") + 1
+    while True:
+        while text[pos] in " \t\r\n,":
+            pos += 1
+        key, pos = decoder.raw_decode(text, pos)
+        while text[pos] in " \t\r\n:":
+            pos += 1
+        if key == "frames":  # the last "frames" wins, as in json.loads
+            start = pos + 1
+        _, pos = decoder.raw_decode(text, pos)
+        while text[pos] in " \t\r\n":
+            pos += 1
+        if text[pos] == "}":
+            return start
 
 
 def _validated_frame(item: object, where: str) -> Frame:
@@ -237,13 +319,15 @@ def _validated_frame(item: object, where: str) -> Frame:
     negative = item.get("negative_prompt")
     if negative is not None and not isinstance(negative, str):
         raise StoryboardError(f'{where}: "negative_prompt" must be text in quotes, found {_kind(negative)}.')
-    return Frame(prompt=prompt.strip(), seed=seed, negative_prompt=(negative or "").strip() or None)
+    return Frame(prompt=prompt.strip(), seed=seed, negative_prompt=(negative or "").strip() or None,
+                 transition_frames=_transition_frames(item.get("transition_frames"), where))
 
 
-def _element_lines(text: str) -> list[int]:
-    """1-based line of each element of a JSON list that ``json.loads`` already accepted."""
+def _element_lines(text: str, start: int) -> list[int]:
+    """1-based line of each element of a JSON list (starting just after ``start``'s ``[``) that ``json.loads``
+    already accepted."""
     decoder = json.JSONDecoder()
-    lines, pos = [], text.index("[") + 1
+    lines, pos = [], start
     line, counted = 1, 0
     while True:
         while text[pos] in " \t\r\n,":

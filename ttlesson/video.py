@@ -2,14 +2,19 @@
 
 Reading ``stitch`` top to bottom is the algorithm:
 
-1. check the settings and work out the exact frame arithmetic (``plan_timing``): how many video frames each
-   still gets, so the video's length is exact for every accepted ``fps``/``crossfade`` pair;
+1. check the settings and work out the exact frame arithmetic: how many video frames each still gets, so the
+   video's length is exact: for every accepted ``fps``/``crossfade`` pair (``plan_timing``), or, paced by
+   keyframes (``seconds_per_keyframe``, a keyframe walk's pace: ``plan_timeline``), to the frame; check the
+   soundtrack (``audio``), whose length can set the pace (``fit_audio``);
 2. find the frames: a render folder's frames are checked against its manifest (every one present, each with
    the SHA-256 recorded when it was made), a plain folder's PNGs are decoded once to prove they are whole;
 3. check the output path (``check_output``): a video name (.mp4, .m4v, .mov, .mkv), not a folder, not an input
    of the render, not a file that is not an earlier ttlesson video;
 4. run ffmpeg into a partial file only this process uses; ffmpeg dies with this process (``ttlesson.lifeline``);
-5. decode the partial and check codec, pixel format, frame count and length;
+   paced by keyframes, ffmpeg reads a hidden sequence of the video's frames (links to the stills, and the
+   dissolves' blends), so every still gets exactly its frames; a soundtrack is muxed as AAC, cut with a fade-out
+   or padded with silence to the video's length;
+5. decode the partial and check codec, pixel format, frame count and length (and the soundtrack's);
 6. only then rename it over the output. On any failure the old video is untouched and the partial removed.
 
 The ffmpeg binary is the one on ``PATH``, else the one the ``imageio-ffmpeg`` wheel ships (``IMAGEIO_FFMPEG_EXE``
@@ -18,10 +23,12 @@ points that wheel elsewhere). Commands are built with ffmpeg-python; the result 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shlex
 import shutil
+import tempfile
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -40,6 +47,9 @@ CROSSFADE_TOLERANCE = 0.001  # a crossfade typed to 3 decimals (0.333) means the
 # Containers that hold H.264, by the file extension that names them (for ffmpeg's -f).
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 MARK = "made by ttlesson"  # written into each video's comment, so a later stitch knows it may replace it
+MIN_SECONDS_PER_KEYFRAME, MAX_SECONDS_PER_KEYFRAME = 0.05, 3600.0
+AUDIO_FADE = 1.0  # seconds of fade-out where the soundtrack is cut at the video's end
+AUDIO_BITRATE = "192k"
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,8 @@ class VideoInfo:
     duration: float
     size_bytes: int
     command: tuple[str, ...] = field(default=(), compare=False)  # the ffmpeg argv that wrote it (stitch only)
+    audio: str = ""  # the soundtrack's codec ("aac"); "" when the file has none
+    audio_duration: float = 0.0  # seconds of sound, read by decoding it
 
     @property
     def command_line(self) -> str:
@@ -67,8 +79,9 @@ class VideoInfo:
                 f"{self.width}×{self.height}")
 
     def summary(self) -> str:
+        sound = f", {self.audio} sound {self.audio_duration:.1f} s" if self.audio else ""
         return (f"{self.path} ({self.codec}, {self.pix_fmt}, {self.width}×{self.height}, {self.frames} frames "
-                f"at {self.fps:g} fps = {self.duration:.1f} s, {self.size_bytes / 1024:.0f} KiB)")
+                f"at {self.fps:g} fps = {self.duration:.1f} s{sound}, {self.size_bytes / 1024:.0f} KiB)")
 
 
 @dataclass(frozen=True)
@@ -86,6 +99,31 @@ class Timing:
 
     def duration(self, stills: int) -> float:
         return float(stills / self.fps)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """A video paced by keyframes: ``counts[i]`` video frames of still i at ``rate``; the last ``dissolve`` of
+    them (every still but the last) blend into the next still."""
+
+    rate: Fraction
+    counts: tuple[int, ...]
+    dissolve: int = 0
+    seconds: Fraction = Fraction(0)  # the length asked: keyframes × seconds per keyframe
+
+    @property
+    def frames(self) -> int:
+        return sum(self.counts)
+
+    @property
+    def duration(self) -> float:
+        return float(self.frames / self.rate)
+
+
+@dataclass(frozen=True)
+class Soundtrack:
+    path: Path
+    duration: float  # seconds, as the file's header says
 
 
 def find_ffmpeg() -> str:
@@ -106,45 +144,71 @@ def find_ffmpeg() -> str:
 
 
 def stitch(source: str | os.PathLike, output: str | os.PathLike | None = None, *, fps: float = DEFAULT_FPS,
-           crf: int = DEFAULT_CRF, crossfade: float = 0.0) -> VideoInfo:
+           crf: int = DEFAULT_CRF, crossfade: float = 0.0, seconds_per_keyframe: float | None = None,
+           hold: float = 0.0, audio: str | os.PathLike | None = None, fit_audio: bool = False) -> VideoInfo:
     """Stitch the frames of a render folder (or a folder of ``frame_NNN.png``) into an H.264 video and check it.
 
     Each frame shows for ``1/fps`` seconds. ``crossfade`` > 0 dissolves each frame into the next over its last
-    ``crossfade`` seconds (the video is then written at about 24 fps); 0 cuts from frame to frame. The default
-    output is ``<folder>/<storyboard name>.mp4``; the extension of ``output`` picks the container (.mp4, .m4v,
-    .mov, .mkv). The video appears under its name only once it has been checked; an earlier video there is
-    replaced only then, and only if ttlesson made it. The result's ``command`` is the ffmpeg command that ran.
+    ``crossfade`` seconds (the video is then written at about 24 fps); 0 cuts from frame to frame.
+    ``seconds_per_keyframe`` paces a keyframe walk instead: each keyframe and the in-betweens after it last that
+    long (the keyframe holds ``hold`` seconds, then the in-betweens share the rest evenly), the last keyframe
+    too, so the video lasts keyframes × ``seconds_per_keyframe`` to the frame, at 24 fps. ``audio`` muxes a
+    soundtrack (AAC), cut with a fade-out or padded with silence to the video's length; ``fit_audio`` sets
+    ``seconds_per_keyframe`` so the video lasts as long as the audio. The default output is
+    ``<folder>/<storyboard name>.mp4``; the extension of ``output`` picks the container (.mp4, .m4v, .mov, .mkv).
+    The video appears under its name only once it has been checked; an earlier video there is replaced only
+    then, and only if ttlesson made it. The result's ``command`` is the ffmpeg command that ran.
     """
     import ffmpeg
 
-    # 1. settings and exact timing
-    timing, crf = check_settings(fps, crf, crossfade)
+    # 1. settings, the soundtrack, and exact timing
+    timing, crf = check_settings(fps, crf, crossfade, seconds_per_keyframe, hold, audio, fit_audio)
+    soundtrack = check_audio(audio) if audio is not None else None
     # 2. the frames, checked
     frames = locate_frames(source)
     # 3. the output, checked
     target = check_output(output, frames)
+    if soundtrack is not None and _resolved(soundtrack.path) == _resolved(target):
+        raise VideoError(f"--audio {soundtrack.path} is the video's own path; give the soundtrack another file.")
     exe = find_ffmpeg()
     if frames.render_dir:  # a render running in the folder now would change the frames under ffmpeg
         with folder_lock(frames.render_dir, "wait for it to finish, then stitch."):
             pass
     count = frames.check()
+    if timing is None:
+        pace = soundtrack.duration / len(frames.keyframes(count)) if fit_audio else seconds_per_keyframe
+        timing = plan_timeline(frames.keyframes(count), count, pace, hold, crossfade)
+        want_frames, want_seconds = timing.frames, timing.duration
+    else:
+        want_frames, want_seconds = timing.frames(count), timing.duration(count)
     # 4. ffmpeg into a partial only this process uses
     remove_partials(target.parent, others_only=True)  # what stitches killed outright left behind
     partial = _partial_for(target)
+    sequence = None
     try:
-        stream = _ffmpeg_stream(ffmpeg, frames.folder, count, timing, crf, partial, CONTAINERS[target.suffix.lower()])
+        if isinstance(timing, Timeline):
+            sequence = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.frames-", dir=target.parent))
+            _write_sequence(frames.folder, count, timing, sequence)
+            stream = _timeline_stream(ffmpeg, sequence, timing)
+        else:
+            stream = _uniform_stream(ffmpeg, frames.folder, count, timing)
+        stream = _output(ffmpeg, stream, want_frames, want_seconds, soundtrack, crf, partial,
+                         CONTAINERS[target.suffix.lower()], _q(timing.rate))
         command = tuple(ffmpeg.compile(stream, cmd=exe, overwrite_output=True))
         code, _, err = lifeline.run(command)
         if code != 0:
             raise VideoError(_ffmpeg_failed(target, err))
         # 5. decode and check
         info = probe(partial)
-        _verify(info, timing.frames(count), timing.duration(count), target)
+        _verify(info, want_frames, want_seconds, target, soundtrack is not None)
         # 6. the checked video takes its name
         os.replace(partial, target)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+    finally:
+        if sequence is not None:
+            shutil.rmtree(sequence, ignore_errors=True)
     return replace(info, path=target, command=command)
 
 
@@ -155,12 +219,102 @@ def _partial_for(target: Path) -> Path:
         raise VideoError(f"The video cannot be written: {os_error_sentence(err, target.parent)}.") from None
 
 
-def check_settings(fps: float, crf: int, crossfade: float) -> tuple[Timing, int]:
-    """The timing plan and CRF for these settings, or one sentence saying which value to change and to what."""
+def check_settings(fps: float, crf: int, crossfade: float, seconds_per_keyframe: float | None = None,
+                   hold: float = 0.0, audio: str | os.PathLike | None = None,
+                   fit_audio: bool = False) -> tuple[Timing | None, int]:
+    """The timing plan and CRF for these settings, or one sentence saying which value to change and to what.
+
+    Paced by keyframes (``seconds_per_keyframe`` or ``fit_audio``), the plan needs the frames and is made by
+    ``plan_timeline``: the timing returned is then None, after every value that can be checked alone is."""
     fps = real_number(fps, "--fps", MIN_FPS, MAX_FPS, " frames per second (the lesson uses 2)", VideoError)
     crf = whole_number(crf, "--crf", 0, 51, " (0 is lossless, 51 smallest; 18 is near-lossless)", VideoError)
     crossfade = real_number(crossfade, "--crossfade", 0, 1 / MIN_FPS, " seconds, or 0 for cuts", VideoError)
-    return plan_timing(fps, crossfade), crf
+    hold = real_number(hold, "--hold", 0, MAX_SECONDS_PER_KEYFRAME, " seconds", VideoError)
+    if fit_audio and audio is None:
+        raise VideoError("--fit-audio paces the video by its soundtrack; add --audio FILE, or leave --fit-audio out.")
+    if fit_audio and seconds_per_keyframe is not None:
+        raise VideoError("--fit-audio sets the seconds per keyframe from the audio's length; leave "
+                         "--seconds-per-keyframe out, or --fit-audio.")
+    if audio is not None:
+        check_audio(audio)
+    if seconds_per_keyframe is None and not fit_audio:
+        if hold:
+            raise VideoError("--hold is part of a keyframe's time; give --seconds-per-keyframe too (or leave --hold "
+                             "out).")
+        return plan_timing(fps, crossfade), crf
+    if seconds_per_keyframe is not None:
+        seconds_per_keyframe = real_number(seconds_per_keyframe, "--seconds-per-keyframe", MIN_SECONDS_PER_KEYFRAME,
+                                           MAX_SECONDS_PER_KEYFRAME, " seconds", VideoError)
+        if hold >= seconds_per_keyframe and hold:
+            raise VideoError(f"--hold {hold:g} leaves no time for the transition in --seconds-per-keyframe "
+                             f"{seconds_per_keyframe:g}; give a hold shorter than the time per keyframe.")
+    return None, crf
+
+
+def plan_timeline(keyframes: list[int], count: int, seconds_per_keyframe: float, hold: float = 0.0,
+                  crossfade: float = 0.0, rate: int = SMOOTH_FPS) -> Timeline:
+    """Video frames per still for a walk paced by its keyframes, or a ``VideoError`` naming what to change.
+
+    Keyframe k (at frame ``keyframes[k]``) holds ``hold`` seconds, then it and the in-betweens after it share
+    the rest of ``seconds_per_keyframe`` evenly; the last keyframe shows ``seconds_per_keyframe``. Each still's
+    frames are the whole frames between its rounded start and end times, so the total is the asked length
+    rounded to one frame of ``rate``. ``crossfade`` dissolves each still into the next over its last frames.
+    """
+    rate = Fraction(rate)
+    pace = Fraction(seconds_per_keyframe).limit_denominator(10_000)
+    hold = Fraction(hold).limit_denominator(10_000)
+    if not keyframes or keyframes[0] != 0 or keyframes[-1] != count - 1:
+        raise VideoError("A walk starts and ends on a keyframe, and these frames do not; render them again with "
+                         "ttlesson render (it makes every frame of the walk).")
+    if hold >= pace and len(keyframes) > 1:
+        raise VideoError(f"--hold {float(hold):g} leaves no time for the transition in --seconds-per-keyframe "
+                         f"{float(pace):g}; give a hold shorter than the time per keyframe.")
+    durations = [Fraction(0)] * count
+    for first, second in zip(keyframes, keyframes[1:]):
+        step = (pace - hold) / (second - first)
+        durations[first] = hold + step
+        durations[first + 1:second] = [step] * (second - first - 1)
+    durations[-1] = pace
+    shortest = min(durations)
+    if shortest < 1 / rate:
+        widest = max(second - first for first, second in zip(keyframes, keyframes[1:]))
+        need = float(hold + widest / rate)
+        raise VideoError(f"At --seconds-per-keyframe {float(pace):g} a frame of the walk would show for "
+                         f"{float(shortest):.3g} s, shorter than one frame of the {rate} fps video; give "
+                         f"--seconds-per-keyframe {math.ceil(need * 100) / 100:g} or more (or fewer transition frames, "
+                         "or a shorter --hold).")
+    ends, elapsed = [0], Fraction(0)
+    for duration in durations:
+        elapsed += duration
+        ends.append(math.floor(elapsed * rate + Fraction(1, 2)))
+    counts = tuple(b - a for a, b in zip(ends, ends[1:]))
+    dissolve = 0
+    if crossfade:
+        dissolve = round(crossfade * rate)
+        longest = min(counts[:-1], default=0)
+        if dissolve < 2 or dissolve > longest:
+            raise VideoError(f"--crossfade {crossfade:g} does not fit this walk's pace: a dissolve takes from "
+                             f"{2 / rate:.3f} s (two frames of the {rate} fps video) up to the shortest frame's time "
+                             f"({float(longest / rate):.3f} s); give a --crossfade in that range, or 0 for cuts.")
+    return Timeline(rate=rate, counts=counts, dissolve=dissolve, seconds=pace * len(keyframes))
+
+
+def check_audio(audio: str | os.PathLike) -> Soundtrack:
+    """The soundtrack file checked: it exists and ffmpeg finds an audio stream in it; its length in seconds."""
+    path = user_path(audio)
+    if not path.exists():
+        raise VideoError(f"--audio {path} does not exist; give the path of an audio file (.mp3, .wav, .m4a …).")
+    if not path.is_file():
+        raise VideoError(f"--audio {path} is not a file; give the path of an audio file (.mp3, .wav, .m4a …).")
+    header = _header(path)
+    duration = re.search(r"Duration: (\d+):(\d+):([\d.]+)", header)
+    if not re.search(r"Stream #\S+.*?: Audio:", header) or not duration:
+        raise VideoError(f"--audio {path} holds no sound ffmpeg can read; give an audio file (.mp3, .wav, .m4a …).")
+    hours, minutes, seconds = duration.groups()
+    length = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    if length <= 0:
+        raise VideoError(f"--audio {path} is empty (0 s of sound); give an audio file with sound in it.")
+    return Soundtrack(path, length)
 
 
 def plan_timing(fps: float, crossfade: float = 0.0) -> Timing:
@@ -212,6 +366,10 @@ class FrameSource:
     name: str  # the default video's name, safe
     render_dir: Path | None = None  # the render folder, when there is a manifest
     book: manifest.Manifest | None = None
+
+    def keyframes(self, count: int) -> list[int]:
+        """Frame indices of the keyframes: from the manifest, or every frame of a plain folder."""
+        return self.book.keyframes if self.book is not None else list(range(count))
 
     def check(self) -> int:
         """How many stills; raises naming the first frame that is missing, changed or not a whole PNG."""
@@ -335,7 +493,7 @@ def _header(path: Path) -> str:
 
 # --- ffmpeg --------------------------------------------------------------------------------------------------
 
-def _ffmpeg_stream(ffmpeg, folder: Path, count: int, timing: Timing, crf: int, partial: Path, container: str):
+def _uniform_stream(ffmpeg, folder: Path, count: int, timing: Timing):
     stream = (ffmpeg.input(str(folder / "frame_%03d.png"), framerate=_q(timing.fps), start_number=0)
               .trim(end_frame=count)  # exactly the stills checked, never a stray later file
               .filter("scale", "trunc(iw/2)*2", "trunc(ih/2)*2"))  # yuv420p needs even width and height
@@ -347,11 +505,58 @@ def _ffmpeg_stream(ffmpeg, folder: Path, count: int, timing: Timing, crf: int, p
         stream = (stream.filter("tpad", stop=1, stop_mode="clone")
                   .filter("fps", fps=_q(1 / timing.crossfade))
                   .filter("framerate", fps=_q(timing.rate), scene=100))
-    options = {"vcodec": "libx264", "pix_fmt": "yuv420p", "crf": crf, "r": _q(timing.rate), "format": container,
-               "frames:v": timing.frames(count), "metadata": f"comment={MARK}"}
+    return stream
+
+
+def _write_sequence(folder: Path, count: int, timeline: Timeline, into: Path) -> None:
+    """The video's frames as ``into/seq_000000.png …``: links to the stills, and the dissolves' blends."""
+    from PIL import Image
+
+    number = 0
+    for still, frames in enumerate(timeline.counts):
+        path = folder / manifest.frame_filename(still)
+        blends = timeline.dissolve if still < count - 1 else 0
+        for _ in range(frames - blends):
+            _link(path, into / f"seq_{number:06d}.png")
+            number += 1
+        if blends:
+            with Image.open(path) as this, Image.open(folder / manifest.frame_filename(still + 1)) as after:
+                this, after = this.convert("RGB"), after.convert("RGB")
+                for j in range(1, blends + 1):
+                    Image.blend(this, after, j / (blends + 1)).save(into / f"seq_{number:06d}.png", compress_level=1)
+                    number += 1
+
+
+def _link(source: Path, link: Path) -> None:
+    try:
+        os.link(source, link)
+    except OSError:  # another file system, or one without hard links
+        shutil.copyfile(source, link)
+
+
+def _timeline_stream(ffmpeg, sequence: Path, timeline: Timeline):
+    return (ffmpeg.input(str(sequence / "seq_%06d.png"), framerate=_q(timeline.rate), start_number=0)
+            .trim(end_frame=timeline.frames)
+            .filter("scale", "trunc(iw/2)*2", "trunc(ih/2)*2"))
+
+
+def _output(ffmpeg, video, frames: int, seconds: float, soundtrack: Soundtrack | None, crf: int, partial: Path,
+            container: str, rate: str):
+    """The H.264 output, with the soundtrack cut (fading out over its last second) or padded to ``seconds``."""
+    streams = [video]
+    options = {"vcodec": "libx264", "pix_fmt": "yuv420p", "crf": crf, "r": rate, "format": container,
+               "frames:v": frames, "metadata": f"comment={MARK}"}
+    if soundtrack is not None:
+        sound = ffmpeg.input(str(soundtrack.path)).audio
+        if soundtrack.duration > seconds:
+            fade = min(AUDIO_FADE, seconds / 2)
+            sound = sound.filter("afade", t="out", st=f"{seconds - fade:.6f}", d=f"{fade:.6f}")
+        sound = sound.filter("apad").filter("atrim", end=f"{seconds:.6f}")
+        streams.append(sound)
+        options.update({"acodec": "aac", "audio_bitrate": AUDIO_BITRATE})
     if container in ("mp4", "mov"):
         options["movflags"] = "+faststart"
-    return stream.output(str(partial), **options)
+    return ffmpeg.output(*streams, str(partial), **options)
 
 
 def _q(value: Fraction) -> str:
@@ -383,14 +588,31 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     if not (stream and duration and frames):
         raise VideoError(f"ffmpeg's report on {path} could not be read; play the file to check it.")
     hours, minutes, seconds = duration.groups()
+    sound = re.search(r"Stream #\S+.*?: Audio: (\w+)", log)
     return VideoInfo(path=path, codec=stream.group(1), pix_fmt=stream.group(2), width=int(stream.group(3)),
                      height=int(stream.group(4)), fps=float(stream.group(5)), frames=int(frames[-1]),
                      duration=int(hours) * 3600 + int(minutes) * 60 + float(seconds),
-                     size_bytes=path.stat().st_size)
+                     size_bytes=path.stat().st_size, audio=sound.group(1) if sound else "",
+                     audio_duration=_audio_seconds(path) if sound else 0.0)
 
 
-def _verify(info: VideoInfo, frames: int, duration: float, target: Path) -> None:
+def _audio_seconds(path: Path) -> float:
+    """Seconds of sound in ``path``'s first audio stream, by decoding it."""
+    code, _, err = lifeline.run([find_ffmpeg(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:a:0",
+                                 "-f", "null", "-"])
+    times = re.findall(r"time=(\d+):(\d+):([\d.]+)", err.decode("utf-8", "replace"))
+    if code != 0 or not times:
+        return 0.0
+    hours, minutes, seconds = times[-1]
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def _verify(info: VideoInfo, frames: int, duration: float, target: Path, sound: bool = False) -> None:
     problems = []
+    if sound and info.audio != "aac":
+        problems.append("no AAC soundtrack" if not info.audio else f"soundtrack {info.audio}, not aac")
+    if sound and abs(info.audio_duration - duration) > 0.05:  # AAC is coded in frames of 1024 samples
+        problems.append(f"{info.audio_duration:.2f} s of sound, not {duration:.2f} s")
     if info.codec != "h264":
         problems.append(f"codec {info.codec}, not h264")
     if info.pix_fmt != "yuv420p":

@@ -42,6 +42,15 @@ class FrameRequest:
     height: int
     negative_prompt: str | None = None
     scheduler: str = "default"  # a name from ttlesson.schedulers; "default" is the model's own
+    # A keyframe walk's in-between (ttlesson.walk): this frame lies at ``weight`` from the keyframe above (its
+    # prompt, negative prompt and seed) to the one these name; None for a keyframe.
+    to_prompt: str | None = None
+    to_negative_prompt: str | None = None
+    to_seed: int | None = None
+    weight: float = 0.0
+    # Mixed seed mode: a base noise from this seed shared by every keyframe, plus ``noise_mix`` of the frame's own.
+    noise_base: int | None = None
+    noise_mix: float = 0.0
 
 
 class Backend(ABC):

@@ -3,13 +3,15 @@
 The pipeline runs in the numerics ``precision`` names (``ttlesson.accel``: float32, bfloat16 + channels-last,
 float16, or OpenVINO for the UNet and VAE decoder), with the frame's scheduler, and encodes each distinct prompt
 once: a storyboard that repeats a prompt, or a prompt box, does not run the text encoder again.
+A keyframe walk's in-between (``ttlesson.walk``) gets its starting latents and text embeddings interpolated in
+float32 on the CPU, then cast to the pipeline's device and dtype; a keyframe is made exactly as without a walk.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
-from .. import accel, schedulers
+from .. import accel, schedulers, walk
 from ..errors import BackendUnavailableError
 from ..models import ModelSpec, load_pipeline
 from . import Backend, FrameRequest, StepCallback
@@ -85,9 +87,12 @@ class TorchBackend(Backend):
         accel.vae_tiling_for(self.pipe, request.width, request.height)
         # Noise comes from a CPU generator, so a seed gives the same starting latents on any device.
         generator = torch.Generator("cpu").manual_seed(request.seed)
+        prompts = self._prompt_arguments(request)
+        if walk.needs_own_noise(request):
+            prompts["latents"] = self._start_latents(request, prompts["prompt_embeds"].dtype)
         with torch.inference_mode():
             result = self.pipe(
-                **self._prompt_arguments(request),
+                **prompts,
                 num_inference_steps=request.steps,
                 guidance_scale=request.guidance,
                 width=request.width,
@@ -99,20 +104,32 @@ class TorchBackend(Backend):
         return result.images[0]
 
     def _prompt_arguments(self, request: FrameRequest) -> dict:
-        """The prompts, or for SD 1.x their embeddings, made once per distinct (prompt, negative prompt)."""
+        """The prompts, or for SD 1.x their embeddings, made once per distinct (prompt, negative prompt); for a
+        walk's in-between, the two keyframes' embeddings lerped (``ttlesson.walk``)."""
         if not hasattr(self.pipe, "encode_prompt") or self.spec.family != "sd1":
             return {"prompt": request.prompt, "negative_prompt": request.negative_prompt}
         guided = request.guidance > 1
-        key = (request.prompt, request.negative_prompt, guided)
+        positive, negative = walk.blend_embeddings(request, lambda text, negative: self._encoded(text, negative,
+                                                                                                guided))
+        like = self._encoded(request.prompt, request.negative_prompt, guided)[0]
+        return {"prompt_embeds": positive.to(like.device, like.dtype),
+                "negative_prompt_embeds": None if negative is None else negative.to(like.device, like.dtype)}
+
+    def _encoded(self, prompt: str, negative_prompt: str | None, guided: bool) -> tuple:
+        key = (prompt, negative_prompt, guided)
         if key not in self._prompts:
-            positive, negative = self.pipe.encode_prompt(request.prompt, self._resolved_device(), 1, guided,
-                                                         request.negative_prompt)
-            self._prompts[key] = (positive, negative)
+            self._prompts[key] = self.pipe.encode_prompt(prompt, self._resolved_device(), 1, guided, negative_prompt)
             while len(self._prompts) > PROMPT_CACHE_SIZE:
                 self._prompts.popitem(last=False)
         self._prompts.move_to_end(key)
-        positive, negative = self._prompts[key]
-        return {"prompt_embeds": positive, "negative_prompt_embeds": negative}
+        return self._prompts[key]
+
+    def _start_latents(self, request: FrameRequest, dtype):
+        """The frame's starting noise (unit variance, as the pipeline scales it itself) on the pipeline's device."""
+        channels = self.pipe.unet.config.in_channels
+        factor = self.pipe.vae_scale_factor
+        shape = (1, channels, request.height // factor, request.width // factor)
+        return walk.start_noise(request, shape).to(self._resolved_device(), dtype)
 
     def _cache_key(self) -> str | None:
         """What identifies the model's weights, for caching a converted copy (OpenVINO)."""

@@ -38,8 +38,7 @@ from .tt_device import (TerminationGuard, compute_grid, describe_system, driver_
                         galaxy_arch_before_ttnn, import_ttnn, open_error, open_mesh, prepare_environment,
                         refuse_unrunnable, require_chips, split_into_chips)
 from .tt_plan import GRID_OVERRIDES, SD14_MAX_STEPS, grid_problem, plan_sd14, steps_problem
-from .tt_sd14 import (MIN_STEPS, SIZE, ChipPipeline, initial_latents, load_host_models, text_embeddings,
-                      to_image)
+from .tt_sd14 import MIN_STEPS, SIZE, ChipPipeline, frame_inputs, load_host_models, to_image
 
 PER_FRAME_NOTE = "progress is per frame: the denoising steps run inside one device trace"
 PARALLEL_VARIABLE = "TTLESSON_TT_PARALLEL"
@@ -281,8 +280,7 @@ class TTBackend(Backend):
                     if on_start is not None:
                         on_start(index, self._chip_label(pipeline))
                     started = time.perf_counter()
-                    pipeline.submit(text_embeddings(self._host, request.prompt, request.negative_prompt),
-                                    initial_latents(request.seed))
+                    pipeline.submit(*frame_inputs(self._host, request))
                     running.append((pipeline, index, started))
                 pipeline, index, started = running.popleft()
                 image = to_image(pipeline.collect())

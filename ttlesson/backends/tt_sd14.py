@@ -77,6 +77,17 @@ def initial_latents(seed: int):
     return torch.randn(LATENT_SHAPE, generator=torch.Generator("cpu").manual_seed(seed))
 
 
+def frame_inputs(host: HostModels, request) -> tuple:
+    """The trace's two inputs for a frame request: text embeddings and initial latents; for a keyframe walk's
+    in-between (``ttlesson.walk``) both interpolated in float32 on the CPU, so a walk needs no new trace."""
+    from .. import walk
+
+    (embeddings,) = walk.blend_embeddings(request, lambda prompt, negative: (text_embeddings(host, prompt, negative),))
+    if walk.needs_own_noise(request):
+        return embeddings, walk.start_noise(request, LATENT_SHAPE)
+    return embeddings, initial_latents(request.seed)
+
+
 def to_image(output):
     """The trace's ``[1, 3, 512, 512]`` output in [-1, 1] as an RGB PIL image, computed exactly as the demo does.
 

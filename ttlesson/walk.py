@@ -1,0 +1,147 @@
+"""Keyframe walks: the frames between two storyboard prompts, and how each frame's starting noise is drawn.
+
+A storyboard's frames are *keyframes*. With ``transition_frames`` K (storyboard-level, per keyframe, or
+``--transition-frames``), K in-between frames are made between each keyframe and the next, as
+stable-diffusion-videos does: the starting noise is the spherical interpolation (``slerp``) of the two
+keyframes' noises, and the text embeddings (prompt and negative prompt) the linear interpolation (``lerp``) of
+theirs, at weight ``ease(j / (K + 1))`` for the j-th in-between. Both are computed in float32 on the CPU, so a
+walk is the same on every backend and device; keyframes are made exactly as without a walk, so a keyframe in a
+walk is byte-identical to the same keyframe rendered alone.
+
+Seed modes (``SEED_MODES``) say where each keyframe's noise comes from:
+
+* ``per-frame``: keyframe k draws from its own seed (``--seed`` + k, or the storyboard's); the default;
+* ``shared``: every keyframe draws from the one ``--seed`` (what tt-metal's demo does when it reuses its latents);
+* ``mixed``: a base noise from ``--seed`` shared by every keyframe plus a per-frame part from its own seed,
+  ``sqrt(1 - s) * base + sqrt(s) * own`` with ``s = --noise-mix`` (so the noise keeps unit variance); the
+  keyframe whose own seed is the base seed (keyframe 0 by default) starts from the base noise itself.
+
+Frames are numbered in order: n keyframes give ``n + sum(K)`` frames, none repeated at a boundary.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+EASINGS = ("linear", "ease-in-out")
+SEED_MODES = ("per-frame", "shared", "mixed")
+MAX_TRANSITION_FRAMES = 1000  # per gap; far beyond any useful walk
+PARALLEL_DOT = 0.9995  # noises this close to parallel are lerped: slerp's division by sin(angle) is unstable
+
+
+@dataclass(frozen=True)
+class WalkFrame:
+    """One frame of the walk: a keyframe (``keyframe`` is its storyboard index) or an in-between of ``pair`` at
+    ``weight`` (0 is the first keyframe of the pair, 1 the second)."""
+
+    index: int
+    keyframe: int | None = None
+    pair: tuple[int, int] | None = None
+    weight: float = 0.0
+
+    @property
+    def is_keyframe(self) -> bool:
+        return self.keyframe is not None
+
+
+def ease(t: float, easing: str = "linear") -> float:
+    """``t`` in [0, 1] eased: ``linear`` leaves it, ``ease-in-out`` slows both ends (cosine), endpoints exact."""
+    if easing == "linear":
+        return float(t)
+    if easing == "ease-in-out":
+        return 0.5 - 0.5 * math.cos(math.pi * t) if 0 < t < 1 else float(t)
+    raise ValueError(f"unknown easing {easing!r}; use one of {', '.join(EASINGS)}")
+
+
+def plan(gaps: list[int], easing: str = "linear") -> list[WalkFrame]:
+    """The frames of a walk over ``len(gaps) + 1`` keyframes, ``gaps[k]`` in-betweens after keyframe k."""
+    frames: list[WalkFrame] = []
+    for keyframe in range(len(gaps) + 1):
+        frames.append(WalkFrame(len(frames), keyframe=keyframe))
+        if keyframe < len(gaps):
+            between = gaps[keyframe]
+            for j in range(1, between + 1):
+                frames.append(WalkFrame(len(frames), pair=(keyframe, keyframe + 1),
+                                        weight=round(ease(j / (between + 1), easing), 6)))
+    return frames
+
+
+def frame_count(keyframes: int, transition_frames: int) -> int:
+    """n keyframes with K in-betweens in every gap: n + (n - 1) K."""
+    return keyframes + max(0, keyframes - 1) * transition_frames
+
+
+# --- the numbers, float32 on the CPU ---------------------------------------------------------------------------
+
+def slerp(a, b, t: float, parallel_dot: float = PARALLEL_DOT):
+    """Spherical interpolation of tensors ``a`` and ``b`` (any shape, seen as vectors) at ``t`` in [0, 1], in
+    float32 on the CPU: ``a`` at 0 and ``b`` at 1 exactly; lerp where they are nearly parallel."""
+    import torch
+
+    a = a.detach().to("cpu", torch.float32)
+    b = b.detach().to("cpu", torch.float32)
+    if t == 0:
+        return a.clone()
+    if t == 1:
+        return b.clone()
+    norms = a.norm() * b.norm()
+    dot = float((a.flatten() @ b.flatten()) / norms) if float(norms) > 0 else 1.0
+    if abs(dot) > parallel_dot:
+        return lerp(a, b, t)
+    theta = math.acos(max(-1.0, min(1.0, dot)))
+    sin_theta = math.sin(theta)
+    return (math.sin((1 - t) * theta) / sin_theta) * a + (math.sin(t * theta) / sin_theta) * b
+
+
+def lerp(a, b, t: float):
+    """Linear interpolation in float32 on the CPU; ``a`` at 0 and ``b`` at 1 exactly."""
+    import torch
+
+    a = a.detach().to("cpu", torch.float32)
+    b = b.detach().to("cpu", torch.float32)
+    if t == 0:
+        return a.clone()
+    if t == 1:
+        return b.clone()
+    return (1 - t) * a + t * b
+
+
+def seed_noise(seed: int, shape: tuple[int, ...]):
+    """The standard normal noise a seed gives: the CPU-generator draw every ttlesson backend makes."""
+    import torch
+
+    return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)
+
+
+def keyframe_noise(seed: int, shape: tuple[int, ...], base_seed: int | None = None, mix: float = 0.0):
+    """A keyframe's starting noise: its seed's draw, or (``base_seed`` given) the shared base plus its own part."""
+    own = seed_noise(seed, shape)
+    if base_seed is None or seed == base_seed:  # a keyframe on the base seed is the base noise itself
+        return own
+    return math.sqrt(1 - mix) * seed_noise(base_seed, shape) + math.sqrt(mix) * own
+
+
+def needs_own_noise(request) -> bool:
+    """Whether ``request``'s starting noise is anything but its seed's plain draw (an in-between, mixed noise)."""
+    return request.to_seed is not None or request.noise_base is not None
+
+
+def start_noise(request, shape: tuple[int, ...]):
+    """The starting noise of a frame request (``ttlesson.backends.FrameRequest``), float32 on the CPU."""
+    noise = keyframe_noise(request.seed, shape, request.noise_base, request.noise_mix)
+    if request.to_seed is None:
+        return noise
+    other = keyframe_noise(request.to_seed, shape, request.noise_base, request.noise_mix)
+    return slerp(noise, other, request.weight)
+
+
+def blend_embeddings(request, encode: Callable[[str, str | None], tuple]) -> tuple:
+    """The request's text embeddings: ``encode(prompt, negative_prompt)``'s tensors, or for an in-between those of
+    both keyframes lerped in float32 on the CPU (``None`` entries, e.g. no negative without guidance, stay None)."""
+    first = encode(request.prompt, request.negative_prompt)
+    if request.to_seed is None:
+        return first
+    second = encode(request.to_prompt, request.to_negative_prompt)
+    return tuple(None if x is None else lerp(x, y, request.weight) for x, y in zip(first, second))
