@@ -269,13 +269,17 @@ def test_cli_walk_arguments(tmp_path):
 # --- the tt backend, through the STAND-IN device layer (tests/standin_tt.py), not ttnn ------------------------
 
 def test_the_tt_trace_is_fed_interpolated_embeddings_and_latents_per_frame(tmp_path, tiny_folder):
-    from standin_tt import StandInTTNN, fingerprint, standin_sd14_modules
+    import torch
+    from standin_tt import StandInTTNN, fingerprint, sd14_shaped_host, standin_sd14_modules
+
+    def on_device(values):  # the trace's buffers hold bfloat16, as real ttnn's do
+        return fingerprint(values.to(torch.bfloat16))
     from ttlesson import models
     from ttlesson.backends import FrameRequest
     from ttlesson.backends.tt import Runtime, TTBackend
     from ttlesson.backends.tt_sd14 import LATENT_SHAPE, initial_latents, load_host_models, text_embeddings
 
-    host = load_host_models(models.resolve("tiny"))
+    host = sd14_shaped_host(load_host_models(models.resolve("tiny")))  # embeddings fit the [2, 96, 768] buffer
     stub = StandInTTNN(chips=1)
     runtime = Runtime(ttnn_loader=lambda: stub, driver_check=lambda: True,
                       sd14_loader=lambda arch: standin_sd14_modules(stub), host_loader=lambda spec: host)
@@ -292,9 +296,9 @@ def test_the_tt_trace_is_fed_interpolated_embeddings_and_latents_per_frame(tmp_p
         weight = record.weight if record.pair else (0.0 if record.keyframe == 0 else 1.0)
         expected_embeddings = walk.lerp(first, second, weight)
         expected_latents = walk.slerp(noise_a, noise_b, weight)
-        assert embeddings_copy[3] == fingerprint(expected_embeddings)
-        assert latents_copy[3] == fingerprint(expected_latents)
-    assert copies[1][3] == fingerprint(initial_latents(0)) and copies[7][3] == fingerprint(initial_latents(1))
+        assert embeddings_copy[3] == on_device(expected_embeddings)
+        assert latents_copy[3] == on_device(expected_latents)
+    assert copies[1][3] == on_device(initial_latents(0)) and copies[7][3] == on_device(initial_latents(1))
     request = FrameRequest(prompt="x", seed=3, steps=4, guidance=7.5, width=512, height=512, to_prompt="y",
                            to_seed=4, weight=0.5)
     assert walk.start_noise(request, LATENT_SHAPE).shape == LATENT_SHAPE
