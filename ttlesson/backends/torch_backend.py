@@ -78,8 +78,10 @@ class TorchBackend(Backend):
         def step_end(pipe, step, timestep, callback_kwargs):
             if on_step is not None:
                 # Counted in the steps asked for: PNDM makes one UNet pass more than that (its first step takes
-                # two), so its last pass is reported as the last step again rather than as "step 11/10".
-                on_step(min(step + 1, request.steps), request.steps)
+                # two passes), so the passes before the first whole step report nothing and the last is step N/N.
+                extra = max(0, len(pipe.scheduler.timesteps) - request.steps)
+                if step + 1 > extra:
+                    on_step(step + 1 - extra, request.steps)
             return callback_kwargs
 
         self.pipe.scheduler = schedulers.build(schedulers.resolve(request.scheduler, self.spec),
