@@ -176,7 +176,7 @@ def test_06_videos_play_and_at_most_one_autoplays(ran):
         autoplay: v.autoplay, paused: v.paused, readyState: v.readyState, duration: v.duration,
         expected: parseFloat(v.dataset.duration), type: v.querySelector('source')?.type,
         h264: v.canPlayType('video/mp4; codecs="avc1.42E01E"'), error: v.error && v.error.code}))""")
-    assert len(states) == 4, states  # 2 fps, 4 fps, 1 fps and the dissolve
+    assert len(states) == 7, states  # 2 fps, 4 fps, 1 fps, the dissolve; slideshow, walk, walk + colour
     assert sum(state["autoplay"] for state in states) <= 1, f"more than one video autoplays: {states}"
     for number, state in enumerate(states):
         assert state["type"] == "video/mp4" and state["h264"], f"video {number} is not H.264 MP4 to Chromium: {state}"
