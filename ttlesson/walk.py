@@ -78,14 +78,9 @@ def frame_count(keyframes: int, transition_frames: int) -> int:
 def slerp(a, b, t: float, parallel_dot: float = PARALLEL_DOT):
     """Spherical interpolation of tensors ``a`` and ``b`` (any shape, seen as vectors) at ``t`` in [0, 1], in
     float32 on the CPU: ``a`` at 0 and ``b`` at 1 exactly; lerp where they are nearly parallel."""
-    import torch
-
-    a = a.detach().to("cpu", torch.float32)
-    b = b.detach().to("cpu", torch.float32)
-    if t == 0:
-        return a.clone()
-    if t == 1:
-        return b.clone()
+    a, b, end = _on_cpu(a, b, t)
+    if end is not None:
+        return end
     norms = a.norm() * b.norm()
     dot = float((a.flatten() @ b.flatten()) / norms) if float(norms) > 0 else 1.0
     if abs(dot) > parallel_dot:
@@ -97,15 +92,17 @@ def slerp(a, b, t: float, parallel_dot: float = PARALLEL_DOT):
 
 def lerp(a, b, t: float):
     """Linear interpolation in float32 on the CPU; ``a`` at 0 and ``b`` at 1 exactly."""
+    a, b, end = _on_cpu(a, b, t)
+    return end if end is not None else (1 - t) * a + t * b
+
+
+def _on_cpu(a, b, t: float):
+    """``a`` and ``b`` in float32 on the CPU, and the exact endpoint when ``t`` is 0 or 1 (else None)."""
     import torch
 
     a = a.detach().to("cpu", torch.float32)
     b = b.detach().to("cpu", torch.float32)
-    if t == 0:
-        return a.clone()
-    if t == 1:
-        return b.clone()
-    return (1 - t) * a + t * b
+    return a, b, a.clone() if t == 0 else b.clone() if t == 1 else None
 
 
 def seed_noise(seed: int, shape: tuple[int, ...]):
