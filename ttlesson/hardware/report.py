@@ -139,7 +139,7 @@ class HardwareReport:
             *[("  card", card.describe()) for card in self.cards],
             ("MESH_DEVICE", self.mesh_device or f"none ({self.mesh_device_note})"),
             ("TT_METAL_ARCH_NAME", self._arch_env_text()),
-            *[(f"tt backend, {verdict.model}", verdict.describe()) for verdict in self.tt_models if self.cards],
+            *[(f"tt backend, {verdict.model}", verdict.describe()) for verdict in self.tt_models],
             ("kernel driver", f"tt-kmd {self.driver_version}" if self.driver_version
              else "not loaded (/sys/module/tenstorrent/version is missing)"),
             ("Python", self.environment.describe() if self.environment else sys.prefix),
