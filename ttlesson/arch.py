@@ -103,10 +103,6 @@ def bytes_needed(name: str, dtype_name: str = "float32") -> int:
 
 def memory_available() -> int:
     """Bytes the kernel says can be allocated without swapping (MemAvailable), or 0 when unknown."""
-    try:
-        for line in open("/proc/meminfo", encoding="ascii"):
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    from .memory import meminfo
+
+    return meminfo().get("MemAvailable", 0)

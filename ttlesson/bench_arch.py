@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 
 from . import __version__
 from .errors import TTLessonError
+from .memory import meminfo
 
 COMPARE_CHOICES = ("diffusers-default",)
 PROMPT = "Tenstorrent pavilion at 1964 World's Fair, futuristic dome architecture, Kodachrome photo"
@@ -367,7 +368,7 @@ def _machine(threads: int) -> dict:
     cpu = cpu_info()
     return {"cpu": cpu.model, "cores": cpu.cores, "physical_cores": physical_cores(), "threads": threads,
             "bf16_flags": list(cpu.bf16_flags), "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "memory_gib": round(_mem_total() / 2 ** 30, 1), "python": platform.python_version(),
+            "memory_gib": round(meminfo().get("MemTotal", 0) / 2 ** 30, 1), "python": platform.python_version(),
             "torch": torch.__version__, "openvino": _version("openvino") if openvino_installed() else None,
             "diffusers": _version("diffusers"), "load_average": _load_average()}
 
@@ -379,16 +380,6 @@ def _version(package: str) -> str | None:
         return version(package)
     except PackageNotFoundError:
         return None
-
-
-def _mem_total() -> int:
-    try:
-        for line in open("/proc/meminfo", encoding="ascii"):
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def _load_average() -> list[float] | None:

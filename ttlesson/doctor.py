@@ -261,12 +261,12 @@ def check_memory(model: str | None = None) -> Check:
 
 
 def _memory_gib() -> tuple[float | None, float]:
-    try:
-        text = Path("/proc/meminfo").read_text()
-    except OSError:
+    from .memory import meminfo
+
+    counters = {key: value / 1024 ** 3 for key, value in meminfo().items()}
+    if not counters:
         return None, 0.0
-    values = {key: int(number) / 1024 ** 2 for key, number in re.findall(r"^(\w+):\s+(\d+) kB", text, re.M)}
-    return values.get("MemTotal"), values.get("MemAvailable", values.get("MemFree", 0.0))
+    return counters.get("MemTotal"), counters.get("MemAvailable", counters.get("MemFree", 0.0))
 
 
 def check_tenstorrent_device(cards: list[hardware.Card], driver: hardware.SourceAnswer) -> Check:

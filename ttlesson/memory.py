@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,14 +48,20 @@ def estimate(spec: ModelSpec) -> Estimate:
     return Estimate(weights=weights, per_pixel=ACTIVATION_TENSORS * channels * 4)
 
 
+def meminfo() -> dict[str, int]:
+    """The kernel's memory counters in bytes (``MemTotal``, ``MemAvailable``, ``SwapFree``…); empty if unknown."""
+    try:
+        text = Path("/proc/meminfo").read_text(encoding="ascii")
+    except (OSError, ValueError):
+        return {}
+    return {key: int(kib) * 1024 for key, kib in re.findall(r"^(\w+):\s+(\d+) kB", text, re.M)}
+
+
 def available_bytes() -> int | None:
     """Memory this machine can give now: available RAM plus free swap (Linux), else physical RAM; None if unknown."""
-    try:
-        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
-        kib = int(fields["MemAvailable"].split()[0]) + int(fields.get("SwapFree", "0 kB").split()[0])
-        return kib * 1024
-    except (OSError, KeyError, ValueError):
-        pass
+    counters = meminfo()
+    if "MemAvailable" in counters:
+        return counters["MemAvailable"] + counters.get("SwapFree", 0)
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
