@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_render_arguments(parser: argparse.ArgumentParser) -> None:
     from .backends import BACKEND_NAMES
     from .models import REGISTRY
+    from .storyboard import MAX_SEED
 
     parser.add_argument("storyboard", metavar="STORYBOARD",
                         help="a .json (lesson form) or .txt (one prompt a line) file, or a built-in name: worlds-fair")
@@ -103,7 +104,7 @@ def _add_render_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's, sd14: 50)")
     parser.add_argument("--size", default=None, metavar="N|WxH", help="frame size (default: the model's, sd14: 512)")
     parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (sd14: 7.5)")
-    parser.add_argument("--seed", type=_seed_value, default=0,
+    parser.add_argument("--seed", type=_whole_value("--seed", MAX_SEED), default=0,
                         help="base seed: frame i uses SEED+i unless it sets its own (0 to 4294967295)")
     parser.add_argument("--overwrite", action="store_true", help="remake frames whose settings changed")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -113,9 +114,10 @@ def _add_render_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_walk_arguments(parser: argparse.ArgumentParser) -> None:
-    from .walk import EASINGS, SEED_MODES
+    from .walk import EASINGS, MAX_TRANSITION_FRAMES, SEED_MODES
 
-    parser.add_argument("--transition-frames", type=_count_value, default=None, metavar="K",
+    parser.add_argument("--transition-frames", type=_whole_value("--transition-frames", MAX_TRANSITION_FRAMES),
+                        default=None, metavar="K",
                         help="K in-between frames from each keyframe (storyboard prompt) to the next, walking the "
                         "starting noise and the prompt embeddings; n keyframes give n+(n-1)K frames (default: the "
                         "storyboard's, else 0; a keyframe's own transition_frames wins)")
@@ -129,16 +131,6 @@ def _add_walk_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--colour-coherence", action="store_true",
                         help="match every frame's colours to the first keyframe's (histograms in LAB; recorded per "
                         "frame)")
-
-
-def _count_value(text: str) -> int:
-    from .walk import MAX_TRANSITION_FRAMES
-
-    digits = text.strip()
-    if digits.isascii() and digits.isdigit() and len(digits) <= 5 and int(digits) <= MAX_TRANSITION_FRAMES:
-        return int(digits)
-    raise argparse.ArgumentTypeError(f"--transition-frames {text[:20]!r} is not a whole number from 0 to "
-                                     f"{MAX_TRANSITION_FRAMES}")
 
 
 def _add_speed_arguments(parser: argparse.ArgumentParser) -> None:
@@ -156,14 +148,16 @@ def _add_speed_arguments(parser: argparse.ArgumentParser) -> None:
                         "frames; recorded per frame)")
 
 
-def _seed_value(text: str) -> int:
-    from .storyboard import MAX_SEED
-
-    digits = text.strip()
-    if digits.isascii() and digits.isdigit() and len(digits) <= 10 and int(digits) <= MAX_SEED:
-        return int(digits)
-    raise argparse.ArgumentTypeError(f"--seed {text[:20]!r}{'…' if len(text) > 20 else ''} is not a whole number "
-                                     f"from 0 to {MAX_SEED}")
+def _whole_value(flag: str, limit: int):
+    """An argparse type: a whole number from 0 to ``limit``, refused in one line that names ``flag``; the digits
+    are counted before converting, so a 5000-digit argument costs nothing."""
+    def parse(text: str) -> int:
+        digits = text.strip()
+        if digits.isascii() and digits.isdigit() and len(digits) <= len(str(limit)) and int(digits) <= limit:
+            return int(digits)
+        raise argparse.ArgumentTypeError(f"{flag} {text[:20]!r}{'…' if len(text) > 20 else ''} is not a whole "
+                                         f"number from 0 to {limit}")
+    return parse
 
 
 def _add_stitch_arguments(parser: argparse.ArgumentParser) -> None:
