@@ -103,9 +103,10 @@ def model_problem(spec: ModelSpec) -> tuple[str, str] | None:
             f"--model sd14 (tt-metal's own model, not {spec.name})")
 
 
-def sd14_request_problems(request: FrameRequest) -> list[tuple[str, str]]:
-    """(sentence, fix) for each thing about a frame that tt-metal's traced SD 1.4 cannot make."""
-    problems = []
+def sd14_problems(spec: ModelSpec, request: FrameRequest) -> list[tuple[str, str]]:
+    """(sentence, fix) for each thing about a frame that tt-metal's traced SD 1.4 cannot make: another model,
+    another size, too few or too many steps."""
+    problems = [problem for problem in (model_problem(spec),) if problem]
     if (request.width, request.height) != (SIZE, SIZE):
         problems.append((f"Size {request.width}x{request.height} does not run on the tt backend: tt-metal's "
                          f"SD 1.4 makes {SIZE}x{SIZE} frames only (give --size {SIZE}).", f"--size {SIZE}"))
@@ -116,13 +117,6 @@ def sd14_request_problems(request: FrameRequest) -> list[tuple[str, str]]:
     if too_many:
         problems.append((too_many, f"--steps {SD14_MAX_STEPS} or fewer"))
     return problems
-
-
-def check_sd14_request(request: FrameRequest) -> None:
-    """Refuse, before anything loads, a frame tt-metal's traced SD 1.4 cannot make (the first reason)."""
-    problems = sd14_request_problems(request)
-    if problems:
-        raise BackendUnavailableError(problems[0][0])
 
 
 def default_log_file() -> Path:
@@ -176,8 +170,7 @@ class TTBackend(Backend):
     def check_request(self, request: FrameRequest) -> None:
         """No device, another model, another size, too few or too many steps: refused together, before anything
         loads."""
-        problems = [model_problem(self.spec), *sd14_request_problems(request)]
-        refuse_unrunnable([problem for problem in problems if problem], self.runtime.driver_check)
+        refuse_unrunnable(sd14_problems(self.spec, request), self.runtime.driver_check)
 
     def load(self) -> None:
         if self._stack is not None:

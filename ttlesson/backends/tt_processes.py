@@ -31,7 +31,7 @@ from .. import errors
 from ..errors import NoTTDeviceError, TTDeviceError, TTLessonError
 from ..models import ModelSpec
 from . import Backend, FrameRequest, MadeImage, StepCallback
-from .tt import PER_FRAME_NOTE, check_sd14_model, chips_wanted, model_problem, sd14_request_problems
+from .tt import PER_FRAME_NOTE, check_sd14_model, chips_wanted, sd14_problems
 from .tt_device import DEVICE_NODES, MOCK_CLUSTER_VARIABLE, NO_DEVICE, TerminationGuard, refuse_unrunnable
 
 VISIBLE_VARIABLE = "TT_VISIBLE_DEVICES"
@@ -100,8 +100,7 @@ class TTProcessesBackend(Backend):
         return max(1, len(self._workers))
 
     def check_request(self, request: FrameRequest) -> None:
-        problems = [model_problem(self.spec), *sd14_request_problems(request)]
-        refuse_unrunnable([problem for problem in problems if problem], lambda: bool(pcie_device_ids()))
+        refuse_unrunnable(sd14_problems(self.spec, request), lambda: bool(pcie_device_ids()))
 
     def load(self) -> None:
         if self._workers:
