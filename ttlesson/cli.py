@@ -14,16 +14,11 @@ import sys
 import warnings
 
 from . import __version__
-from .errors import TTLessonError
+from .errors import Terminated, TTLessonError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 128 + signal.SIGTERM
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
-
-
-class Terminated(BaseException):
-    """SIGTERM arrived: raised like Ctrl-C's KeyboardInterrupt, so every clean-up on the way out runs."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -490,15 +485,12 @@ def main(argv: list[str] | None = None) -> int:
     except TTLessonError as err:
         print(f"ttlesson {args.command}: error: {_one_line(str(err))}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM while a Tenstorrent device was open (its exit status)
-        if getattr(stop, "exit_status", None):
-            print(f"ttlesson {args.command}: stopped (SIGTERM); {_what_is_kept(args.command)}", file=sys.stderr)
-            return stop.exit_status
+    except Terminated as stop:  # SIGTERM: from our handler, or the tt backend's while it holds a device
+        print(f"ttlesson {args.command}: stopped (SIGTERM); {_what_is_kept(args.command)}", file=sys.stderr)
+        return stop.exit_status
+    except KeyboardInterrupt:
         print(f"ttlesson {args.command}: interrupted; {_what_is_kept(args.command)}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Terminated:
-        print(f"ttlesson {args.command}: stopped (SIGTERM); {_what_is_kept(args.command)}", file=sys.stderr)
-        return EXIT_TERMINATED
     except BrokenPipeError:
         return _closed_pipe()
     except OSError as err:  # the machine said no where ttlesson did not expect it: still one sentence, not a trace

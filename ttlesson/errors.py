@@ -77,3 +77,10 @@ class FramesLostError(TTLessonError):
 
 class GatedCheckpointWarning(UserWarning):
     """A model whose weights need an accepted licence and a Hugging Face login before they can be downloaded."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived (a job scheduler, ``kill``, a kernel shutting down): unwinds like Ctrl-C, so every
+    ``with``/``finally`` on the way out runs and only whole frames stay; ``exit_status`` is 143, as a shell reports."""
+
+    exit_status = 128 + 15  # SIGTERM

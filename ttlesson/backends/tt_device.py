@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BackendUnavailableError, NoTTDeviceError, TTDeviceError, TTLessonError
+from ..errors import BackendUnavailableError, NoTTDeviceError, Terminated, TTDeviceError, TTLessonError
 from .tt_plan import BLACKHOLE, WORMHOLE, TTSystem
 
 DEVICE_NODES = Path("/dev/tenstorrent")
@@ -278,12 +278,6 @@ def _reset_fabric(ttnn, fabric: str | None) -> None:
 
 
 # --- SIGTERM closes the device like Ctrl-C ---------------------------------------------------------------
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived while the device was in use: unwinds like Ctrl-C so every ``with``/``finally`` closes."""
-
-    exit_status = 128 + signal.SIGTERM
-
 
 class TerminationGuard:
     """While a tt backend holds the device, SIGTERM (a job scheduler, ``kill``, a notebook kernel being shut down)
