@@ -30,7 +30,7 @@ def main() -> None:
     import torch
 
     from ttlesson import models
-    from ttlesson.backends.torch_backend import TorchBackend
+    from ttlesson.backends.torch import TorchBackend
     from ttlesson.render import render
     from ttlesson.storyboard import Storyboard, load
 

@@ -35,7 +35,7 @@ def tiny_folder() -> Path:
 def tiny_backend(tiny_folder):
     """One loaded torch backend on the tiny model, shared by the tests that only need frames made."""
     from ttlesson import models
-    from ttlesson.backends.torch_backend import TorchBackend
+    from ttlesson.backends.torch import TorchBackend
 
     backend = TorchBackend(models.resolve("tiny"), device="cpu")
     backend.load()

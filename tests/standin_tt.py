@@ -295,7 +295,7 @@ def standin_picture(embeddings: torch.Tensor, latents: torch.Tensor) -> torch.Te
 
 def standin_sd14_modules(stub: StandInTTNN, package=None, fail_during_capture: BaseException | None = None):
     """Plays tt-metal's SD 1.4 package: same names and call shapes as the real one, none of its work."""
-    from ttlesson.tt_metal import SD14Modules
+    from ttlesson.backends.tt.metal import SD14Modules
 
     class TtPNDMScheduler:
         def __init__(self, **kwargs):
@@ -350,8 +350,8 @@ def standin_runtime(**stub_options):
     """A Runtime whose ttnn and tt-metal package are stand-ins and whose host is the SD-1.4-shaped tiny model;
     importable by name, so worker processes (``--tt-parallel processes``) can build it too."""
     from ttlesson import models
-    from ttlesson.backends.tt import Runtime
-    from ttlesson.backends.tt_sd14 import load_host_models
+    from ttlesson.backends.tt.runtime import Runtime
+    from ttlesson.backends.tt.chip import load_host_models
 
     stub = StandInTTNN(**stub_options)
     host = sd14_shaped_host(load_host_models(models.resolve("tiny")))

@@ -105,14 +105,14 @@ def test_schedulers_that_do_not_fit_are_refused():
 
 
 def test_tt_backend_refuses_a_scheduler_tt_metal_lacks(tmp_path):
-    from ttlesson.backends.tt import TTBackend
-    from ttlesson.backends.tt_sd35 import TTSD35Backend
+    from ttlesson.backends.tt.sd14 import TTSD14Backend
+    from ttlesson.backends.tt.sd35 import TTSD35Backend
 
     request = FrameRequest("a pier", 0, 50, 7.5, 512, 512, None, "dpm-solver++")
     with pytest.raises(BackendUnavailableError, match=r"Scheduler dpm-solver\+\+ does not run on the tt backend, "
                                                       "which implements pndm only"):
-        TTBackend(SD14).check_scheduler(request)
-    TTBackend(SD14).check_scheduler(FrameRequest("a pier", 0, 50, 7.5, 512, 512, None, "pndm"))
+        TTSD14Backend(SD14).check_scheduler(request)
+    TTSD14Backend(SD14).check_scheduler(FrameRequest("a pier", 0, 50, 7.5, 512, 512, None, "pndm"))
     with pytest.raises(BackendUnavailableError, match="implements flow-match-euler only"):
         TTSD35Backend(SD35).check_scheduler(request)
 

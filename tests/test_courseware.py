@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from ttlesson import display, interactive, lesson, progress, settings, storyboard
+from ttlesson import progress, storyboard
+from ttlesson.notebook import lesson
+from ttlesson.notebook import display
+from ttlesson.notebook import settings
+from ttlesson.notebook import widgets as interactive
 from ttlesson.errors import TTLessonError
 from ttlesson.render import render
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from machine_helpers import HAS_TT_DEVICE, run_json, run_ttlesson
 
-from ttlesson import doctor, hardware
+from ttlesson.machine import doctor
+from ttlesson import machine
 
 NO_TT_METAL = {"TT_METAL_HOME": "", "TT_METAL_ARCH_NAME": "", "PYTHONPATH": ""}
 
@@ -90,7 +91,7 @@ def test_python_env_and_pythonpath(tmp_path, monkeypatch):
 ])
 def test_arch_name(monkeypatch, arches, value, status):
     monkeypatch.setenv("TT_METAL_ARCH_NAME", value)
-    cards = [hardware.Card("p150a" if arch == "blackhole" else "n150", arch, 1, "kernel driver") for arch in arches]
+    cards = [machine.Card("p150a" if arch == "blackhole" else "n150", arch, 1, "kernel driver") for arch in arches]
     check = doctor.check_arch_name(cards)
     assert check.status == status
     if status == "fail":
@@ -98,9 +99,9 @@ def test_arch_name(monkeypatch, arches, value, status):
 
 
 def test_device_check_with_cards(tmp_path):
-    cards, answer = hardware.read_kernel_driver(tmp_path)
+    cards, answer = machine.read_kernel_driver(tmp_path)
     assert doctor.check_tenstorrent_device(cards, answer).status == "fail"
-    check = doctor.check_tenstorrent_device([hardware.Card("n300", "wormhole", 2, "kernel driver")] * 4, answer)
+    check = doctor.check_tenstorrent_device([machine.Card("n300", "wormhole", 2, "kernel driver")] * 4, answer)
     assert check.status == "ok" and "MESH_DEVICE=T3K" in check.detail
 
 

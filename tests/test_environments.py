@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from machine_helpers import MOCK_ENV
 
-from ttlesson import doctor, hardware
-from ttlesson.hardware import HostPaths
+from ttlesson.machine import doctor
+from ttlesson import machine
+from ttlesson.machine import HostPaths
 
 SD14_DEMO = "models/demos/vision/generative/stable_diffusion/wormhole/demo/demo.py"
 
@@ -153,7 +154,7 @@ def test_doctor_when_another_process_holds_the_chip(tmp_path, clean_env):
 
 
 def test_another_python_is_a_warning_with_the_way_out(tmp_path, clean_env):
-    check = doctor.check_environment(hardware.recognise(tmp_path / "somewhere", HostPaths.under(tmp_path)))
+    check = doctor.check_environment(machine.recognise(tmp_path / "somewhere", HostPaths.under(tmp_path)))
     assert check.status == doctor.WARN and "ttlesson kernel install" in check.fix
 
 
@@ -161,11 +162,11 @@ def test_another_python_is_a_warning_with_the_way_out(tmp_path, clean_env):
 
 def test_a_container_counts_only_the_chips_it_was_given(tmp_path, clean_env):
     host = fake_host(tmp_path, ["p150a"] * 4, nodes=[0, 2])  # docker run --device /dev/tenstorrent/0 and /2
-    report = hardware.detect(host=host)
+    report = machine.detect(host=host)
     assert report.total_chips == 2 and [card.seen_as for card in report.cards] == ["tenstorrent!0", "tenstorrent!2"]
     summary = report.sources[0].summary
     assert "tenstorrent!1, tenstorrent!3 also listed, but without a node in" in summary and "container" in summary
-    none_given = hardware.detect(host=fake_host(tmp_path / "none", ["n150"], nodes=[]))
+    none_given = machine.detect(host=fake_host(tmp_path / "none", ["n150"], nodes=[]))
     assert none_given.cards == [] and "was not given the devices" in none_given.sources[0].summary
 
 
@@ -174,40 +175,40 @@ def test_detect_reports_the_driver_the_holders_and_the_environment(tmp_path, cle
     pids = host.driver_proc / "0" / "pids"
     pids.parent.mkdir(parents=True)
     pids.write_text("77\n")
-    report = hardware.detect(host=host)
+    report = machine.detect(host=host)
     data = json.loads(report.to_json())
     assert data["kernel_driver"] == {"version": "2.4.1", "holders": [{"chip": 0, "pid": 77,
                                                                      "command": "exited, or not visible from here"}]}
-    assert data["environment"]["kind"] == hardware.recognise().kind
+    assert data["environment"]["kind"] == machine.recognise().kind
     text = str(report)
     assert "kernel driver:" in text and "tt-kmd 2.4.1" in text
     assert "Note: /dev/tenstorrent/0 is held by pid 77" in text
 
 
 @pytest.mark.parametrize("where, kind", [
-    ("tt-metal/python_env", hardware.SOURCE_BUILD), ("host/home/.tenstorrent-venv", hardware.INSTALLER),
-    ("host/opt/venv-metal", hardware.CLOUD), ("elsewhere/.venv", hardware.OTHER),
+    ("tt-metal/python_env", machine.SOURCE_BUILD), ("host/home/.tenstorrent-venv", machine.INSTALLER),
+    ("host/opt/venv-metal", machine.CLOUD), ("elsewhere/.venv", machine.OTHER),
 ])
 def test_each_environment_is_recognised(tmp_path, clean_env, where, kind):
     checkout(tmp_path / "tt-metal")
     prefix = make_venv(tmp_path / where, tt_smi=False)
-    assert hardware.recognise(prefix, HostPaths.under(tmp_path / "host")).kind == kind
+    assert machine.recognise(prefix, HostPaths.under(tmp_path / "host")).kind == kind
 
 
 def test_tt_smi_is_found_in_any_of_the_environments(tmp_path, clean_env):
     host = HostPaths.under(tmp_path)
-    assert hardware.find_tt_smi(host) == (None, False)
+    assert machine.find_tt_smi(host) == (None, False)
     make_venv(host.opt / "venv-metal")
-    assert hardware.find_tt_smi(host) == (host.opt / "venv-metal" / "bin" / "tt-smi", False)
+    assert machine.find_tt_smi(host) == (host.opt / "venv-metal" / "bin" / "tt-smi", False)
     make_venv(host.home / ".tenstorrent-venv")
-    assert hardware.find_tt_smi(host)[0] == host.home / ".tenstorrent-venv" / "bin" / "tt-smi"  # searched first
+    assert machine.find_tt_smi(host)[0] == host.home / ".tenstorrent-venv" / "bin" / "tt-smi"  # searched first
 
 
 # --- the Jupyter kernel ------------------------------------------------------------------------------------
 
 def test_kernel_install_registers_this_python_with_the_tt_metal_variables(tmp_path, clean_env):
     pytest.importorskip("ipykernel")
-    from ttlesson.kernel import install
+    from ttlesson.machine.kernel import install
 
     for name in ("TTLESSON_CACHE", "TTLESSON_WORKDIR"):
         clean_env.delenv(name, raising=False)
@@ -219,7 +220,7 @@ def test_kernel_install_registers_this_python_with_the_tt_metal_variables(tmp_pa
     spec = json.loads((kernel.folder / "kernel.json").read_text())
     assert spec["argv"][0] == sys.executable and "ipykernel_launcher" in " ".join(spec["argv"])
     assert spec["env"] == {"TT_METAL_HOME": "/opt/tt-metal", "PYTHONPATH": "/opt/tt-metal", "HF_HOME": "/data/hf"}
-    assert spec["display_name"].startswith(f"ttlesson ({hardware.recognise().kind}: ")
+    assert spec["display_name"].startswith(f"ttlesson ({machine.recognise().kind}: ")
     assert kernel.folder == tmp_path / "prefix" / "share" / "jupyter" / "kernels" / "ttlesson-test"
     assert "Kernel > Change Kernel" in kernel.summary()
 
@@ -228,7 +229,7 @@ def test_kernel_install_on_the_cli_and_bad_names(tmp_path):
     pytest.importorskip("ipykernel")
     from conftest import one_line_error, run_cli
 
-    from ttlesson.kernel import default_names
+    from ttlesson.machine.kernel import default_names
 
     assert default_names(Path("/home/u/.venv"))[0] == "ttlesson-venv"
     line = one_line_error(run_cli("kernel", "install", "--name", "bad name!", "--sys-prefix"))
@@ -236,7 +237,7 @@ def test_kernel_install_on_the_cli_and_bad_names(tmp_path):
 
 
 def test_the_kernel_report_says_whether_ttnn_imports(clean_env):
-    report = hardware.kernel_report(try_import=hardware.ttnn_install_info().installed)
+    report = machine.kernel_report(try_import=machine.ttnn_install_info().installed)
     assert report.environment.python == Path(sys.executable)
     if report.ttnn_installed:
         assert report.ttnn_imports is True and report.verdict.startswith("This kernel can import ttnn, so")

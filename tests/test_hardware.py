@@ -14,7 +14,7 @@ from conftest import one_line_error
 from machine_helpers import (CLUSTERS, HAS_TT_DEVICE, MOCK_ENV, make_snapshot, make_sysfs, n300_entries, run_json,
                              run_ttlesson, snapshot_entry)
 
-from ttlesson import hardware
+from ttlesson import machine, verify
 from ttlesson.errors import FrameVerificationError, HardwareSourceError
 from ttlesson.manifest import FrameRecord, Manifest
 
@@ -26,7 +26,7 @@ no_tt_here = pytest.mark.skipif(HAS_TT_DEVICE, reason="this machine has a Tensto
     ("P300C", "p300c"), ("p150a", "p150a"), ("bh-scrappy", "p100"), ("tt-galaxy-bh", "galaxy-blackhole"),
 ])
 def test_board_names_are_normalised(written, board):
-    assert hardware.normalise_board(written) == board
+    assert machine.normalise_board(written) == board
 
 
 # --- kernel driver (sysfs) ---------------------------------------------------------------------------------
@@ -42,7 +42,7 @@ def test_board_names_are_normalised(written, board):
     (["galaxy-wormhole"] * 32, 1, 32, "TG", "wormhole"),
 ])
 def test_sysfs_trees(tmp_path, cards, count, chips, mesh, arch):
-    report = hardware.detect(sysfs_root=make_sysfs(tmp_path, cards))
+    report = machine.detect(sysfs_root=make_sysfs(tmp_path, cards))
     assert (len(report.cards), report.total_chips, report.mesh_device, report.arch) == (count, chips, mesh, arch)
     assert report.needs_blackhole_env == (arch == "blackhole")
     assert report.tt_device and report.sources[0].answered
@@ -50,7 +50,7 @@ def test_sysfs_trees(tmp_path, cards, count, chips, mesh, arch):
 
 
 def test_sysfs_with_p300c_cards_needs_blackhole(tmp_path):
-    report = hardware.detect(sysfs_root=make_sysfs(tmp_path, ["p300c"] * 4))
+    report = machine.detect(sysfs_root=make_sysfs(tmp_path, ["p300c"] * 4))
     assert [card.board for card in report.cards] == ["p300c", "p300c"]
     assert report.total_chips == 4 and report.needs_blackhole_env
     assert report.mesh_device == "P300x2"  # a QuietBox 2, as tt-metal's demos name it
@@ -58,20 +58,20 @@ def test_sysfs_with_p300c_cards_needs_blackhole(tmp_path):
 
 
 def test_mixed_and_unknown_boards(tmp_path):
-    mixed = hardware.detect(sysfs_root=make_sysfs(tmp_path / "mixed", ["n150", "p150a"]))
+    mixed = machine.detect(sysfs_root=make_sysfs(tmp_path / "mixed", ["n150", "p150a"]))
     assert mixed.mesh_device is None and "mixed boards" in mixed.mesh_device_note and mixed.arch == "mixed"
-    odd = hardware.detect(sysfs_root=make_sysfs(tmp_path / "odd", ["unknown"]))
+    odd = machine.detect(sysfs_root=make_sysfs(tmp_path / "odd", ["unknown"]))
     assert [(card.board, card.arch, card.chips) for card in odd.cards] == [("unknown", "unknown", 1)]
 
 
 def test_sysfs_root_may_be_the_class_folder(tmp_path):
     make_sysfs(tmp_path, ["n300"])
-    report = hardware.detect(sysfs_root=tmp_path / "class" / "tenstorrent")
+    report = machine.detect(sysfs_root=tmp_path / "class" / "tenstorrent")
     assert report.mesh_device == "N300"
 
 
 def test_empty_sysfs_means_no_device(tmp_path):
-    report = hardware.detect(sysfs_root=tmp_path)
+    report = machine.detect(sysfs_root=tmp_path)
     assert report.cards == [] and not report.tt_device and report.mesh_device is None
     assert "no Tenstorrent device" in report.sources[0].summary
     assert report.sources[1].summary.startswith("not run")  # saved sources: live tt-smi stays out
@@ -81,7 +81,7 @@ def test_empty_sysfs_means_no_device(tmp_path):
 
 def test_n300_shown_as_l_and_r_is_one_card(tmp_path):
     snapshot = make_snapshot(tmp_path / "s.json", n300_entries(1))
-    report = hardware.detect(tt_smi_snapshot=snapshot)
+    report = machine.detect(tt_smi_snapshot=snapshot)
     assert [(card.board, card.chips) for card in report.cards] == [("n300", 2)]
     assert report.mesh_device == "N300" and report.total_chips == 2
     assert "n300 L at 0000:00:00.0" in report.sources[1].summary and "tt-smi 3.0.30" in report.sources[1].summary
@@ -89,11 +89,11 @@ def test_n300_shown_as_l_and_r_is_one_card(tmp_path):
 
 def test_n300_without_board_ids_is_still_one_card(tmp_path):
     snapshot = make_snapshot(tmp_path / "s.json", [snapshot_entry("n300 L"), snapshot_entry("n300 R")])
-    assert [card.chips for card in hardware.detect(tt_smi_snapshot=snapshot).cards] == [2]
+    assert [card.chips for card in machine.detect(tt_smi_snapshot=snapshot).cards] == [2]
 
 
 def test_four_n300_cards_are_a_t3k(tmp_path):
-    report = hardware.detect(tt_smi_snapshot=make_snapshot(tmp_path / "s.json", n300_entries(4)))
+    report = machine.detect(tt_smi_snapshot=make_snapshot(tmp_path / "s.json", n300_entries(4)))
     assert (len(report.cards), report.total_chips, report.mesh_device) == (4, 8, "T3K")
     assert not report.needs_blackhole_env
 
@@ -106,7 +106,7 @@ def test_four_n300_cards_are_a_t3k(tmp_path):
     ([snapshot_entry("tt-galaxy-bh", "0000047000000001")] * 32, "BHGLX", 32),
 ])
 def test_snapshots_of_other_boards(tmp_path, entries, mesh, chips):
-    report = hardware.detect(tt_smi_snapshot=make_snapshot(tmp_path / "s.json", entries))
+    report = machine.detect(tt_smi_snapshot=make_snapshot(tmp_path / "s.json", entries))
     assert (report.mesh_device, report.total_chips) == (mesh, chips)
     assert report.needs_blackhole_env == (mesh in ("P300", "P150", "BHGLX"))
 
@@ -115,7 +115,7 @@ def test_snapshot_after_log_lines_is_read(tmp_path):
     path = tmp_path / "s.json"
     make_snapshot(path, n300_entries(1))
     path.write_text("Gathering Information ━━━━━━━━ 100%\n" + path.read_text())
-    assert hardware.detect(tt_smi_snapshot=path).mesh_device == "N300"
+    assert machine.detect(tt_smi_snapshot=path).mesh_device == "N300"
 
 
 @pytest.mark.parametrize("text, says", [
@@ -129,7 +129,7 @@ def test_broken_snapshots_are_named_clearly(tmp_path, text, says):
     path = tmp_path / "broken.json"
     path.write_text(text)
     with pytest.raises(HardwareSourceError, match=r"tt-smi -s > snapshot\.json") as caught:
-        hardware.detect(tt_smi_snapshot=path)
+        machine.detect(tt_smi_snapshot=path)
     assert says in str(caught.value) and str(path) in str(caught.value)
 
 
@@ -146,7 +146,7 @@ def test_broken_snapshot_on_the_cli_is_one_line(tmp_path):
 def test_sources_that_disagree_are_reported(tmp_path):
     sysfs = make_sysfs(tmp_path / "sys", ["n300"])
     snapshot = make_snapshot(tmp_path / "s.json", n300_entries(4))
-    report = hardware.detect(sysfs_root=sysfs, tt_smi_snapshot=snapshot)
+    report = machine.detect(sysfs_root=sysfs, tt_smi_snapshot=snapshot)
     assert report.mesh_device == "T3K"  # tt-smi sees every chip, so it is preferred
     assert "tt-smi 8 chips, kernel driver 2 chips" in report.disagreement and "tt-smi -r" in str(report)
 
@@ -162,7 +162,7 @@ def test_cli_with_four_n300_cards_says_t3k(tmp_path):
 # --- the report's forms ------------------------------------------------------------------------------------
 
 def test_text_html_and_json_forms(tmp_path):
-    report = hardware.detect(sysfs_root=make_sysfs(tmp_path, ["p150a"]))
+    report = machine.detect(sysfs_root=make_sysfs(tmp_path, ["p150a"]))
     text, page = str(report), report._repr_html_()
     assert "MESH_DEVICE" in text and "P150" in text and report.auto.why in text
     assert page.startswith("<table>") and "<th style='text-align:left'>MESH_DEVICE</th>" in page
@@ -175,29 +175,29 @@ def test_text_html_and_json_forms(tmp_path):
     (["NVIDIA H100 80GB HBM3"], None, "this torch build has no CUDA"),
 ])
 def test_fallback_sentence_names_where_frames_go(tmp_path, gpus, cuda, where):
-    report = hardware.HardwareReport(cards=[], sources=[], ttnn=hardware.TtnnInfo(installed=False), gpus=gpus,
-                                     gpu_source="test", torch=hardware.TorchInfo(True, "2.8.0", cuda),
-                                     cpu=hardware.cpu_info())
+    report = machine.HardwareReport(cards=[], sources=[], ttnn=machine.TtnnInfo(installed=False), gpus=gpus,
+                                     gpu_source="test", torch=machine.TorchInfo(True, "2.8.0", cuda),
+                                     cpu=machine.cpu_info())
     assert report.auto.backend == "torch"
     assert report.auto.why.startswith("No Tenstorrent device: frames will be made on ") and where in report.auto.why
     assert report.auto.why.endswith("not TT hardware.")
 
 
 def test_a_card_without_ttnn_falls_back_and_says_so(tmp_path):
-    card = hardware.Card("n150", "wormhole", 1, "kernel driver")
-    report = hardware.HardwareReport(cards=[card], sources=[], ttnn=hardware.TtnnInfo(installed=False), gpus=[],
-                                     gpu_source="test", torch=hardware.TorchInfo(True, "2.8.0"),
-                                     cpu=hardware.cpu_info())
+    card = machine.Card("n150", "wormhole", 1, "kernel driver")
+    report = machine.HardwareReport(cards=[card], sources=[], ttnn=machine.TtnnInfo(installed=False), gpus=[],
+                                     gpu_source="test", torch=machine.TorchInfo(True, "2.8.0"),
+                                     cpu=machine.cpu_info())
     assert report.auto.backend == "torch" and "ttnn is not installed" in report.auto.why
-    with_ttnn = hardware.HardwareReport(cards=[card], sources=[], ttnn=hardware.TtnnInfo(True, "0.81.1"), gpus=[],
-                                        gpu_source="test", torch=hardware.TorchInfo(False), cpu=hardware.cpu_info())
+    with_ttnn = machine.HardwareReport(cards=[card], sources=[], ttnn=machine.TtnnInfo(True, "0.81.1"), gpus=[],
+                                        gpu_source="test", torch=machine.TorchInfo(False), cpu=machine.cpu_info())
     assert with_ttnn.auto.backend == "tt" and "MESH_DEVICE=N150" in with_ttnn.auto.why
 
 
 def test_device_notice():
-    assert hardware.device_notice("cpu") == "Frames are being made on the CPU, not Tenstorrent hardware."
-    assert "cuda:0 (NVIDIA H100)" in hardware.device_notice("cuda:0 (NVIDIA H100)")
-    assert hardware.device_notice("tt: n150 chip 0") is None and hardware.device_notice(None) is None
+    assert machine.device_notice("cpu") == "Frames are being made on the CPU, not Tenstorrent hardware."
+    assert "cuda:0 (NVIDIA H100)" in machine.device_notice("cuda:0 (NVIDIA H100)")
+    assert machine.device_notice("tt: n150 chip 0") is None and machine.device_notice(None) is None
 
 
 # --- this machine ------------------------------------------------------------------------------------------
@@ -210,7 +210,7 @@ def test_this_machine_has_no_tenstorrent_device():
     assert proc.returncode == 0, proc.stderr
     assert "no Tenstorrent device" in proc.stdout
     assert "No Tenstorrent device: frames will be made on " in proc.stdout and "not TT hardware." in proc.stdout
-    assert seconds < 20  # a loose sanity bound; the measured times are in docs/hardware.md
+    assert seconds < 20  # a loose sanity bound; the measured times are in docs/machine.md
     report = run_json("detect")
     assert report["tenstorrent"]["device"] is False and report["tenstorrent"]["cards"] == []
     assert report["auto"]["backend"] == "torch"
@@ -222,19 +222,19 @@ def test_this_machine_has_no_tenstorrent_device():
 def test_auto_resolves_to_torch_here():
     from ttlesson.backends import resolve_name
 
-    assert hardware.auto_backend() == "torch" and resolve_name("auto") == "torch"
+    assert machine.auto_backend() == "torch" and resolve_name("auto") == "torch"
 
 
 def test_auto_picks_tt_only_with_a_device_and_ttnn(monkeypatch):
-    card = hardware.Card("n150", "wormhole", 1, "kernel driver")
-    answer = hardware.SourceAnswer("kernel driver", True, "test")
-    from ttlesson.hardware import report  # where auto_backend looks the two sources up
+    card = machine.Card("n150", "wormhole", 1, "kernel driver")
+    answer = machine.SourceAnswer("kernel driver", True, "test")
+    from ttlesson.machine import report  # where auto_backend looks the two sources up
 
     monkeypatch.setattr(report, "read_kernel_driver", lambda root, host=None: ([card], answer))
-    monkeypatch.setattr(report, "ttnn_install_info", lambda: hardware.TtnnInfo(installed=True))
-    assert hardware.auto_backend() == "tt"
-    monkeypatch.setattr(report, "ttnn_install_info", lambda: hardware.TtnnInfo(installed=False))
-    assert hardware.auto_backend() == "torch"
+    monkeypatch.setattr(report, "ttnn_install_info", lambda: machine.TtnnInfo(installed=True))
+    assert machine.auto_backend() == "tt"
+    monkeypatch.setattr(report, "ttnn_install_info", lambda: machine.TtnnInfo(installed=False))
+    assert machine.auto_backend() == "torch"
 
 
 def test_detect_and_doctor_do_not_import_torch():
@@ -320,43 +320,43 @@ def _render_folder(folder, makers: list[tuple[str, str]], frame_count: int | Non
 
 def test_verify_frames_made_on_the_cpu(tmp_path):
     folder = _render_folder(tmp_path, [("torch", "cpu")] * 3)
-    origins = hardware.verify_frames(folder)
+    origins = verify.verify_frames(folder)
     assert origins.lines() == ["3 by torch on cpu (frames 0–2)"] and not origins.all_on_tt
     assert "No frame was made on Tenstorrent hardware." in str(origins) and "<ul>" in origins._repr_html_()
     with pytest.raises(FrameVerificationError, match=r"3 of 3 frames .* were not made on Tenstorrent hardware "
                                                      r"\(frames 0–2; e\.g\. torch on cpu\)"):
-        hardware.verify_frames(folder, expect="tt")
+        verify.verify_frames(folder, expect="tt")
 
 
 def test_verify_frames_mixed_and_all_tt(tmp_path):
     mixed = _render_folder(tmp_path / "mixed", [("tt", "tt: n150 chip 0"), ("torch", "cuda:0 (NVIDIA H100)"),
                                                 ("tt", "tt: n150 chip 0")], frame_count=4)
-    origins = hardware.verify_frames(mixed)
+    origins = verify.verify_frames(mixed)
     assert origins.not_on_tt == [1] and "1 not made yet" in origins.lines()
     with pytest.raises(FrameVerificationError, match=r"1 of 3 frames .*\(frames 1; e\.g\. torch on cuda:0"):
-        hardware.verify_frames(mixed, expect="tt")
+        verify.verify_frames(mixed, expect="tt")
     all_tt = _render_folder(tmp_path / "tt", [("tt", "tt: n150 chip 0")] * 2)
-    assert hardware.verify_frames(all_tt, expect="tt").verdict() == "Every frame was made on Tenstorrent hardware."
+    assert verify.verify_frames(all_tt, expect="tt").verdict() == "Every frame was made on Tenstorrent hardware."
 
 
 def test_verify_frames_bad_input(tmp_path):
     with pytest.raises(FrameVerificationError, match="has no manifest.json"):
-        hardware.verify_frames(tmp_path)
+        verify.verify_frames(tmp_path)
     with pytest.raises(FrameVerificationError, match="expect='cuda' is not understood"):
-        hardware.verify_frames(tmp_path, expect="cuda")
+        verify.verify_frames(tmp_path, expect="cuda")
 
 
 def test_verify_names_frames_gone_or_changed_and_no_longer_counts_them(tmp_path):
     folder = _render_folder(tmp_path, [("tt", "tt: n150 chip 0")] * 4)
     (folder / "frames" / "frame_001.png").unlink()
     (folder / "frames" / "frame_002.png").write_bytes(b"\x89PNG truncated")
-    origins = hardware.verify_frames(folder)
+    origins = verify.verify_frames(folder)
     assert origins.frames.keys() == {0, 3} and origins.damaged == (1, 2)
     assert origins.lines() == ["2 by tt on tt: n150 chip 0 (frames 0, 3)",
                                "2 recorded but missing or changed on disk (frames 1–2)"]
     assert origins.problem.startswith(f"{folder / 'frames' / 'frame_001.png'} is missing (and 1 more frames); run")
     with pytest.raises(FrameVerificationError, match="frame_001.png is missing"):
-        hardware.verify_frames(folder, expect="tt")
+        verify.verify_frames(folder, expect="tt")
     proc = run_ttlesson("verify", folder)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "frames 1–2" in proc.stdout
     assert proc.stderr.strip().count("\n") == 0 and "frame_001.png is missing" in proc.stderr

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from machine_helpers import run_ttlesson
 
-from ttlesson import hf
+from ttlesson.machine import hf
 from ttlesson.errors import HubAuthError
 
 

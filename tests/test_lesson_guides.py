@@ -8,7 +8,11 @@ import sys
 
 import pytest
 
-from ttlesson import by_hand, doctor, expectations, hardware, next_steps, progress, storyboard
+from ttlesson import expectations, progress, storyboard
+from ttlesson.machine import doctor
+from ttlesson.notebook import by_hand
+from ttlesson import machine
+from ttlesson.notebook import next_steps
 from ttlesson.render import render
 
 
@@ -116,7 +120,7 @@ def test_doctor_lines_point_into_the_troubleshooting_notebook():
     assert report.summary() not in section._repr_html_() and report.summary() not in str(section)
 
 
-@pytest.mark.skipif(hardware.auto_backend() == "tt", reason="this machine makes frames on Tenstorrent hardware")
+@pytest.mark.skipif(machine.auto_backend() == "tt", reason="this machine makes frames on Tenstorrent hardware")
 def test_frames_made_on_the_cpu_is_a_warning_naming_the_work_folder_frames(monkeypatch, tmp_path, tiny_backend):
     monkeypatch.setenv("TTLESSON_WORKDIR", str(tmp_path))
     render(storyboard.loads('["one"]'), tmp_path, model="tiny", backend=tiny_backend, steps=2)
@@ -163,7 +167,7 @@ def test_memory_against_the_models_need(monkeypatch, total, available, status):
 
 
 def test_sd35_plan_on_this_machine_says_why_not(monkeypatch):
-    report = hardware.detect(ttnn=False)
+    report = machine.detect(ttnn=False)
     plan = next_steps.sd35_plan(report)
     if report.tt_device:
         pytest.skip("this machine has a Tenstorrent device")
@@ -175,7 +179,7 @@ def test_sd35_plan_on_this_machine_says_why_not(monkeypatch):
 
 
 def _report(sysfs):
-    return hardware.detect(sysfs_root=sysfs, ttnn=False)
+    return machine.detect(sysfs_root=sysfs, ttnn=False)
 
 
 @pytest.mark.parametrize("cards, runnable, system", [
@@ -186,7 +190,7 @@ def _report(sysfs):
 def test_sd35_plan_by_mesh(monkeypatch, tmp_path, cards, runnable, system):
     from machine_helpers import make_sysfs
 
-    from ttlesson import hf
+    from ttlesson.machine import hf
 
     monkeypatch.setattr(hf, "model_access", lambda model: hf.ModelAccess(model, "x", True, "list", "complete",
                                                                            True, False))
@@ -197,7 +201,7 @@ def test_sd35_plan_by_mesh(monkeypatch, tmp_path, cards, runnable, system):
 
 
 def test_try_sd35_renders_nothing_where_it_cannot_run(tmp_path):
-    from ttlesson import settings
+    from ttlesson.notebook import settings
 
     plan = next_steps.SD35Plan(False, "", ["no mesh"], ["a mesh"])
     assert next_steps.try_sd35(settings.current(), plan=plan) is plan

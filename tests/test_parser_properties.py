@@ -156,7 +156,7 @@ def environment(values_by_name: dict[str, str]):
 @given(st.dictionaries(st.sampled_from(VARIABLES), st.one_of(ENV_TEXT, st.sampled_from(
     ["sd14", "tiny", "torch", "auto", "20", "512", "768x512", "²", "-5", "0", "1e3", "99999999999999"])), max_size=5))
 def test_any_environment_reads_or_is_refused_naming_the_variable(env):
-    from ttlesson import settings as settings_mod
+    from ttlesson.notebook import settings as settings_mod
 
     with environment(env):
         try:

@@ -16,8 +16,9 @@ import torch
 from standin_tt import StandInTTNN, fingerprint, sd14_shaped_host, standin_picture, standin_sd14_modules
 from ttlesson import manifest, models, storyboard
 from ttlesson.backends import FrameRequest
-from ttlesson.backends.tt import Runtime, TTBackend
-from ttlesson.backends.tt_sd14 import initial_latents, load_host_models, text_embeddings
+from ttlesson.backends.tt.runtime import Runtime
+from ttlesson.backends.tt.sd14 import TTSD14Backend
+from ttlesson.backends.tt.chip import initial_latents, load_host_models, text_embeddings
 from ttlesson.errors import BackendUnavailableError, NoTTDeviceError, TTDeviceError, TTMetalNotFoundError
 from ttlesson.fileio import sha256_file
 from ttlesson.frames import encode_png
@@ -43,11 +44,11 @@ def tiny_host(tiny_folder):
 
 
 def standin_backend(tiny_host, chips=1, devices=1, **stub_options):
-    """A TTBackend whose ttnn and tt-metal package are the stand-ins, with the tiny model's CLIP on the host."""
+    """A TTSD14Backend whose ttnn and tt-metal package are the stand-ins, with the tiny model's CLIP on the host."""
     stub = StandInTTNN(chips=chips, **stub_options)
     runtime = Runtime(ttnn_loader=lambda: stub, driver_check=lambda: True,
                       sd14_loader=lambda arch: standin_sd14_modules(stub), host_loader=lambda spec: tiny_host)
-    return TTBackend(SD14, devices=devices, runtime=runtime), stub
+    return TTSD14Backend(SD14, devices=devices, runtime=runtime), stub
 
 
 def copied(values):
@@ -161,7 +162,7 @@ def test_no_device_refuses_before_the_package_or_any_weights_load():
     runtime = Runtime(ttnn_loader=must_not_run, driver_check=lambda: False, sd14_loader=must_not_run,
                       host_loader=must_not_run)
     with pytest.raises(NoTTDeviceError, match=r"^No Tenstorrent device found .* use --backend torch"):
-        TTBackend(SD14, runtime=runtime).load()
+        TTSD14Backend(SD14, runtime=runtime).load()
 
 
 def test_missing_tt_metal_is_refused_before_the_device_opens(monkeypatch):
@@ -169,7 +170,7 @@ def test_missing_tt_metal_is_refused_before_the_device_opens(monkeypatch):
     monkeypatch.setenv("TT_METAL_HOME", "/nonexistent/tt-metal")
     runtime = Runtime(ttnn_loader=lambda: stub, driver_check=lambda: True)
     with pytest.raises(TTMetalNotFoundError, match="TT_METAL_HOME=/nonexistent/tt-metal is not a tt-metal checkout"):
-        TTBackend(SD14, runtime=runtime).load()
+        TTSD14Backend(SD14, runtime=runtime).load()
     assert stub.calls("open_mesh") == []
 
 
@@ -189,7 +190,7 @@ def test_open_failures_are_one_sentence_and_load_no_weights(tiny_host, message, 
     runtime = Runtime(ttnn_loader=lambda: stub, driver_check=lambda: True,
                       sd14_loader=lambda arch: standin_sd14_modules(stub), host_loader=must_not_run)
     with pytest.raises(TTDeviceError) as err:
-        TTBackend(SD14, runtime=runtime).load()
+        TTSD14Backend(SD14, runtime=runtime).load()
     assert expected in str(err.value) and "\n" not in str(err.value)
     assert stub.calls("close") == []  # nothing was opened, nothing to close
 
@@ -200,20 +201,20 @@ def test_open_failures_are_one_sentence_and_load_no_weights(tiny_host, message, 
 ])
 def test_requests_tt_metal_cannot_make_are_refused(frame, expected):
     with pytest.raises(BackendUnavailableError, match=expected):
-        TTBackend(SD14, runtime=Runtime(driver_check=lambda: True)).check_request(frame)
+        TTSD14Backend(SD14, runtime=Runtime(driver_check=lambda: True)).check_request(frame)
 
 
 def test_no_device_is_said_first_with_every_other_fix_at_once():
     tiny_request = FrameRequest("x", 0, 2, 7.5, 128, 128)
     with pytest.raises(NoTTDeviceError) as err:
-        TTBackend(models.resolve("tiny"), runtime=Runtime(driver_check=lambda: False)).check_request(tiny_request)
+        TTSD14Backend(models.resolve("tiny"), runtime=Runtime(driver_check=lambda: False)).check_request(tiny_request)
     message = str(err.value)
     assert message.startswith("No Tenstorrent device found") and "\n" not in message
     assert message.endswith("this run would also need --model sd14 (tt-metal's own model, not tiny) and "
                             "--size 512 and --steps 4 or more.")
     with pytest.raises(BackendUnavailableError, match=r"^The tt backend runs tt-metal's own models.*; this run "
                                                       r"would also need --size 512 and --steps 4 or more\.$"):
-        TTBackend(models.resolve("tiny"), runtime=Runtime(driver_check=lambda: True)).check_request(tiny_request)
+        TTSD14Backend(models.resolve("tiny"), runtime=Runtime(driver_check=lambda: True)).check_request(tiny_request)
 
 
 def test_only_tt_metals_models(tiny_host):
@@ -270,7 +271,7 @@ def test_cli_help_imports_neither_ttnn_nor_torch():
     import sys
 
     probe = ("import sys; from ttlesson import cli; cli.build_parser().format_help(); "
-             "import ttlesson.backends, ttlesson.tt_metal, ttlesson.frames, ttlesson.workers; "
+             "import ttlesson.backends, ttlesson.backends.tt.metal, ttlesson.frames, ttlesson.backends.workers; "
              "print(sorted(m for m in ('ttnn', 'torch', 'diffusers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -332,7 +333,7 @@ class StandInOlderSD35Pipeline:
 def sd35_backend(shape, pipeline_class=StandInSD35Pipeline, arch="wormhole_b0"):
     """SD 3.5 on a stand-in system whose ttnn reports ``shape`` as its system mesh (as the real ttnn does: a T3K
     2×4, a Galaxy 8×4, a 4-chip Blackhole box 2×2)."""
-    from ttlesson.backends.tt_sd35 import TTSD35Backend
+    from ttlesson.backends.tt.sd35 import TTSD35Backend
 
     stub = StandInTTNN(chips=shape[0] * shape[1], mesh_shape=shape, arch=arch)
     loaded = []
@@ -439,7 +440,7 @@ def test_sd35_older_tt_dit_api(hub):
 def test_check_tt_makes_the_demo_frame_compares_it_and_prints_a_report(tiny_host, tmp_path, monkeypatch):
     from PIL import Image
 
-    from ttlesson.check_tt import DEMO_FIRST_PROMPT, run_check
+    from ttlesson.backends.tt.check import DEMO_FIRST_PROMPT, run_check
 
     monkeypatch.delenv("TT_METAL_HOME", raising=False)
     _, stub = standin_backend(tiny_host)
@@ -497,13 +498,13 @@ def test_notebook_display_of_a_traced_render_says_tt_and_per_frame(tiny_host, tm
 def test_more_steps_than_the_trace_region_holds_are_refused_before_loading():
     with_a_chip = Runtime(driver_check=lambda: True)
     with pytest.raises(BackendUnavailableError) as err:
-        TTBackend(SD14, runtime=with_a_chip).check_request(request(steps=51))
+        TTSD14Backend(SD14, runtime=with_a_chip).check_request(request(steps=51))
     assert str(err.value) == ("Steps 51 do not fit tt-metal's SD 1.4 trace, whose region is sized for its 50-step "
                               "loop; give --steps 50 or fewer (or --backend torch for more).")
-    TTBackend(SD14, runtime=with_a_chip).check_request(request(steps=50))
+    TTSD14Backend(SD14, runtime=with_a_chip).check_request(request(steps=50))
     # Without a chip, the missing device is said first and the step limit with it.
     with pytest.raises(NoTTDeviceError, match="No Tenstorrent device found.*also need --steps 50 or fewer"):
-        TTBackend(SD14, runtime=Runtime(driver_check=lambda: False)).check_request(request(steps=51))
+        TTSD14Backend(SD14, runtime=Runtime(driver_check=lambda: False)).check_request(request(steps=51))
 
 
 def test_a_chip_with_another_compute_grid_is_refused_before_weights_load(tiny_host):
@@ -515,7 +516,7 @@ def test_a_chip_with_another_compute_grid_is_refused_before_weights_load(tiny_ho
                       sd14_loader=lambda arch: standin_sd14_modules(stub), host_loader=must_not_load)
     with pytest.raises(BackendUnavailableError, match=r"^Chip tt:0 has a 8×9 compute grid but tt-metal's SD 1.4 is "
                                                       r"built for 8×8 on wormhole_b0; set TT_METAL_CORE_GRID"):
-        TTBackend(SD14, runtime=runtime).load()
+        TTSD14Backend(SD14, runtime=runtime).load()
     assert [entry[1] for entry in stub.calls("close")] == ["chip0", "mesh"]
 
 
@@ -545,7 +546,7 @@ def test_a_capture_failing_midway_is_ended_and_released_before_the_device_closes
     runtime = Runtime(ttnn_loader=lambda: stub, driver_check=lambda: True, sd14_loader=lambda arch: failing,
                       host_loader=lambda spec: tiny_host)
     with pytest.raises(TTDeviceError, match=r"The Tenstorrent device failed \(Out of L1 while capturing\)"):
-        with TTBackend(SD14, runtime=runtime) as backend:
+        with TTSD14Backend(SD14, runtime=runtime) as backend:
             backend.warm_up(request())
     order = [entry[0] for entry in stub.log if entry[0] in ("begin_capture", "end_capture", "release", "close")]
     assert order == ["begin_capture", "end_capture", "release", "close", "close"]
@@ -616,7 +617,7 @@ def test_one_process_per_pcie_chip_makes_the_same_frames(tiny_host, tmp_path, mo
     from machine_helpers import CLUSTERS, MOCK_ENV
 
     from ttlesson.backends.tt import create_tt
-    from ttlesson.backends.tt_processes import TTProcessesBackend
+    from ttlesson.backends.tt.processes import TTProcessesBackend
 
     monkeypatch.setenv(MOCK_ENV, str(CLUSTERS / "p300.yaml"))  # two PCIe chips, found without ttnn
     monkeypatch.setenv("TTLESSON_TT_PARALLEL", "processes")
@@ -646,7 +647,7 @@ def test_an_unknown_tt_parallel_mode_is_one_sentence(monkeypatch):
 
 def test_frames_are_rounded_as_the_demo_rounds_its_bf16_output():
     """ttnn.to_torch gives bfloat16; the demo scales and clamps in bf16, then rounds: so does to_image."""
-    from ttlesson.backends.tt_sd14 import to_image
+    from ttlesson.backends.tt.chip import to_image
 
     output = (torch.rand(1, 3, 512, 512, generator=torch.Generator().manual_seed(1)) * 2.2 - 1.1).to(torch.bfloat16)
     demo = (output / 2 + 0.5).clamp(0, 1)  # the demo's post-processing, step by step
@@ -657,7 +658,7 @@ def test_frames_are_rounded_as_the_demo_rounds_its_bf16_output():
 
 
 def test_verdicts_for_every_system_tt_metal_runs():
-    from ttlesson.backends.tt_plan import BLACKHOLE, WORMHOLE, TTSystem, verdicts
+    from ttlesson.backends.tt.plan import BLACKHOLE, WORMHOLE, TTSystem, verdicts
 
     def shapes(arch, chips, shape):
         return {v.model: (v.supported, v.mesh_shape) for v in verdicts(TTSystem(arch, chips, shape))}
@@ -675,7 +676,7 @@ def test_verdicts_for_every_system_tt_metal_runs():
 def test_a_galaxy_is_recognised_before_ttnn_starts(tmp_path, monkeypatch):
     from machine_helpers import CLUSTERS, MOCK_ENV, make_sysfs
 
-    from ttlesson.backends.tt_device import galaxy_arch_before_ttnn
+    from ttlesson.backends.tt.device import galaxy_arch_before_ttnn
 
     monkeypatch.delenv(MOCK_ENV, raising=False)
     galaxy = make_sysfs(tmp_path / "glx", ["galaxy-wormhole"] * 32) / "class" / "tenstorrent"

@@ -9,7 +9,7 @@ Elsewhere it is skipped, with the reason. ``ttlesson check-tt`` runs the same ch
 import pytest
 from PIL import Image
 
-from ttlesson.backends.tt_device import DEVICE_NODES
+from ttlesson.backends.tt.device import DEVICE_NODES
 
 HAS_CHIP = DEVICE_NODES.is_dir() and any(DEVICE_NODES.iterdir())
 
@@ -21,7 +21,7 @@ pytestmark = [
 
 
 def test_the_demo_frame_on_silicon_with_timings(tmp_path):
-    from ttlesson.check_tt import run_check
+    from ttlesson.backends.tt.check import run_check
 
     result = run_check(tmp_path, steps=50)  # compared with the demo's image when $TT_METAL_HOME holds one
     assert result.device.startswith("Tenstorrent ") and "tt:0" in result.device

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from standin_tt import write_standin_checkout
-from ttlesson import tt_metal
+from ttlesson.backends.tt import metal as tt_metal
 from ttlesson.errors import TTMetalNotFoundError
 
 

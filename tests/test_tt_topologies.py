@@ -59,7 +59,9 @@ def test_detect_json_says_what_the_tt_backend_would_open(descriptor):
 
 DEVICE_LAYER = """
 import json, os
-from ttlesson.backends import tt_device, tt_plan, tt_sd14
+from ttlesson.backends.tt import chip as tt_sd14
+from ttlesson.backends.tt import plan as tt_plan
+from ttlesson.backends.tt import device as tt_device
 from ttlesson.errors import TTDeviceError
 
 out = {}
@@ -118,7 +120,8 @@ def test_the_real_device_layer_on_each_topology(descriptor, tmp_path):
 
 SD35_OPEN = """
 import json
-from ttlesson.backends import tt_device, tt_plan
+from ttlesson.backends.tt import plan as tt_plan
+from ttlesson.backends.tt import device as tt_device
 ttnn, chips = tt_device.require_chips()
 layout = tt_plan.sd35_layout(tt_device.describe_system(ttnn, chips))
 out = {}
@@ -148,7 +151,8 @@ def test_a_galaxy_chip_without_the_override_is_refused_with_the_fix(tmp_path):
     """tt's serving code narrows a Galaxy chip's 8×9 grid to 8×8 for diffusion; without it SD 1.4 is refused."""
     program = textwrap.dedent("""
         import json
-        from ttlesson.backends import tt_device, tt_plan
+        from ttlesson.backends.tt import plan as tt_plan
+        from ttlesson.backends.tt import device as tt_device
         ttnn, chips = tt_device.require_chips()
         out = {}
         for attempt in range(2):
@@ -175,13 +179,13 @@ def test_tt_visible_devices_gives_each_worker_process_one_card(tmp_path):
     chip and the remote one behind it), and the parent finds the four PCIe chips without ttnn."""
     program = textwrap.dedent("""
         import json, ttnn
-        from ttlesson.backends.tt_device import describe_system
+        from ttlesson.backends.tt.device import describe_system
         chips = ttnn.get_num_devices()
         system = describe_system(ttnn, chips)
         print("RESULT " + json.dumps([chips, ttnn.get_num_pcie_devices(), list(system.shape)]), flush=True)
     """).replace("RESULT ", RESULT)
     t3k = {MOCK_ENV: str(CLUSTERS / "t3k.yaml")}
     assert run_python_json(program, env={**t3k, "TT_VISIBLE_DEVICES": "2"}, cwd=tmp_path) == [2, 1, [2, 1]]
-    ids = run_python_json("import json\nfrom ttlesson.backends.tt_processes import pcie_device_ids\n"
+    ids = run_python_json("import json\nfrom ttlesson.backends.tt.processes import pcie_device_ids\n"
                           f"print({RESULT!r} + json.dumps(pcie_device_ids()))", env=t3k)
     assert ids == [0, 1, 2, 3]

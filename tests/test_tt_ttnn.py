@@ -30,7 +30,8 @@ MOCK_N150 = {MOCK_ENV: str(CLUSTERS / "n150.yaml")}
 PRELUDE = f"""
 import json
 from ttlesson import models
-from ttlesson.backends.tt import Runtime, TTBackend
+from ttlesson.backends.tt.runtime import Runtime
+from ttlesson.backends.tt.sd14 import TTSD14Backend
 from ttlesson.errors import TTLessonError
 
 loaded = []
@@ -56,7 +57,7 @@ def test_no_device_real_ttnn_refuses_before_loading_anything(tmp_path):
         # Let ttnn itself answer (the driver check alone would already refuse on this machine).
         runtime = Runtime(driver_check=lambda: True, sd14_loader=must_not_load, host_loader=must_not_load)
         try:
-            TTBackend(models.resolve("sd14"), runtime=runtime).load()
+            TTSD14Backend(models.resolve("sd14"), runtime=runtime).load()
         except TTLessonError as err:
             report({"kind": type(err).__name__, "error": str(err), "loaded": len(loaded)})
     """, env={}, cwd=tmp_path)
@@ -70,8 +71,8 @@ def test_mock_n150_open_fails_without_sfpi_as_one_sentence_and_releases_everythi
     result = run_python(f"""
         import os
         from pathlib import Path
-        from ttlesson.backends.tt_device import import_ttnn, prepare_environment
-        from ttlesson.backends.tt_sd35 import TTSD35Backend
+        from ttlesson.backends.tt.device import import_ttnn, prepare_environment
+        from ttlesson.backends.tt.sd35 import TTSD35Backend
         render_folder = Path({str(tmp_path / "render")!r})
         # As the backend does before ttnn first looks at the cluster (tt-metal reads TT_LOGGER_FILE only then).
         prepare_environment(log_file=render_folder / "tt-metal.log")
@@ -98,11 +99,11 @@ def test_mock_n150_open_fails_without_sfpi_as_one_sentence_and_releases_everythi
 
         runtime = Runtime(host_loader=must_not_load)
         try:
-            TTBackend(models.resolve("sd14"), runtime=runtime).load()
+            TTSD14Backend(models.resolve("sd14"), runtime=runtime).load()
         except TTLessonError as err:
             out["no_checkout"] = str(err)
         os.environ["TT_METAL_HOME"] = {str(checkout)!r}
-        backend = TTBackend(models.resolve("sd14"), runtime=runtime)
+        backend = TTSD14Backend(models.resolve("sd14"), runtime=runtime)
         try:
             backend.load()
         except TTLessonError as err:
@@ -115,7 +116,7 @@ def test_mock_n150_open_fails_without_sfpi_as_one_sentence_and_releases_everythi
         # must still close what was opened.
         def interrupted(spec):
             raise KeyboardInterrupt
-        backend = TTBackend(models.resolve("sd14"), runtime=Runtime(host_loader=interrupted))
+        backend = TTSD14Backend(models.resolve("sd14"), runtime=Runtime(host_loader=interrupted))
         try:
             backend.load()
         except KeyboardInterrupt:
@@ -221,7 +222,7 @@ def test_the_standin_has_the_real_wheels_signatures(tmp_path):
 
 REFUSALS = """
 import json, torch
-from ttlesson.backends.tt_device import import_ttnn
+from ttlesson.backends.tt.device import import_ttnn
 ttnn = import_ttnn()
 out = {}
 def outcome(action):
@@ -295,7 +296,8 @@ def _outcome(action):
 
 CLOSING = """
 import json
-from ttlesson.backends import tt_device, tt_sd14
+from ttlesson.backends.tt import chip as tt_sd14
+from ttlesson.backends.tt import device as tt_device
 from ttlesson.errors import TTLessonError
 ttnn = tt_device.import_ttnn()
 calls = []
@@ -354,7 +356,7 @@ def test_closing_with_the_real_wheel_ends_captures_and_closes_the_parent(tmp_pat
 SIGTERM_REAL = """
 import json, os, signal, time
 from contextlib import ExitStack
-from ttlesson.backends import tt_device
+from ttlesson.backends.tt import device as tt_device
 from ttlesson.errors import TTLessonError
 ttnn = tt_device.import_ttnn()
 calls = []

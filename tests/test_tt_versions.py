@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from machine_helpers import run_json
 
-from ttlesson import doctor
-from ttlesson.tt_versions import CheckoutInfo, checkout_info, mismatch, read_git_commit
+from ttlesson.machine import doctor
+from ttlesson.backends.tt.versions import CheckoutInfo, checkout_info, mismatch, read_git_commit
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
@@ -85,11 +85,11 @@ def test_doctor_and_detect_name_both_and_warn_when_they_differ(tmp_path):
     checks = {check["name"]: check for check in run_json("doctor", env=env)["checks"]}
     versions = checks["ttnn and tt-metal"]
     assert f"TT_METAL_HOME={root}, commit " in versions["detail"] and "v0.60.0" in versions["detail"]
-    import ttlesson.hardware as hardware
+    import ttlesson.machine as hardware
 
-    if hardware.ttnn_install_info().installed:  # the dev environment has the ttnn wheel: it is not the checkout's
+    if machine.ttnn_install_info().installed:  # the dev environment has the ttnn wheel: it is not the checkout's
         assert versions["status"] == "warn" and "may come from different releases" in versions["fix"]
     report = run_json("detect", env=env)
     assert report["tt_metal"]["describe"] == "v0.60.0" and report["tt_metal"]["root"] == str(root)
-    assert (report["versions_note"] is not None) == hardware.ttnn_install_info().installed
+    assert (report["versions_note"] is not None) == machine.ttnn_install_info().installed
     assert doctor.check_tt_versions().name == "ttnn and tt-metal"

@@ -276,15 +276,16 @@ def test_the_tt_trace_is_fed_interpolated_embeddings_and_latents_per_frame(tmp_p
         return fingerprint(values.to(torch.bfloat16))
     from ttlesson import models
     from ttlesson.backends import FrameRequest
-    from ttlesson.backends.tt import Runtime, TTBackend
-    from ttlesson.backends.tt_sd14 import LATENT_SHAPE, initial_latents, load_host_models, text_embeddings
+    from ttlesson.backends.tt.runtime import Runtime
+    from ttlesson.backends.tt.sd14 import TTSD14Backend
+    from ttlesson.backends.tt.chip import LATENT_SHAPE, initial_latents, load_host_models, text_embeddings
 
     host = sd14_shaped_host(load_host_models(models.resolve("tiny")))  # embeddings fit the [2, 96, 768] buffer
     stub = StandInTTNN(chips=1)
     runtime = Runtime(ttnn_loader=lambda: stub, driver_check=lambda: True,
                       sd14_loader=lambda arch: standin_sd14_modules(stub), host_loader=lambda spec: host)
     board = storyboard.loads('["a harbour at dawn", {"prompt": "a lighthouse", "negative_prompt": "fog"}]')
-    with TTBackend(models.resolve("sd14"), runtime=runtime) as backend:
+    with TTSD14Backend(models.resolve("sd14"), runtime=runtime) as backend:
         result = render(board, tmp_path, model="sd14", backend=backend, steps=4, transition_frames=2)
 
     records = [r for _, r in sorted(result.manifest.frames.items())]

@@ -143,7 +143,7 @@ def test_how_many_workers(monkeypatch):
     import torch
 
     from ttlesson.errors import BackendUnavailableError
-    from ttlesson.workers import plan_workers
+    from ttlesson.backends.workers import plan_workers
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
     monkeypatch.setattr(torch, "get_num_threads", lambda: 8)

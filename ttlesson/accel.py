@@ -100,7 +100,7 @@ def device_type(backend_name: str, device: str | None) -> str:
         return "tt"
     if device:
         return "cuda" if device.startswith("cuda") else "cpu"
-    from .hardware import find_nvidia_gpus
+    from .machine import find_nvidia_gpus
 
     if not find_nvidia_gpus()[0]:
         return "cpu"
@@ -111,7 +111,7 @@ def device_type(backend_name: str, device: str | None) -> str:
 
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 natively (AVX512-BF16, AMX or Arm's BF16), read from /proc/cpuinfo."""
-    from .hardware import cpu_info
+    from .machine import cpu_info
 
     return cpu_info().bf16
 

@@ -129,7 +129,7 @@ class Scaling:
 
 def device_counts() -> list[int]:
     """The device counts worth measuring here: 1, 2, 4 … up to every Tenstorrent chip or GPU; on a CPU, 1 and 2."""
-    from .hardware import detect
+    from .machine import detect
 
     report = detect()
     total = report.total_chips if report.tt_device else len(report.gpus)

@@ -137,7 +137,7 @@ def _run_sd14(width, height, steps, frames, compare, precision, scheduler, seed,
 
     from . import accel, arch, schedulers
     from .backends import FrameRequest
-    from .backends.torch_backend import TorchBackend
+    from .backends.torch import TorchBackend
     from .models import REGISTRY
 
     spec = REGISTRY["sd14"]
@@ -363,7 +363,7 @@ def _machine(threads: int) -> dict:
     import torch
 
     from .accel import openvino_installed, physical_cores
-    from .hardware import cpu_info
+    from .machine import cpu_info
 
     cpu = cpu_info()
     return {"cpu": cpu.model, "cores": cpu.cores, "physical_cores": physical_cores(), "threads": threads,

@@ -319,7 +319,7 @@ def _add_machine_commands(commands) -> None:
 
 
 def _run_detect(args) -> int:
-    from .hardware import detect
+    from .machine import detect
 
     report = detect(args.sysfs_root, args.tt_smi_snapshot, ttnn=True if args.ttnn else None)
     _print_report(report, args.json)
@@ -327,7 +327,7 @@ def _run_detect(args) -> int:
 
 
 def _run_doctor(args) -> int:
-    from .doctor import run
+    from .machine.doctor import run
 
     report = run(ttnn=args.ttnn)
     _print_report(report, args.json)
@@ -344,7 +344,7 @@ def _print_report(report, as_json: bool) -> None:
 def _run_auth_status(args) -> int:
     import json
 
-    from . import hf
+    from .machine import hf
 
     state = hf.status()
     access = [hf.model_access(name) for name in hf.known_models()]
@@ -356,21 +356,21 @@ def _run_auth_status(args) -> int:
 
 
 def _run_auth_whoami(args) -> int:
-    from . import hf
+    from .machine import hf
 
     print(hf.whoami())
     return 0
 
 
 def _run_auth_login(args) -> int:
-    from . import hf
+    from .machine import hf
 
     print(hf.login())
     return 0
 
 
 def _run_verify(args) -> int:
-    from .hardware import verify_frames
+    from .verify import verify_frames
 
     origins = verify_frames(args.dir, expect=args.expect)
     print(origins)
@@ -430,7 +430,7 @@ def _add_tt_commands(commands) -> None:
 
 
 def _run_check_tt(args) -> int:
-    from .check_tt import run_check
+    from .backends.tt.check import run_check
 
     result = run_check(args.out, steps=args.steps, demo_image=args.demo_image)
     print(result.to_json() if args.json else result.summary(), end="" if args.json else "\n")
@@ -463,7 +463,7 @@ def _add_kernel_command(commands) -> None:
 
 
 def _run_kernel_install(args) -> int:
-    from .kernel import install
+    from .machine.kernel import install
 
     print(install(args.name, args.display_name, prefix=sys.prefix if args.sys_prefix else None).summary())
     return 0

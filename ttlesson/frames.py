@@ -17,7 +17,8 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import __version__, manifest
+from . import __version__
+from . import manifest
 from . import storyboard as storyboard_mod
 from .errors import SettingsChangedError, TTLessonError
 from .fileio import folder_lock, os_error_sentence, remove_partials, sha256_of, write_partial, writable_folder

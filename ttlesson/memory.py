@@ -109,7 +109,7 @@ def _cuda_visible() -> bool:
     torch = sys.modules.get("torch")
     if torch is not None:
         return bool(torch.cuda.is_available())
-    from .hardware import find_nvidia_gpus
+    from .machine import find_nvidia_gpus
 
     return bool(find_nvidia_gpus()[0])
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .expectations import long_run_warning
-from .hardware import device_notice
+from .machine import device_notice
 from .manifest import frame_filename, frames_dir
 
 

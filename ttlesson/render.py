@@ -16,7 +16,7 @@ Reading ``render`` top to bottom is the algorithm:
    write the PNG atomically, record it in the manifest, report progress.
 
 With ``devices`` ("all" or a number) frames are made side by side: on Tenstorrent by one pipeline per chip in
-this process, on torch by worker processes (``ttlesson.workers``). Each frame keeps its own seed and settings,
+this process, on torch by worker processes (``ttlesson.backends.workers``). Each frame keeps its own seed and settings,
 so the PNGs are the same as from one device; this process still writes every frame and the manifest.
 
 Killing the process at any moment leaves only whole PNGs; the next run picks up where this one stopped.
@@ -34,7 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import __version__, accel, manifest, memory, models, schedulers
+from . import __version__
+from . import accel, manifest, memory, models, schedulers
 from . import storyboard as storyboard_mod
 from . import walk as walk_mod
 from .backends import Backend, FrameRequest, create, resolve_name
@@ -238,7 +239,7 @@ def _render_with_workers(settings: RenderSettings, spread: int | str, device: st
                          requests: list[tuple[int, FrameRequest]], recorder: "_FrameRecorder",
                          stale: list[int]) -> str:
     """Make the frames in torch worker processes, one per GPU or several on the CPU; this process stores them."""
-    from .workers import LostFrame, WorkerPool, parent_torch_threads, plan_workers
+    from .backends.workers import LostFrame, WorkerPool, parent_torch_threads, plan_workers
 
     torch_devices = plan_workers(spread, device, len(requests))
     memory.check_fits(settings.model, settings.width, settings.height, device, copies=torch_devices.count("cpu"))

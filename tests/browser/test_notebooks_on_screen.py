@@ -83,7 +83,7 @@ def test_no_hugging_face_token_on_screen(ran):
     assert FAKE_HF_TOKEN not in page and FAKE_HF_TOKEN[3:] not in page
 
 
-# Run in the page: each inline chart's plotted series and legend entries (ttlesson.display.Chart gives them ids),
+# Run in the page: each inline chart's plotted series and legend entries (ttlesson.notebook.display.Chart gives them ids),
 # with the colours the browser actually paints them in.
 _CHARTS = """() => [...document.querySelectorAll('.ttlesson-chart svg')].map(svg => {
     const paint = g => [...g.querySelectorAll('path, use, rect')].flatMap(e => {
@@ -148,7 +148,7 @@ def test_01_hardware_table_and_checklist(ran):
 
 @pytest.mark.parametrize("ran", ["02_hugging_face_auth"], indirect=True)
 def test_02_token_status_is_masked(ran):
-    from ttlesson.hf import mask
+    from ttlesson.machine.hf import mask
 
     page = ran.text()
     assert f"Hugging Face token {mask(FAKE_HF_TOKEN)} from the HF_TOKEN environment variable" in page

@@ -1,8 +1,4 @@
-"""Backends turn one frame request into one image. All of them share one small interface.
-
-A backend is loaded once (``load``), then makes any number of frames (``generate``), then releases what it
-holds (``close``); use it as a context manager so ``close`` runs on every exit path. It says which device
-really ran (``device``), so manifests and notebooks can tell TT hardware from a CPU fallback.
+"""Backends turn one frame request into one image. All of them share one small interface (``base``).
 
 * ``torch``: the diffusers pipeline on CUDA when present, else the CPU.
 * ``tt``: tt-metal's Stable Diffusion through TT-NN on Tenstorrent hardware.
@@ -10,116 +6,13 @@ really ran (``device``), so manifests and notebooks can tell TT hardware from a 
 
 from __future__ import annotations
 
-import time
-from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass
-
 from ..errors import BackendUnavailableError
 from ..models import ModelSpec
+from .base import Backend, FrameRequest, MadeImage, StepCallback
 
 BACKEND_NAMES = ("auto", "torch", "tt")
 
-StepCallback = Callable[[int, int], None]
-"""Called after each denoising step with (steps done, total steps)."""
-
-
-@dataclass(frozen=True)
-class MadeImage:
-    index: int
-    image: object  # PIL image
-    device: str
-    seconds: float
-
-
-@dataclass(frozen=True)
-class FrameRequest:
-    prompt: str
-    seed: int
-    steps: int
-    guidance: float
-    width: int
-    height: int
-    negative_prompt: str | None = None
-    scheduler: str = "default"  # a name from ttlesson.schedulers; "default" is the model's own
-    # A keyframe walk's in-between (ttlesson.walk): this frame lies at ``weight`` from the keyframe above (its
-    # prompt, negative prompt and seed) to the one these name; None for a keyframe.
-    to_prompt: str | None = None
-    to_negative_prompt: str | None = None
-    to_seed: int | None = None
-    weight: float = 0.0
-    # Mixed seed mode: a base noise from this seed shared by every keyframe, plus ``noise_mix`` of the frame's own.
-    noise_base: int | None = None
-    noise_mix: float = 0.0
-
-
-class Backend(ABC):
-    name: str = ""
-    reports_steps = True  # False where steps run inside one device trace and only whole frames can be reported
-    progress_note = ""  # what the progress display should say about this backend (e.g. why it has no step bar)
-    warm_up_note = "warm-up"  # what ``warm_up`` did, in words, for the display
-    chips = 1  # frames made at the same time by ``generate_many`` (the tt backend: one per chip)
-    schedulers: tuple[str, ...] | None = None  # the schedulers it runs; None: any that fits the model
-    precision = ""  # the numerics its frames are made with (see ttlesson.accel); recorded in the manifest
-    log_folder = None  # where the device's own log goes (the tt backend: tt-metal's); render sets its out folder
-
-    def __init__(self, spec: ModelSpec):
-        self.spec = spec
-
-    @property
-    @abstractmethod
-    def device(self) -> str:
-        """The device that makes the frames, in words (``cpu``, ``cuda:0 (NVIDIA H100)``)."""
-
-    @abstractmethod
-    def load(self) -> None:
-        """Load the model; called once before the first frame."""
-
-    @abstractmethod
-    def generate(self, request: FrameRequest, on_step: StepCallback | None = None):
-        """Make one frame and return it as a PIL image."""
-
-    def close(self) -> None:
-        """Release the model and the device; safe to call more than once."""
-
-    def check_request(self, request: FrameRequest) -> None:
-        """Refuse, with one sentence, a request this backend cannot make; called before anything is loaded."""
-
-    def check_scheduler(self, request: FrameRequest) -> None:
-        """Refuse, with one sentence, a scheduler this backend does not implement."""
-        if self.schedulers is not None and request.scheduler not in ("default", *self.schedulers):
-            raise BackendUnavailableError(f"Scheduler {request.scheduler} does not run on the {self.name} backend, "
-                                          f"which implements {', '.join(self.schedulers)} only; leave --scheduler "
-                                          "out, or use --backend torch.")
-
-    def warm_up(self, request: FrameRequest) -> float:
-        """Do the one-off work frames like ``request`` need (TT: compile and capture the trace); seconds spent."""
-        return 0.0
-
-    def generate_many(self, items, on_start=None):
-        """Make the ``(index, request)`` items, yielding an object with ``index, image, device, seconds`` for each
-        as it is done; ``on_start(index, device)`` is called as each begins. Here: one after another."""
-        for index, request in items:
-            if on_start is not None:
-                on_start(index, self.device)
-            started = time.perf_counter()
-            image = self.generate(request)
-            yield MadeImage(index, image, self.device, time.perf_counter() - started)
-
-    @property
-    def max_prompt_tokens(self) -> int:
-        return 77
-
-    def count_tokens(self, text: str) -> int:
-        """Tokens the text encoder sees for ``text`` (start and end markers included)."""
-        raise NotImplementedError
-
-    def __enter__(self) -> "Backend":
-        self.load()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+__all__ = ["BACKEND_NAMES", "Backend", "FrameRequest", "MadeImage", "StepCallback", "create", "resolve_name"]
 
 
 def create(name: str, spec: ModelSpec, device: str | None = None, devices: int | str = 1,
@@ -127,7 +20,7 @@ def create(name: str, spec: ModelSpec, device: str | None = None, devices: int |
     """The backend called ``name`` (``auto``, ``torch`` or ``tt``) for the model ``spec``, not yet loaded.
 
     ``devices`` (a number or ``"all"``) is how many Tenstorrent chips the tt backend uses in this process;
-    the torch backend always makes frames on one ``device`` (``ttlesson.workers`` spreads it over several).
+    the torch backend always makes frames on one ``device`` (``ttlesson.backends.workers`` spreads it over several).
     ``precision`` is a choice of ``ttlesson.accel.PRECISION_CHOICES`` (torch) or a precision it resolved to.
     """
     if resolve_name(name) == "tt":
@@ -137,7 +30,7 @@ def create(name: str, spec: ModelSpec, device: str | None = None, devices: int |
         from .tt import create_tt
 
         return create_tt(spec, devices=devices)
-    from .torch_backend import TorchBackend
+    from .torch import TorchBackend
 
     return TorchBackend(spec, device=device, precision=precision)
 
@@ -146,12 +39,12 @@ def resolve_name(name: str) -> str:
     """The backend that ``name`` stands for on this machine.
 
     ``auto`` is ``tt`` when the kernel driver lists a Tenstorrent chip and ttnn is installed, else ``torch``
-    (see ``ttlesson.hardware.auto_backend``: milliseconds, nothing heavy is imported).
+    (see ``ttlesson.machine.auto_backend``: milliseconds, nothing heavy is imported).
     """
     if name not in BACKEND_NAMES:
         raise BackendUnavailableError(f"Unknown backend {name!r}; use one of {', '.join(BACKEND_NAMES)}.")
     if name != "auto":
         return name
-    from ..hardware import auto_backend
+    from ..machine import auto_backend
 
     return auto_backend()

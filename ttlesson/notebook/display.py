@@ -14,8 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import expectations, manifest
-from .errors import TTLessonError
+from .. import expectations, manifest
+from ..errors import TTLessonError
 
 # Published and claimed speeds, each with where it comes from (seconds per 512×512 SD 1.4 image, 50 steps).
 REFERENCE_SPEEDS = expectations.reference_speeds()
@@ -78,7 +78,7 @@ def video_player(path: str | os.PathLike, width: int | None = None, loop: bool =
     ``autoplay`` starts it muted as soon as it shows; give it to one player per notebook at most, so a page never
     plays several videos at once.
     """
-    from .video import probe
+    from ..video import probe
 
     path = Path(path)
     if not path.is_file():

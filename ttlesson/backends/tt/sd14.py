@@ -1,22 +1,16 @@
-"""The ``tt`` backend: tt-metal's Stable Diffusion through TT-NN on Tenstorrent chips, from Python.
+"""tt-metal's SD 1.4 on one or more Tenstorrent chips, one traced pipeline per chip, all in this process.
 
 ``load`` checks, in this order and before any weights are read: that the model is one tt-metal implements,
 that a Tenstorrent chip exists (else "no Tenstorrent device" and the fix), that the tt-metal checkout holds
 the model's package (else a sentence naming ``TT_METAL_HOME``). Then it opens the host's mesh once, in the
-shape the plan gives (``tt_plan``), checks each chip's compute grid, and builds one SD 1.4 pipeline per chip.
+shape the plan gives (``plan``), checks each chip's compute grid, and builds one SD 1.4 pipeline per chip
+(``chip``).
 
 ``warm_up`` compiles and captures the traced loop on every chip (the first run compiles kernels: minutes);
 ``generate`` makes one frame on the first chip, ``generate_many`` keeps every chip busy. The trace runs all
 denoising steps at once, so progress is per frame (``reports_steps`` is False). ``close`` releases every trace,
 then closes the chips and the mesh; the context manager, ``render``, an interpreter-exit hook and SIGTERM all
 call it, so exceptions, Ctrl-C and ``kill`` leave the device closed, not in a bad state.
-
-Two ways to use several chips (``parallel``, or ``--tt-parallel``, or ``TTLESSON_TT_PARALLEL``):
-
-* ``submesh`` (default): this process opens the whole mesh and splits it into 1×1 submeshes, one pipeline and
-  trace per chip, remote (ethernet-only) chips of an N300 or T3K included;
-* ``processes``: one worker process per PCIe chip (``TT_VISIBLE_DEVICES``), each opening a 1×1 mesh on its own
-  chip, as tt's serving code runs its workers; remote chips stay idle (``tt_processes``).
 """
 
 from __future__ import annotations
@@ -30,31 +24,16 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import BackendUnavailableError
-from ..models import ModelSpec
-from ..tt_metal import import_sd14, import_sd35
-from . import Backend, FrameRequest, MadeImage, StepCallback
-from .tt_device import (TerminationGuard, compute_grid, describe_system, driver_sees_a_chip,
-                        galaxy_arch_before_ttnn, import_ttnn, open_error, open_mesh, prepare_environment,
-                        refuse_unrunnable, require_chips, split_into_chips)
-from .tt_plan import GRID_OVERRIDES, SD14_MAX_STEPS, grid_problem, plan_sd14, steps_problem
-from .tt_sd14 import MIN_STEPS, SIZE, ChipPipeline, frame_inputs, load_host_models, to_image
+from ...errors import BackendUnavailableError
+from ...models import ModelSpec
+from ..base import Backend, FrameRequest, MadeImage, StepCallback
+from .device import (TerminationGuard, compute_grid, describe_system, galaxy_arch_before_ttnn, open_error,
+                     open_mesh, prepare_environment, refuse_unrunnable, require_chips, split_into_chips)
+from .plan import GRID_OVERRIDES, SD14_MAX_STEPS, grid_problem, plan_sd14, steps_problem
+from .chip import MIN_STEPS, SIZE, ChipPipeline, frame_inputs, to_image
+from .runtime import LOG_NAME, Runtime, default_log_file
 
 PER_FRAME_NOTE = "progress is per frame: the denoising steps run inside one device trace"
-PARALLEL_VARIABLE = "TTLESSON_TT_PARALLEL"
-PARALLEL_MODES = ("submesh", "processes")
-LOG_NAME = "tt-metal.log"
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """Where the tt backend gets ttnn, tt-metal's packages and the host models: the real ones, or test stand-ins."""
-
-    ttnn_loader: Callable[[], object] = import_ttnn
-    driver_check: Callable[[], bool] = driver_sees_a_chip
-    sd14_loader: Callable[[str], object] = import_sd14  # arch → SD14Modules
-    sd35_loader: Callable[[], type] = import_sd35
-    host_loader: Callable[[ModelSpec], object] = load_host_models
 
 
 @dataclass
@@ -62,31 +41,6 @@ class TTTimings:
     load_seconds: float = 0.0  # device open, weights, device models
     capture_seconds: list[float] = field(default_factory=list)  # one per (re)capture: compile + trace capture
     frame_seconds: list[float] = field(default_factory=list)
-
-
-def create_tt(spec: ModelSpec, devices: int | str = 1, runtime: Runtime | None = None,
-              parallel: str | None = None) -> Backend:
-    """The tt backend for ``spec``: SD 1.4 per chip (in this process or one process per chip), or SD 3.5 Large
-    over the whole mesh."""
-    if spec.family == "sd3":
-        from .tt_sd35 import TTSD35Backend
-
-        return TTSD35Backend(spec, devices=devices, runtime=runtime or Runtime())
-    if parallel_mode(parallel) == "processes":
-        from .tt_processes import TTProcessesBackend
-
-        return TTProcessesBackend(spec, devices=devices)
-    return TTBackend(spec, devices=devices, runtime=runtime or Runtime())
-
-
-def parallel_mode(parallel: str | None = None) -> str:
-    """``submesh`` or ``processes``: the argument, else ``TTLESSON_TT_PARALLEL``, else ``submesh``."""
-    mode = (parallel or os.environ.get(PARALLEL_VARIABLE) or "submesh").strip().lower()
-    if mode not in PARALLEL_MODES:
-        source = "tt_parallel" if parallel else PARALLEL_VARIABLE
-        raise BackendUnavailableError(f"{source}={mode!r} is not understood; use submesh (one process, one "
-                                      "pipeline per chip) or processes (one process per PCIe chip).")
-    return mode
 
 
 def check_sd14_model(spec: ModelSpec) -> None:
@@ -119,14 +73,7 @@ def sd14_problems(spec: ModelSpec, request: FrameRequest) -> list[tuple[str, str
     return problems
 
 
-def default_log_file() -> Path:
-    """Where tt-metal's log goes when the backend is used outside a render folder."""
-    from ..models import cache_root
-
-    return cache_root() / "logs" / f"tt-metal-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-
-
-class TTBackend(Backend):
+class TTSD14Backend(Backend):
     """SD 1.4 on one or more Tenstorrent chips, one pipeline and one trace per chip, all in this process."""
 
     name = "tt"

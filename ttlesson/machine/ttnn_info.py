@@ -1,5 +1,5 @@
 """ttnn as a source: whether it is installed (from its install record, without importing it) and, when asked,
-what it sees, from a child process (``ttlesson._ttnn_probe``).
+what it sees, from a child process (``ttlesson.machine.ttnn_probe``).
 
 Importing ttnn takes seconds because it imports torch, and on real chips ttnn's count starts UMD's cluster (and
 waits for any process holding the chips). So ttnn is asked only for a mock cluster
@@ -100,7 +100,7 @@ def read_ttnn(ask: bool, mock: str | None, timeout: float = TTNN_TIMEOUT) -> tup
 
 def _run_ttnn_probe(timeout: float) -> tuple[dict | None, float, str]:
     """(the probe's answer or None, seconds it took, why there is no answer)."""
-    from .._ttnn_probe import MARKER
+    from .ttnn_probe import MARKER
 
     # The child must import this same ttlesson, even one put on sys.path by hand (a notebook next to a checkout).
     package_parent = str(Path(__file__).resolve().parents[2])
@@ -111,7 +111,7 @@ def _run_ttnn_probe(timeout: float) -> tuple[dict | None, float, str]:
     started = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix="ttlesson-ttnn-") as scratch:  # tt-metal writes generated/ there
-            proc = subprocess.run([sys.executable, "-m", "ttlesson._ttnn_probe"], capture_output=True, text=True,
+            proc = subprocess.run([sys.executable, "-m", "ttlesson.machine.ttnn_probe"], capture_output=True, text=True,
                                   timeout=timeout, env=env, stdin=subprocess.DEVNULL, cwd=scratch)
     except subprocess.TimeoutExpired:
         return None, time.perf_counter() - started, (f"ttnn did not answer within {timeout:g} s; a process may "

@@ -5,7 +5,7 @@ or Wormhole QuietBox, a Wormhole Galaxy, a 4-chip Blackhole QuietBox), never on 
 checkpoint is gated on the Hugging Face Hub. ``sd35_plan`` says, without opening a device, whether both hold
 here, and ``try_sd35`` then renders the first frames of the storyboard with it — or shows the plan's reasons.
 
-The system is judged as ``ttlesson detect`` judges it (``ttlesson.backends.tt_plan``: the system mesh ttnn
+The system is judged as ``ttlesson detect`` judges it (``ttlesson.backends.tt.plan``: the system mesh ttnn
 reports for these cards, and tt_dit's presets for it); the tt backend checks the real mesh shape when it opens
 the device. None of this has run on silicon.
 """
@@ -44,9 +44,9 @@ class SD35Plan:
 
 def sd35_plan(report=None) -> SD35Plan:
     """Whether SD 3.5 Large can run on this machine, and what it needs; opens no device, asks no network."""
-    from . import hf
-    from .backends.tt_plan import SD35_SYSTEMS, sd35_layout, sd35_refusal
-    from .hardware import detect
+    from ..machine import hf
+    from ..backends.tt.plan import SD35_SYSTEMS, sd35_layout, sd35_refusal
+    from ..machine import detect
 
     report = report or detect(ttnn=False)
     access = hf.model_access(MODEL)
@@ -85,9 +85,9 @@ def try_sd35(cfg, frames: int = 2, plan: SD35Plan | None = None):
     """Render the storyboard's first ``frames`` prompts with SD 3.5 Large into ``<workdir>/sd35`` where this
     machine can; where it cannot, return the plan that says why (nothing is rendered)."""
     from . import lesson
-    from .progress import for_environment
-    from .render import render
-    from .storyboard import Storyboard
+    from ..progress import for_environment
+    from ..render import render
+    from ..storyboard import Storyboard
 
     plan = plan or sd35_plan()
     if not plan.runnable:

@@ -24,8 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BackendUnavailableError, NoTTDeviceError, Terminated, TTDeviceError, TTLessonError
-from .tt_plan import BLACKHOLE, WORMHOLE, TTSystem
+from ...errors import BackendUnavailableError, NoTTDeviceError, Terminated, TTDeviceError, TTLessonError
+from .plan import BLACKHOLE, WORMHOLE, TTSystem
 
 DEVICE_NODES = Path("/dev/tenstorrent")
 SYSFS_CLASS = Path("/sys/class/tenstorrent")

@@ -22,12 +22,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import models
-from .backends import FrameRequest
-from .errors import NoTTDeviceError
-from .fileio import writable_folder, write_atomic
-from .frames import encode_png
-from .values import user_path
+from ... import models
+from ..base import FrameRequest
+from ...errors import NoTTDeviceError
+from ...fileio import writable_folder, write_atomic
+from ...frames import encode_png
+from ...values import user_path
 
 DEMO_SEED = 174  # tt-metal's demo seeds its noise once with torch.manual_seed(174)
 DEMO_STEPS = 50
@@ -136,7 +136,7 @@ def run_check(out_dir: str | os.PathLike = ".", steps: int = DEMO_STEPS, runtime
     """Make the demo's first frame on the first Tenstorrent chip, save it in ``out_dir`` and compare it with the
     demo's own image when there is one (``demo_image``, else the demo's file name in ``out_dir`` or
     ``$TT_METAL_HOME``, where the demo writes when run from the checkout)."""
-    from .backends.tt import TTBackend
+    from .sd14 import TTSD14Backend
 
     folder = writable_folder(user_path(out_dir), "--out")  # before minutes of device work, not after
     os.environ.setdefault("TT_LOGGER_LEVEL", "info")
@@ -144,7 +144,7 @@ def run_check(out_dir: str | os.PathLike = ".", steps: int = DEMO_STEPS, runtime
     spec = models.resolve("sd14")
     request = FrameRequest(prompt=demo_prompt(), seed=DEMO_SEED, steps=steps, guidance=DEMO_GUIDANCE, width=512,
                            height=512)
-    backend = TTBackend(spec, devices=1, runtime=runtime)
+    backend = TTSD14Backend(spec, devices=1, runtime=runtime)
     try:
         backend.check_request(request)
     except NoTTDeviceError:
@@ -169,8 +169,8 @@ def run_check(out_dir: str | os.PathLike = ".", steps: int = DEMO_STEPS, runtime
 
 def demo_prompt() -> str:
     """The first prompt of the demo's input file in the tt-metal checkout, else the one the demo ships with."""
-    from .errors import TTMetalNotFoundError
-    from .tt_metal import find_sd14
+    from ...errors import TTMetalNotFoundError
+    from .metal import find_sd14
 
     try:
         text = (find_sd14().folder / "demo" / "input_data.json").read_text(encoding="utf-8")
@@ -183,7 +183,7 @@ def find_demo_image(folder: Path, given: str | os.PathLike | None) -> Path | Non
     if given is not None:
         path = Path(given).expanduser()
         if not path.is_file():
-            from .errors import TTLessonError
+            from ...errors import TTLessonError
 
             raise TTLessonError(f"--demo-image {path} is not a file; give the input_data_1_512x512_ttnn.png that "
                                 "tt-metal's demo wrote, or leave --demo-image out.")
@@ -212,21 +212,21 @@ def compare(ours: Path, demo: Path | None) -> Comparison | None:
 
 
 def _ttnn_text() -> str:
-    from .hardware import ttnn_install_info
+    from ...machine import ttnn_install_info
 
     info = ttnn_install_info()
     return f"{info.version or 'version unknown'} at {info.location}" if info.installed else "not installed"
 
 
 def _tt_metal_text() -> str:
-    from .tt_versions import checkout_info
+    from .versions import checkout_info
 
     checkout = checkout_info()
     return checkout.describe_text() if checkout else "no checkout found"
 
 
 def _board_text() -> str:
-    from .hardware import detect
+    from ...machine import detect
 
     report = detect(ttnn=False)
     cards = ", ".join(card.describe() for card in report.cards) or "no card listed by the kernel driver or tt-smi"

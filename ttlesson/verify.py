@@ -7,8 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import FrameVerificationError
-from .boards import is_tt_device
+from .errors import FrameVerificationError
+from .machine.boards import is_tt_device
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def verify_frames(out_dir: str | os.PathLike, expect: str | None = None) -> Fram
     ``problem`` saying which and how to remake them. With ``expect="tt"``, raises ``FrameVerificationError``
     unless every frame is intact and was made on Tenstorrent hardware.
     """
-    from .. import manifest
+    from . import manifest
 
     if expect not in (None, "tt"):
         raise FrameVerificationError(f"expect={expect!r} is not understood; use expect='tt' (or leave it out).")

@@ -61,7 +61,7 @@ def sd14_demo(home: str | None = None) -> tuple[str, str]:
 
 
 def _blackhole_here() -> bool:
-    from .hardware import read_kernel_driver
+    from ..machine import read_kernel_driver
 
     cards, _ = read_kernel_driver(None)
     return any(card.arch == "blackhole" for card in cards)

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from .. import accel, schedulers, walk
 from ..errors import BackendUnavailableError
 from ..models import ModelSpec, load_pipeline
-from . import Backend, FrameRequest, StepCallback
+from .base import Backend, FrameRequest, StepCallback
 
 PROMPT_CACHE_SIZE = 64
 

@@ -26,9 +26,9 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 
-from .errors import BackendUnavailableError, TTLessonError
-from .lifeline import end_with_parent, watch_parent
-from .models import ModelSpec
+from ..errors import BackendUnavailableError, TTLessonError
+from ..lifeline import end_with_parent, watch_parent
+from ..models import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,7 @@ def _load(spec: ModelSpec, torch_device: str, threads: int | None, precision: st
         import torch
 
         torch.set_num_threads(threads)
-    from .backends.torch_backend import TorchBackend
+    from .torch import TorchBackend
 
     _backend = TorchBackend(spec, device=torch_device, precision=precision)
     _backend.load()
@@ -226,7 +226,7 @@ def _load(spec: ModelSpec, torch_device: str, threads: int | None, precision: st
 
 
 def _make_frame(request) -> tuple[bytes, float]:
-    from .frames import encode_png
+    from ..frames import encode_png
 
     started = time.perf_counter()
     image = _backend.generate(request)

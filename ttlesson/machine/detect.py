@@ -85,7 +85,7 @@ class HardwareReport:
     @property
     def versions_note(self) -> str | None:
         """A sentence when the ttnn that imports and the tt-metal checkout come from different releases."""
-        from ..tt_versions import mismatch
+        from ..backends.tt.versions import mismatch
 
         return mismatch(self.ttnn.version, self.ttnn.location, self.tt_metal) if self.ttnn.installed else None
 
@@ -97,7 +97,7 @@ class HardwareReport:
     @property
     def tt_models(self) -> list:
         """For each model the tt backend runs: supported here or not, the mesh it would open, and why."""
-        from ..backends.tt_plan import verdicts
+        from ..backends.tt.plan import verdicts
 
         return verdicts(self.tt_system)
 
@@ -196,8 +196,8 @@ def _torch_text(torch: TorchInfo) -> str:
 
 def tt_system_for(cards: list[Card], ttnn: TtnnInfo):
     """The system the tt backend would plan for: ttnn's own answer when it was asked, else what the cards imply."""
-    from ..backends.tt_plan import BLACKHOLE as TT_BLACKHOLE, SYSTEM_SHAPES, TTSystem
-    from ..backends.tt_plan import WORMHOLE as TT_WORMHOLE
+    from ..backends.tt.plan import BLACKHOLE as TT_BLACKHOLE, SYSTEM_SHAPES, TTSystem
+    from ..backends.tt.plan import WORMHOLE as TT_WORMHOLE
 
     if not cards:
         return None
@@ -281,7 +281,7 @@ def detect(sysfs_root: str | os.PathLike | None = None, tt_smi_snapshot: str | o
     ``False`` never does, ``None`` asks only when ``TT_METAL_MOCK_CLUSTER_DESC_PATH`` names a mock cluster.
     ``host``: the roots of /sys, /dev, /proc, /opt and the home folder (tests point it at fake trees).
     """
-    from ..tt_versions import checkout_info
+    from ..backends.tt.versions import checkout_info
 
     host = host or HostPaths()
     started = time.perf_counter()

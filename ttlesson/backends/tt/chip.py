@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from ..errors import BackendUnavailableError
-from ..models import ModelSpec, load_pipeline
-from .tt_device import Chip
+from ...errors import BackendUnavailableError
+from ...models import ModelSpec, load_pipeline
+from .device import Chip
 
 SIZE = 512
 LATENT_SHAPE = (1, 4, 64, 64)  # 512 / 8: the package hard-wires 64×64 latents
@@ -80,7 +80,7 @@ def initial_latents(seed: int):
 def frame_inputs(host: HostModels, request) -> tuple:
     """The trace's two inputs for a frame request: text embeddings and initial latents; for a keyframe walk's
     in-between (``ttlesson.walk``) both interpolated in float32 on the CPU, so a walk needs no new trace."""
-    from .. import walk
+    from ... import walk
 
     (embeddings,) = walk.blend_embeddings(request, lambda prompt, negative: (text_embeddings(host, prompt, negative),))
     if walk.needs_own_noise(request):

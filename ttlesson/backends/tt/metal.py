@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import TTMetalNotFoundError
+from ...errors import TTMetalNotFoundError
 
 SD14_PACKAGES = {
     "models.demos.vision.generative.stable_diffusion.wormhole": "current",

@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
-from . import hardware, hf
+from .. import machine
+from . import hf
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 DEFAULT_WORKDIR = "~/tt-scratchpad/worldsfair-video"
@@ -118,16 +119,16 @@ def _see_html(check: Check) -> str:
     return f"<a href='{html.escape(target)}'>{html.escape(check.see)}</a>"
 
 
-def run(*, ttnn: bool = False, host: hardware.HostPaths | None = None, prefix: Path | None = None) -> DoctorReport:
+def run(*, ttnn: bool = False, host: machine.HostPaths | None = None, prefix: Path | None = None) -> DoctorReport:
     """Run every check. ``ttnn=True`` also imports ttnn (in a child process) and asks it for chips.
 
     ``host`` (the roots of /sys, /dev, /proc, /opt, home) and ``prefix`` (the Python environment's) stand for
     this machine unless given: tests point them at fake trees.
     """
     started = time.perf_counter()
-    host = host or hardware.HostPaths()
-    environment = hardware.recognise(prefix, host)
-    cards, driver = hardware.read_kernel_driver(None, host)
+    host = host or machine.HostPaths()
+    environment = machine.recognise(prefix, host)
+    cards, driver = machine.read_kernel_driver(None, host)
     home, found_by = _tt_metal_home(environment)
     checks = [
         check_tenstorrent_device(cards, driver),
@@ -164,16 +165,16 @@ SEE = {"Tenstorrent device": SLOW, "kernel driver": SLOW, "devices free": RESET,
        "transformers": MODULES, "TT_METAL_ARCH_NAME": DISPATCH, "memory": MEMORY, "Hugging Face": HUGGING_FACE}
 
 
-def check_frames_made_on(cards: list[hardware.Card]) -> Check:
+def check_frames_made_on(cards: list[machine.Card]) -> Check:
     """Where frames will be made now, and where the work folder's last frames were made (slow means CPU)."""
     name = "frames made on"
-    backend = hardware.auto_backend()
+    backend = machine.auto_backend()
     last = _last_render_devices()
     if backend == "tt":
         made = f"; the work folder's frames were made on {last}" if last else ""
         return Check(name, OK, f"Tenstorrent ({len(cards)} card{'s' if len(cards) != 1 else ''}){made}")
-    gpus, _ = hardware.find_nvidia_gpus()
-    torch = hardware.torch_info()
+    gpus, _ = machine.find_nvidia_gpus()
+    torch = machine.torch_info()
     where = f"the {gpus[0]} GPU" if gpus and torch.cuda else "the CPU"
     made = f"; the work folder's frames were made on {last}" if last else ""
     why = "no Tenstorrent device" if not cards else "ttnn is not installed in this Python"
@@ -185,7 +186,7 @@ def check_frames_made_on(cards: list[hardware.Card]) -> Check:
 
 def _last_render_devices() -> str:
     """The devices that made the work folder's frames, from its manifest ('' when there is none)."""
-    from . import manifest
+    from .. import manifest
 
     folder = Path(os.environ.get("TTLESSON_WORKDIR") or DEFAULT_WORKDIR).expanduser()
     try:
@@ -261,7 +262,7 @@ def check_memory(model: str | None = None) -> Check:
 
 
 def _memory_gib() -> tuple[float | None, float]:
-    from .memory import meminfo
+    from ..memory import meminfo
 
     counters = {key: value / 1024 ** 3 for key, value in meminfo().items()}
     if not counters:
@@ -269,20 +270,20 @@ def _memory_gib() -> tuple[float | None, float]:
     return counters.get("MemTotal"), counters.get("MemAvailable", counters.get("MemFree", 0.0))
 
 
-def check_tenstorrent_device(cards: list[hardware.Card], driver: hardware.SourceAnswer) -> Check:
+def check_tenstorrent_device(cards: list[machine.Card], driver: machine.SourceAnswer) -> Check:
     name = "Tenstorrent device"
     if cards:
         listed = ", ".join(card.describe() for card in cards)
-        mesh, _ = hardware.mesh_device_for(cards)
+        mesh, _ = machine.mesh_device_for(cards)
         return Check(name, OK, f"{listed}" + (f"; MESH_DEVICE={mesh}" if mesh else ""))
     return Check(name, FAIL, f"none: {driver.summary}",
                  "install the card and its kernel driver (https://github.com/tenstorrent/tt-kmd), then check "
                  "with tt-smi; without one, frames are made on the CPU (--backend torch)")
 
 
-def check_kernel_driver(host: hardware.HostPaths | None = None) -> Check:
+def check_kernel_driver(host: machine.HostPaths | None = None) -> Check:
     """The loaded tt-kmd's version (``/sys/module/tenstorrent/version``)."""
-    version = hardware.driver_version(host)
+    version = machine.driver_version(host)
     if version:
         return Check("kernel driver", OK, f"tt-kmd {version}")
     return Check("kernel driver", FAIL, "not loaded (/sys/module/tenstorrent/version is missing)",
@@ -290,9 +291,9 @@ def check_kernel_driver(host: hardware.HostPaths | None = None) -> Check:
                  "tenstorrent; without it, frames are made on the CPU (--backend torch)")
 
 
-def check_device_holders(host: hardware.HostPaths | None = None) -> Check:
+def check_device_holders(host: machine.HostPaths | None = None) -> Check:
     """Processes that hold a chip open (``/proc/driver/tenstorrent/<n>/pids``): such a chip cannot be opened."""
-    holders = hardware.device_holders(host)
+    holders = machine.device_holders(host)
     if not holders:
         return Check("devices free", OK, "no other process holds a Tenstorrent chip")
     pids = " ".join(str(pid) for pid in sorted({holder.pid for holder in holders}))
@@ -300,8 +301,8 @@ def check_device_holders(host: hardware.HostPaths | None = None) -> Check:
                  f"let that run finish or stop it (kill {pids}); if the chip stays busy once it is gone, tt-smi -r")
 
 
-def check_tt_smi(host: hardware.HostPaths | None = None, prefix: Path | None = None) -> Check:
-    found, on_path = hardware.find_tt_smi(host, prefix)
+def check_tt_smi(host: machine.HostPaths | None = None, prefix: Path | None = None) -> Check:
+    found, on_path = machine.find_tt_smi(host, prefix)
     if found and on_path:
         return Check("tt-smi", OK, str(found))
     if found:
@@ -311,7 +312,7 @@ def check_tt_smi(host: hardware.HostPaths | None = None, prefix: Path | None = N
                  "(the lesson reads it, and tt-smi -r resets a stuck device)", "pip install tt-smi")
 
 
-def check_environment(environment: hardware.PythonEnvironment) -> Check:
+def check_environment(environment: machine.PythonEnvironment) -> Check:
     """Which of the lesson's Python environments this is: tt-metal's python_env, the tt-installer venv, the cloud
     image's venv, or another."""
     name = "Python environment"
@@ -323,15 +324,15 @@ def check_environment(environment: hardware.PythonEnvironment) -> Check:
                  "ttlesson from there; for notebooks: ttlesson kernel install")
 
 
-def _tt_metal_home(environment: hardware.PythonEnvironment) -> tuple[Path | None, str]:
+def _tt_metal_home(environment: machine.PythonEnvironment) -> tuple[Path | None, str]:
     """The checkout the tt backend would import model code from, and how it was found."""
-    from .tt_metal import checkout_candidates
+    from ..backends.tt.metal import checkout_candidates
 
     candidates = checkout_candidates(environment.prefix)
     return candidates[0] if candidates else (None, "TT_METAL_HOME")
 
 
-def check_runtime_root(environment: hardware.PythonEnvironment) -> Check:
+def check_runtime_root(environment: machine.PythonEnvironment) -> Check:
     """Newer tt-metal reads TT_METAL_RUNTIME_ROOT (its runtime files: tt_metal/ and kernels) next to TT_METAL_HOME."""
     name = "TT_METAL_RUNTIME_ROOT"
     root = environment.runtime_root
@@ -360,12 +361,12 @@ def check_tt_metal_home(home: Path | None, found_by: str = "TT_METAL_HOME") -> C
     return Check(name, OK, f"{home}{via}, SD 1.4 demo in {found}")
 
 
-def check_python_env(home: Path | None, environment: hardware.PythonEnvironment | None = None) -> Check:
+def check_python_env(home: Path | None, environment: machine.PythonEnvironment | None = None) -> Check:
     name = "tt-metal python_env"
-    environment = environment or hardware.recognise()
-    if environment.kind in (hardware.INSTALLER, hardware.CLOUD):
+    environment = environment or machine.recognise()
+    if environment.kind in (machine.INSTALLER, machine.CLOUD):
         return Check(name, OK, f"not needed: this is the {environment.describe()}")
-    if environment.kind == hardware.SOURCE_BUILD:
+    if environment.kind == machine.SOURCE_BUILD:
         return Check(name, OK, f"active ({environment.prefix})")
     if home is None:
         return Check(name, WARN, "not checked: TT_METAL_HOME is not set", "set TT_METAL_HOME first (see above)")
@@ -396,7 +397,7 @@ def _same_path(first: Path, second: Path) -> bool:
         return False
 
 
-def check_arch_name(cards: list[hardware.Card]) -> Check:
+def check_arch_name(cards: list[machine.Card]) -> Check:
     name = "TT_METAL_ARCH_NAME"
     value = os.environ.get("TT_METAL_ARCH_NAME", "").strip()
     arches = {card.arch for card in cards}
@@ -412,7 +413,7 @@ def check_arch_name(cards: list[hardware.Card]) -> Check:
 
 def check_ttnn(ask: bool) -> Check:
     name = "ttnn"
-    info = hardware.ttnn_install_info()
+    info = machine.ttnn_install_info()
     fix = ("activate tt-metal's python_env (it holds the ttnn built with tt-metal), or pip install ttnn "
            "(Linux x86_64, Python 3.10 or 3.12)")
     if not info.installed:
@@ -420,7 +421,7 @@ def check_ttnn(ask: bool) -> Check:
     if not ask:
         version = info.version or "version unknown"
         return Check(name, OK, f"{version} at {info.location}; import not tried (ttlesson doctor --ttnn tries it)")
-    info, _, _ = hardware.read_ttnn(True, os.environ.get(hardware.MOCK_CLUSTER_ENV) or None)
+    info, _, _ = machine.read_ttnn(True, os.environ.get(machine.MOCK_CLUSTER_ENV) or None)
     if info.imports is not True:
         return Check(name, FAIL, info.describe(), fix)
     return Check(name, OK if info.problem is None else WARN, info.describe())
@@ -428,10 +429,10 @@ def check_ttnn(ask: bool) -> Check:
 
 def check_tt_versions() -> Check:
     """Which ttnn and which tt-metal checkout the tt backend will use, and whether they belong together."""
-    from .tt_versions import checkout_info, mismatch
+    from ..backends.tt.versions import checkout_info, mismatch
 
     name = "ttnn and tt-metal"
-    info = hardware.ttnn_install_info()
+    info = machine.ttnn_install_info()
     checkout = checkout_info()
     ttnn_text = f"ttnn {info.version or '(version unknown)'} at {info.location}" if info.installed else "no ttnn"
     checkout_text = checkout.describe_text() if checkout else "no tt-metal checkout (TT_METAL_HOME unset)"
@@ -442,8 +443,8 @@ def check_tt_versions() -> Check:
 
 
 def check_ffmpeg() -> Check:
-    from .errors import FFmpegNotFoundError
-    from .video import find_ffmpeg
+    from ..errors import FFmpegNotFoundError
+    from ..video import find_ffmpeg
 
     try:
         found = find_ffmpeg()
@@ -513,7 +514,7 @@ def check_package(package: str) -> Check:
         return Check(package, FAIL, "not installed", f"pip install '{wanted}'")
     build = ""
     if package == "torch":
-        cuda = hardware.torch_info().cuda
+        cuda = machine.torch_info().cuda
         build = f" ({f'CUDA {cuda}' if cuda else 'CPU-only'} build)"
     if not satisfies(version, wanted):
         return Check(package, FAIL, f"{version}{build}, but ttlesson needs {wanted}", f"pip install '{wanted}'")

@@ -1,5 +1,5 @@
 """What this machine can make frames on: Tenstorrent cards, ttnn, NVIDIA GPUs and the CPU, found without opening
-a device; which backend ``auto`` picks because of it; and which device made a render's frames.
+a device, and which backend ``auto`` picks because of it.
 
 One concern per module:
 
@@ -9,10 +9,9 @@ One concern per module:
   ``/dev``, its version, the processes holding a chip), ``tt_smi``, ``ttnn_info`` (ttnn's install record and,
   when asked, a child process), ``compute`` (NVIDIA GPUs, torch, the CPU), ``environment`` (which of the
   lesson's Python environments this is; the notebook kernel's report);
-* ``report``: ``detect`` and the ``HardwareReport`` (text, HTML, JSON), the ``auto`` choice;
-* ``verify``: which backend and device made each frame (``verify_frames``).
+* ``detect``: ``detect`` and the ``HardwareReport`` (text, HTML, JSON), the ``auto`` choice;
 
-``from ttlesson.hardware import X`` works for every name below.
+``from ttlesson.machine import X`` works for every name below.
 """
 
 from .boards import (BLACKHOLE, BOARD_KINDS, WORMHOLE, BoardKind, Card, group_into_cards, is_tt_device,
@@ -22,17 +21,16 @@ from .driver import Holder, device_holders, driver_version, read_kernel_driver
 from .environment import (CLOUD, INSTALLER, OTHER, SOURCE_BUILD, KernelReport, PythonEnvironment, kernel_report,
                           recognise)
 from .host import MOCK_CLUSTER_ENV, HostPaths, SourceAnswer
-from .report import AutoChoice, HardwareReport, auto_backend, choose_backend, detect, device_notice, tt_system_for
+from .detect import AutoChoice, HardwareReport, auto_backend, choose_backend, detect, device_notice, tt_system_for
 from .tt_smi import TT_SMI_TIMEOUT, find_tt_smi, parse_tt_smi_snapshot, read_tt_smi
 from .ttnn_info import TTNN_TIMEOUT, TtnnInfo, read_ttnn, ttnn_install_info
-from .verify import FrameOrigins, verify_frames
 
 __all__ = [
-    "AutoChoice", "BLACKHOLE", "BOARD_KINDS", "BoardKind", "CLOUD", "Card", "CpuInfo", "FrameOrigins",
+    "AutoChoice", "BLACKHOLE", "BOARD_KINDS", "BoardKind", "CLOUD", "Card", "CpuInfo",
     "HardwareReport", "Holder", "HostPaths", "INSTALLER", "KernelReport", "MOCK_CLUSTER_ENV", "OTHER",
     "PythonEnvironment", "SOURCE_BUILD", "SourceAnswer", "TTNN_TIMEOUT", "TT_SMI_TIMEOUT", "TorchInfo", "TtnnInfo",
     "WORMHOLE", "auto_backend", "choose_backend", "cpu_info", "detect", "device_holders", "device_notice",
     "driver_version", "find_nvidia_gpus", "find_tt_smi", "group_into_cards", "is_tt_device", "kernel_report",
     "mesh_device_for", "normalise_board", "parse_tt_smi_snapshot", "read_kernel_driver", "read_tt_smi", "read_ttnn",
-    "recognise", "torch_info", "tt_system_for", "ttnn_install_info", "verify_frames",
+    "recognise", "torch_info", "tt_system_for", "ttnn_install_info",
 ]

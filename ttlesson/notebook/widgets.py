@@ -11,13 +11,13 @@ import os
 import time
 from pathlib import Path
 
-from . import models
-from . import storyboard as storyboard_mod
-from .backends import Backend, FrameRequest, create, resolve_name
-from .errors import TTLessonError
-from .expectations import duration
-from .frames import encode_png
-from .values import parse_size
+from .. import models
+from .. import storyboard as storyboard_mod
+from ..backends import Backend, FrameRequest, create, resolve_name
+from ..errors import TTLessonError
+from ..expectations import duration
+from ..frames import encode_png
+from ..values import parse_size
 
 _LOADED: dict[tuple, Backend] = {}  # one loaded backend per (model, backend, device) for the kernel's lifetime
 

@@ -4,7 +4,7 @@ The other way to use several chips (``submesh``, the default) opens the whole me
 every chip, ethernet-only ones included, its own 1×1 submesh. tt-metal has no precedent for SD 1.4 on a
 remote chip's submesh; what it does have is one process per device group, each told which chips it may see with
 ``TT_VISIBLE_DEVICES`` (tt-inference-server's device workers). This backend does that: worker *i* starts with
-``TT_VISIBLE_DEVICES=i``, opens a 1×1 mesh on that PCIe chip, and makes frames with the same ``TTBackend`` as
+``TT_VISIBLE_DEVICES=i``, opens a 1×1 mesh on that PCIe chip, and makes frames with the same ``TTSD14Backend`` as
 one process would. Remote chips (the second chip of an N300, four of a T3K's eight) stay idle.
 
 The parent never imports ttnn: it finds the PCIe chips from the kernel driver's device nodes (or the mock
@@ -27,12 +27,12 @@ from multiprocessing import get_context
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
-from .. import errors
-from ..errors import NoTTDeviceError, TTDeviceError, TTLessonError
-from ..models import ModelSpec
-from . import Backend, FrameRequest, MadeImage, StepCallback
-from .tt import PER_FRAME_NOTE, check_sd14_model, chips_wanted, sd14_problems
-from .tt_device import DEVICE_NODES, MOCK_CLUSTER_VARIABLE, NO_DEVICE, TerminationGuard, refuse_unrunnable
+from ... import errors
+from ...errors import NoTTDeviceError, TTDeviceError, TTLessonError
+from ...models import ModelSpec
+from ..base import Backend, FrameRequest, MadeImage, StepCallback
+from .sd14 import PER_FRAME_NOTE, check_sd14_model, chips_wanted, sd14_problems
+from .device import DEVICE_NODES, MOCK_CLUSTER_VARIABLE, NO_DEVICE, TerminationGuard, refuse_unrunnable
 
 VISIBLE_VARIABLE = "TT_VISIBLE_DEVICES"
 START_SECONDS = 3600.0  # loading weights and opening a chip; the first compile comes later, in warm_up
@@ -72,7 +72,7 @@ class _Worker:
 
 
 class TTProcessesBackend(Backend):
-    """SD 1.4 with one worker process per PCIe chip, each driving its own chip through ``TTBackend``."""
+    """SD 1.4 with one worker process per PCIe chip, each driving its own chip through ``TTSD14Backend``."""
 
     name = "tt"
     schedulers = ("pndm",)  # tt-metal's TtPNDMScheduler, in every worker
@@ -234,10 +234,11 @@ def _image(size: tuple[int, int], pixels: bytes):
 def _worker_main(conn: Connection, spec: ModelSpec, device_id: int, runtime_factory: str | None,
                  log_folder: Path | None) -> None:
     os.environ[VISIBLE_VARIABLE] = str(device_id)  # before ttnn is imported: this process sees its own chip
-    from .tt import Runtime, TTBackend
+    from .runtime import Runtime
+    from .sd14 import TTSD14Backend
 
     runtime = _load_factory(runtime_factory)() if runtime_factory else Runtime()
-    backend = TTBackend(spec, devices=1, runtime=runtime, one_chip_mesh=True, first_chip=device_id)
+    backend = TTSD14Backend(spec, devices=1, runtime=runtime, one_chip_mesh=True, first_chip=device_id)
     if log_folder is not None:
         backend.log_folder, backend.log_name = Path(log_folder), f"tt-metal-{device_id}.log"
     try:

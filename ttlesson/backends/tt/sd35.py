@@ -18,13 +18,13 @@ import time
 import warnings
 from contextlib import ExitStack
 
-from ..errors import BackendUnavailableError, GatedCheckpointWarning, ModelNotAvailableError
-from ..models import ModelSpec
-from . import Backend, FrameRequest, StepCallback
-from .tt import LOG_NAME, Runtime, default_log_file
-from .tt_device import (TerminationGuard, describe_system, open_mesh, prepare_environment, refuse_unrunnable,
+from ...errors import BackendUnavailableError, GatedCheckpointWarning, ModelNotAvailableError
+from ...models import ModelSpec
+from ..base import Backend, FrameRequest, StepCallback
+from .runtime import LOG_NAME, Runtime, default_log_file
+from .device import (TerminationGuard, describe_system, open_mesh, prepare_environment, refuse_unrunnable,
                         require_chips)
-from .tt_plan import SD35Layout, TTSystem, sd35_layout, sd35_refusal
+from .plan import SD35Layout, TTSystem, sd35_layout, sd35_refusal
 
 SIZE = 1024
 

@@ -17,8 +17,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import TTLessonError
-from .values import parse_size, shown, user_path
+from ..errors import TTLessonError
+from ..values import parse_size, shown, user_path
 
 DEFAULT_WORKDIR = "~/tt-scratchpad/worldsfair-video"  # the lesson's own folder
 
@@ -85,7 +85,7 @@ def _refuse(variable: str, value: str, why: str) -> TTLessonError:
 
 
 def _read_model() -> Setting:
-    from .models import REGISTRY
+    from ..models import REGISTRY
 
     setting = _read("model", "TTLESSON_MODEL", "sd14")
     value = str(setting.value)
@@ -102,7 +102,7 @@ def _read_model() -> Setting:
 
 
 def _read_backend() -> Setting:
-    from .backends import BACKEND_NAMES
+    from ..backends import BACKEND_NAMES
 
     setting = _read("backend", "TTLESSON_BACKEND", "auto")
     if setting.value not in BACKEND_NAMES:

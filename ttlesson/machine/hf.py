@@ -20,9 +20,9 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import HubAuthError
-from .models import REGISTRY, ModelSpec, resolve
-from .progress import in_notebook
+from ..errors import HubAuthError
+from ..models import REGISTRY, ModelSpec, resolve
+from ..progress import in_notebook
 
 TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 _TRUE = {"1", "ON", "YES", "TRUE"}
@@ -85,7 +85,7 @@ def status() -> AuthStatus:
     try:
         token = get_token()
     except OSError as err:  # HF_HOME names a file, the stored token is a folder, or cannot be read
-        from .fileio import os_error_sentence
+        from ..fileio import os_error_sentence
 
         where = err.filename or constants.HF_TOKEN_PATH
         return AuthStatus(token=False, masked=None, source=None, offline=is_offline(),

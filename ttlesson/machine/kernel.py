@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import TTLessonError
+from ..errors import TTLessonError
 
 CARRIED_VARIABLES = ("TT_METAL_HOME", "TT_METAL_RUNTIME_ROOT", "PYTHONPATH", "TT_METAL_ARCH_NAME", "ARCH_NAME",
                      "TT_VISIBLE_DEVICES", "HF_HOME", "TTLESSON_WORKDIR", "TTLESSON_CACHE")
@@ -43,7 +43,7 @@ class InstalledKernel:
 def default_names(prefix: Path | None = None) -> tuple[str, str]:
     """(kernel name, display name) for this environment, e.g. ("ttlesson-python-env", "ttlesson (tt-metal source
     build)")."""
-    from .hardware import recognise
+    from . import recognise
 
     environment = recognise(prefix)
     short = SHORT_NAMES.get(environment.kind) or re.sub(r"[^a-z0-9]+", "-", environment.prefix.name.lower())

@@ -1,6 +1,6 @@
 """The calls the lesson's notebooks make, so each code cell stays a line or two.
 
-Every notebook starts with ``cfg = lesson.start()``: it reads the settings (``ttlesson.settings``), prints
+Every notebook starts with ``cfg = lesson.start()``: it reads the settings (``ttlesson.notebook.settings``), prints
 them, and makes ttlesson's errors show as one red line instead of a traceback. Notebooks run on their own:
 a step that needs the prompts, frames or video of an earlier step makes them if they are missing, and says so.
 """
@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import manifest, settings, storyboard
-from .errors import TTLessonError
-from .render import RenderResult, render
-from .video import VideoInfo, probe, stitch
+from .. import manifest, storyboard
+from . import settings
+from ..errors import TTLessonError
+from ..render import RenderResult, render
+from ..video import VideoInfo, probe, stitch
 
 STORYBOARD_FILE = "prompts.json"  # the lesson's names
 VIDEO_FILE = "tenstorrent_worldsfair_1964.mp4"
@@ -50,7 +51,7 @@ def ensure_storyboard(cfg: settings.Settings) -> storyboard.Storyboard:
 
 def render_frames(cfg: settings.Settings, overwrite: bool = False, gallery: bool = True) -> RenderResult:
     """Render the work folder's storyboard with live progress (widgets in a notebook, tqdm in a terminal)."""
-    from .progress import for_environment
+    from ..progress import for_environment
 
     board = ensure_storyboard(cfg)
     display = for_environment(gallery=gallery)
@@ -95,8 +96,8 @@ def stitch_command(cfg: settings.Settings, output: str | os.PathLike | None = No
 
 def measure_scaling(cfg: settings.Settings, frames: int = 6):
     """Step 8's measurement: the same frames rendered on 1, 2, … devices, with live progress per device count."""
-    from . import bench
-    from .progress import NotebookProgress, RenderStarted, in_notebook
+    from .. import bench
+    from ..progress import NotebookProgress, RenderStarted, in_notebook
 
     counts = bench.device_counts()
     display = NotebookProgress(gallery=False) if in_notebook() else None
@@ -135,8 +136,8 @@ def film_versions(cfg: settings.Settings, keyframes: int = 3, transition_frames:
                   ) -> dict[str, RenderResult]:
     """The storyboard's first ``keyframes`` prompts made three ways (``FILM_VERSIONS``), each into
     ``<workdir>/film/<name>`` (resuming: made once), with the settings of the other steps."""
-    from . import models
-    from .backends import create
+    from .. import models
+    from ..backends import create
 
     board = ensure_storyboard(cfg)
     short = storyboard.Storyboard(frames=board.frames[:keyframes], name="film")
@@ -163,7 +164,7 @@ def import_demo_frames(cfg: settings.Settings, src: str | os.PathLike | None = N
     ``src`` defaults to the tt-metal checkout (``$TT_METAL_HOME``, else ``~/tt-metal``), where the demo writes.
     They go to ``<workdir>/from-demo`` with the work folder's prompts; returns the ImportResult, or None.
     """
-    from .frames import DEMO_FILE, import_demo_outputs
+    from ..frames import DEMO_FILE, import_demo_outputs
 
     folder = Path(src or os.environ.get("TT_METAL_HOME") or "~/tt-metal").expanduser()
     if not folder.is_dir() or not any(DEMO_FILE.match(p.name) for p in folder.iterdir()):
