@@ -26,9 +26,9 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 900) -> subpro
 
 @pytest.fixture(scope="session")
 def tiny_folder() -> Path:
-    from ttlesson import models
+    from ttlesson.models import tiny
 
-    return models.tiny_model_folder()
+    return tiny.tiny_model_folder()
 
 
 @pytest.fixture(scope="session")

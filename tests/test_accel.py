@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import one_line_error, run_cli
-from ttlesson import accel, arch, manifest, models, schedulers, storyboard
+from ttlesson import accel, arch, env, manifest, models, schedulers, storyboard
 from ttlesson.backends import FrameRequest
 from ttlesson.errors import BackendUnavailableError, SettingsChangedError, TTLessonError
 from ttlesson.fileio import sha256_file
@@ -142,7 +142,7 @@ def test_openvino_frames_are_reproducible_recorded_and_converted_once(tmp_path, 
     first = render(BOARD, tmp_path / "a", model="tiny", device="cpu", steps=3, size=64, precision="openvino")
     expected = "openvino-bf16" if accel.cpu_has_native_bf16() else "openvino-f32"
     assert {r.precision for r in first.manifest.frames.values()} == {expected}
-    converted = list((models.cache_root() / "openvino").iterdir())
+    converted = list((env.cache_root() / "openvino").iterdir())
     assert len(converted) == 1 and (converted[0] / "unet.xml").is_file()
 
     monkeypatch.setattr(openvino_runtime, "_convert", lambda *a: pytest.fail("converted a second time"))

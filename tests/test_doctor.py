@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from machine_helpers import HAS_TT_DEVICE, run_json, run_ttlesson
 
+from ttlesson.backends.tt.metal import SD14_FOLDERS
 from ttlesson.machine import doctor
 from ttlesson import machine
 
@@ -45,7 +46,7 @@ def test_doctor_text_form_and_exit_status():
     assert lines[-1].endswith(".") and " ok, " in lines[-1]
 
 
-def _checkout(root: Path, sd_location: str | None = doctor.SD14_LOCATIONS[1]) -> Path:
+def _checkout(root: Path, sd_location: str | None = SD14_FOLDERS["current"]) -> Path:
     for folder in ("tt_metal", "ttnn"):
         (root / folder).mkdir(parents=True)
     if sd_location:
@@ -55,7 +56,7 @@ def _checkout(root: Path, sd_location: str | None = doctor.SD14_LOCATIONS[1]) ->
     return root
 
 
-@pytest.mark.parametrize("location", doctor.SD14_LOCATIONS)
+@pytest.mark.parametrize("location", list(SD14_FOLDERS.values()))
 def test_tt_metal_home_with_the_sd14_demo_in_either_place(tmp_path, location):
     check = doctor.check_tt_metal_home(_checkout(tmp_path, location))
     assert check.status == "ok" and location in check.detail

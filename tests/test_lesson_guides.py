@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from ttlesson import expectations, progress, storyboard
+from ttlesson.backends.tt.metal import SD14_FOLDERS
 from ttlesson.machine import doctor
 from ttlesson.notebook import by_hand
 from ttlesson import machine
@@ -34,14 +35,14 @@ def test_step2_says_why_sd14_needs_no_login_and_sd35_does():
     assert "accepted the licence" in notes
 
 
-@pytest.mark.parametrize("layout", ["older", "newer"])
+@pytest.mark.parametrize("layout", ["older", "current"])
 def test_step4_names_the_demo_where_this_checkout_has_it(monkeypatch, tmp_path, layout):
-    demo = tmp_path / by_hand.SD14_DEMOS[layout] / "demo"
+    demo = tmp_path / SD14_FOLDERS[layout] / "demo"
     demo.mkdir(parents=True)
     (demo / "demo.py").write_text("")
     monkeypatch.setenv("TT_METAL_HOME", str(tmp_path))
     guide = by_hand.step4(tmp_path / "work folder")
-    assert f"{by_hand.SD14_DEMOS[layout]}/demo/demo.py::test_demo" in guide.commands
+    assert f"{SD14_FOLDERS[layout]}/demo/demo.py::test_demo" in guide.commands
     assert shlex.quote(str(tmp_path / "work folder" / "prompts.json")) in guide.commands
     notes = " ".join(guide.notes)
     assert "about 4 GB" in notes and "compiles the kernels" in notes and "--input-path does not reach it" in notes

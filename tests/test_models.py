@@ -4,6 +4,7 @@ import pytest
 
 from conftest import one_line_error, run_cli
 from ttlesson import models, storyboard
+from ttlesson.models import tiny
 from ttlesson.errors import ModelNotAvailableError
 
 
@@ -24,7 +25,7 @@ def test_unknown_model_and_non_pipeline_folder(tmp_path):
 
 def test_tiny_is_built_once_then_reused(tiny_folder):
     stamp = (tiny_folder / "model_index.json").stat().st_mtime_ns
-    assert models.tiny_model_folder() == tiny_folder
+    assert tiny.tiny_model_folder() == tiny_folder
     assert (tiny_folder / "model_index.json").stat().st_mtime_ns == stamp
     assert (tiny_folder / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     assert not [p for p in tiny_folder.parent.iterdir() if p.name.startswith(".tiny-")]  # no staging left
@@ -81,7 +82,7 @@ def test_gated_model_says_licence_and_login(monkeypatch, tmp_path):
 def test_cached_model_index_records_the_recipe(tiny_folder):
     index = json.loads((tiny_folder / "model_index.json").read_text())
     assert index["_class_name"] == "StableDiffusionPipeline"
-    assert tiny_folder.name == f"tiny-sd-v{models.TINY_RECIPE_VERSION}"
+    assert tiny_folder.name == f"tiny-sd-v{tiny.TINY_RECIPE_VERSION}"
 
 
 def test_tiny_text_encoder_is_stored_in_the_hub_layout(tiny_folder):

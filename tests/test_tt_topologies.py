@@ -67,7 +67,7 @@ from ttlesson.errors import TTDeviceError
 out = {}
 galaxy = tt_device.galaxy_arch_before_ttnn()
 tt_device.prepare_environment(grid_override=tt_plan.GRID_OVERRIDES.get((galaxy, (8, 4))) if galaxy else None)
-out["override"] = os.environ.get(tt_plan.GRID_OVERRIDE_VARIABLE)
+out["override"] = os.environ.get("TT_METAL_CORE_GRID_OVERRIDE_TODEPRECATE")
 ttnn, chips = tt_device.require_chips()
 system = tt_device.describe_system(ttnn, chips)
 plan = tt_plan.plan_sd14(system)

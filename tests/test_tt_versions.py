@@ -85,7 +85,7 @@ def test_doctor_and_detect_name_both_and_warn_when_they_differ(tmp_path):
     checks = {check["name"]: check for check in run_json("doctor", env=env)["checks"]}
     versions = checks["ttnn and tt-metal"]
     assert f"TT_METAL_HOME={root}, commit " in versions["detail"] and "v0.60.0" in versions["detail"]
-    import ttlesson.machine as hardware
+    from ttlesson import machine
 
     if machine.ttnn_install_info().installed:  # the dev environment has the ttnn wheel: it is not the checkout's
         assert versions["status"] == "warn" and "may come from different releases" in versions["fix"]

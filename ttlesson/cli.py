@@ -13,6 +13,7 @@ import signal
 import sys
 import warnings
 
+from . import env
 from . import __version__
 from .errors import Terminated, TTLessonError
 
@@ -393,7 +394,7 @@ def _add_devices_argument(parser: argparse.ArgumentParser) -> None:
 def _use_tt_parallel(args) -> None:
     """``--tt-parallel`` reaches the tt backend as TTLESSON_TT_PARALLEL (what a notebook would set)."""
     if getattr(args, "tt_parallel", None):
-        os.environ["TTLESSON_TT_PARALLEL"] = args.tt_parallel
+        os.environ[env.TT_PARALLEL] = args.tt_parallel
 
 
 def _devices_value(text: str) -> int | str:

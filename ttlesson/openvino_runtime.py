@@ -27,7 +27,7 @@ IR_VERSION = 1  # bump when the conversion changes, so stale cached IR is not re
 
 
 def cache_dir(cache_key: str) -> Path:
-    from .models import cache_root
+    from .env import cache_root
 
     digest = hashlib.sha256(f"{cache_key}|ir{IR_VERSION}|ov{_openvino_version()}".encode()).hexdigest()[:16]
     return cache_root() / "openvino" / digest

@@ -20,14 +20,14 @@ from .compute import CpuInfo, TorchInfo, cpu_info, find_nvidia_gpus, torch_info
 from .driver import Holder, device_holders, driver_version, read_kernel_driver
 from .environment import (CLOUD, INSTALLER, OTHER, SOURCE_BUILD, KernelReport, PythonEnvironment, kernel_report,
                           recognise)
-from .host import MOCK_CLUSTER_ENV, HostPaths, SourceAnswer
+from .host import HostPaths, SourceAnswer
 from .detect import AutoChoice, HardwareReport, auto_backend, choose_backend, detect, device_notice, tt_system_for
 from .tt_smi import TT_SMI_TIMEOUT, find_tt_smi, parse_tt_smi_snapshot, read_tt_smi
 from .ttnn_info import TTNN_TIMEOUT, TtnnInfo, read_ttnn, ttnn_install_info
 
 __all__ = [
     "AutoChoice", "BLACKHOLE", "BOARD_KINDS", "BoardKind", "CLOUD", "Card", "CpuInfo",
-    "HardwareReport", "Holder", "HostPaths", "INSTALLER", "KernelReport", "MOCK_CLUSTER_ENV", "OTHER",
+    "HardwareReport", "Holder", "HostPaths", "INSTALLER", "KernelReport", "OTHER",
     "PythonEnvironment", "SOURCE_BUILD", "SourceAnswer", "TTNN_TIMEOUT", "TT_SMI_TIMEOUT", "TorchInfo", "TtnnInfo",
     "WORMHOLE", "auto_backend", "choose_backend", "cpu_info", "detect", "device_holders", "device_notice",
     "driver_version", "find_nvidia_gpus", "find_tt_smi", "group_into_cards", "is_tt_device", "kernel_report",

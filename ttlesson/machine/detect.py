@@ -10,11 +10,12 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 
+from .. import env
 from .boards import BLACKHOLE, WORMHOLE, Card, is_tt_device, mesh_device_for
 from .compute import CpuInfo, TorchInfo, cpu_info, find_nvidia_gpus, torch_info
 from .driver import Holder, device_holders, driver_version, read_kernel_driver
 from .environment import PythonEnvironment, recognise
-from .host import MOCK_CLUSTER_ENV, HostPaths, SourceAnswer, chips_text
+from .host import HostPaths, SourceAnswer, chips_text
 from .tt_smi import TT_SMI_TIMEOUT, read_tt_smi
 from .ttnn_info import TTNN_TIMEOUT, TtnnInfo, read_ttnn, ttnn_install_info
 
@@ -181,7 +182,7 @@ class HardwareReport:
         return f"{count} card{'s' if count != 1 else ''}, {chips_text(self.total_chips)}, {self.arch}{mock}"
 
     def _arch_env_text(self) -> str:
-        current = os.environ.get("TT_METAL_ARCH_NAME")
+        current = env.text(env.TT_METAL_ARCH_NAME) or None
         now = f" (now {current!r})" if current else " (now unset)"
         if self.needs_blackhole_env:
             return f"needed: export TT_METAL_ARCH_NAME=blackhole{now}"
@@ -286,7 +287,7 @@ def detect(sysfs_root: str | os.PathLike | None = None, tt_smi_snapshot: str | o
     host = host or HostPaths()
     started = time.perf_counter()
     saved = sysfs_root is not None or tt_smi_snapshot is not None
-    mock = os.environ.get(MOCK_CLUSTER_ENV) or None
+    mock = env.mock_cluster()
 
     driver_cards, driver_answer = read_kernel_driver(sysfs_root, host)
     smi_cards, smi_answer = read_tt_smi(tt_smi_snapshot, live=not saved, timeout=tt_smi_timeout, host=host)

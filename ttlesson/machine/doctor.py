@@ -18,14 +18,12 @@ from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
+from .. import env
 from .. import machine
+from ..backends.tt.metal import SD14_FOLDERS
 from . import hf
 
 OK, WARN, FAIL = "ok", "warn", "fail"
-DEFAULT_WORKDIR = "~/tt-scratchpad/worldsfair-video"
-# Where tt-metal keeps the Stable Diffusion 1.4 demo: older releases, then newer ones.
-SD14_LOCATIONS = ("models/demos/wormhole/stable_diffusion",
-                  "models/demos/vision/generative/stable_diffusion/wormhole")
 TT_METAL_CLONE = ("git clone --recurse-submodules https://github.com/tenstorrent/tt-metal.git ~/tt-metal && "
                   "cd ~/tt-metal && ./build_metal.sh && ./create_venv.sh")
 GIB = 1024 ** 3
@@ -188,7 +186,7 @@ def _last_render_devices() -> str:
     """The devices that made the work folder's frames, from its manifest ('' when there is none)."""
     from .. import manifest
 
-    folder = Path(os.environ.get("TTLESSON_WORKDIR") or DEFAULT_WORKDIR).expanduser()
+    folder = env.workdir()
     try:
         book = manifest.load(folder)
     except Exception:  # a damaged manifest is the render's business, not the checklist's
@@ -241,7 +239,7 @@ def check_tt_metal_models(home: Path | None) -> Check:
 def check_memory(model: str | None = None) -> Check:
     """Memory against what the model in use needs on a CPU: a render that runs out is killed mid-frame."""
     name = "memory"
-    model = model or os.environ.get("TTLESSON_MODEL", "").strip() or "sd14"
+    model = model or env.text(env.MODEL) or "sd14"
     need = MODEL_MEMORY_GIB.get(model)
     total, available = _memory_gib()
     if total is None:
@@ -352,9 +350,9 @@ def check_tt_metal_home(home: Path | None, found_by: str = "TT_METAL_HOME") -> C
     if not (home / "tt_metal").is_dir() or not (home / "ttnn").is_dir():
         return Check(name, FAIL, f"{home} is not a tt-metal checkout (no tt_metal/ and ttnn/ folders in it)",
                      f"export TT_METAL_HOME=<your tt-metal checkout>, or: {TT_METAL_CLONE}")
-    found = next((location for location in SD14_LOCATIONS if (home / location / "demo" / "demo.py").is_file()), None)
+    found = next((location for location in SD14_FOLDERS.values() if (home / location / "demo" / "demo.py").is_file()), None)
     if found is None:
-        return Check(name, FAIL, f"{home} has no Stable Diffusion 1.4 demo at {' or '.join(SD14_LOCATIONS)}",
+        return Check(name, FAIL, f"{home} has no Stable Diffusion 1.4 demo at {' or '.join(SD14_FOLDERS.values())}",
                      f"update the checkout: git -C {home} pull && git -C {home} submodule update --recursive, "
                      "then rebuild (./build_metal.sh)")
     via = "" if found_by == "TT_METAL_HOME" else f" (found through {found_by})"
@@ -399,7 +397,7 @@ def _same_path(first: Path, second: Path) -> bool:
 
 def check_arch_name(cards: list[machine.Card]) -> Check:
     name = "TT_METAL_ARCH_NAME"
-    value = os.environ.get("TT_METAL_ARCH_NAME", "").strip()
+    value = env.text(env.TT_METAL_ARCH_NAME)
     arches = {card.arch for card in cards}
     if "blackhole" in arches:
         if value == "blackhole":
@@ -421,7 +419,7 @@ def check_ttnn(ask: bool) -> Check:
     if not ask:
         version = info.version or "version unknown"
         return Check(name, OK, f"{version} at {info.location}; import not tried (ttlesson doctor --ttnn tries it)")
-    info, _, _ = machine.read_ttnn(True, os.environ.get(machine.MOCK_CLUSTER_ENV) or None)
+    info, _, _ = machine.read_ttnn(True, env.mock_cluster())
     if info.imports is not True:
         return Check(name, FAIL, info.describe(), fix)
     return Check(name, OK if info.problem is None else WARN, info.describe())
@@ -455,7 +453,7 @@ def check_ffmpeg() -> Check:
 
 
 def check_work_disk() -> Check:
-    folder = Path(os.environ.get("TTLESSON_WORKDIR") or DEFAULT_WORKDIR).expanduser()
+    folder = env.workdir()
     free = shutil.disk_usage(_existing_ancestor(folder)).free
     name = "disk (work folder)"
     detail = f"{free / GIB:.1f} GiB free for {folder}"

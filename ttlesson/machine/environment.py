@@ -21,6 +21,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import env
 from .host import HostPaths
 
 SOURCE_BUILD, INSTALLER, CLOUD, OTHER = ("tt-metal source build", "tt-installer venv", "cloud image venv",
@@ -70,10 +71,10 @@ def checkout_candidates(environment: PythonEnvironment) -> list[tuple[Path, str]
     """Where the tt-metal checkout may be, in the order it is looked for, with how each was found."""
     found = []
     if environment.tt_metal_home:
-        found.append((environment.tt_metal_home, "TT_METAL_HOME" if os.environ.get("TT_METAL_HOME", "").strip()
+        found.append((environment.tt_metal_home, env.TT_METAL_HOME if env.tt_metal_home()
                       else "the active python_env's checkout"))
     if environment.runtime_root:
-        found.append((environment.runtime_root, "TT_METAL_RUNTIME_ROOT"))
+        found.append((environment.runtime_root, env.TT_METAL_RUNTIME_ROOT))
     return found
 
 
@@ -137,7 +138,7 @@ def kernel_report(try_import: bool = True, timeout: float = IMPORT_SECONDS) -> K
     try:
         proc = subprocess.run([sys.executable, "-c", "import ttnn"], capture_output=True, text=True,
                               timeout=timeout, stdin=subprocess.DEVNULL,
-                              env={**os.environ, "LOGURU_LEVEL": "WARNING", "TT_LOGGER_LEVEL": "error"})
+                              env={**os.environ, env.LOGURU_LEVEL: "WARNING", env.LOGGER_LEVEL: "error"})
     except subprocess.TimeoutExpired:
         return KernelReport(environment, True, False, f"import ttnn did not finish within {timeout:g} s")
     if proc.returncode == 0:

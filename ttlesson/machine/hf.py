@@ -20,12 +20,12 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .. import env
 from ..errors import HubAuthError
 from ..models import REGISTRY, ModelSpec, resolve
 from ..progress import in_notebook
 
 TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
-_TRUE = {"1", "ON", "YES", "TRUE"}
 # Pipeline parts whose weights must be in the cache for the model to load offline.
 _WEIGHT_PARTS = ("unet", "transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3")
 
@@ -45,10 +45,7 @@ def scrub(text: str, token: str | None) -> str:
 
 def is_offline() -> bool:
     """``HF_HUB_OFFLINE`` as huggingface_hub read it at import, or as the environment says now."""
-    from huggingface_hub import constants
-
-    return bool(getattr(constants, "HF_HUB_OFFLINE", False)) or \
-        os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in _TRUE
+    return env.hub_offline()
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import env
 from ..errors import TTLessonError
 
-CARRIED_VARIABLES = ("TT_METAL_HOME", "TT_METAL_RUNTIME_ROOT", "PYTHONPATH", "TT_METAL_ARCH_NAME", "ARCH_NAME",
-                     "TT_VISIBLE_DEVICES", "HF_HOME", "TTLESSON_WORKDIR", "TTLESSON_CACHE")
+CARRIED_VARIABLES = (env.TT_METAL_HOME, env.TT_METAL_RUNTIME_ROOT, "PYTHONPATH", env.TT_METAL_ARCH_NAME, "ARCH_NAME",
+                     env.VISIBLE_DEVICES, "HF_HOME", env.WORKDIR, env.CACHE)
 SHORT_NAMES = {"tt-metal source build": "python-env", "tt-installer venv": "tenstorrent-venv",
                "cloud image venv": "venv-metal"}
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .. import env
 from ..errors import HardwareSourceError
 from .boards import Card, ListedChip, group_into_cards, normalise_board
 from .host import HostPaths, SourceAnswer, chips_text, first_line
@@ -110,7 +111,7 @@ def find_tt_smi(host: HostPaths | None = None, prefix: Path | None = None) -> tu
     if found:
         return Path(found), True
     host = host or HostPaths()
-    home = os.environ.get("TT_METAL_HOME", "").strip()
+    home = env.text(env.TT_METAL_HOME)
     places = [Path(prefix or sys.prefix) / "bin", host.home / ".tenstorrent-venv" / "bin", host.opt / "venv-metal" / "bin"]
     places += [Path(home).expanduser() / "python_env" / "bin"] if home else []
     return next(((place / "tt-smi", False) for place in places if (place / "tt-smi").is_file()), (None, False))

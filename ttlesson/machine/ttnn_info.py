@@ -22,8 +22,9 @@ from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
+from .. import env
 from .boards import BLACKHOLE, BOARD_KINDS, CLUSTER_TYPE_BOARDS, WORMHOLE, Card
-from .host import MOCK_CLUSTER_ENV, SourceAnswer, chips_text, last_line
+from .host import SourceAnswer, chips_text, last_line
 
 TTNN_TIMEOUT = 60.0
 
@@ -87,7 +88,7 @@ def read_ttnn(ask: bool, mock: str | None, timeout: float = TTNN_TIMEOUT) -> tup
     if not ask:
         return info, [], SourceAnswer("ttnn", False, "not asked (ttlesson detect --ttnn asks; it takes seconds)")
     if mock and not Path(mock).is_file():
-        problem = f"{MOCK_CLUSTER_ENV} names {mock}, which is not a file"
+        problem = f"{env.MOCK_CLUSTER} names {mock}, which is not a file"
         return replace(info, asked=True, problem=problem), [], SourceAnswer("ttnn", False, problem)
     answer, seconds, why_not = _run_ttnn_probe(timeout)
     if answer is None:
@@ -105,14 +106,14 @@ def _run_ttnn_probe(timeout: float) -> tuple[dict | None, float, str]:
     # The child must import this same ttlesson, even one put on sys.path by hand (a notebook next to a checkout).
     package_parent = str(Path(__file__).resolve().parents[2])
     search_path = os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": search_path, "TT_LOGGER_LEVEL": "error", "LOGURU_LEVEL": "WARNING"}
-    if env.get(MOCK_CLUSTER_ENV):  # the child runs elsewhere: a relative path must still find the descriptor
-        env[MOCK_CLUSTER_ENV] = str(Path(env[MOCK_CLUSTER_ENV]).resolve())
+    child_env = {**os.environ, "PYTHONPATH": search_path, env.LOGGER_LEVEL: "error", env.LOGURU_LEVEL: "WARNING"}
+    if env.mock_cluster():  # the child runs elsewhere: a relative path must still find the descriptor
+        child_env[env.MOCK_CLUSTER] = str(Path(env.mock_cluster()).resolve())
     started = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix="ttlesson-ttnn-") as scratch:  # tt-metal writes generated/ there
             proc = subprocess.run([sys.executable, "-m", "ttlesson.machine.ttnn_probe"], capture_output=True, text=True,
-                                  timeout=timeout, env=env, stdin=subprocess.DEVNULL, cwd=scratch)
+                                  timeout=timeout, env=child_env, stdin=subprocess.DEVNULL, cwd=scratch)
     except subprocess.TimeoutExpired:
         return None, time.perf_counter() - started, (f"ttnn did not answer within {timeout:g} s; a process may "
                                                      "hold the chips (it waits for them)")

@@ -17,10 +17,9 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SD14_DEMOS = {  # the SD 1.4 demo's folder in tt-metal: older releases (the lesson's), then newer ones
-    "older": "models/demos/wormhole/stable_diffusion",
-    "newer": "models/demos/vision/generative/stable_diffusion/wormhole",
-}
+from .. import env
+from ..backends.tt.metal import SD14_FOLDERS
+
 
 
 @dataclass(frozen=True)
@@ -48,16 +47,16 @@ class ByHand:
 
 def tt_metal_home() -> str:
     """The tt-metal checkout as the learner would type it: ``$TT_METAL_HOME`` when set, else the lesson's."""
-    return os.environ.get("TT_METAL_HOME", "").strip() or "~/tt-metal"
+    return env.text(env.TT_METAL_HOME) or "~/tt-metal"
 
 
 def sd14_demo(home: str | None = None) -> tuple[str, str]:
-    """(the SD 1.4 demo's folder inside the checkout, "older"/"newer"/"not found") for the checkout here."""
+    """(the SD 1.4 demo's folder inside the checkout, "current"/"older"/"not found") for the checkout here."""
     root = Path(home or tt_metal_home()).expanduser()
-    for layout in ("newer", "older"):
-        if (root / SD14_DEMOS[layout] / "demo" / "demo.py").is_file():
-            return SD14_DEMOS[layout], layout
-    return SD14_DEMOS["older"], "not found"
+    for layout, folder in SD14_FOLDERS.items():
+        if (root / folder / "demo" / "demo.py").is_file():
+            return folder, layout
+    return SD14_FOLDERS["older"], "not found"
 
 
 def _blackhole_here() -> bool:
@@ -112,10 +111,10 @@ def step4(workdir: str | os.PathLike) -> ByHand:
                           "pytest --disable-warnings \\",
                           f"  --input-path={shlex.quote(str(prompts))} \\",
                           f"  {demo}/demo/demo.py::test_demo"])
-    found = {"newer": f"This checkout has the demo in the newer place ({demo}).",
+    found = {"current": f"This checkout has the demo in the newer place ({demo}).",
              "older": f"This checkout has the demo in the lesson's place ({demo}).",
              "not found": f"No tt-metal checkout with the demo at {home} here; newer releases keep it in "
-                          f"{SD14_DEMOS['newer']}."}[layout]
+                          f"{SD14_FOLDERS['current']}."}[layout]
     return ByHand("Step 4 · Generate the frames", commands,
                   "lesson.render_frames (or ttlesson render) makes one frame per prompt with tt-metal's own "
                   "pipeline on every chip you allow, writes frames/frame_000.png … into the work folder with a "

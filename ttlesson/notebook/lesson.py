@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .. import env
 from .. import manifest, storyboard
 from . import settings
 from ..errors import TTLessonError
@@ -166,7 +167,7 @@ def import_demo_frames(cfg: settings.Settings, src: str | os.PathLike | None = N
     """
     from ..frames import DEMO_FILE, import_demo_outputs
 
-    folder = Path(src or os.environ.get("TT_METAL_HOME") or "~/tt-metal").expanduser()
+    folder = Path(src or env.text(env.TT_METAL_HOME) or "~/tt-metal").expanduser()
     if not folder.is_dir() or not any(DEMO_FILE.match(p.name) for p in folder.iterdir()):
         print(f"No demo images (input_data_<i>_512x512_ttnn.png) in {folder}: nothing to import.")
         return None

@@ -17,11 +17,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import env
 from ..errors import TTLessonError
 from ..values import parse_size, shown, user_path
-
-DEFAULT_WORKDIR = "~/tt-scratchpad/worldsfair-video"  # the lesson's own folder
-
 
 @dataclass(frozen=True)
 class Setting:
@@ -87,16 +85,16 @@ def _refuse(variable: str, value: str, why: str) -> TTLessonError:
 def _read_model() -> Setting:
     from ..models import REGISTRY
 
-    setting = _read("model", "TTLESSON_MODEL", "sd14")
+    setting = _read("model", env.MODEL, "sd14")
     value = str(setting.value)
     if value in REGISTRY:
         return setting
     folder = user_path(value)
     if not folder.is_dir():
-        raise _refuse("TTLESSON_MODEL", value, f"is neither a model ttlesson knows ({', '.join(REGISTRY)}) nor a "
+        raise _refuse(env.MODEL, value, f"is neither a model ttlesson knows ({', '.join(REGISTRY)}) nor a "
                       "folder; set it to one of those or to a diffusers pipeline folder")
     if not (folder / "model_index.json").is_file():
-        raise _refuse("TTLESSON_MODEL", value, "is a folder without model_index.json, so not a diffusers "
+        raise _refuse(env.MODEL, value, "is a folder without model_index.json, so not a diffusers "
                       "pipeline; set it to a folder saved with save_pretrained")
     return setting
 
@@ -104,40 +102,40 @@ def _read_model() -> Setting:
 def _read_backend() -> Setting:
     from ..backends import BACKEND_NAMES
 
-    setting = _read("backend", "TTLESSON_BACKEND", "auto")
+    setting = _read("backend", env.BACKEND, "auto")
     if setting.value not in BACKEND_NAMES:
-        raise _refuse("TTLESSON_BACKEND", str(setting.value),
+        raise _refuse(env.BACKEND, str(setting.value),
                       f"is not a backend; set it to {', '.join(BACKEND_NAMES[:-1])} or {BACKEND_NAMES[-1]}")
     return setting
 
 
 def _read_workdir() -> Setting:
-    setting = _read("workdir", "TTLESSON_WORKDIR", DEFAULT_WORKDIR)
+    setting = _read("workdir", env.WORKDIR, env.DEFAULT_WORKDIR)
     path = user_path(str(setting.value))
     if path.exists() and not path.is_dir():
-        raise _refuse("TTLESSON_WORKDIR", str(setting.value), "names a file, not a folder; set it to a folder "
+        raise _refuse(env.WORKDIR, str(setting.value), "names a file, not a folder; set it to a folder "
                       "(it is created if missing)")
     return setting
 
 
 def _read_steps() -> Setting:
-    setting = _read("steps", "TTLESSON_STEPS", None)
+    setting = _read("steps", env.STEPS, None)
     if setting.value is None:
         return setting
     text = str(setting.value)
     if not (text.isascii() and text.isdigit() and len(text) <= 4 and 1 <= int(text) <= 1000):
-        raise _refuse("TTLESSON_STEPS", text, "is not a whole number of steps from 1 to 1000; set it to e.g. 20")
+        raise _refuse(env.STEPS, text, "is not a whole number of steps from 1 to 1000; set it to e.g. 20")
     return Setting(setting.name, int(text), setting.source)
 
 
 def _read_size() -> Setting:
-    setting = _read("size", "TTLESSON_SIZE", None)
+    setting = _read("size", env.SIZE, None)
     if setting.value is None:
         return setting
     try:
         parse_size(str(setting.value))
     except TTLessonError:
-        raise _refuse("TTLESSON_SIZE", str(setting.value), "is not a frame size; set it to one number (512) or "
+        raise _refuse(env.SIZE, str(setting.value), "is not a frame size; set it to one number (512) or "
                       "width x height (768x512), multiples of 8 from 64 to 8192") from None
     return setting
 

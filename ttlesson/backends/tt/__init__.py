@@ -17,14 +17,12 @@ Two ways to use several chips (``parallel``, or ``--tt-parallel``, or ``TTLESSON
 
 from __future__ import annotations
 
-import os
-
+from ... import env
 from ...errors import BackendUnavailableError
 from ...models import ModelSpec
 from ..base import Backend
 from .runtime import Runtime
 
-PARALLEL_VARIABLE = "TTLESSON_TT_PARALLEL"
 PARALLEL_MODES = ("submesh", "processes")
 
 
@@ -47,9 +45,9 @@ def create_tt(spec: ModelSpec, devices: int | str = 1, runtime: Runtime | None =
 
 def parallel_mode(parallel: str | None = None) -> str:
     """``submesh`` or ``processes``: the argument, else ``TTLESSON_TT_PARALLEL``, else ``submesh``."""
-    mode = (parallel or os.environ.get(PARALLEL_VARIABLE) or "submesh").strip().lower()
+    mode = (parallel or env.text(env.TT_PARALLEL) or "submesh").strip().lower()
     if mode not in PARALLEL_MODES:
-        source = "tt_parallel" if parallel else PARALLEL_VARIABLE
+        source = "tt_parallel" if parallel else env.TT_PARALLEL
         raise BackendUnavailableError(f"{source}={mode!r} is not understood; use submesh (one process, one "
                                       "pipeline per chip) or processes (one process per PCIe chip).")
     return mode

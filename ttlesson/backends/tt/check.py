@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ... import env
 from ... import models
 from ..base import FrameRequest
 from ...errors import NoTTDeviceError
@@ -139,8 +140,8 @@ def run_check(out_dir: str | os.PathLike = ".", steps: int = DEMO_STEPS, runtime
     from .sd14 import TTSD14Backend
 
     folder = writable_folder(user_path(out_dir), "--out")  # before minutes of device work, not after
-    os.environ.setdefault("TT_LOGGER_LEVEL", "info")
-    os.environ.setdefault("TT_METAL_OPERATION_TIMEOUT_SECONDS", OPERATION_TIMEOUT_SECONDS)
+    os.environ.setdefault(env.LOGGER_LEVEL, "info")
+    os.environ.setdefault(env.OPERATION_TIMEOUT, OPERATION_TIMEOUT_SECONDS)
     spec = models.resolve("sd14")
     request = FrameRequest(prompt=demo_prompt(), seed=DEMO_SEED, steps=steps, guidance=DEMO_GUIDANCE, width=512,
                            height=512)
@@ -189,8 +190,8 @@ def find_demo_image(folder: Path, given: str | os.PathLike | None) -> Path | Non
                                 "tt-metal's demo wrote, or leave --demo-image out.")
         return path
     places = [folder]
-    if os.environ.get("TT_METAL_HOME"):
-        places.append(Path(os.environ["TT_METAL_HOME"]).expanduser())
+    if env.tt_metal_home():
+        places.append(env.tt_metal_home())
     return next((place / name for place in places for name in DEMO_NAMES if (place / name).is_file()), None)
 
 

@@ -24,14 +24,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ... import env
 from ...errors import BackendUnavailableError, NoTTDeviceError, Terminated, TTDeviceError, TTLessonError
 from .plan import BLACKHOLE, WORMHOLE, TTSystem
 
 DEVICE_NODES = Path("/dev/tenstorrent")
 SYSFS_CLASS = Path("/sys/class/tenstorrent")
-MOCK_CLUSTER_VARIABLE = "TT_METAL_MOCK_CLUSTER_DESC_PATH"
-LOG_FILE_VARIABLE = "TT_LOGGER_FILE"
-OPERATION_TIMEOUT_VARIABLE = "TT_METAL_OPERATION_TIMEOUT_SECONDS"
 
 NO_DEVICE = ("No Tenstorrent device found (the kernel driver lists no /dev/tenstorrent/* and ttnn sees no chip): "
              "run on a machine with a Tenstorrent card and its driver (tt-smi -s lists it), "
@@ -56,7 +54,7 @@ class Chip:
 
 def driver_sees_a_chip() -> bool:
     """True when the kernel driver lists a device node, or a mock cluster is configured."""
-    if os.environ.get(MOCK_CLUSTER_VARIABLE, "").strip():
+    if env.mock_cluster():
         return True
     return DEVICE_NODES.is_dir() and any(DEVICE_NODES.iterdir())
 
@@ -68,22 +66,22 @@ def prepare_environment(*, log_file: Path | None = None, grid_override: str | No
     set stays. tt-metal reads these once per process, when ttnn first looks at the cluster, so after that they no
     longer change anything: when ttnn was imported before ttlesson could set the log file, no log file is claimed.
     """
-    os.environ.setdefault("LOGURU_LEVEL", "WARNING")  # ttnn's Python logger prints its whole config at DEBUG
+    os.environ.setdefault(env.LOGURU_LEVEL, "WARNING")  # ttnn's Python logger prints its whole config at DEBUG
     if grid_override:
-        os.environ.setdefault("TT_METAL_CORE_GRID_OVERRIDE_TODEPRECATE", grid_override)
-    current = os.environ.get(LOG_FILE_VARIABLE)
+        os.environ.setdefault(env.GRID_OVERRIDE, grid_override)
+    current = os.environ.get(env.LOG_FILE)
     if current:
         return Path(current)
     if log_file is None or "ttnn" in sys.modules:
         return None
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    os.environ[LOG_FILE_VARIABLE] = str(log_file)
+    os.environ[env.LOG_FILE] = str(log_file)
     return log_file
 
 
 def import_ttnn():
     """Import ttnn (and its model_preprocessing submodule); one sentence when it does not import."""
-    os.environ.setdefault("LOGURU_LEVEL", "WARNING")
+    os.environ.setdefault(env.LOGURU_LEVEL, "WARNING")
     try:
         import ttnn
         import ttnn.model_preprocessing  # noqa: F401 (a submodule: not an attribute of ttnn until imported)
@@ -97,7 +95,7 @@ def galaxy_arch_before_ttnn(sysfs_class: Path = SYSFS_CLASS) -> str | None:
     """``wormhole_b0``/``blackhole`` when this host is a Galaxy, told without ttnn (the kernel driver's card types,
     or the board types of a mock cluster descriptor); None otherwise. The core-grid override must be set before
     ttnn starts, so this cannot wait for ttnn's own answer."""
-    mock = os.environ.get(MOCK_CLUSTER_VARIABLE, "").strip()
+    mock = env.mock_cluster()
     if mock:
         try:
             text = Path(mock).read_text(encoding="utf-8", errors="replace")

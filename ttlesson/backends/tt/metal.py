@@ -15,18 +15,19 @@ Everything that can go wrong here ends in a ``TTMetalNotFoundError`` whose sente
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ... import env
 from ...errors import TTMetalNotFoundError
 
 SD14_PACKAGES = {
     "models.demos.vision.generative.stable_diffusion.wormhole": "current",
     "models.demos.wormhole.stable_diffusion": "older",
 }
+SD14_FOLDERS = {age: module.replace(".", "/") for module, age in SD14_PACKAGES.items()}  # inside the checkout
 UNET_MODULE = "tt.ttnn_functional_unet_2d_condition_model_new_conv"
 SD14_FILES = ("sd_helper_funcs.py", "sd_pndm_scheduler.py", "custom_preprocessing.py",
               UNET_MODULE.replace(".", "/") + ".py", "tt/vae/ttnn_vae.py")
@@ -88,12 +89,12 @@ def checkout_candidates(prefix: Path | None = None) -> list[tuple[Path, str]]:
     ``TT_METAL_RUNTIME_ROOT`` when it is a checkout (it has ``models/``); the checkout holding the active
     ``python_env`` (``prefix``, default this Python's); ``sys.path`` entries that are one."""
     found: list[tuple[Path, str]] = []
-    home = os.environ.get("TT_METAL_HOME", "").strip()
+    home = env.tt_metal_home()
     if home:
-        found.append((Path(home).expanduser(), "TT_METAL_HOME"))
-    runtime = os.environ.get("TT_METAL_RUNTIME_ROOT", "").strip()
-    if runtime and (Path(runtime).expanduser() / "models").is_dir():
-        found.append((Path(runtime).expanduser(), "TT_METAL_RUNTIME_ROOT"))
+        found.append((home, env.TT_METAL_HOME))
+    runtime = env.runtime_root()
+    if runtime and (runtime / "models").is_dir():
+        found.append((runtime, env.TT_METAL_RUNTIME_ROOT))
     prefix = Path(prefix or sys.prefix)
     if prefix.name == "python_env" and (prefix.parent / "models").is_dir():
         found.append((prefix.parent, "python_env"))

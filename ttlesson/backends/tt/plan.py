@@ -19,11 +19,11 @@ importing ttnn.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
+from ... import env
+
 WORMHOLE, BLACKHOLE = "wormhole_b0", "blackhole"
-GRID_OVERRIDE_VARIABLE = "TT_METAL_CORE_GRID_OVERRIDE_TODEPRECATE"
 
 
 @dataclass(frozen=True)
@@ -90,12 +90,12 @@ def grid_problem(arch: str, grid: tuple[int, int], chip: str) -> str | None:
     wanted = SD14_GRID.get(arch)
     if wanted is None or tuple(grid) == wanted:
         return None
-    override = os.environ.get(GRID_OVERRIDE_VARIABLE)
+    override = env.text(env.GRID_OVERRIDE) or None
     if grid[0] >= wanted[0] and grid[1] >= wanted[1]:
-        fix = (f"set {GRID_OVERRIDE_VARIABLE}={wanted[0] - 1},{wanted[1] - 1} before starting Python "
+        fix = (f"set {env.GRID_OVERRIDE}={wanted[0] - 1},{wanted[1] - 1} before starting Python "
                "(tt's own serving code does this on a Galaxy)")
         if override:
-            fix = f"{GRID_OVERRIDE_VARIABLE} is {override!r}; set it to {wanted[0] - 1},{wanted[1] - 1}"
+            fix = f"{env.GRID_OVERRIDE} is {override!r}; set it to {wanted[0] - 1},{wanted[1] - 1}"
     else:
         fix = "this chip has fewer cores than the demo uses, so run on another board or use --backend torch"
     return (f"Chip {chip} has a {grid[0]}×{grid[1]} compute grid but tt-metal's SD 1.4 is built for "
@@ -178,7 +178,7 @@ def sd14_verdict(system: TTSystem) -> ModelVerdict:
     plan = plan_sd14(system)
     chips = f"{plan.chips} chip{'s' if plan.chips != 1 else ''}"
     grid = (f"; each chip narrowed to the demo's {plan.grid[0]}×{plan.grid[1]} grid with "
-            f"{GRID_OVERRIDE_VARIABLE}={plan.grid_override}" if plan.grid_override else "")
+            f"{env.GRID_OVERRIDE}={plan.grid_override}" if plan.grid_override else "")
     return ModelVerdict("sd14", True, plan.mesh_shape,
                         f"tt-metal's traced SD 1.4 demo, one pipeline per chip on {chips} (--devices all){grid}.")
 

@@ -27,14 +27,14 @@ from multiprocessing import get_context
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
+from ... import env
 from ... import errors
 from ...errors import NoTTDeviceError, TTDeviceError, TTLessonError
 from ...models import ModelSpec
 from ..base import Backend, FrameRequest, MadeImage, StepCallback
 from .sd14 import PER_FRAME_NOTE, check_sd14_model, chips_wanted, sd14_problems
-from .device import DEVICE_NODES, MOCK_CLUSTER_VARIABLE, NO_DEVICE, TerminationGuard, refuse_unrunnable
+from .device import DEVICE_NODES, NO_DEVICE, TerminationGuard, refuse_unrunnable
 
-VISIBLE_VARIABLE = "TT_VISIBLE_DEVICES"
 START_SECONDS = 3600.0  # loading weights and opening a chip; the first compile comes later, in warm_up
 CLOSE_SECONDS = 60.0
 
@@ -45,7 +45,7 @@ def pcie_device_ids() -> list[int]:
     The kernel driver's ``/dev/tenstorrent/<n>`` nodes, or the ``chips_with_mmio`` of a mock cluster descriptor;
     limited to ``TT_VISIBLE_DEVICES`` when the user set it.
     """
-    mock = os.environ.get(MOCK_CLUSTER_VARIABLE, "").strip()
+    mock = env.mock_cluster()
     if mock:
         try:
             text = Path(mock).read_text(encoding="utf-8", errors="replace")
@@ -55,7 +55,7 @@ def pcie_device_ids() -> list[int]:
         ids = sorted(range(len(re.findall(r"\d+\s*:\s*\d+", section.group(1))))) if section else []
     else:
         ids = sorted(int(node.name) for node in DEVICE_NODES.glob("*") if node.name.isdigit())
-    visible = os.environ.get(VISIBLE_VARIABLE, "").strip()
+    visible = env.text(env.VISIBLE_DEVICES)
     if visible:
         wanted = {int(part) for part in re.findall(r"\d+", visible)}
         ids = [device for device in ids if device in wanted]
@@ -233,7 +233,7 @@ def _image(size: tuple[int, int], pixels: bytes):
 
 def _worker_main(conn: Connection, spec: ModelSpec, device_id: int, runtime_factory: str | None,
                  log_folder: Path | None) -> None:
-    os.environ[VISIBLE_VARIABLE] = str(device_id)  # before ttnn is imported: this process sees its own chip
+    os.environ[env.VISIBLE_DEVICES] = str(device_id)  # before ttnn is imported: this process sees its own chip
     from .runtime import Runtime
     from .sd14 import TTSD14Backend
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ... import env
 from ...models import ModelSpec
 from .chip import load_host_models
 from .device import driver_sees_a_chip, import_ttnn
@@ -30,6 +31,4 @@ class Runtime:
 
 def default_log_file() -> Path:
     """Where tt-metal's log goes when the backend is used outside a render folder."""
-    from ...models import cache_root
-
-    return cache_root() / "logs" / f"tt-metal-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    return env.cache_root() / "logs" / f"tt-metal-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"

@@ -24,6 +24,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ... import env
 from ...errors import BackendUnavailableError
 from ...models import ModelSpec
 from ..base import Backend, FrameRequest, MadeImage, StepCallback
@@ -145,7 +146,7 @@ class TTSD14Backend(Backend):
         count = chips_wanted(self.devices, 1 if self.one_chip_mesh else available)
         sd = self.runtime.sd14_loader(system.arch)
         if system.arch.startswith("wormhole"):
-            os.environ.setdefault("TT_MM_THROTTLE_PERF", "5")  # tt-metal's demo sets it on Wormhole (di/dt limits)
+            os.environ.setdefault(env.MM_THROTTLE, "5")  # tt-metal's demo sets it on Wormhole (di/dt limits)
         stack = ExitStack()
         try:
             mesh = stack.enter_context(open_mesh(ttnn, mesh_shape=mesh_shape, l1_small_size=sd.l1_small_size,

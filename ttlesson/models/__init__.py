@@ -1,0 +1,156 @@
+"""The models a storyboard can be rendered with, and how their weights are found and loaded.
+
+* ``sd14``: ``CompVis/stable-diffusion-v1-4`` at tt-metal's demo settings (512×512, PNDM, 50 steps, guidance 7.5).
+* ``sd35-large``: ``stabilityai/stable-diffusion-3.5-large`` (1024×1024, 28 steps; gated on the Hub).
+* ``tiny``: a Stable-Diffusion-1.x-shaped pipeline with seeded random weights, built offline from configs,
+  saved once to the ttlesson cache and loaded back with ``from_pretrained`` like any downloaded model.
+  Its frames are coloured noise: it exists so the whole path runs anywhere in seconds.
+* a local folder holding a diffusers pipeline (``model_index.json``).
+
+Hub weights go through huggingface_hub's cache; when they are not cached and cannot be downloaded, the error
+names the model and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ModelNotAvailableError
+from .hub import hub_snapshot, quiet_hf_libraries
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model and the settings its frames are made with unless the user asks otherwise."""
+
+    name: str
+    source: str  # Hub repository id, or a local folder
+    family: str  # "sd1" (UNet, CLIP text encoder) or "sd3" (MMDiT)
+    width: int
+    height: int
+    steps: int
+    guidance: float
+    gated: bool = False
+
+    @property
+    def is_local(self) -> bool:
+        return self.name == "tiny" or Path(self.source).is_dir()
+
+    @property
+    def hub_url(self) -> str:
+        return f"https://huggingface.co/{self.source}"
+
+
+REGISTRY: dict[str, ModelSpec] = {
+    "sd14": ModelSpec("sd14", "CompVis/stable-diffusion-v1-4", "sd1", 512, 512, 50, 7.5),
+    "sd35-large": ModelSpec("sd35-large", "stabilityai/stable-diffusion-3.5-large", "sd3", 1024, 1024, 28, 3.5,
+                            gated=True),
+    "tiny": ModelSpec("tiny", "tiny", "sd1", 128, 128, 10, 7.5),
+}
+
+
+def resolve(name_or_path: str | os.PathLike) -> ModelSpec:
+    """The spec for a registry name (``sd14``, ``sd35-large``, ``tiny``) or a local diffusers folder."""
+    key = str(name_or_path)
+    if key in REGISTRY:
+        return REGISTRY[key]
+    folder = Path(os.path.expanduser(key))
+    if (folder / "model_index.json").is_file():
+        return _spec_for_folder(folder)
+    if folder.exists():
+        raise ModelNotAvailableError(f"{key!r} is not a diffusers pipeline folder (it has no model_index.json); "
+                                     f"give a folder saved with save_pretrained, or one of: {', '.join(REGISTRY)}.")
+    raise ModelNotAvailableError(f"Unknown model {key!r}; use one of {', '.join(REGISTRY)}, "
+                                 "or the path of a local diffusers pipeline folder.")
+
+
+def local_folder(spec: ModelSpec) -> Path:
+    """A folder holding the model's diffusers files: built (tiny), given (local path) or from the Hub cache."""
+    if spec.name == "tiny":
+        from .tiny import tiny_model_folder
+
+        return tiny_model_folder()
+    if Path(spec.source).is_dir():
+        return Path(spec.source)
+    return hub_snapshot(spec)
+
+
+def load_pipeline(spec: ModelSpec):
+    """Load the model's diffusers pipeline (float32, CPU) from its local folder, downloading it first if needed."""
+    quiet_hf_libraries()
+    import diffusers
+
+    folder = local_folder(spec)
+    extra = {"safety_checker": None, "requires_safety_checker": False} if spec.family == "sd1" else {}
+    # tt-metal's demo runs without the safety checker; the torch path matches it so both make the same kind of frame.
+    pipe = diffusers.DiffusionPipeline.from_pretrained(folder, **extra)
+    pipe.set_progress_bar_config(disable=True)  # progress is ttlesson's own display, not a second bar
+    return pipe
+
+
+def _spec_for_folder(folder: Path) -> ModelSpec:
+    index = _read_model_index(folder)
+    family = "sd3" if "StableDiffusion3" in index["_class_name"] else "sd1"
+    size = _native_size(folder)
+    steps, guidance = (28, 3.5) if family == "sd3" else (50, 7.5)
+    return ModelSpec(str(folder.resolve()), str(folder.resolve()), family, size, size, steps, guidance)
+
+
+PIPELINE_PARTS = (("unet", "transformer"), ("vae",), ("scheduler",))  # every SD pipeline has one of each
+
+
+def _read_model_index(folder: Path) -> dict:
+    """``model_index.json`` checked: an object naming its pipeline class and components that are in the folder."""
+    path = folder / "model_index.json"
+    fix = "give a folder saved with the pipeline's save_pretrained, or one of: " + ", ".join(REGISTRY)
+
+    def refuse(why: str) -> ModelNotAvailableError:
+        return ModelNotAvailableError(f"{path} {why}; {fix}.")
+
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise refuse(f"cannot be read ({getattr(err, 'strerror', None) or err})") from None
+    except RecursionError:
+        raise refuse("is nested too deeply to be a pipeline index") from None
+    except ValueError as err:
+        raise refuse(f"is not valid JSON ({str(err).split(':')[0]})") from None
+    if not isinstance(index, dict):
+        raise refuse("is not a JSON object, so not a diffusers pipeline index")
+    if not isinstance(index.get("_class_name"), str):
+        raise refuse('has no "_class_name" naming the pipeline class')
+    components = {key: value for key, value in index.items() if not key.startswith("_")}
+    for alternatives in PIPELINE_PARTS:
+        present = [name for name in alternatives if _listed(components.get(name))]
+        if not present:
+            raise refuse(f"lists no {' or '.join(alternatives)} component")
+        for name in present:
+            if not (folder / name).is_dir():
+                raise refuse(f"lists a {name} component but the folder has no {name}/ subfolder")
+    return index
+
+
+def _listed(value: object) -> bool:
+    """A component entry as diffusers writes it: [library, class name]."""
+    return isinstance(value, list) and len(value) == 2 and all(isinstance(part, str) for part in value)
+
+
+def _native_size(folder: Path) -> int:
+    def config(component: str) -> dict:
+        path = folder / component / "config.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        except (OSError, ValueError, RecursionError):
+            raise ModelNotAvailableError(f"{path} is not a readable JSON config; give a folder saved with "
+                                         "save_pretrained.") from None
+        return data if isinstance(data, dict) else {}
+
+    blocks = config("vae").get("block_out_channels", [0, 0, 0, 0])
+    vae_blocks = len(blocks) if isinstance(blocks, list) and 1 <= len(blocks) <= 8 else 4
+    sample = config("unet").get("sample_size") or config("transformer").get("sample_size") or 64
+    sample = sample[0] if isinstance(sample, list) and sample else sample
+    if isinstance(sample, bool) or not isinstance(sample, int) or not 8 <= sample <= 1024:
+        sample = 64
+    return min(8192, int(sample) * 2 ** (vae_blocks - 1)) // 8 * 8

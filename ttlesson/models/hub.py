@@ -1,0 +1,56 @@
+"""Weights from the Hugging Face Hub, through huggingface_hub's cache; when they are not cached and cannot be
+downloaded, one sentence naming the model and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .. import env
+from ..errors import ModelNotAvailableError
+
+if TYPE_CHECKING:
+    from . import ModelSpec
+
+
+def quiet_hf_libraries() -> None:
+    """Keep transformers' and diffusers' own info logs and progress bars out of the lesson's display."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    import diffusers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+
+
+def hub_snapshot(spec: ModelSpec) -> Path:
+    import diffusers
+
+    try:
+        return Path(diffusers.DiffusionPipeline.download(spec.source, local_files_only=True))
+    except Exception:  # not (completely) cached: fall through to a download
+        pass
+    if env.hub_offline():
+        raise ModelNotAvailableError(_not_cached_message(spec, "HF_HUB_OFFLINE is set"))
+    try:
+        return Path(diffusers.DiffusionPipeline.download(spec.source))
+    except Exception as err:  # huggingface_hub, requests and httpx raise many types; the fix depends on which
+        raise ModelNotAvailableError(_download_failure_message(spec, err)) from None
+
+
+def _not_cached_message(spec: ModelSpec, why: str) -> str:
+    login = " after accepting its licence on the Hub and logging in (ttlesson auth login)" if spec.gated else ""
+    return (f"The weights of {spec.source} ({spec.name}) are not in the Hugging Face cache and {why}; "
+            f"download them on a connected machine{login}, or use --model tiny to try the lesson offline.")
+
+
+def _download_failure_message(spec: ModelSpec, err: Exception) -> str:
+    kind = type(err).__name__
+    if "Gated" in kind or (spec.gated and "401" in str(err)):
+        return (f"{spec.source} is gated on the Hugging Face Hub: accept its licence at {spec.hub_url} and log "
+                "in (ttlesson auth login), or use --model sd14, which needs no login.")
+    if "RepositoryNotFound" in kind:
+        return f"The Hub has no model {spec.source!r} (or it is private); check the name, or use --model sd14."
+    return _not_cached_message(spec, "the Hub could not be reached")
