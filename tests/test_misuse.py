@@ -555,7 +555,7 @@ def test_invalid_ttlesson_settings_stop_lesson_start_with_one_sentence(tmp_path,
     if value == "FILE":
         value = str(tmp_path / "file")
         Path(value).write_text("x")
-    code = "from ttlesson import lesson\ntry:\n    lesson.start()\nexcept Exception as e:\n" \
+    code = "from ttlesson.notebook import lesson\ntry:\n    lesson.start()\nexcept Exception as e:\n" \
            "    print(type(e).__name__, e)\n"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ,
                                                                                          variable: value})

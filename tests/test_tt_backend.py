@@ -523,7 +523,7 @@ def test_a_chip_with_another_compute_grid_is_refused_before_weights_load(tiny_ho
 def test_the_mesh_is_opened_in_the_systems_shape(tiny_host):
     backend, stub = standin_backend(tiny_host, chips=8, devices="all", mesh_shape=(2, 4))
     with backend:
-        assert backend.chips == 8 and backend.mesh_shape == (2, 4)
+        assert backend.parallel == 8 and backend.mesh_shape == (2, 4)
     assert stub.calls("open_mesh")[0][2]["mesh_shape"] == (2, 4)
 
 
@@ -626,7 +626,7 @@ def test_one_process_per_pcie_chip_makes_the_same_frames(tiny_host, tmp_path, mo
     processes = TTProcessesBackend(SD14, devices="all", runtime_factory="standin_tt:standin_runtime")
     one, _ = standin_backend(tiny_host)
     with processes, one:
-        assert processes.chips == 2
+        assert processes.parallel == 2
         split = render(board, tmp_path / "processes", model="sd14", backend=processes, steps=4)
         single = render(board, tmp_path / "one", model="sd14", backend=one, steps=4)
     for index in range(3):

@@ -63,7 +63,8 @@ def build_sd14(seed: int = 0):
     from diffusers import PNDMScheduler, StableDiffusionPipeline
     from transformers import CLIPTokenizer
 
-    from .models import quiet_hf_libraries, tiny_model_folder
+    from .models.hub import quiet_hf_libraries
+    from .models.tiny import tiny_model_folder
 
     quiet_hf_libraries()
     torch.manual_seed(seed)

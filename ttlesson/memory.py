@@ -116,7 +116,7 @@ def _cuda_visible() -> bool:
 
 def _folder(spec: ModelSpec) -> Path | None:
     if spec.name == "tiny":
-        from .models import tiny_model_folder
+        from .models.tiny import tiny_model_folder
 
         return tiny_model_folder()
     source = Path(spec.source)

@@ -12,12 +12,17 @@ Reading ``render`` top to bottom is the algorithm:
 3. compare with what the output folder already holds: frames made with the same settings are kept, frames
    made with other settings stop the run unless ``overwrite`` is given (nothing is replaced by surprise);
 4. load the model once, only if there is anything to make;
-5. per frame: generate, match its colours to the first keyframe's (``colour="lab"``, ``ttlesson.colour``),
-   write the PNG atomically, record it in the manifest, report progress.
+5. only then make the folder ready (remove what a killed run left and frames past the storyboard's end, write
+   the manifest), so a model that fails to load leaves the folder as it was;
+6. warm up (the tt backend compiles and captures its device trace);
+7. one loop over the frames as the engine makes them (``generate_many``: one after another, or side by side):
+   match each frame's colours to the first keyframe's (``colour="lab"``, ``ttlesson.colour``), write the PNG
+   atomically, record it in the manifest, report progress.
 
 With ``devices`` ("all" or a number) frames are made side by side: on Tenstorrent by one pipeline per chip in
-this process, on torch by worker processes (``ttlesson.backends.workers``). Each frame keeps its own seed and settings,
-so the PNGs are the same as from one device; this process still writes every frame and the manifest.
+this process, on torch by worker processes (``ttlesson.backends.workers``, a pool with the same ``generate_many``
+as a backend). Each frame keeps its own seed and settings, so the PNGs are the same as from one device; this
+process still writes every frame and the manifest.
 
 Killing the process at any moment leaves only whole PNGs; the next run picks up where this one stopped.
 """
@@ -39,6 +44,7 @@ from . import accel, manifest, memory, models, schedulers
 from . import storyboard as storyboard_mod
 from . import walk as walk_mod
 from .backends import Backend, FrameRequest, create, resolve_name
+from .backends.workers import LostFrame, WorkerPool
 from .errors import FramesLostError, PromptTooLongWarning, SettingsChangedError, TTLessonError
 from .fileio import folder_lock, os_error_sentence, remove_partials, sha256_file, writable_folder
 from .frames import encode_png, store_frame
@@ -155,12 +161,13 @@ def render(
     wanted = wanted_records(board, settings, options)
     _check_walk(settings, wanted)
     engine = backend if isinstance(backend, Backend) else _engine(settings, spread, device)
+    owned = engine is not backend
     try:
-        _check_backend(engine, engine is not backend, settings, device, wanted)
+        _check_backend(engine, owned, settings, device, wanted)
         # 2. the output folder: usable, and ours alone until the run ends
         _check_layout(out_dir)
         with folder_lock(out_dir, "wait for that render to finish (or stop it), or choose another --out."):
-            # 3. what the folder already holds
+            # 3. what the folder already holds: frames to make, frames kept, stale files
             existing = manifest.load(out_dir) or Manifest()
             to_make, kept, stale = _plan(out_dir, existing, wanted, bool(overwrite))
             book = Manifest(storyboard=board.name, frame_count=len(wanted), version=__version__,
@@ -170,17 +177,36 @@ def render(
                                model=settings.model.name, backend=settings.backend, steps=settings.steps,
                                width=settings.width, height=settings.height, out_dir=out_dir))
             recorder = _FrameRecorder(out_dir, book, wanted, board, to_make, emit)
-            requests = [(index, _request(wanted[index])) for index in to_make]
             made_on = None
-            # 4. and 5. the model, loaded only if there is anything to make; then the frames
-            if not to_make:
-                _prepare_folder(out_dir, book, stale)
-            elif engine is None:
-                made_on = _render_with_workers(settings, spread, _device_arg(device), requests, recorder, stale)
-            else:
-                made_on = _render_in_process(engine, requests, recorder, stale)
+            # 4. the model, loaded only if there is anything to make (a worker pool starts no more workers than
+            #    frames: a pool of one is the plain backend)
+            if to_make:
+                if owned:
+                    engine = engine.for_frames(len(to_make))
+                engine.log_folder = engine.log_folder or out_dir  # e.g. tt-metal's log next to the frames
+                made_on = _load(engine, emit)
+                recorder.warn_long_prompts(engine.count_tokens, engine.max_prompt_tokens)
+            # 5. the folder made ready (partial files of a killed run and frames past the end removed, the
+            #    manifest written) only now: a model that fails to load leaves the folder as it was
+            _prepare_folder(out_dir, book, stale)
+            if to_make:
+                requests = [(index, _request(wanted[index])) for index in to_make]
+                # 6. the one-off work (TT: compile and capture the device trace)
+                warm_up = engine.warm_up(requests[0][1])
+                if warm_up:
+                    emit(WarmedUp(seconds=warm_up, what=engine.warm_up_note))
+                # 7. the frames, side by side where the engine runs several at once
+                recorder.slots = engine.parallel
+                lost: list[LostFrame] = []
+                for made in engine.generate_many(requests, on_start=recorder.started, on_step=recorder.stepped):
+                    if isinstance(made, LostFrame):
+                        lost.append(made)
+                    else:
+                        recorder.store(made.index, made.png(), made.device, made.seconds)
+                if lost:
+                    raise FramesLostError(_lost_message(lost, recorder.made))
     finally:
-        if engine is not None and engine is not backend:
+        if engine is not None and owned:
             engine.close()
 
     result = RenderResult(out_dir=out_dir, manifest=book, made=recorder.made, kept=kept, device=made_on,
@@ -189,93 +215,27 @@ def render(
     return result
 
 
-def _engine(settings: RenderSettings, spread: int | str, device: str | None) -> Backend | None:
-    """The backend that will make the frames, created but not loaded; None where torch worker processes will."""
+def _engine(settings: RenderSettings, spread: int | str, device: str | None) -> Backend:
+    """The engine that will make the frames, created but not loaded: a backend, or torch worker processes."""
     if settings.backend == "torch" and spread != 1:
-        return None
+        return WorkerPool(settings.model, spread, _device_arg(device), precision=settings.precision,
+                          size=(settings.width, settings.height))
     return create(settings.backend, settings.model, device=_device_arg(device), devices=spread,
                   precision=settings.precision)
 
 
-def _check_backend(engine: Backend | None, owned: bool, settings: RenderSettings, device: str | None,
+def _check_backend(engine: Backend, owned: bool, settings: RenderSettings, device: str | None,
                    wanted: list[FrameRecord]) -> None:
     """What the backend cannot make (no device, a size it does not run) and a frame too big for memory, refused
     before the folder is touched or the model loads."""
-    if engine is None:
-        return
     for request in {_request(replace(record, prompt="", negative_prompt=None, seed=0, to_prompt=None,
                                      to_negative_prompt=None, to_seed=None, weight=0.0, noise_base=None))
                     for record in wanted}:
         engine.check_request(request)
         engine.check_scheduler(request)
-    if owned and engine.name == "torch":  # a backend passed in is loaded already: it fits
+    if owned and engine.name == "torch" and not isinstance(engine, WorkerPool):  # a pool checks its copies; a
+        # backend passed in is loaded already: it fits
         memory.check_fits(settings.model, settings.width, settings.height, _device_arg(device))
-
-
-def _render_in_process(engine: Backend, requests: list[tuple[int, FrameRequest]], recorder: "_FrameRecorder",
-                       stale: list[int]) -> str:
-    """Make the frames with ``engine`` in this process: one after another, or on all its Tenstorrent chips."""
-    engine.log_folder = engine.log_folder or recorder.out_dir  # e.g. tt-metal's log next to the frames
-    made_on = _load(engine, recorder.emit)
-    recorder.warn_long_prompts(engine.count_tokens, engine.max_prompt_tokens)
-    _prepare_folder(recorder.out_dir, recorder.book, stale)
-    warm_up = engine.warm_up(requests[0][1])
-    if warm_up:
-        recorder.emit(WarmedUp(seconds=warm_up, what=engine.warm_up_note))
-    if engine.chips > 1:
-        recorder.slots = engine.chips
-        for frame in engine.generate_many(requests, on_start=recorder.started):
-            recorder.store(frame.index, encode_png(frame.image), frame.device, frame.seconds)
-        return made_on
-    for index, request in requests:
-        recorder.started(index)
-        frame_started = time.perf_counter()
-        image = engine.generate(request, on_step=lambda step, total, i=index: recorder.emit(StepDone(i, step, total)))
-        recorder.store(index, encode_png(image), made_on, time.perf_counter() - frame_started)
-    return made_on
-
-
-def _render_with_workers(settings: RenderSettings, spread: int | str, device: str | None,
-                         requests: list[tuple[int, FrameRequest]], recorder: "_FrameRecorder",
-                         stale: list[int]) -> str:
-    """Make the frames in torch worker processes, one per GPU or several on the CPU; this process stores them."""
-    from .backends.workers import LostFrame, WorkerPool, parent_torch_threads, plan_workers
-
-    torch_devices = plan_workers(spread, device, len(requests))
-    memory.check_fits(settings.model, settings.width, settings.height, device, copies=torch_devices.count("cpu"))
-    if len(torch_devices) == 1:
-        engine = create("torch", settings.model, device=torch_devices[0], precision=settings.precision)
-        try:
-            return _render_in_process(engine, requests, recorder, stale)
-        finally:
-            engine.close()
-    lost: list[LostFrame] = []
-    with WorkerPool(settings.model, torch_devices, threads=parent_torch_threads(),
-                    precision=settings.precision) as pool:
-        started = time.perf_counter()
-        for info in pool.start():
-            recorder.emit(WorkerStarted(worker=info.name, device=info.device, pid=info.pid, seconds=info.seconds))
-        recorder.emit(ModelLoaded(device=pool.device, seconds=time.perf_counter() - started, reports_steps=False,
-                                  note=f"progress is per frame: {len(torch_devices)} worker processes make frames "
-                                       "side by side"))
-        recorder.warn_long_prompts(*_token_counter(pool, recorder.wanted, [index for index, _ in requests]))
-        _prepare_folder(recorder.out_dir, recorder.book, stale)
-        recorder.slots = len(torch_devices)
-        for outcome in pool.run(requests, on_start=recorder.started):
-            if isinstance(outcome, LostFrame):
-                lost.append(outcome)
-            else:
-                recorder.store(outcome.index, outcome.png, outcome.device, outcome.seconds)
-    if lost:
-        raise FramesLostError(_lost_message(lost, recorder.made))
-    return pool.device
-
-
-def _token_counter(pool, wanted: list[FrameRecord], indices: list[int]):
-    """A count_tokens function and the encoder's limit, from one round trip to a worker."""
-    texts = sorted({text for i in indices for text in _texts(wanted[i])})
-    limit, counts = pool.token_counts(texts)
-    return dict(zip(texts, counts)).__getitem__, limit
 
 
 def _lost_message(lost, made: list[int]) -> str:
@@ -301,6 +261,9 @@ class _FrameRecorder:
         self._warmed_up: set[str] = set()
         self._reference = None  # the first keyframe as an image, once known (colour coherence)
         self._waiting: list[tuple] = []  # frames that arrived before the reference, to colour-match once it has
+
+    def stepped(self, index: int, step: int, total: int) -> None:
+        self.emit(StepDone(index, step, total))
 
     def started(self, index: int, device: str = "") -> None:
         self._started += 1
@@ -372,11 +335,6 @@ def _label(record: FrameRecord) -> str:
     if record.pair is None:
         return record.prompt
     return f"{record.prompt} → {record.to_prompt} ({record.weight:.2f})"
-
-
-def _texts(record: FrameRecord) -> tuple[str, ...]:
-    texts = (record.prompt, record.negative_prompt or "")
-    return texts + (record.to_prompt, record.to_negative_prompt or "") if record.pair else texts
 
 
 def _decode(png: bytes):
@@ -575,6 +533,8 @@ def _conflict_message(folder: Path, conflicts: list[tuple[int, str]], stale: lis
 def _load(engine: Backend, emit: Callable[[Event], None]) -> str:
     started = time.perf_counter()
     engine.load()
+    for info in engine.started_workers:
+        emit(WorkerStarted(worker=info.name, device=info.device, pid=info.pid, seconds=info.seconds))
     emit(ModelLoaded(device=engine.device, seconds=time.perf_counter() - started, reports_steps=engine.reports_steps,
                      note=engine.progress_note))
     return engine.device

@@ -22,10 +22,19 @@ StepCallback = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class MadeImage:
+    """One frame as ``generate_many`` gives it back: its index, the image, the device that made it, seconds."""
+
     index: int
-    image: object  # PIL image
+    image: object  # a PIL image, or the PNG's bytes where a worker process encoded it
     device: str
     seconds: float
+
+    def png(self) -> bytes:
+        if isinstance(self.image, bytes):
+            return self.image
+        from ..frames import encode_png
+
+        return encode_png(self.image)
 
 
 @dataclass(frozen=True)
@@ -54,7 +63,8 @@ class Backend(ABC):
     reports_steps = True  # False where steps run inside one device trace and only whole frames can be reported
     progress_note = ""  # what the progress display should say about this backend (e.g. why it has no step bar)
     warm_up_note = "warm-up"  # what ``warm_up`` did, in words, for the display
-    chips = 1  # frames made at the same time by ``generate_many`` (the tt backend: one per chip)
+    parallel = 1  # frames made at the same time by ``generate_many`` (the tt backend: one per chip)
+    started_workers: tuple = ()  # worker processes ``load`` started (a worker pool's WorkerInfo), for the display
     schedulers: tuple[str, ...] | None = None  # the schedulers it runs; None: any that fits the model
     precision = ""  # the numerics its frames are made with (see ttlesson.accel); recorded in the manifest
     log_folder = None  # where the device's own log goes (the tt backend: tt-metal's); render sets its out folder
@@ -92,14 +102,21 @@ class Backend(ABC):
         """Do the one-off work frames like ``request`` need (TT: compile and capture the trace); seconds spent."""
         return 0.0
 
-    def generate_many(self, items, on_start=None):
-        """Make the ``(index, request)`` items, yielding an object with ``index, image, device, seconds`` for each
-        as it is done; ``on_start(index, device)`` is called as each begins. Here: one after another."""
+    def for_frames(self, count: int) -> Backend:
+        """The engine that will make ``count`` frames, told before it loads: itself here (a worker pool starts no
+        more workers than frames, and a pool of one is a plain backend in this process)."""
+        return self
+
+    def generate_many(self, items, on_start=None, on_step=None):
+        """Make the ``(index, request)`` items, yielding a ``MadeImage`` for each as it is done (side by side where
+        ``parallel`` > 1); ``on_start(index, device)`` is called as each begins and ``on_step(index, step, total)``
+        after each denoising step where the backend reports steps. Here: one after another."""
         for index, request in items:
             if on_start is not None:
                 on_start(index, self.device)
             started = time.perf_counter()
-            image = self.generate(request)
+            steps = None if on_step is None else (lambda step, total, i=index: on_step(i, step, total))
+            image = self.generate(request, on_step=steps)
             yield MadeImage(index, image, self.device, time.perf_counter() - started)
 
     @property
@@ -110,7 +127,7 @@ class Backend(ABC):
         """Tokens the text encoder sees for ``text`` (start and end markers included)."""
         raise NotImplementedError
 
-    def __enter__(self) -> "Backend":
+    def __enter__(self) -> Backend:
         self.load()
         return self
 

@@ -19,16 +19,17 @@ import os
 import signal
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing import get_context
 
 from ..errors import BackendUnavailableError, TTLessonError
 from ..lifeline import end_with_parent, watch_parent
 from ..models import ModelSpec
+from .base import Backend, MadeImage
+from .scheduling import Job, WorkerGone, keep_busy
 
 
 @dataclass(frozen=True)
@@ -37,14 +38,6 @@ class WorkerInfo:
     device: str  # what the worker's backend reports, e.g. "cpu", "cuda:0 (NVIDIA H100)"
     pid: int
     seconds: float  # model load time
-
-
-@dataclass(frozen=True)
-class MadeFrame:
-    index: int
-    png: bytes
-    device: str
-    seconds: float
 
 
 @dataclass(frozen=True)
@@ -61,7 +54,7 @@ class _Worker:
     pid_queue: object  # the worker process puts its pid here as it starts, before it loads anything
     info: WorkerInfo | None = None
     dead: bool = False
-    holding: set[Future] = field(default_factory=set)
+    busy: bool = False  # loading the model or making a frame
     _pid: int | None = None
 
     @property
@@ -102,94 +95,128 @@ def parent_torch_threads() -> int | None:
     return torch.get_num_threads() if torch is not None else None
 
 
-class WorkerPool:
-    """Worker processes, each with the model loaded on its device; use as a context manager."""
+class WorkerPool(Backend):
+    """The torch backend in worker processes, one per GPU or several sharing the CPU: a ``Backend`` whose
+    ``generate_many`` makes frames side by side (``parallel`` at once) and yields ``MadeImage`` (PNG bytes) or,
+    for a frame whose worker died, ``LostFrame``."""
 
-    def __init__(self, spec: ModelSpec, torch_devices: list[str], threads: int | None = None,
-                 precision: str = "auto"):
-        self.spec = spec
-        self.threads = threads
-        self.precision = precision
-        context = get_context("spawn")
-        cpu_count = torch_devices.count("cpu")
-        self.workers = []
-        for number, name in enumerate(torch_devices, start=1):
-            pid_queue = context.SimpleQueue()
-            executor = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_start_worker,
-                                           initargs=(pid_queue, os.getpid()))
-            self.workers.append(_Worker(f"cpu#{number}" if name == "cpu" and cpu_count > 1 else name, name, executor,
-                                        pid_queue))
+    name = "torch"
+    reports_steps = False
+
+    def __init__(self, spec: ModelSpec, devices: int | str, device: str | None = None, precision: str = "auto",
+                 size: tuple[int, int] | None = None):
+        super().__init__(spec)
+        self.devices, self.torch_device, self.precision = devices, device, precision
+        self.size = size or (spec.width, spec.height)
+        self.torch_devices: list[str] = []
+        self._workers: list[_Worker] = []
+        self._token_limit = 77
+
+    def for_frames(self, count: int) -> Backend:
+        """Plan the workers for ``count`` frames (never more workers than frames) and check they fit in memory; a
+        single worker is the plain torch backend in this process."""
+        from ..memory import check_fits
+        from .torch import TorchBackend
+
+        self.torch_devices = plan_workers(self.devices, self.torch_device, count)
+        check_fits(self.spec, *self.size, self.torch_device, copies=self.torch_devices.count("cpu"))
+        if len(self.torch_devices) == 1:
+            return TorchBackend(self.spec, device=self.torch_devices[0], precision=self.precision)
+        return self
 
     @property
     def device(self) -> str:
-        devices = sorted({worker.info.device for worker in self.workers if worker.info})
-        return f"{len(self.workers)} workers on {', '.join(devices)}"
+        devices = sorted({worker.info.device for worker in self._workers if worker.info})
+        return f"{len(self._workers)} workers on {', '.join(devices)}"
 
-    def __enter__(self) -> "WorkerPool":
-        return self
+    @property
+    def parallel(self) -> int:
+        return max(1, len(self.torch_devices))
 
-    def __exit__(self, kind, error, traceback) -> None:
-        self.close(stop_busy=kind is not None)
+    @property
+    def progress_note(self) -> str:
+        return f"progress is per frame: {len(self.torch_devices)} worker processes make frames side by side"
 
-    def start(self) -> list[WorkerInfo]:
-        """Load the model in every worker, side by side; the first failure stops them all."""
-        loads = {worker.executor.submit(_load, self.spec, worker.torch_device, self.threads, self.precision): worker
-                 for worker in self.workers}
+    @property
+    def started_workers(self) -> tuple[WorkerInfo, ...]:
+        return tuple(worker.info for worker in self._workers if worker.info)
+
+    def load(self) -> None:
+        """Start the workers and load the model in each, side by side; the first failure stops them all."""
+        if self._workers:
+            return
+        if not self.torch_devices:
+            raise RuntimeError("WorkerPool.for_frames(count) plans the workers before load")
+        context = get_context("spawn")
+        cpu_count = self.torch_devices.count("cpu")
+        threads = parent_torch_threads()
+        for number, name in enumerate(self.torch_devices, start=1):
+            pid_queue = context.SimpleQueue()
+            executor = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_start_worker,
+                                           initargs=(pid_queue, os.getpid()))
+            self._workers.append(_Worker(f"cpu#{number}" if name == "cpu" and cpu_count > 1 else name, name,
+                                         executor, pid_queue))
+        loads = {worker.executor.submit(_load, self.spec, worker.torch_device, threads, self.precision): worker
+                 for worker in self._workers}
+        for worker in self._workers:
+            worker.busy = True
         for future, worker in loads.items():
             try:
                 device, pid, seconds = future.result()
             except BrokenProcessPool:
                 raise TTLessonError(f"Worker {worker.name} died while loading {self.spec.name}, probably out of "
                                     "memory; give fewer --devices.") from None
-            worker.info = WorkerInfo(worker.name, device, pid, seconds)
-        return [worker.info for worker in self.workers]
+            worker.info, worker.busy = WorkerInfo(worker.name, device, pid, seconds), False
+        self._token_limit, _ = self._workers[0].executor.submit(_count_tokens, []).result()
 
-    def token_counts(self, texts: list[str]) -> tuple[int, list[int]]:
-        """(the text encoder's limit, tokens in each text), counted by the first worker's tokenizer."""
-        return self.workers[0].executor.submit(_count_tokens, texts).result()
+    def generate(self, request, on_step=None):
+        raise NotImplementedError("a worker pool makes frames with generate_many")
 
-    def run(self, items: Iterable[tuple[int, object]],
-            on_start: Callable[[int, str], None] | None = None) -> Iterator[MadeFrame | LostFrame]:
+    def generate_many(self, items: Iterable[tuple[int, object]], on_start: Callable[[int, str], None] | None = None,
+                      on_step=None) -> Iterator[MadeImage | LostFrame]:
         """Make the (index, FrameRequest) items, each idle worker taking the next; yield each as it finishes."""
-        queue = deque(items)
-        idle = deque(self.workers)
-        running: dict[Future, tuple[_Worker, int]] = {}
-        while queue or running:
-            while queue and idle:
-                worker = idle.popleft()
-                index, request = queue[0]
-                try:
-                    future = worker.executor.submit(_make_frame, request)
-                except (BrokenProcessPool, RuntimeError):  # died while idle: its next frame goes to another worker
-                    worker.dead = True
-                    continue
-                queue.popleft()
-                worker.holding.add(future)
-                running[future] = (worker, index)
-                if on_start is not None:
-                    on_start(index, worker.name)
-            if not running:
-                break
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                worker, index = running.pop(future)
-                worker.holding.discard(future)
-                try:
-                    png, seconds = future.result()
-                except BrokenProcessPool:
-                    worker.dead = True
-                    yield LostFrame(index, worker.name)
-                    continue
-                idle.append(worker)
-                yield MadeFrame(index, png, worker.info.device, seconds)
-        for index, _ in queue:
-            yield LostFrame(index, "")
 
-    def close(self, stop_busy: bool = False) -> None:
-        """Stop every worker; ``stop_busy`` (an error or Ctrl-C) ends them at once instead of waiting for their
-        frame or model load to finish."""
-        for worker in self.workers:
-            if stop_busy and not worker.dead and worker.pid is not None:
+        def start(worker: _Worker, index: int, request) -> Future:
+            try:
+                future = worker.executor.submit(_make_frame, request)
+            except (BrokenProcessPool, RuntimeError):  # died while idle: its next frame goes to another worker
+                worker.dead = True
+                raise WorkerGone from None
+            worker.busy = True
+            return future
+
+        def finished(running: list[Job[_Worker]]) -> list[Job[_Worker]]:
+            done, _ = wait([job.handle for job in running], return_when=FIRST_COMPLETED)
+            return [job for job in running if job.handle in done]
+
+        for job in keep_busy(items, self._workers, start=start, finished=finished,
+                             on_start=lambda index, worker: on_start and on_start(index, worker.name)):
+            if job.worker is None:
+                yield LostFrame(job.index, "")
+                continue
+            job.worker.busy = False
+            try:
+                png, seconds = job.handle.result()
+            except BrokenProcessPool:
+                job.worker.dead = job.retire = True
+                yield LostFrame(job.index, job.worker.name)
+                continue
+            yield MadeImage(job.index, png, job.worker.info.device, seconds)
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        return self._token_limit
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in ``text``, counted by the first worker's tokenizer."""
+        return self._workers[0].executor.submit(_count_tokens, [text]).result()[1][0]
+
+    def close(self) -> None:
+        """Stop every worker: idle ones as they finish, busy ones (an error or Ctrl-C is unwinding) at once
+        instead of waiting for their frame or model load to finish."""
+        workers, self._workers = self._workers, []
+        for worker in workers:
+            if worker.busy and not worker.dead and worker.pid is not None:
                 try:
                     os.kill(worker.pid, signal.SIGTERM)
                 except ProcessLookupError:

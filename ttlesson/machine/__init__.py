@@ -9,7 +9,7 @@ One concern per module:
   ``/dev``, its version, the processes holding a chip), ``tt_smi``, ``ttnn_info`` (ttnn's install record and,
   when asked, a child process), ``compute`` (NVIDIA GPUs, torch, the CPU), ``environment`` (which of the
   lesson's Python environments this is; the notebook kernel's report);
-* ``detect``: ``detect`` and the ``HardwareReport`` (text, HTML, JSON), the ``auto`` choice;
+* ``report``: ``detect`` and the ``HardwareReport`` (text, HTML, JSON), the ``auto`` choice;
 
 ``from ttlesson.machine import X`` works for every name below.
 """
@@ -21,7 +21,7 @@ from .driver import Holder, device_holders, driver_version, read_kernel_driver
 from .environment import (CLOUD, INSTALLER, OTHER, SOURCE_BUILD, KernelReport, PythonEnvironment, kernel_report,
                           recognise)
 from .host import HostPaths, SourceAnswer
-from .detect import AutoChoice, HardwareReport, auto_backend, choose_backend, detect, device_notice, tt_system_for
+from .report import AutoChoice, HardwareReport, auto_backend, choose_backend, detect, device_notice, tt_system_for
 from .tt_smi import TT_SMI_TIMEOUT, find_tt_smi, parse_tt_smi_snapshot, read_tt_smi
 from .ttnn_info import TTNN_TIMEOUT, TtnnInfo, read_ttnn, ttnn_install_info
 

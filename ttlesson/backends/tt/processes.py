@@ -32,6 +32,7 @@ from ... import errors
 from ...errors import NoTTDeviceError, TTDeviceError, TTLessonError
 from ...models import ModelSpec
 from ..base import Backend, FrameRequest, MadeImage, StepCallback
+from ..scheduling import Job, keep_busy
 from .sd14 import PER_FRAME_NOTE, check_sd14_model, chips_wanted, sd14_problems
 from .device import DEVICE_NODES, NO_DEVICE, TerminationGuard, refuse_unrunnable
 
@@ -68,7 +69,6 @@ class _Worker:
     process: object
     conn: Connection
     label: str = ""  # e.g. "tt:2 (wormhole_b0)"
-    busy_with: tuple[int, float] | None = None  # (frame index, start time)
 
 
 class TTProcessesBackend(Backend):
@@ -96,7 +96,7 @@ class TTProcessesBackend(Backend):
         return f"Tenstorrent, one process per PCIe chip ({names})"
 
     @property
-    def chips(self) -> int:
+    def parallel(self) -> int:
         return max(1, len(self._workers))
 
     def check_request(self, request: FrameRequest) -> None:
@@ -147,7 +147,7 @@ class TTProcessesBackend(Backend):
         return frame.image
 
     def generate_many(self, items: Iterable[tuple[int, FrameRequest]],
-                      on_start: Callable[[int, str], None] | None = None) -> Iterator[MadeImage]:
+                      on_start: Callable[[int, str], None] | None = None, on_step=None) -> Iterator[MadeImage]:
         queue = deque(items)
         if not queue:
             return
@@ -155,29 +155,26 @@ class TTProcessesBackend(Backend):
             yield from self._make_frames(queue, on_start)
 
     def _make_frames(self, queue: deque, on_start) -> Iterator[MadeImage]:
-        settings = None
-        while queue or any(worker.busy_with for worker in self._workers):
-            for worker in self._workers:
-                if worker.busy_with or not queue:
-                    continue
-                index, request = queue[0]
-                if (request.steps, request.guidance) != settings:
-                    if any(other.busy_with for other in self._workers):
-                        break  # new settings: let the workers finish before their traces are replaced
-                    self.warm_up(request)
-                    settings = (request.steps, request.guidance)
-                queue.popleft()
-                if on_start is not None:
-                    on_start(index, worker.label)
-                worker.conn.send(("frame", index, request))
-                worker.busy_with = (index, time.perf_counter())
-            ready = wait([worker.conn for worker in self._workers if worker.busy_with])
-            for worker in self._workers:
-                if worker.conn in ready:
-                    index, started = worker.busy_with
-                    size, pixels = self._expect(worker, "made", None)
-                    worker.busy_with = None
-                    yield MadeImage(index, _image(size, pixels), worker.label, time.perf_counter() - started)
+        traced_for = []  # the (steps, guidance) the workers' traces are captured for
+
+        def start(worker: _Worker, index: int, request: FrameRequest) -> None:
+            worker.conn.send(("frame", index, request))
+
+        def warm_up(request: FrameRequest) -> None:
+            self.warm_up(request)
+            traced_for[:] = [(request.steps, request.guidance)]
+
+        def finished(running: list[Job]) -> list[Job]:
+            ready = wait([job.worker.conn for job in running])
+            return [job for job in running if job.worker.conn in ready]
+
+        for job in keep_busy(queue, self._workers, start=start, finished=finished,
+                             needs_idle=lambda request: [(request.steps, request.guidance)] != traced_for,
+                             when_idle=warm_up,
+                             on_start=lambda index, worker: on_start and on_start(index, worker.label)):
+            size, pixels = self._expect(job.worker, "made", None)
+            label = job.worker.label if self.parallel > 1 else self.device
+            yield MadeImage(job.index, _image(size, pixels), label, job.seconds)
 
     def count_tokens(self, text: str) -> int:
         self.load()

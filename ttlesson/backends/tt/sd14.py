@@ -28,6 +28,7 @@ from ... import env
 from ...errors import BackendUnavailableError
 from ...models import ModelSpec
 from ..base import Backend, FrameRequest, MadeImage, StepCallback
+from ..scheduling import keep_busy
 from .device import (TerminationGuard, compute_grid, describe_system, galaxy_arch_before_ttnn, open_error,
                      open_mesh, prepare_environment, refuse_unrunnable, require_chips, split_into_chips)
 from .plan import GRID_OVERRIDES, SD14_MAX_STEPS, grid_problem, plan_sd14, steps_problem
@@ -112,7 +113,7 @@ class TTSD14Backend(Backend):
         return f"Tenstorrent {self.arch} ({names})" if self.arch else "Tenstorrent (not opened)"
 
     @property
-    def chips(self) -> int:
+    def parallel(self) -> int:
         return max(1, len(self._pipelines))
 
     def check_request(self, request: FrameRequest) -> None:
@@ -192,7 +193,7 @@ class TTSD14Backend(Backend):
         return frame.image
 
     def generate_many(self, items: Iterable[tuple[int, FrameRequest]],
-                      on_start: Callable[[int, str], None] | None = None) -> Iterator[MadeImage]:
+                      on_start: Callable[[int, str], None] | None = None, on_step=None) -> Iterator[MadeImage]:
         """Make the frames of ``items`` ((index, request) pairs) on all chips, each chip working on its own frame.
 
         Frames come back in the order they finish; with equal work per chip that is the order given.
@@ -205,30 +206,25 @@ class TTSD14Backend(Backend):
 
     def _make_frames(self, queue: deque, on_start) -> Iterator[MadeImage]:
         self.warm_up(queue[0][1])
-        idle = deque(self._pipelines)
-        running: deque[tuple[ChipPipeline, int, float]] = deque()
-        while queue or running:
-            with self._device_errors():
-                while queue and idle:
-                    index, request = queue[0]
-                    self.check_request(request)
-                    if not all(p.has_trace_for(request.steps, request.guidance) for p in self._pipelines):
-                        if running:
-                            break  # let the chips finish their frames before their traces are replaced
-                        self.warm_up(request)
-                    queue.popleft()
-                    pipeline = idle.popleft()
-                    if on_start is not None:
-                        on_start(index, self._chip_label(pipeline))
-                    started = time.perf_counter()
-                    pipeline.submit(*frame_inputs(self._host, request))
-                    running.append((pipeline, index, started))
-                pipeline, index, started = running.popleft()
-                image = to_image(pipeline.collect())
-            seconds = time.perf_counter() - started
-            self.timings.frame_seconds.append(seconds)
-            idle.append(pipeline)
-            yield MadeImage(index, image, self._chip_label(pipeline), seconds)
+
+        def start(pipeline: ChipPipeline, index: int, request: FrameRequest) -> None:
+            self.check_request(request)
+            pipeline.submit(*frame_inputs(self._host, request))
+
+        def needs_capture(request: FrameRequest) -> bool:
+            return not all(p.has_trace_for(request.steps, request.guidance) for p in self._pipelines)
+
+        with self._device_errors():
+            # The chips finish in the order they were given frames: wait for the oldest.
+            for job in keep_busy(queue, self._pipelines, start=start, finished=lambda running: running[:1],
+                                 needs_idle=needs_capture, when_idle=self.warm_up,
+                                 on_start=lambda index, pipeline: on_start and on_start(index,
+                                                                                         self._chip_label(pipeline))):
+                image = to_image(job.worker.collect())
+                seconds = job.seconds
+                self.timings.frame_seconds.append(seconds)
+                yield MadeImage(job.index, image, self._chip_label(job.worker) if self.parallel > 1 else self.device,
+                                seconds)
 
     def close(self) -> None:
         stack, self._stack = self._stack, None
