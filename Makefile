@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine with Python 3.12 (see README.md):
 #   make demo   set up .venv, render the World's Fair storyboard on the offline tiny model, stitch the MP4
-#   make test   set up .venv and Chromium, run the test suite, the notebooks (nbval) and the notebooks in
-#               JupyterLab in Chromium (tests/browser)
+#   make test   set up .venv and Chromium, lint (ruff), run the test suite, the notebooks (nbval) and the
+#               notebooks in JupyterLab in Chromium (tests/browser)
 PYTHON ?= python3.12
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -15,8 +15,10 @@ INSTALL_CHROMIUM := apt-get install -y chromium
 demo: $(VENV)/.installed
 	$(BIN)/ttlesson video worlds-fair --model tiny --out $(OUT)
 
-# The notebooks run under nbval with the offline tiny model in a fresh work folder, as a learner's would.
+# Lint first (ruff, configured in pyproject.toml); then the notebooks run under nbval with the offline tiny model
+# in a fresh work folder, as a learner's would.
 test: $(VENV)/.installed chromium
+	$(BIN)/ruff check ttlesson tests tools benchmarks
 	TTLESSON_MODEL=tiny TTLESSON_BACKEND=auto TTLESSON_WORKDIR="$$(mktemp -d)" TTLESSON_CHROMIUM=$(CHROMIUM) \
 	  $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env --durations=10
 

@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
-# One tiny model for the whole session, kept away from the user's own caches; no Hugging Face network calls.
-os.environ.setdefault("TTLESSON_CACHE", tempfile.mkdtemp(prefix="ttlesson-cache-"))
-os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="ttlesson-hf-")
-os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
-TTLESSON = str(Path(sys.executable).with_name("ttlesson"))
-
-
-def run_cli(*args: str, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
-    """Run the installed ``ttlesson`` console script, as a user would."""
-    return subprocess.run([TTLESSON, *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+@pytest.fixture(scope="session", autouse=True)
+def isolated_caches(tmp_path_factory):
+    """One tiny model for the whole session, kept away from the user's own caches (TTLESSON_CACHE, unless the
+    caller set one to reuse); a Hugging Face home of its own, so no test sees the user's token or models."""
+    # huggingface_hub reads HF_HOME once, when imported: it must not have been imported while collecting tests.
+    assert "huggingface_hub.constants" not in sys.modules, "a test module imports huggingface_hub at import time"
+    patch = pytest.MonkeyPatch()
+    if not os.environ.get("TTLESSON_CACHE"):
+        patch.setenv("TTLESSON_CACHE", str(tmp_path_factory.mktemp("ttlesson-cache")))
+    patch.setenv("HF_HOME", str(tmp_path_factory.mktemp("ttlesson-hf")))
+    patch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    yield
+    patch.undo()
 
 
 @pytest.fixture(scope="session")
@@ -52,12 +52,3 @@ def rendered(tmp_path_factory, tiny_backend):
     out = tmp_path_factory.mktemp("rendered")
     result = render("worlds-fair", out, model="tiny", backend=tiny_backend, steps=4, on_event=events.append)
     return result, events
-
-
-def one_line_error(proc: subprocess.CompletedProcess) -> str:
-    """Assert the CLI failed the way bad input must fail, and return its message."""
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    return lines[0]

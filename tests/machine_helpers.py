@@ -1,5 +1,5 @@
-"""Helpers for the detect / doctor / auth tests: run the CLI as a user would, and build the sources that
-detection reads (sysfs trees, tt-smi snapshots) in temporary folders."""
+"""Helpers for the detect / doctor / auth tests: the sources that detection reads (sysfs trees, tt-smi snapshots,
+mock cluster descriptors), built in temporary folders. Running the CLI is in ``helpers``."""
 
 from __future__ import annotations
 
@@ -9,27 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from helpers import MOCK_ENV
+
 CLUSTERS = Path(__file__).parent / "data" / "clusters"
-MOCK_ENV = "TT_METAL_MOCK_CLUSTER_DESC_PATH"
 HAS_TT_DEVICE = Path("/dev/tenstorrent").exists() or Path("/sys/class/tenstorrent").exists()
-
-
-def ttlesson_command() -> list[str]:
-    script = Path(sys.executable).with_name("ttlesson")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "ttlesson.cli"]
-
-
-def run_ttlesson(*args, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run ``ttlesson ARGS`` in a child process; no mock cluster unless ``env`` names one."""
-    base = {key: value for key, value in os.environ.items() if key != MOCK_ENV}
-    return subprocess.run([*ttlesson_command(), *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          env={**base, **(env or {})}, stdin=subprocess.DEVNULL)
-
-
-def run_json(*args, env: dict | None = None, timeout: float = 120) -> dict:
-    proc = run_ttlesson(*args, "--json", env=env, timeout=timeout)
-    assert proc.returncode in (0, 1), (proc.returncode, proc.stdout, proc.stderr)
-    return json.loads(proc.stdout)
 
 
 def make_sysfs(root: Path, cards: list[str | tuple[str, str]]) -> Path:

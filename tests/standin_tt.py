@@ -68,7 +68,7 @@ class StandInTensor:
     name: str
     mesh: object = None
     values: torch.Tensor | None = None
-    stub: "StandInTTNN" = None
+    stub: StandInTTNN = None
     dtype: str = "bfloat16"
     layout: str = "TILE"
 
@@ -76,7 +76,7 @@ class StandInTensor:
     def shape(self) -> tuple[int, ...]:
         return tuple(self.values.shape)
 
-    def cpu(self, blocking: bool = True, cq_id=None) -> "StandInTensor":
+    def cpu(self, blocking: bool = True, cq_id=None) -> StandInTensor:
         self.stub.log.append(("read", self.mesh.label, self.name))
         if self.stub.fail_on_read is not None:
             raise self.stub.fail_on_read
@@ -88,18 +88,18 @@ class StandInTensor:
 @dataclass(eq=False)
 class StandInMesh:
     label: str
-    stub: "StandInTTNN"
+    stub: StandInTTNN
     shape: StandInMeshShape = field(default_factory=lambda: StandInMeshShape(1, 1))
     submeshes: list = field(default_factory=list)
     closed: bool = False
 
-    def create_submeshes(self, submesh_shape) -> list["StandInMesh"]:
+    def create_submeshes(self, submesh_shape) -> list[StandInMesh]:
         assert tuple(submesh_shape) == (1, 1)
         self.submeshes = [StandInMesh(f"chip{i}", self.stub) for i in range(self.shape.mesh_size())]
         self.stub.log.append(("create_submeshes", self.label, len(self.submeshes)))
         return self.submeshes
 
-    def get_submeshes(self) -> list["StandInMesh"]:
+    def get_submeshes(self) -> list[StandInMesh]:
         return self.submeshes
 
     def compute_with_storage_grid_size(self):
@@ -159,7 +159,7 @@ class StandInTTNN:
         self.log.append(("fabric", None, config))
 
     def open_mesh_device(self, mesh_shape=None, l1_small_size=0, trace_region_size=0, num_command_queues=1,
-                         dispatch_core_config=None, offset=None, physical_device_ids=[],
+                         dispatch_core_config=None, offset=None, physical_device_ids=(),
                          worker_l1_size=0) -> StandInMesh:
         assert isinstance(mesh_shape, StandInMeshShape), "open the mesh with an explicit ttnn.MeshShape"
         self.log.append(("open_mesh", "mesh", {"mesh_shape": tuple(mesh_shape), "l1_small_size": l1_small_size,
@@ -233,7 +233,7 @@ class StandInTTNN:
         self.released_traces.add(trace_id)
         self.log.append(("release", mesh_device.label, trace_id))
 
-    def synchronize_device(self, device, cq_id=None, sub_device_ids=[]) -> None:
+    def synchronize_device(self, device, cq_id=None, sub_device_ids=()) -> None:
         self._run_pending(device)
 
     def deallocate(self, tensor, force=True) -> None:
@@ -350,8 +350,8 @@ def standin_runtime(**stub_options):
     """A Runtime whose ttnn and tt-metal package are stand-ins and whose host is the SD-1.4-shaped tiny model;
     importable by name, so worker processes (``--tt-parallel processes``) can build it too."""
     from ttlesson import models
-    from ttlesson.backends.tt.runtime import Runtime
     from ttlesson.backends.tt.chip import load_host_models
+    from ttlesson.backends.tt.runtime import Runtime
 
     stub = StandInTTNN(**stub_options)
     host = sd14_shaped_host(load_host_models(models.resolve("tiny")))

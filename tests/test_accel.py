@@ -4,8 +4,8 @@ keeps its frames byte-reproducible (real diffusers pipeline and real OpenVINO on
 import json
 
 import pytest
+from helpers import one_line_error, run_cli
 
-from conftest import one_line_error, run_cli
 from ttlesson import accel, arch, env, manifest, models, schedulers, storyboard
 from ttlesson.backends import FrameRequest
 from ttlesson.errors import BackendUnavailableError, SettingsChangedError, TTLessonError

@@ -7,9 +7,9 @@ import subprocess
 import time
 
 import pytest
+from helpers import one_line_error, run_cli, ttlesson_command
 from PIL import Image
 
-from conftest import TTLESSON, one_line_error, run_cli
 from ttlesson import manifest
 from ttlesson.fileio import sha256_file
 from ttlesson.video import probe
@@ -108,7 +108,7 @@ def wait_for_frames(out, count, proc, timeout=600):  # generous: a shared machin
 
 
 def start_render(out, steps):
-    return subprocess.Popen([TTLESSON, "render", "worlds-fair", "--model", "tiny", "--out", str(out),
+    return subprocess.Popen([*ttlesson_command(), "render", "worlds-fair", "--model", "tiny", "--out", str(out),
                              "--steps", str(steps)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=os.environ.copy())
 

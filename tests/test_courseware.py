@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from ttlesson import progress, storyboard
-from ttlesson.notebook import lesson
-from ttlesson.notebook import display
-from ttlesson.notebook import settings
-from ttlesson.notebook import widgets as interactive
+from ttlesson import notebook, progress, storyboard
 from ttlesson.errors import TTLessonError
+from ttlesson.notebook import display, lesson, settings
+from ttlesson.notebook import widgets as interactive
+from ttlesson.notebook.widgets import NotebookProgress
 from ttlesson.render import render
 
 
@@ -38,7 +37,7 @@ def test_bad_steps_setting_names_the_variable(monkeypatch):
 
 
 def test_notebook_progress_follows_a_real_render(tmp_path, tiny_backend):
-    bar = progress.NotebookProgress()
+    bar = NotebookProgress()
     board = storyboard.loads('["one", "two", "three"]')
     render(board, tmp_path, model="tiny", backend=tiny_backend, steps=3, on_event=bar)
     assert (bar.frames_bar.value, bar.frames_bar.max, bar.frames_bar.bar_style) == (3, 3, "success")
@@ -49,7 +48,7 @@ def test_notebook_progress_follows_a_real_render(tmp_path, tiny_backend):
     assert bar.gallery.children == tuple(bar.thumbnails[i] for i in range(3))
     assert bar.gallery.children[0].value[:8] == b"\x89PNG\r\n\x1a\n"
 
-    again = progress.NotebookProgress()
+    again = NotebookProgress()
     render(board, tmp_path, model="tiny", backend="torch", steps=3, on_event=again)
     assert again.frames_bar.value == again.frames_bar.max and len(again.gallery.children) == 3
     assert again.status.value.startswith("done: 0 made, 3 kept")
@@ -67,8 +66,8 @@ def test_terminal_progress_in_a_log(tmp_path, tiny_backend, capsys):
 
 
 def test_outside_a_notebook_the_terminal_display_is_chosen():
-    assert not progress.in_notebook()
-    assert isinstance(progress.for_environment(), progress.TqdmProgress)
+    assert not notebook.in_notebook()
+    assert isinstance(notebook.for_environment(), progress.TqdmProgress)
 
 
 def test_gallery_table_and_chart_from_a_render(rendered):

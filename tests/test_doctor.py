@@ -8,11 +8,12 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from machine_helpers import HAS_TT_DEVICE, run_json, run_ttlesson
+from helpers import run_json, run_ttlesson
+from machine_helpers import HAS_TT_DEVICE
 
+from ttlesson import machine
 from ttlesson.backends.tt.metal import SD14_FOLDERS
 from ttlesson.machine import doctor
-from ttlesson import machine
 
 NO_TT_METAL = {"TT_METAL_HOME": "", "TT_METAL_ARCH_NAME": "", "PYTHONPATH": ""}
 

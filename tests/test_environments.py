@@ -14,11 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from machine_helpers import MOCK_ENV
+from helpers import MOCK_ENV
 
-from ttlesson.machine import doctor
 from ttlesson import machine
-from ttlesson.machine import HostPaths
+from ttlesson.machine import HostPaths, doctor
 
 SD14_DEMO = "models/demos/vision/generative/stable_diffusion/wormhole/demo/demo.py"
 
@@ -227,7 +226,7 @@ def test_kernel_install_registers_this_python_with_the_tt_metal_variables(tmp_pa
 
 def test_kernel_install_on_the_cli_and_bad_names(tmp_path):
     pytest.importorskip("ipykernel")
-    from conftest import one_line_error, run_cli
+    from helpers import one_line_error, run_cli
 
     from ttlesson.machine.kernel import default_names
 

@@ -3,9 +3,9 @@
 import json
 
 import pytest
+from helpers import one_line_error, run_cli
 from PIL import Image
 
-from conftest import one_line_error, run_cli
 from ttlesson import manifest, storyboard
 from ttlesson.errors import SettingsChangedError, TTLessonError
 from ttlesson.fileio import sha256_file
@@ -35,7 +35,7 @@ def test_one_or_zero_based_files_become_frames_in_order(tmp_path, numbers, first
 
     data = json.loads(manifest.manifest_path(tmp_path / "out").read_text())
     assert data["frame_count"] == 3 and data["storyboard"] == "tt-metal-demo"
-    for index, entry in enumerate(data["frames"]):
+    for entry in data["frames"]:
         assert (entry["backend"], entry["model"], entry["seed"], entry["guidance"], entry["steps"]) == (
             "tt-metal-demo", "sd14", 174, 7.5, 50)
         assert "run by hand" in entry["device"] and entry["prompt"] == ""

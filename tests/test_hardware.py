@@ -10,9 +10,8 @@ import sys
 import time
 
 import pytest
-from conftest import one_line_error
-from machine_helpers import (CLUSTERS, HAS_TT_DEVICE, MOCK_ENV, make_snapshot, make_sysfs, n300_entries, run_json,
-                             run_ttlesson, snapshot_entry)
+from helpers import MOCK_ENV, one_line_error, run_json, run_ttlesson
+from machine_helpers import CLUSTERS, HAS_TT_DEVICE, make_snapshot, make_sysfs, n300_entries, snapshot_entry
 
 from ttlesson import machine, verify
 from ttlesson.errors import FrameVerificationError, HardwareSourceError
@@ -373,7 +372,7 @@ def test_verify_on_the_cli(tmp_path):
 def test_asking_ttnn_leaves_nothing_in_the_current_folder(tmp_path):
     """Looking at the system mesh makes tt-metal write generated/ into the current folder: the probe runs elsewhere."""
     pytest.importorskip("ttnn")
-    from machine_helpers import ttlesson_command
+    from helpers import ttlesson_command
 
     proc = subprocess.run([*ttlesson_command(), "detect", "--json"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=120, env={**os.environ, MOCK_ENV: str(CLUSTERS / "n300.yaml")})

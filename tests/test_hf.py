@@ -12,10 +12,10 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
-from machine_helpers import run_ttlesson
+from helpers import run_ttlesson
 
-from ttlesson.machine import hf
 from ttlesson.errors import HubAuthError
+from ttlesson.machine import hf
 
 
 @pytest.fixture

@@ -8,12 +8,11 @@ import sys
 
 import pytest
 
-from ttlesson import expectations, progress, storyboard
+from ttlesson import expectations, machine, storyboard
 from ttlesson.backends.tt.metal import SD14_FOLDERS
 from ttlesson.machine import doctor
-from ttlesson.notebook import by_hand
-from ttlesson import machine
-from ttlesson.notebook import next_steps
+from ttlesson.notebook import by_hand, next_steps
+from ttlesson.notebook.widgets import NotebookProgress
 from ttlesson.render import render
 
 
@@ -92,7 +91,7 @@ def test_long_run_warning_only_when_long():
 
 def test_progress_displays_say_a_long_run_after_its_first_step(monkeypatch, tmp_path, tiny_backend):
     monkeypatch.setattr(expectations, "LONG_RUN_SECONDS", 0.0)  # every render counts as long here
-    bar = progress.NotebookProgress(gallery=False)
+    bar = NotebookProgress(gallery=False)
     board = storyboard.loads('["one", "two"]')
     render(board, tmp_path, model="tiny", backend=tiny_backend, steps=3, on_event=bar)
     assert bar.warning.value.startswith('<span style="color:#b26a00"><b>This will take about')
@@ -100,7 +99,7 @@ def test_progress_displays_say_a_long_run_after_its_first_step(monkeypatch, tmp_
 
 
 def test_no_long_run_warning_for_a_quick_render(tmp_path, tiny_backend):
-    bar = progress.NotebookProgress(gallery=False)
+    bar = NotebookProgress(gallery=False)
     render(storyboard.loads('["one"]'), tmp_path, model="tiny", backend=tiny_backend, steps=2, on_event=bar)
     assert bar.warning.value == ""
 

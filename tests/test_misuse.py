@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import one_line_error, run_cli, ttlesson_command
 from PIL import Image
 
-from conftest import TTLESSON, one_line_error, run_cli
 from ttlesson import manifest, storyboard, video
 from ttlesson.errors import FolderBusyError, FrameCheckError, TTLessonError, VideoError
 from ttlesson.fileio import folder_lock, sha256_file
@@ -156,7 +156,7 @@ def test_a_stitch_stopped_by_a_signal_leaves_the_old_video_and_no_ffmpeg(slow_fr
     output = tmp_path / "film.mp4"
     old = video.stitch(slow_frames, output)
     before = sha256_file(old.path)
-    proc = subprocess.Popen([TTLESSON, "stitch", str(slow_frames), "--output", str(output), "--fps", "0.1",
+    proc = subprocess.Popen([*ttlesson_command(), "stitch", str(slow_frames), "--output", str(output), "--fps", "0.1",
                              "--crossfade", "5", "--crf", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     partial = wait_until(lambda: [p for p in tmp_path.glob(".film.mp4.*.partial.mp4") if p.stat().st_size > 0],
@@ -181,8 +181,9 @@ def test_sigterm_stops_a_render_as_ctrl_c_does(tmp_path):
     from test_cli import assert_only_whole_frames, wait_for_frames
 
     out = tmp_path / "o"
-    proc = subprocess.Popen([TTLESSON, "render", "worlds-fair", "--model", "tiny", "--size", "64", "--steps", "20",
-                             "--out", str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*ttlesson_command(), "render", "worlds-fair", "--model", "tiny", "--size", "64",
+                             "--steps", "20", "--out", str(out), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_frames(out, 1, proc, timeout=900)  # generous: the machine running the suite may be busy
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
@@ -195,7 +196,7 @@ def test_sigterm_stops_a_render_as_ctrl_c_does(tmp_path):
 
 
 def test_two_stitches_at_once_use_their_own_partials(slow_frames, tmp_path):
-    procs = [subprocess.Popen([TTLESSON, "stitch", str(slow_frames), "--output", str(tmp_path / "same.mp4"),
+    procs = [subprocess.Popen([*ttlesson_command(), "stitch", str(slow_frames), "--output", str(tmp_path / "same.mp4"),
                                "--fps", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     for proc in procs:
@@ -301,8 +302,9 @@ def test_a_second_render_into_a_busy_folder_names_the_first_and_exits_2(tmp_path
     board = tmp_path / "board.json"
     BOARD.save(board)
     out = tmp_path / "o"
-    first = subprocess.Popen([TTLESSON, "render", str(board), "--model", "tiny", "--size", "64", "--steps", "999",
-                              "--out", str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen([*ttlesson_command(), "render", str(board), "--model", "tiny", "--size", "64",
+                              "--steps", "999", "--out", str(out), "--quiet"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_until(lambda: manifest.manifest_path(out).exists() or first.poll() is not None, timeout=900,
                what="the first render to load its model")
     assert first.poll() is None, first.communicate()
@@ -373,8 +375,9 @@ def processes_with(marker: str) -> list[int]:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the workers")
 def test_workers_die_when_their_render_is_killed(tmp_path):
     marker = f"TTLESSON_TEST_RUN={tmp_path.name}"
-    proc = subprocess.Popen([TTLESSON, "render", "worlds-fair", "--model", "tiny", "--device", "cpu", "--size", "64",
-                             "--steps", "200", "--devices", "2", "--out", str(tmp_path / "o"), "--quiet"],
+    proc = subprocess.Popen([*ttlesson_command(), "render", "worlds-fair", "--model", "tiny", "--device", "cpu",
+                             "--size", "64", "--steps", "200", "--devices", "2", "--out", str(tmp_path / "o"),
+                             "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "TTLESSON_TEST_RUN": tmp_path.name})
     # The manifest is written once both workers have loaded the model: they are busy when the parent dies.
@@ -567,7 +570,8 @@ def test_closed_pipes_end_quietly():
     for command in (["detect"], ["doctor"], ["--help"], ["detect", "--json"], ["auth", "status"]):
         read, write = os.pipe()
         os.close(read)  # the reader is gone before the first line, as with `| head -0`
-        proc = subprocess.run([TTLESSON, *command], stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+        proc = subprocess.run([*ttlesson_command(), *command], stdout=write, stderr=subprocess.PIPE, text=True,
+                              timeout=120)
         os.close(write)
         assert "Traceback" not in proc.stderr and proc.stderr == "", (command, proc.stderr)
         assert proc.returncode in (0, 1, 141), command

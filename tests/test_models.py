@@ -1,11 +1,14 @@
 import json
+import os
+import subprocess
+import sys
 
 import pytest
+from helpers import one_line_error, run_cli
 
-from conftest import one_line_error, run_cli
 from ttlesson import models, storyboard
-from ttlesson.models import tiny
 from ttlesson.errors import ModelNotAvailableError
+from ttlesson.models import tiny
 
 
 def test_registry_settings_match_tt_metal_demo():
@@ -13,7 +16,8 @@ def test_registry_settings_match_tt_metal_demo():
     assert (sd14.source, sd14.width, sd14.height, sd14.steps, sd14.guidance) == (
         "CompVis/stable-diffusion-v1-4", 512, 512, 50, 7.5)
     sd35 = models.resolve("sd35-large")
-    assert (sd35.source, sd35.width, sd35.steps, sd35.gated) == ("stabilityai/stable-diffusion-3.5-large", 1024, 28, True)
+    assert (sd35.source, sd35.width, sd35.steps, sd35.gated) == ("stabilityai/stable-diffusion-3.5-large", 1024, 28,
+                                                                   True)
 
 
 def test_unknown_model_and_non_pipeline_folder(tmp_path):
@@ -70,6 +74,65 @@ def test_unreachable_hub_without_cached_weights_is_one_sentence(tmp_path):
                    env={"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0"})
     message = one_line_error(proc)
     assert "could not be reached" in message and "--model tiny" in message
+
+
+@pytest.fixture
+def refusing_hub():
+    """A local stand-in for the Hub that answers every request with one of its refusals (status and X-Error-Code
+    header, as the Hub sends them), so huggingface_hub's own code raises its own error classes."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def _refuse(self):
+            status, code = server.refusal
+            body = json.dumps({"error": f"{code} (stand-in)"}).encode()
+            self.send_response(status)
+            self.send_header("X-Error-Code", code)
+            self.send_header("X-Error-Message", f"{code} (stand-in)")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        do_GET = do_HEAD = _refuse
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+
+
+def _hub_env(hub, tmp_path) -> dict:
+    return {"HF_ENDPOINT": f"http://127.0.0.1:{hub.server_port}", "HF_HOME": str(tmp_path / "hf"),
+            "HF_HUB_OFFLINE": "0", "HF_HUB_ETAG_TIMEOUT": "5", "HF_HUB_DOWNLOAD_TIMEOUT": "5"}
+
+
+def test_a_repository_the_hub_does_not_have_is_told_and_its_error_kept_as_the_cause(refusing_hub, tmp_path):
+    refusing_hub.refusal = (404, "RepoNotFound")
+    sentence = "The Hub has no model 'CompVis/stable-diffusion-v1-4'"
+    proc = run_cli("render", "worlds-fair", "--model", "sd14", "--out", tmp_path / "out",
+                   env=_hub_env(refusing_hub, tmp_path))
+    assert sentence in one_line_error(proc) and "RepositoryNotFoundError" not in proc.stderr
+    debug = run_cli("render", "worlds-fair", "--model", "sd14", "--out", tmp_path / "out",
+                    env={**_hub_env(refusing_hub, tmp_path), "TTLESSON_DEBUG": "1"})
+    assert debug.returncode == 2 and sentence in debug.stderr
+    assert "caused by (TTLESSON_DEBUG=1)" in debug.stderr and "RepositoryNotFoundError" in debug.stderr
+
+
+def test_a_gated_repository_is_told_by_its_error_class(refusing_hub, tmp_path):
+    refusing_hub.refusal = (403, "GatedRepo")  # not 401: the class alone must say "gated"
+    code = ("from ttlesson import models\nfrom ttlesson.errors import ModelNotAvailableError\n"
+            "try:\n    models.local_folder(models.resolve('sd35-large'))\nexcept ModelNotAvailableError as err:\n"
+            "    print(type(err.__cause__).__name__, [type(e).__name__ for e in (err.__cause__.__cause__,)], err)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **_hub_env(refusing_hub, tmp_path)})
+    assert "is gated on the Hugging Face Hub: accept its licence" in proc.stdout, proc.stdout + proc.stderr
+    assert "GatedRepoError" in proc.stdout  # diffusers' OSError, caused by huggingface_hub's GatedRepoError
 
 
 def test_gated_model_says_licence_and_login(monkeypatch, tmp_path):

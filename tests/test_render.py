@@ -166,8 +166,13 @@ def test_prompt_longer_than_the_encoder_warns(tmp_path, tiny_backend):
 
 
 def test_a_backend_passed_in_is_reused_and_left_open(tmp_path, tiny_backend):
-    render_tiny(storyboard.loads('["one"]'), tmp_path, tiny_backend)
-    assert tiny_backend.pipe is not None
+    pipe = tiny_backend.pipe
+    render_tiny(storyboard.loads('["one"]'), tmp_path / "first", tiny_backend)
+    # the same loaded pipeline made the frame, and it still makes frames: render neither reloaded nor closed it
+    assert tiny_backend.pipe is pipe
+    second = render_tiny(storyboard.loads('["one"]'), tmp_path / "second", tiny_backend)
+    assert second.made == [0] and (tmp_path / "first" / "frames" / "frame_000.png").read_bytes() == \
+        (tmp_path / "second" / "frames" / "frame_000.png").read_bytes()
 
 
 @pytest.mark.parametrize("kwargs,expected", [

@@ -12,13 +12,13 @@ import os
 import numpy as np
 import pytest
 import torch
-
 from standin_tt import StandInTTNN, fingerprint, sd14_shaped_host, standin_picture, standin_sd14_modules
+
 from ttlesson import manifest, models, storyboard
 from ttlesson.backends import FrameRequest
+from ttlesson.backends.tt.chip import initial_latents, load_host_models, text_embeddings
 from ttlesson.backends.tt.runtime import Runtime
 from ttlesson.backends.tt.sd14 import TTSD14Backend
-from ttlesson.backends.tt.chip import initial_latents, load_host_models, text_embeddings
 from ttlesson.errors import BackendUnavailableError, NoTTDeviceError, TTDeviceError, TTMetalNotFoundError
 from ttlesson.fileio import sha256_file
 from ttlesson.frames import encode_png
@@ -479,7 +479,7 @@ def test_check_tt_makes_the_demo_frame_compares_it_and_prints_a_report(tiny_host
 
 
 def test_notebook_display_of_a_traced_render_says_tt_and_per_frame(tiny_host, tmp_path):
-    from ttlesson.progress import NotebookProgress
+    from ttlesson.notebook.widgets import NotebookProgress
 
     backend, _ = standin_backend(tiny_host)
     display = NotebookProgress()
@@ -614,7 +614,8 @@ def test_sigterm_during_a_render_closes_the_device_and_leaves_only_whole_frames(
 # --- several chips, one process per PCIe chip (--tt-parallel processes) ---------------------------------------
 
 def test_one_process_per_pcie_chip_makes_the_same_frames(tiny_host, tmp_path, monkeypatch):
-    from machine_helpers import CLUSTERS, MOCK_ENV
+    from helpers import MOCK_ENV
+    from machine_helpers import CLUSTERS
 
     from ttlesson.backends.tt import create_tt
     from ttlesson.backends.tt.processes import TTProcessesBackend
@@ -674,7 +675,8 @@ def test_verdicts_for_every_system_tt_metal_runs():
 
 
 def test_a_galaxy_is_recognised_before_ttnn_starts(tmp_path, monkeypatch):
-    from machine_helpers import CLUSTERS, MOCK_ENV, make_sysfs
+    from helpers import MOCK_ENV
+    from machine_helpers import CLUSTERS, make_sysfs
 
     from ttlesson.backends.tt.device import galaxy_arch_before_ttnn
 

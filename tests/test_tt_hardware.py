@@ -2,8 +2,8 @@
 
 Run it on a machine with a card, tt-metal's checkout (TT_METAL_HOME) and its python_env:
     pytest -m tt_hardware tests/test_tt_hardware.py
-Elsewhere it is skipped, with the reason. ``ttlesson check-tt`` runs the same check from the command line (and compares the frame with the demo's
-``input_data_1_512x512_ttnn.png`` when the demo has been run in the checkout).
+Elsewhere it is skipped, with the reason. ``ttlesson check-tt`` runs the same check from the command line (and
+compares the frame with the demo's ``input_data_1_512x512_ttnn.png`` when the demo has been run in the checkout).
 """
 
 import pytest

@@ -8,8 +8,8 @@ import os
 import sys
 
 import pytest
-
 from standin_tt import write_standin_checkout
+
 from ttlesson.backends.tt import metal as tt_metal
 from ttlesson.errors import TTMetalNotFoundError
 

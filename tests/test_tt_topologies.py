@@ -21,7 +21,8 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-from machine_helpers import CLUSTERS, MOCK_ENV, RESULT, run_json, run_python_json
+from helpers import MOCK_ENV, run_json
+from machine_helpers import CLUSTERS, RESULT, run_python_json
 
 pytest.importorskip("ttnn")
 

@@ -18,9 +18,8 @@ import textwrap
 
 import pytest
 import torch
-
-from conftest import TTLESSON, one_line_error
-from machine_helpers import CLUSTERS, MOCK_ENV, RESULT, run_python_json
+from helpers import MOCK_ENV, one_line_error, ttlesson_command
+from machine_helpers import CLUSTERS, RESULT, run_python_json
 from standin_tt import StandInMeshShape, StandInTTNN, write_standin_checkout
 
 pytest.importorskip("ttnn")
@@ -137,7 +136,7 @@ def test_mock_n150_open_fails_without_sfpi_as_one_sentence_and_releases_everythi
     log_file = str(tmp_path / "render" / "tt-metal.log")
     assert kind == "TTDeviceError" and "\n" not in message and result["log_file"] == log_file
     assert message.startswith("Opening the Tenstorrent device failed because tt-metal's kernel compiler is missing "
-                              f"(sfpi not found at ")
+                              "(sfpi not found at ")
     assert f"(tt-metal's log: {log_file})" in message and "python -m ttnn.download_sfpi" in message
     assert "sfpi not found" in open(log_file).read()  # tt-metal's own words went to the log file, not the screen
     assert result["backend_holds"] == [False, 0] == result["backend_holds_after_interrupt"]
@@ -152,8 +151,8 @@ def test_mock_n150_open_fails_without_sfpi_as_one_sentence_and_releases_everythi
 def test_cli_render_on_a_mock_n150_is_one_line_and_writes_nothing(tmp_path):
     checkout = write_standin_checkout(tmp_path / "tt-metal", "older")
     out = tmp_path / "out"
-    proc = subprocess.run([TTLESSON, "render", "worlds-fair", "--backend", "tt", "--out", str(out)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=240,
+    proc = subprocess.run([*ttlesson_command(), "render", "worlds-fair", "--backend", "tt", "--out", str(out)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=240,
                           env={**os.environ, **MOCK_N150, "TT_METAL_HOME": str(checkout)})
     line = one_line_error(proc)
     assert line.startswith("ttlesson render: error: Opening the Tenstorrent device failed because tt-metal's kernel "

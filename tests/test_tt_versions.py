@@ -8,10 +8,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from machine_helpers import run_json
+from helpers import run_json
 
-from ttlesson.machine import doctor
 from ttlesson.backends.tt.versions import CheckoutInfo, checkout_info, mismatch, read_git_commit
+from ttlesson.machine import doctor
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 

@@ -4,9 +4,9 @@ import os
 import sys
 
 import pytest
+from helpers import one_line_error, run_cli
 from PIL import Image
 
-from conftest import one_line_error, run_cli
 from ttlesson import video
 from ttlesson.errors import FFmpegNotFoundError, VideoError
 

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import one_line_error, run_cli
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
-
-from conftest import one_line_error, run_cli
 from test_parser_properties import JSON_SCALARS, QUICK, reads_or_refuses
+
 from ttlesson import colour, manifest, storyboard, walk
 from ttlesson.errors import TTLessonError
 from ttlesson.fileio import sha256_file
@@ -276,9 +276,9 @@ def test_the_tt_trace_is_fed_interpolated_embeddings_and_latents_per_frame(tmp_p
         return fingerprint(values.to(torch.bfloat16))
     from ttlesson import models
     from ttlesson.backends import FrameRequest
+    from ttlesson.backends.tt.chip import LATENT_SHAPE, initial_latents, load_host_models, text_embeddings
     from ttlesson.backends.tt.runtime import Runtime
     from ttlesson.backends.tt.sd14 import TTSD14Backend
-    from ttlesson.backends.tt.chip import LATENT_SHAPE, initial_latents, load_host_models, text_embeddings
 
     host = sd14_shaped_host(load_host_models(models.resolve("tiny")))  # embeddings fit the [2, 96, 768] buffer
     stub = StandInTTNN(chips=1)

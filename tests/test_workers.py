@@ -4,8 +4,8 @@ import os
 import signal
 
 import pytest
+from helpers import one_line_error, run_cli
 
-from conftest import one_line_error, run_cli
 from ttlesson import manifest, storyboard
 from ttlesson.errors import FramesLostError, TTLessonError
 from ttlesson.fileio import sha256_file
@@ -119,15 +119,15 @@ def test_ctrl_c_stops_the_workers_and_keeps_finished_frames(tmp_path):
     import subprocess
     import time
 
-    from conftest import TTLESSON
+    from helpers import ttlesson_command
     from test_cli import assert_only_whole_frames, wait_for_frames
 
     marker = f"TTLESSON_TEST_RUN={tmp_path.name}"
     env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
     out = tmp_path / "o"
-    proc = subprocess.Popen([TTLESSON, "render", "worlds-fair", "--model", "tiny", "--device", "cpu", "--steps", "40",
-                             "--devices", "2", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+    proc = subprocess.Popen([*ttlesson_command(), "render", "worlds-fair", "--model", "tiny", "--device", "cpu",
+                             "--steps", "40", "--devices", "2", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     wait_for_frames(out, 2, proc, timeout=180)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
@@ -142,8 +142,8 @@ def test_ctrl_c_stops_the_workers_and_keeps_finished_frames(tmp_path):
 def test_how_many_workers(monkeypatch):
     import torch
 
-    from ttlesson.errors import BackendUnavailableError
     from ttlesson.backends.workers import plan_workers
+    from ttlesson.errors import BackendUnavailableError
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
     monkeypatch.setattr(torch, "get_num_threads", lambda: 8)

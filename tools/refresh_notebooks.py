@@ -31,14 +31,16 @@ def clean(notebook) -> None:
         if cell.cell_type != "code":
             continue
         cell.metadata = {key: value for key, value in cell.metadata.items() if key in KEPT_METADATA}
-        if CHECK_TAG not in cell.metadata.get("tags", []):  # nbval wants checked cells to look run: they keep their count
+        # nbval wants checked cells to look run: they keep their count
+        if CHECK_TAG not in cell.metadata.get("tags", []):
             cell.outputs = []
             cell.execution_count = None
 
 
 def refresh(path: Path, workdir: Path) -> None:
     notebook = nbformat.read(path, as_version=4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    NotebookClient(notebook, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
     clean(notebook)
     nbformat.write(notebook, path)
     print(f"refreshed {path.name}")

@@ -1,18 +1,103 @@
 """ttlesson: a short video from a storyboard of prompts, one Stable Diffusion frame at a time.
 
-The package behind the lesson's notebooks and the ``ttlesson`` command. Importing it is cheap: torch,
-diffusers and ttnn are imported only by the functions that need them.
+The package behind the lesson's notebooks and the ``ttlesson`` command. Importing it is cheap: the names below
+are loaded when first used (PEP 562), and torch, diffusers and ttnn only by the functions that need them. The one
+exception is ``render``, bound as the package loads: its module has the same name, and importing the submodule
+``ttlesson.render`` later would otherwise replace the function with the module::
+
+    import ttlesson
+
+    board = ttlesson.load_storyboard("worlds-fair")
+    result = ttlesson.render(board, "out/demo", model="tiny")
+    video = ttlesson.stitch(result.out_dir, fps=2)
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-from .errors import TTLessonError
-from .storyboard import Frame, Storyboard
-from .storyboard import load as load_storyboard
+from importlib import import_module
+from typing import TYPE_CHECKING
 
-try:
-    __version__ = version("ttlesson")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0+unknown"
+from .render import render
+from .version import __version__
 
-__all__ = ["Frame", "Storyboard", "TTLessonError", "load_storyboard", "__version__"]
+# public name → the module that defines it
+_EXPORTS = {
+    # storyboard → render → frames → stitch → display
+    "load_storyboard": ("storyboard", "load"), "Storyboard": ("storyboard", "Storyboard"),
+    "Frame": ("storyboard", "Frame"),
+    "RenderResult": ("render", "RenderResult"),
+    "stitch": ("video", "stitch"), "probe": ("video", "probe"), "VideoInfo": ("video", "VideoInfo"),
+    "verify_frames": ("verify", "verify_frames"), "FrameOrigins": ("verify", "FrameOrigins"),
+    "detect": ("machine", "detect"), "HardwareReport": ("machine", "HardwareReport"),
+    # the progress events render sends to on_event
+    **{name: ("progress", name) for name in ("RenderStarted", "WorkerStarted", "ModelLoaded", "WarmedUp",
+                                             "FrameStarted", "StepDone", "FrameDone", "RenderFinished")},
+    # the errors and warnings
+    **{name: ("errors", name) for name in (
+        "TTLessonError", "StoryboardError", "ModelNotAvailableError", "BackendUnavailableError",
+        "SettingsChangedError", "FFmpegNotFoundError", "VideoError", "FrameCheckError", "FolderBusyError",
+        "HardwareSourceError", "FrameVerificationError", "HubAuthError", "NoTTDeviceError", "TTMetalNotFoundError",
+        "TTDeviceError", "FramesLostError", "PromptTooLongWarning", "GatedCheckpointWarning")},
+}
+
+__all__ = [  # pinned by tests/test_public_api.py
+    "__version__", "BackendUnavailableError", "FFmpegNotFoundError", "FolderBusyError", "Frame", "FrameCheckError",
+    "FrameDone", "FrameOrigins", "FrameStarted", "FrameVerificationError", "FramesLostError",
+    "GatedCheckpointWarning", "HardwareReport", "HardwareSourceError", "HubAuthError", "ModelLoaded",
+    "ModelNotAvailableError", "NoTTDeviceError", "PromptTooLongWarning", "RenderFinished", "RenderResult",
+    "RenderStarted", "SettingsChangedError", "StepDone", "Storyboard", "StoryboardError", "TTDeviceError",
+    "TTLessonError", "TTMetalNotFoundError", "VideoError", "VideoInfo", "WarmedUp", "WorkerStarted", "detect",
+    "load_storyboard", "probe", "render", "stitch", "verify_frames",
+]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ttlesson' has no attribute {name!r}")
+    module, attribute = _EXPORTS[name]
+    value = getattr(import_module(f".{module}", __name__), attribute)
+    globals()[name] = value  # the next lookup is an ordinary one
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ loads these on first use
+    from .errors import (
+        BackendUnavailableError,
+        FFmpegNotFoundError,
+        FolderBusyError,
+        FrameCheckError,
+        FramesLostError,
+        FrameVerificationError,
+        GatedCheckpointWarning,
+        HardwareSourceError,
+        HubAuthError,
+        ModelNotAvailableError,
+        NoTTDeviceError,
+        PromptTooLongWarning,
+        SettingsChangedError,
+        StoryboardError,
+        TTDeviceError,
+        TTLessonError,
+        TTMetalNotFoundError,
+        VideoError,
+    )
+    from .machine import HardwareReport, detect
+    from .progress import (
+        FrameDone,
+        FrameStarted,
+        ModelLoaded,
+        RenderFinished,
+        RenderStarted,
+        StepDone,
+        WarmedUp,
+        WorkerStarted,
+    )
+    from .render import RenderResult
+    from .storyboard import Frame, Storyboard
+    from .storyboard import load as load_storyboard
+    from .verify import FrameOrigins, verify_frames
+    from .video import VideoInfo, probe, stitch

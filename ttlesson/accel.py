@@ -24,8 +24,6 @@ stays float32. Measured effects are in docs/performance.md.
 from __future__ import annotations
 
 import importlib.util
-import os
-from pathlib import Path
 
 from .errors import BackendUnavailableError
 from .models import ModelSpec
@@ -120,20 +118,6 @@ def openvino_installed() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
-def physical_cores() -> int:
-    """Physical cores this process may run on (hyper-threads share a core's matrix units, so they do not count)."""
-    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
-    cores = set()
-    for cpu in usable:
-        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
-        try:
-            cores.add(((topology / "physical_package_id").read_text().strip(),
-                       (topology / "core_id").read_text().strip()))
-        except OSError:
-            cores.add(("", str(cpu)))
-    return max(1, len(cores))
-
-
 # --- applying a precision to a loaded diffusers pipeline -----------------------------------------------------
 
 def prepare_pipeline(pipe, precision: str, device, cache_key: str | None, spec: ModelSpec,
@@ -146,6 +130,8 @@ def prepare_pipeline(pipe, precision: str, device, cache_key: str | None, spec: 
     import torch
 
     base = precision.removesuffix(COMPILED)
+    from .machine.compute import physical_cores
+
     if device.type == "cpu" and torch.get_num_threads() > physical_cores():
         torch.set_num_threads(physical_cores())  # hyper-threads only contend for the same matrix units
     if base.startswith("openvino"):

@@ -13,14 +13,14 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import __version__
 from .fileio import sha256_file
 from .manifest import frames_dir
-from .values import whole_number
 from .progress import FrameDone, ModelLoaded, steady_seconds_per_frame
 from .render import render
 from .storyboard import Storyboard
 from .storyboard import load as load_storyboard
+from .values import whole_number
+from .version import __version__
 from .video import stitch
 
 
@@ -177,4 +177,5 @@ def scaling(model: str = "tiny", counts: list[int] | None = None, frames: int = 
 def _machine() -> str:
     import os
 
-    return f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    return (f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}")

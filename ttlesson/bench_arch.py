@@ -24,9 +24,9 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 
-from . import __version__
 from .errors import TTLessonError
 from .memory import meminfo
+from .version import __version__
 
 COMPARE_CHOICES = ("diffusers-default",)
 PROMPT = "Tenstorrent pavilion at 1964 World's Fair, futuristic dome architecture, Kodachrome photo"
@@ -362,8 +362,9 @@ def _median(values: list[float]) -> float:
 def _machine(threads: int) -> dict:
     import torch
 
-    from .accel import openvino_installed, physical_cores
+    from .accel import openvino_installed
     from .machine import cpu_info
+    from .machine.compute import physical_cores
 
     cpu = cpu_info()
     return {"cpu": cpu.model, "cores": cpu.cores, "physical_cores": physical_cores(), "threads": threads,

@@ -14,8 +14,8 @@ import sys
 import warnings
 
 from . import env
-from . import __version__
-from .errors import Terminated, TTLessonError
+from .errors import Terminated, TTLessonError, describe
+from .version import __version__
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -94,7 +94,8 @@ def _add_render_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for frames/, manifest.json and the video")
     parser.add_argument("--model", default="sd14",
                         help=f"{', '.join(REGISTRY)} or a local diffusers folder (default: sd14; tiny runs offline)")
-    parser.add_argument("--backend", default="auto", choices=BACKEND_NAMES, help="where frames are made (default: auto)")
+    parser.add_argument("--backend", default="auto", choices=BACKEND_NAMES,
+                        help="where frames are made (default: auto)")
     parser.add_argument("--device", default=None, metavar="DEV", help="torch device: cpu, cuda, cuda:1 (default: "
                         "CUDA when present, else CPU)")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's, sd14: 50)")
@@ -160,7 +161,8 @@ def _add_stitch_arguments(parser: argparse.ArgumentParser) -> None:
     from .video import DEFAULT_CRF, DEFAULT_FPS
 
     parser.add_argument("--fps", type=float, default=DEFAULT_FPS, help="frames per second (default: 2, 0.5 s a frame)")
-    parser.add_argument("--crf", type=int, default=DEFAULT_CRF, help="H.264 quality, 0–51, lower is better (default: 18)")
+    parser.add_argument("--crf", type=int, default=DEFAULT_CRF,
+                        help="H.264 quality, 0–51, lower is better (default: 18)")
     parser.add_argument("--crossfade", type=float, default=0.0, metavar="SECONDS",
                         help="dissolve each frame into the next over its last SECONDS (default: 0, cuts)")
     parser.add_argument("--seconds-per-keyframe", type=float, default=None, metavar="S",
@@ -484,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except TTLessonError as err:
-        print(f"ttlesson {args.command}: error: {_one_line(str(err))}", file=sys.stderr)
+        print(f"ttlesson {args.command}: error: {describe(err)}", file=sys.stderr)
         return EXIT_USAGE
     except Terminated as stop:  # SIGTERM: from our handler, or the tt backend's while it holds a device
         print(f"ttlesson {args.command}: stopped (SIGTERM); {_what_is_kept(args.command)}", file=sys.stderr)
@@ -510,11 +512,6 @@ def _what_is_kept(command: str) -> str:
     if command == "stitch":
         return "the earlier video, if any, is untouched."
     return "finished frames are kept, run the same command to resume."
-
-
-def _one_line(message: str) -> str:
-    """A message on one line even when a value in it (a file name) holds a line break."""
-    return " ".join(message.splitlines())
 
 
 def _raise_on_sigterm():

@@ -2,14 +2,23 @@
 
 Every error that bad input or a missing prerequisite can cause is a `TTLessonError`; the CLI prints its
 message on one line and exits 2, and notebooks show it without a traceback. Anything else is a bug.
+
+An error that came from another library's (ttnn's, the Hub's, the operating system's) keeps it as its cause
+(``raise ... from err``): ``TTLESSON_DEBUG=1`` prints that cause under the sentence (``describe``). Where a
+builtin exception means the same thing, it is a base too, so ``except ValueError`` (a storyboard that cannot be
+used) or ``except FileNotFoundError`` (no ffmpeg, no tt-metal checkout) catch them as usual.
 """
+
+from __future__ import annotations
+
+import traceback
 
 
 class TTLessonError(Exception):
     """An error caused by input or environment, with a message that names the problem and the fix."""
 
 
-class StoryboardError(TTLessonError):
+class StoryboardError(TTLessonError, ValueError):
     """A storyboard file that cannot be used as it is."""
 
 
@@ -21,11 +30,11 @@ class BackendUnavailableError(TTLessonError):
     """A backend that cannot run on this machine."""
 
 
-class SettingsChangedError(TTLessonError):
+class SettingsChangedError(TTLessonError, FileExistsError):
     """Frames already on disk were made with other settings, and --overwrite was not given."""
 
 
-class FFmpegNotFoundError(TTLessonError):
+class FFmpegNotFoundError(TTLessonError, FileNotFoundError):
     """No ffmpeg binary on PATH and none bundled by imageio-ffmpeg."""
 
 
@@ -45,11 +54,11 @@ class PromptTooLongWarning(UserWarning):
     """A prompt longer than the text encoder's context; the encoder will cut it."""
 
 
-class HardwareSourceError(TTLessonError):
+class HardwareSourceError(TTLessonError, ValueError):
     """A saved tt-smi snapshot or sysfs folder, given for detection, that cannot be read."""
 
 
-class FrameVerificationError(TTLessonError):
+class FrameVerificationError(TTLessonError, ValueError):
     """Frames that were not made on the hardware asked for, or a folder with no record of who made them."""
 
 
@@ -63,7 +72,7 @@ class NoTTDeviceError(BackendUnavailableError):
     """The tt backend was asked for on a machine where neither the kernel driver nor ttnn sees a chip."""
 
 
-class TTMetalNotFoundError(BackendUnavailableError):
+class TTMetalNotFoundError(BackendUnavailableError, FileNotFoundError):
     """No tt-metal checkout, or one without the model package the tt backend imports."""
 
 
@@ -84,3 +93,16 @@ class Terminated(KeyboardInterrupt):
     ``with``/``finally`` on the way out runs and only whole frames stay; ``exit_status`` is 143, as a shell reports."""
 
     exit_status = 128 + 15  # SIGTERM
+
+
+def describe(err: BaseException, debug: bool | None = None) -> str:
+    """The error's one sentence; with ``TTLESSON_DEBUG=1`` (or ``debug``) followed by the traceback of its cause."""
+    sentence = " ".join(str(err).splitlines())  # one line even where a file name in it holds a line break
+    if debug is None:
+        from .env import debug as debug_set
+
+        debug = debug_set()
+    cause = err.__cause__
+    if not debug or cause is None:
+        return sentence
+    return sentence + "\n\ncaused by (TTLESSON_DEBUG=1):\n" + "".join(traceback.format_exception(cause)).rstrip()

@@ -178,7 +178,7 @@ def writable_folder(folder: Path, role: str, need_bytes: int = 0) -> Path:
             probe.unlink(missing_ok=True)
     except OSError as err:
         raise TTLessonError(f"{role} {folder} cannot be used: {os_error_sentence(err, err.filename or folder)}.") \
-            from None
+            from err
     free = shutil.disk_usage(folder).free
     if need_bytes and free < need_bytes:
         raise TTLessonError(f"{role} {folder} is on a disk with {_mib(free)} free, and this needs about "
@@ -212,13 +212,13 @@ def folder_lock(folder: Path, fix: str) -> Iterator[None]:
     lock = FileLock(str(path))
     try:
         lock.acquire(timeout=0)
-    except Timeout:
-        raise FolderBusyError(f"{folder} is in use by {_holder(path)}; {fix}") from None
+    except Timeout as err:
+        raise FolderBusyError(f"{folder} is in use by {_holder(path)}; {fix}") from err
     except OSError as err:
         if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
             yield
             return
-        raise TTLessonError(f"{folder} cannot be locked: {os_error_sentence(err, path)}.") from None
+        raise TTLessonError(f"{folder} cannot be locked: {os_error_sentence(err, path)}.") from err
     try:
         yield
     finally:

@@ -17,13 +17,13 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import __version__
 from . import manifest
 from . import storyboard as storyboard_mod
 from .errors import SettingsChangedError, TTLessonError
-from .fileio import folder_lock, os_error_sentence, remove_partials, sha256_of, write_partial, writable_folder
+from .fileio import folder_lock, os_error_sentence, remove_partials, sha256_of, writable_folder, write_partial
 from .manifest import FrameRecord, Manifest
 from .values import user_path, whole_number
+from .version import __version__
 
 DEMO_FILE = re.compile(r"^input_data_(\d{1,6})_(\d{1,5})x(\d{1,5})_ttnn\.png$")
 DEMO_BACKEND = "tt-metal-demo"
@@ -117,7 +117,7 @@ def import_demo_outputs(src: str | os.PathLike, out: str | os.PathLike, *, story
                 store_frame(out, book, record, png)
         except OSError as err:
             raise TTLessonError(f"The demo's images could not be imported: "
-                                f"{os_error_sentence(err, err.filename or out)}.") from None
+                                f"{os_error_sentence(err, err.filename or out)}.") from err
     return ImportResult(out_dir=out, manifest=book, sources=sources, first_number=min(numbered))
 
 
@@ -162,7 +162,7 @@ def _checked_png(path: Path, width: int, height: int) -> bytes:
     try:
         data = path.read_bytes()
     except OSError as err:
-        raise TTLessonError(f"{path} cannot be read ({err.strerror or err}); check its permissions.") from None
+        raise TTLessonError(f"{path} cannot be read ({err.strerror or err}); check its permissions.") from err
     try:
         with Image.open(io.BytesIO(data)) as image:
             size, kind = image.size, image.format

@@ -114,7 +114,7 @@ class FrameRecord:
     def identity(self) -> dict:
         return {name: getattr(self, name) for name in IDENTITY_FIELDS}
 
-    def differences(self, other: "FrameRecord") -> list[str]:
+    def differences(self, other: FrameRecord) -> list[str]:
         """Human-readable ``name: old → new`` for each identity field that differs."""
         return [f"{name} {getattr(self, name)!r} → {getattr(other, name)!r}" for name in IDENTITY_FIELDS
                 if getattr(self, name) != getattr(other, name)]
@@ -236,16 +236,16 @@ def load(out_dir: Path) -> Manifest | None:
         text = path.read_text(encoding="utf-8")
     except _Bad as bad:
         raise TTLessonError(f"{path} {bad}; move it away and render again, or choose another output folder.") \
-            from None
+            from bad
     except UnicodeDecodeError as err:
         raise TTLessonError(f"{path} is not UTF-8 text (byte {err.start}); move it away and render again, or "
-                            "choose another output folder.") from None
+                            "choose another output folder.") from err
     except OSError as err:
-        raise TTLessonError(f"{path} cannot be read: {os_error_sentence(err, path, 'read')}.") from None
+        raise TTLessonError(f"{path} cannot be read: {os_error_sentence(err, path, 'read')}.") from err
     try:
         return parse(text)
     except _Bad as bad:
-        raise TTLessonError(f"{path} is not a manifest ttlesson can read: {bad}; {bad.fix}.") from None
+        raise TTLessonError(f"{path} is not a manifest ttlesson can read: {bad}; {bad.fix}.") from bad
 
 
 class _Bad(Exception):
@@ -261,11 +261,11 @@ def parse(text: str) -> Manifest:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise _Bad(f"invalid JSON at line {err.lineno}, column {err.colno} ({err.msg})") from None
-    except RecursionError:
-        raise _Bad("its JSON is nested too deeply") from None
+        raise _Bad(f"invalid JSON at line {err.lineno}, column {err.colno} ({err.msg})") from err
+    except RecursionError as err:
+        raise _Bad("its JSON is nested too deeply") from err
     except ValueError as err:  # e.g. a number with more digits than Python converts
-        raise _Bad(f"invalid JSON ({str(err).split(':')[0]})") from None
+        raise _Bad(f"invalid JSON ({str(err).split(':')[0]})") from err
     if not isinstance(data, dict):
         raise _Bad("the top level is not an object")
     schema = data.get("schema", SCHEMA)

@@ -41,7 +41,7 @@ def use_openvino(pipe, *, bf16: bool, cache_key: str, label: str):
     if not (folder / "vae_decoder.xml").is_file():
         _convert(pipe, folder, label)
     core = ov.Core()
-    from .accel import physical_cores
+    from .machine.compute import physical_cores
 
     config = {"INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32", "INFERENCE_NUM_THREADS": physical_cores(),
               "PERFORMANCE_HINT": "LATENCY"}

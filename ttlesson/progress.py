@@ -6,20 +6,19 @@
 
 With several devices (``devices=``), frames are made side by side: their FrameStarted/FrameDone interleave,
 FrameDone comes in the order frames finish, and there are no StepDone events (progress is per frame).
-Any callable can listen: a notebook widget, a log, a test. ``TqdmProgress`` is the terminal display.
+Any callable can listen: a notebook widget (``ttlesson.notebook.widgets.NotebookProgress``), a log, a test.
+``TqdmProgress`` is the terminal display.
 """
 
 from __future__ import annotations
 
-import html
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .expectations import long_run_warning
-from .machine import device_notice
-from .manifest import frame_filename, frames_dir
+from .machine.boards import device_notice
 
 
 @dataclass(frozen=True)
@@ -212,119 +211,3 @@ class TqdmProgress:
             self.frames_bar.write(text, file=self.file)
         else:
             print(text, file=self.file, flush=True)
-
-
-class NotebookProgress:
-    """Notebook display: a bar over frames, a bar over the current frame's steps, a line with the device,
-    seconds per frame and ETA, and (optionally) a gallery where frames appear as they finish.
-
-    Built from ipywidgets; the final state stays visible after the run. Show it with ``display(progress)``.
-    """
-
-    def __init__(self, gallery: bool = True, thumbnail: int = 128):
-        import ipywidgets as w
-
-        self.thumbnail = thumbnail
-        self.notice = w.HTML()
-        self.warning = w.HTML()
-        self.frames_bar = w.IntProgress(value=0, min=0, max=1, description="frames", bar_style="info")
-        self.steps_bar = w.IntProgress(value=0, min=0, max=1, description="steps")
-        self.status = w.HTML()
-        self.gallery = w.Box(layout=w.Layout(display="flex", flex_flow="row wrap")) if gallery else None
-        parts = [self.notice, self.warning, self.frames_bar, self.steps_bar, self.status] + (
-            [self.gallery] if gallery else [])
-        self.widget = w.VBox(parts)
-        self.plan: RenderStarted | None = None
-        self.device = ""
-        self.thumbnails: dict[int, object] = {}  # frame index → its ipywidgets.Image in the gallery
-        self.watch = LongRunWatch()
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.widget)
-
-    def __call__(self, event: Event) -> None:
-        warning = self.watch(event)
-        if warning:
-            self.warning.value = f'<span style="color:#b26a00"><b>{html.escape(warning)}</b></span>'
-        if isinstance(event, RenderStarted):
-            self._started(event)
-        elif isinstance(event, ModelLoaded):
-            self._loaded(event)
-        elif isinstance(event, WorkerStarted):
-            self.status.value = f"worker {event.worker} loaded the model in {event.seconds:.1f} s on {event.device}"
-        elif isinstance(event, WarmedUp):
-            self.status.value = f"{event.what} in {event.seconds:.1f} s (once per run; later frames reuse it)"
-        elif isinstance(event, FrameStarted):
-            self.steps_bar.description = f"frame {event.index:03d}"
-            self.steps_bar.value = 0
-        elif isinstance(event, StepDone):
-            self.steps_bar.max = event.steps
-            self.steps_bar.value = event.step
-        elif isinstance(event, FrameDone):
-            self.frames_bar.value = event.position
-            self.status.value = (f"frame {event.position}/{event.count} made in {event.seconds:.1f} s · "
-                                 f"{event.seconds_per_frame:.1f} s/frame · ETA {event.eta_seconds:.0f} s · "
-                                 f"on {self.device}")
-            self._add_thumbnail(event.path, event.index)
-        elif isinstance(event, RenderFinished):
-            self._finished(event)
-
-    def _started(self, event: RenderStarted) -> None:
-        self.plan = event
-        self.frames_bar.max = max(1, len(event.to_make))
-        self.frames_bar.value = 0
-        self.status.value = (f"{event.total} frames: {len(event.kept)} already made, {len(event.to_make)} to make "
-                             f"with {event.model} ({event.steps} steps, {event.width}×{event.height}); "
-                             "loading the model…" if event.to_make else f"all {event.total} frames already made")
-        for index in event.kept:
-            self._add_thumbnail(frames_dir(event.out_dir) / frame_filename(index), index)
-
-    def _loaded(self, event: ModelLoaded) -> None:
-        self.device = event.device
-        notice = device_notice(event.device)
-        self.notice.value = (f"<b>{html.escape(notice)}</b>" if notice else
-                             f"Frames are made on Tenstorrent hardware: <b>{html.escape(event.device)}</b>.")
-        if not event.reports_steps:
-            self.steps_bar.layout.display = "none"
-            note = event.note or "progress is shown per frame"
-            self.notice.value += f" {html.escape(note[:1].upper() + note[1:]).rstrip('.')}."
-        self.status.value = f"model loaded in {event.seconds:.1f} s on {event.device}"
-
-    def _finished(self, event: RenderFinished) -> None:
-        self.frames_bar.bar_style = "success"
-        if self.plan is not None and not self.plan.to_make:
-            self.frames_bar.value = self.frames_bar.max
-        where = f" on {event.device}" if event.device else ""
-        self.status.value = f"done: {len(event.made)} made{where}, {len(event.kept)} kept, {event.seconds:.1f} s"
-
-    def _add_thumbnail(self, path: Path, index: int) -> None:
-        if self.gallery is None or not Path(path).is_file():
-            return
-        import ipywidgets as w
-
-        # No tooltip: JupyterLab's ImageView fails to render an Image widget that has one (seen in Chromium).
-        self.thumbnails[index] = w.Image(value=Path(path).read_bytes(), format="png", width=str(self.thumbnail),
-                                         height=str(self.thumbnail))
-        self.gallery.children = tuple(self.thumbnails[i] for i in sorted(self.thumbnails))
-
-
-def in_notebook() -> bool:
-    """True inside a Jupyter kernel (JupyterLab, VS Code, nbval, Colab), where widgets can be shown."""
-    if "google.colab" in sys.modules:
-        return True
-    ipython = sys.modules.get("IPython")  # a kernel has imported it already; importing it here would not help
-    shell = ipython.get_ipython() if ipython is not None else None
-    return shell is not None and getattr(shell, "kernel", None) is not None
-
-
-def for_environment(gallery: bool = True):
-    """The display that fits where this runs: widgets (already shown) in a notebook, tqdm in a terminal."""
-    if in_notebook():
-        from IPython.display import display
-
-        progress = NotebookProgress(gallery=gallery)
-        display(progress)
-        return progress
-    return TqdmProgress()

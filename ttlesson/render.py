@@ -39,7 +39,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import __version__
 from . import accel, manifest, memory, models, schedulers
 from . import storyboard as storyboard_mod
 from . import walk as walk_mod
@@ -48,12 +47,23 @@ from .backends.workers import LostFrame, WorkerPool
 from .errors import FramesLostError, PromptTooLongWarning, SettingsChangedError, TTLessonError
 from .fileio import folder_lock, os_error_sentence, remove_partials, sha256_file, writable_folder
 from .frames import encode_png, store_frame
-from .walk import EASINGS, MAX_TRANSITION_FRAMES, SEED_MODES
 from .manifest import FrameRecord, Manifest
-from .progress import (Event, FrameDone, FrameStarted, ModelLoaded, RenderFinished, RenderStarted, StepDone,
-                       WarmedUp, WorkerStarted, steady_seconds_per_frame)
+from .progress import (
+    Event,
+    FrameDone,
+    FrameStarted,
+    ModelLoaded,
+    RenderFinished,
+    RenderStarted,
+    StepDone,
+    WarmedUp,
+    WorkerStarted,
+    steady_seconds_per_frame,
+)
 from .storyboard import MAX_SEED, Storyboard
 from .values import parse_size, real_number, shown, user_path, whole_number
+from .version import __version__
+from .walk import EASINGS, MAX_TRANSITION_FRAMES, SEED_MODES
 
 
 @dataclass(frozen=True)
@@ -302,7 +312,7 @@ class _FrameRecorder:
         except OSError as err:
             why = os_error_sentence(err, err.filename or self.out_dir)
             raise TTLessonError(f"Frame {index} could not be saved: {why} (the {len(self.made)} frames made before "
-                                "it are saved; run the same command again to make the rest).") from None
+                                "it are saved; run the same command again to make the rest).") from err
         self.made.append(index)
         self._durations.append(seconds)
         per_frame = steady_seconds_per_frame(self._durations)
@@ -551,7 +561,7 @@ def _prepare_folder(out_dir: Path, book: Manifest, stale: list[int]) -> None:
         book.save(out_dir)
     except OSError as err:
         why = os_error_sentence(err, err.filename or out_dir)
-        raise TTLessonError(f"The render folder could not be prepared: {why} (no frame was changed).") from None
+        raise TTLessonError(f"The render folder could not be prepared: {why} (no frame was changed).") from err
 
 
 def _request(record: FrameRecord) -> FrameRequest:

@@ -162,9 +162,9 @@ def load(path_or_name: str | os.PathLike) -> Storyboard:
                                   "give the storyboard's .json or .txt file.")
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
-        raise StoryboardError(f"{path}: byte {err.start} is not UTF-8 text; save the file as UTF-8.") from None
+        raise StoryboardError(f"{path}: byte {err.start} is not UTF-8 text; save the file as UTF-8.") from err
     except OSError as err:
-        raise StoryboardError(f"{path} cannot be read ({err.strerror or err}); check its permissions.") from None
+        raise StoryboardError(f"{path} cannot be read ({err.strerror or err}); check its permissions.") from err
     if fmt is None:  # no extension: the content says which
         fmt = "json" if text.lstrip()[:1] in ("[", "{") else "txt"
     board = loads(text, fmt=fmt, source=str(path))
@@ -224,13 +224,13 @@ def _frames_from_json(text: str, source: str) -> tuple[list[Frame], dict]:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise StoryboardError(f"{source}, line {err.lineno}, column {err.colno}: invalid JSON ({err.msg}); "
-                              'a storyboard looks like [{"prompt": "..."}, ...].') from None
-    except RecursionError:
+                              'a storyboard looks like [{"prompt": "..."}, ...].') from err
+    except RecursionError as err:
         raise StoryboardError(f"{source}: the JSON is nested too deeply to be a storyboard; "
-                              'a storyboard looks like [{"prompt": "..."}, ...].') from None
+                              'a storyboard looks like [{"prompt": "..."}, ...].') from err
     except ValueError as err:  # a number too long for Python to convert (over 4,300 digits)
         raise StoryboardError(f"{source}: the JSON holds a number too long to read ({str(err).split(':')[0]}); "
-                              "seeds are whole numbers from 0 to 4294967295.") from None
+                              "seeds are whole numbers from 0 to 4294967295.") from err
     settings: dict = {}
     start = text.index("[") + 1 if isinstance(data, list) else None
     if isinstance(data, dict) and "frames" in data:

@@ -101,9 +101,9 @@ def parse_size(size: object) -> tuple[int, int]:
             raise ValueError
         if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in (width, height)):
             raise ValueError
-    except (ValueError, TypeError):
+    except (ValueError, TypeError) as err:
         raise TTLessonError(f"Size {shown(size)} is not understood; give one number (512) or width x height "
-                            "(768x512).") from None
+                            "(768x512).") from err
     width, height = int(width), int(height)
     for value in (width, height):
         if value < 64 or value % 8 or value > MAX_SIDE:

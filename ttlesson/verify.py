@@ -39,7 +39,8 @@ class FrameOrigins:
         made = [f"{len(indices)} by {backend} on {device or 'an unrecorded device'} (frames {_ranges(indices)})"
                 for (backend, device), indices in self.by_maker.items()]
         missing = self.frame_count - len(self.frames) - len(self.damaged)
-        damaged = [f"{len(self.damaged)} recorded but missing or changed on disk (frames {_ranges(list(self.damaged))})"]
+        damaged = [f"{len(self.damaged)} recorded but missing or changed on disk "
+                   f"(frames {_ranges(list(self.damaged))})"]
         return made + (damaged if self.damaged else []) + ([f"{missing} not made yet"] if missing > 0 else [])
 
     def verdict(self) -> str:

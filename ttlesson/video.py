@@ -216,7 +216,7 @@ def _partial_for(target: Path) -> Path:
     try:
         return partial_path(target, suffix=target.suffix)
     except OSError as err:
-        raise VideoError(f"The video cannot be written: {os_error_sentence(err, target.parent)}.") from None
+        raise VideoError(f"The video cannot be written: {os_error_sentence(err, target.parent)}.") from err
 
 
 def check_settings(fps: float, crf: int, crossfade: float, seconds_per_keyframe: float | None = None,
@@ -426,9 +426,9 @@ def _check_plain_frames(folder: Path) -> int:
             with Image.open(path) as image:
                 kind, size = image.format, image.size
                 image.load()  # decodes every byte: a truncated file fails here, not in ffmpeg
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
             raise VideoError(f"{path} is not a whole image (truncated or damaged); render it again or replace it.") \
-                from None
+                from err
         if kind != "PNG":
             raise VideoError(f"{path} is a {kind} file named .png; save it as a real PNG (or render it again).")
         sizes.setdefault(size, path)

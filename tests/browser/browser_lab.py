@@ -164,7 +164,8 @@ _READ_OUTPUTS = """() => [...document.querySelectorAll('.jp-Notebook .jp-CodeCel
     outputs: [...cell.querySelectorAll('.jp-OutputArea-output')].map(o => ({
         mime: o.dataset.mimeType || '', text: o.innerText}))}))"""
 
-_BUSY = """() => [...document.querySelectorAll('.jp-Notebook .jp-InputPrompt')].some(p => p.textContent.includes('*'))"""
+_BUSY = """() => [...document.querySelectorAll('.jp-Notebook .jp-InputPrompt')]
+    .some(p => p.textContent.includes('*'))"""
 
 
 class NotebookRun:
@@ -226,7 +227,8 @@ class NotebookRun:
         chrome = VIEWPORT["height"] - self.page.evaluate(
             "() => document.querySelector('.jp-WindowedPanel-outer')?.clientHeight || 0")
         self.page.set_viewport_size({"width": VIEWPORT["width"], "height": min(height + chrome, 16000)})
-        self.page.evaluate("() => { const o = document.querySelector('.jp-WindowedPanel-outer'); if (o) o.scrollTop = 0; }")
+        self.page.evaluate("() => { const o = document.querySelector('.jp-WindowedPanel-outer'); "
+                           "if (o) o.scrollTop = 0; }")
         self.page.wait_for_timeout(500)
         bottom = self.page.evaluate("""() => { const cells = document.querySelectorAll('.jp-Notebook .jp-Cell');
             return cells.length ? cells[cells.length - 1].getBoundingClientRect().bottom : 0; }""")

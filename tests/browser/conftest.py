@@ -11,8 +11,8 @@ import tempfile
 import time
 
 import pytest
-from .browser_lab import (CHROMIUM, CHROMIUM_FLAGS, INSTALL_CHROMIUM, NOTEBOOKS, OUTPUT, JupyterLab, NotebookRun,
-                         is_ci)
+
+from .browser_lab import CHROMIUM, CHROMIUM_FLAGS, INSTALL_CHROMIUM, NOTEBOOKS, OUTPUT, JupyterLab, NotebookRun, is_ci
 
 
 def _unavailable(reason: str):

@@ -14,9 +14,10 @@ import re
 
 import nbformat
 import pytest
-from .browser_lab import FAKE_HF_TOKEN, NOTEBOOKS
 
 import ttlesson
+
+from .browser_lab import FAKE_HF_TOKEN, NOTEBOOKS
 
 pytestmark = pytest.mark.browser
 
@@ -83,8 +84,8 @@ def test_no_hugging_face_token_on_screen(ran):
     assert FAKE_HF_TOKEN not in page and FAKE_HF_TOKEN[3:] not in page
 
 
-# Run in the page: each inline chart's plotted series and legend entries (ttlesson.notebook.display.Chart gives them ids),
-# with the colours the browser actually paints them in.
+# Run in the page: each inline chart's plotted series and legend entries (ttlesson.notebook.display.Chart gives them
+# ids), with the colours the browser actually paints them in.
 _CHARTS = """() => [...document.querySelectorAll('.ttlesson-chart svg')].map(svg => {
     const paint = g => [...g.querySelectorAll('path, use, rect')].flatMap(e => {
         const style = getComputedStyle(e);

@@ -176,8 +176,8 @@ def _torch_device(name: str | None):
         name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
-    except RuntimeError:
-        raise BackendUnavailableError(f"--device {name!r} is not a torch device; use cpu, cuda or cuda:N.") from None
+    except RuntimeError as err:
+        raise BackendUnavailableError(f"--device {name!r} is not a torch device; use cpu, cuda or cuda:N.") from err
     if device.type == "cpu":
         return device
     if device.type != "cuda":

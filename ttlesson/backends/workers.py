@@ -163,9 +163,9 @@ class WorkerPool(Backend):
         for future, worker in loads.items():
             try:
                 device, pid, seconds = future.result()
-            except BrokenProcessPool:
+            except BrokenProcessPool as err:
                 raise TTLessonError(f"Worker {worker.name} died while loading {self.spec.name}, probably out of "
-                                    "memory; give fewer --devices.") from None
+                                    "memory; give fewer --devices.") from err
             worker.info, worker.busy = WorkerInfo(worker.name, device, pid, seconds), False
         self._token_limit, _ = self._workers[0].executor.submit(_count_tokens, []).result()
 

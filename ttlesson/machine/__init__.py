@@ -14,14 +14,32 @@ One concern per module:
 ``from ttlesson.machine import X`` works for every name below.
 """
 
-from .boards import (BLACKHOLE, BOARD_KINDS, WORMHOLE, BoardKind, Card, group_into_cards, is_tt_device,
-                     mesh_device_for, normalise_board)
+from .boards import (
+                     BLACKHOLE,
+                     BOARD_KINDS,
+                     WORMHOLE,
+                     BoardKind,
+                     Card,
+                     device_notice,
+                     group_into_cards,
+                     is_tt_device,
+                     mesh_device_for,
+                     normalise_board,
+)
 from .compute import CpuInfo, TorchInfo, cpu_info, find_nvidia_gpus, torch_info
 from .driver import Holder, device_holders, driver_version, read_kernel_driver
-from .environment import (CLOUD, INSTALLER, OTHER, SOURCE_BUILD, KernelReport, PythonEnvironment, kernel_report,
-                          recognise)
+from .environment import (
+                     CLOUD,
+                     INSTALLER,
+                     OTHER,
+                     SOURCE_BUILD,
+                     KernelReport,
+                     PythonEnvironment,
+                     kernel_report,
+                     recognise,
+)
 from .host import HostPaths, SourceAnswer
-from .report import AutoChoice, HardwareReport, auto_backend, choose_backend, detect, device_notice, tt_system_for
+from .report import AutoChoice, HardwareReport, auto_backend, choose_backend, detect, tt_system_for
 from .tt_smi import TT_SMI_TIMEOUT, find_tt_smi, parse_tt_smi_snapshot, read_tt_smi
 from .ttnn_info import TTNN_TIMEOUT, TtnnInfo, read_ttnn, ttnn_install_info
 

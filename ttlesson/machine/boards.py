@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+
 @dataclass(frozen=True)
 class BoardKind:
     family: str  # n150, n300, p100, p150, p300, galaxy
@@ -140,3 +141,14 @@ def mesh_device_for(cards: list[Card]) -> tuple[str | None, str]:
 def is_tt_device(device: str) -> bool:
     """Whether a backend's ``device`` text names Tenstorrent hardware (``tt:0 (wormhole_b0)``, ``Tenstorrent …``)."""
     return device.lower().startswith(("tt", "tenstorrent"))
+
+
+def device_notice(device: str | None) -> str | None:
+    """The sentence a render shows when its frames are not being made on Tenstorrent hardware, else None.
+
+    ``device`` is a backend's ``device`` text (``cpu``, ``cuda:0 (NVIDIA H100)``).
+    """
+    if not device or is_tt_device(device):
+        return None
+    where = "the CPU" if device.startswith("cpu") else device
+    return f"Frames are being made on {where}, not Tenstorrent hardware."

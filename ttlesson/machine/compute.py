@@ -97,3 +97,17 @@ def _field(text: str, key: str) -> str | None:
     """The value of the first ``key : value`` line in ``text``."""
     match = re.search(rf"^{re.escape(key)}\s*:\s*(.+)$", text, flags=re.MULTILINE)
     return match.group(1).strip() if match else None
+
+
+def physical_cores() -> int:
+    """Physical cores this process may run on (hyper-threads share a core's matrix units, so they do not count)."""
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    cores = set()
+    for cpu in usable:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add(((topology / "physical_package_id").read_text().strip(),
+                       (topology / "core_id").read_text().strip()))
+        except OSError:
+            cores.add(("", str(cpu)))
+    return max(1, len(cores))

@@ -18,8 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
-from .. import env
-from .. import machine
+from .. import env, machine
 from ..backends.tt.metal import SD14_FOLDERS
 from . import hf
 
@@ -59,7 +58,7 @@ class DoctorReport:
     seconds: float = 0.0
     heading: str = ""  # set on a section (``section``): shown without the overall verdict
 
-    def section(self, see: str) -> "DoctorReport":
+    def section(self, see: str) -> DoctorReport:
         """The lines that the troubleshooting notebook's section ``see`` is about."""
         return DoctorReport([check for check in self.checks if check.see == see], heading=see)
 
@@ -350,7 +349,8 @@ def check_tt_metal_home(home: Path | None, found_by: str = "TT_METAL_HOME") -> C
     if not (home / "tt_metal").is_dir() or not (home / "ttnn").is_dir():
         return Check(name, FAIL, f"{home} is not a tt-metal checkout (no tt_metal/ and ttnn/ folders in it)",
                      f"export TT_METAL_HOME=<your tt-metal checkout>, or: {TT_METAL_CLONE}")
-    found = next((location for location in SD14_FOLDERS.values() if (home / location / "demo" / "demo.py").is_file()), None)
+    found = next((location for location in SD14_FOLDERS.values() if (home / location / "demo" / "demo.py").is_file()),
+                 None)
     if found is None:
         return Check(name, FAIL, f"{home} has no Stable Diffusion 1.4 demo at {' or '.join(SD14_FOLDERS.values())}",
                      f"update the checkout: git -C {home} pull && git -C {home} submodule update --recursive, "

@@ -23,7 +23,7 @@ from pathlib import Path
 from .. import env
 from ..errors import HubAuthError
 from ..models import REGISTRY, ModelSpec, resolve
-from ..progress import in_notebook
+from ..notebook import in_notebook
 
 TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 # Pipeline parts whose weights must be in the cache for the model to load offline.
@@ -139,7 +139,7 @@ def whoami() -> Identity:
     try:
         answer = huggingface_hub.whoami(token=token)
     except Exception as err:  # requests or httpx errors, depending on the huggingface_hub release
-        raise HubAuthError(_whoami_failure(err, token)) from None
+        raise HubAuthError(_whoami_failure(err, token)) from err
     orgs = tuple(org.get("name", "?") for org in answer.get("orgs", []) if isinstance(org, dict))
     return Identity(name=answer.get("name", "?"), orgs=orgs, masked=mask(token), source=_token_source(token))
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-
 @dataclass(frozen=True)
 class HostPaths:
     """The roots detection reads; ``HostPaths()`` is this machine, ``HostPaths.under(folder)`` a fake one."""
@@ -20,7 +19,7 @@ class HostPaths:
     home: Path = field(default_factory=Path.home)
 
     @classmethod
-    def under(cls, root: Path) -> "HostPaths":
+    def under(cls, root: Path) -> HostPaths:
         return cls(root / "sys", root / "dev", root / "proc", root / "opt", root / "home")
 
     @property

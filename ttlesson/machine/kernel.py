@@ -57,10 +57,10 @@ def install(name: str | None = None, display_name: str | None = None, *, user: b
     """Register this Python as a Jupyter kernel (for this user, or under ``prefix``, e.g. ``sys.prefix``)."""
     try:
         from ipykernel import kernelspec
-    except ImportError:
+    except ImportError as err:
         raise TTLessonError(f"Registering a Jupyter kernel needs ipykernel, which is not installed in {sys.prefix}; "
                             "pip install ipykernel (or pip install 'ttlesson[notebooks]') there, then run "
-                            "ttlesson kernel install again.") from None
+                            "ttlesson kernel install again.") from err
     default_name, default_display = default_names()
     name = name or default_name
     if not re.fullmatch(r"[A-Za-z0-9._-]+", name):

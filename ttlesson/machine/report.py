@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 
 from .. import env
-from .boards import BLACKHOLE, WORMHOLE, Card, is_tt_device, mesh_device_for
+from .boards import BLACKHOLE, WORMHOLE, Card, mesh_device_for
 from .compute import CpuInfo, TorchInfo, cpu_info, find_nvidia_gpus, torch_info
 from .driver import Holder, device_holders, driver_version, read_kernel_driver
 from .environment import PythonEnvironment, recognise
@@ -197,7 +197,8 @@ def _torch_text(torch: TorchInfo) -> str:
 
 def tt_system_for(cards: list[Card], ttnn: TtnnInfo):
     """The system the tt backend would plan for: ttnn's own answer when it was asked, else what the cards imply."""
-    from ..backends.tt.plan import BLACKHOLE as TT_BLACKHOLE, SYSTEM_SHAPES, TTSystem
+    from ..backends.tt.plan import BLACKHOLE as TT_BLACKHOLE
+    from ..backends.tt.plan import SYSTEM_SHAPES, TTSystem
     from ..backends.tt.plan import WORMHOLE as TT_WORMHOLE
 
     if not cards:
@@ -257,17 +258,6 @@ def _torch_target(report: HardwareReport) -> tuple[str, str]:
     if report.gpus:
         return f"the CPU (this torch build has no CUDA, so the {report.gpus[0]} is unused)", "cpu"
     return "the CPU", "cpu"
-
-
-def device_notice(device: str | None) -> str | None:
-    """The sentence a render shows when its frames are not being made on Tenstorrent hardware, else None.
-
-    ``device`` is a backend's ``device`` text (``cpu``, ``cuda:0 (NVIDIA H100)``).
-    """
-    if not device or is_tt_device(device):
-        return None
-    where = "the CPU" if device.startswith("cpu") else device
-    return f"Frames are being made on {where}, not Tenstorrent hardware."
 
 
 def detect(sysfs_root: str | os.PathLike | None = None, tt_smi_snapshot: str | os.PathLike | None = None, *,

@@ -32,7 +32,7 @@ def read_tt_smi(snapshot: str | os.PathLike | None, *, live: bool, timeout: floa
             text = path.read_text(encoding="utf-8", errors="replace")
         except OSError as err:
             raise HardwareSourceError(f"--tt-smi-snapshot {path} cannot be read ({err.strerror or err}); give "
-                                      "a file saved with: tt-smi -s > snapshot.json") from None
+                                      "a file saved with: tt-smi -s > snapshot.json") from err
         chips, about = parse_tt_smi_snapshot(text, str(path))
         return _tt_smi_cards(chips, f"snapshot {path}{about}")
     if not live:
@@ -60,8 +60,8 @@ def parse_tt_smi_snapshot(text: str, origin: str) -> tuple[list[ListedChip], str
     fix = "save a snapshot with: tt-smi -s > snapshot.json"
     try:
         data = _first_json_object(text)
-    except RecursionError:  # tt-smi's output is a few levels deep; this is not it
-        raise HardwareSourceError(f"{origin} is JSON nested too deeply to be a tt-smi snapshot; {fix}") from None
+    except RecursionError as err:  # tt-smi's output is a few levels deep; this is not it
+        raise HardwareSourceError(f"{origin} is JSON nested too deeply to be a tt-smi snapshot; {fix}") from err
     if data is None:
         raise HardwareSourceError(f"{origin} is not a tt-smi snapshot (no JSON object in it); {fix}")
     infos = data.get("device_info")
@@ -112,7 +112,8 @@ def find_tt_smi(host: HostPaths | None = None, prefix: Path | None = None) -> tu
         return Path(found), True
     host = host or HostPaths()
     home = env.text(env.TT_METAL_HOME)
-    places = [Path(prefix or sys.prefix) / "bin", host.home / ".tenstorrent-venv" / "bin", host.opt / "venv-metal" / "bin"]
+    places = [Path(prefix or sys.prefix) / "bin", host.home / ".tenstorrent-venv" / "bin",
+              host.opt / "venv-metal" / "bin"]
     places += [Path(home).expanduser() / "python_env" / "bin"] if home else []
     return next(((place / "tt-smi", False) for place in places if (place / "tt-smi").is_file()), (None, False))
 

@@ -1,4 +1,5 @@
-"""Run as ``python -m ttlesson.machine.ttnn_probe``: import ttnn, ask what it sees (chips, system mesh), print one JSON line.
+"""Run as ``python -m ttlesson.machine.ttnn_probe``: import ttnn, ask what it sees (chips, system mesh), print one
+JSON line.
 
 ``ttlesson.machine`` runs this in a child process: importing ttnn takes seconds (it imports torch), ttnn reads
 ``TT_METAL_*`` variables once, at import, and the child can be stopped when it takes too long. Only the chip

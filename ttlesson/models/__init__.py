@@ -21,6 +21,7 @@ from pathlib import Path
 from ..errors import ModelNotAvailableError
 from .hub import hub_snapshot, quiet_hf_libraries
 
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A model and the settings its frames are made with unless the user asks otherwise."""
@@ -112,11 +113,11 @@ def _read_model_index(folder: Path) -> dict:
     try:
         index = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as err:
-        raise refuse(f"cannot be read ({getattr(err, 'strerror', None) or err})") from None
-    except RecursionError:
-        raise refuse("is nested too deeply to be a pipeline index") from None
+        raise refuse(f"cannot be read ({getattr(err, 'strerror', None) or err})") from err
+    except RecursionError as err:
+        raise refuse("is nested too deeply to be a pipeline index") from err
     except ValueError as err:
-        raise refuse(f"is not valid JSON ({str(err).split(':')[0]})") from None
+        raise refuse(f"is not valid JSON ({str(err).split(':')[0]})") from err
     if not isinstance(index, dict):
         raise refuse("is not a JSON object, so not a diffusers pipeline index")
     if not isinstance(index.get("_class_name"), str):
@@ -142,9 +143,9 @@ def _native_size(folder: Path) -> int:
         path = folder / component / "config.json"
         try:
             data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        except (OSError, ValueError, RecursionError):
+        except (OSError, ValueError, RecursionError) as err:
             raise ModelNotAvailableError(f"{path} is not a readable JSON config; give a folder saved with "
-                                         "save_pretrained.") from None
+                                         "save_pretrained.") from err
         return data if isinstance(data, dict) else {}
 
     blocks = config("vae").get("block_out_channels", [0, 0, 0, 0])

@@ -37,7 +37,7 @@ def hub_snapshot(spec: ModelSpec) -> Path:
     try:
         return Path(diffusers.DiffusionPipeline.download(spec.source))
     except Exception as err:  # huggingface_hub, requests and httpx raise many types; the fix depends on which
-        raise ModelNotAvailableError(_download_failure_message(spec, err)) from None
+        raise ModelNotAvailableError(_download_failure_message(spec, err)) from err
 
 
 def _not_cached_message(spec: ModelSpec, why: str) -> str:
@@ -47,10 +47,17 @@ def _not_cached_message(spec: ModelSpec, why: str) -> str:
 
 
 def _download_failure_message(spec: ModelSpec, err: Exception) -> str:
-    kind = type(err).__name__
-    if "Gated" in kind or (spec.gated and "401" in str(err)):
+    from huggingface_hub.utils import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+
+    # diffusers wraps the Hub's own error in an OSError: look for it down the chain of causes.
+    chain = [err]
+    while chain[-1].__cause__ is not None and len(chain) < 8:
+        chain.append(chain[-1].__cause__)
+    hub_error = next((error for error in chain if isinstance(error, HfHubHTTPError)), None)
+    status = getattr(getattr(hub_error, "response", None), "status_code", None)
+    if isinstance(hub_error, GatedRepoError) or (spec.gated and status == 401):
         return (f"{spec.source} is gated on the Hugging Face Hub: accept its licence at {spec.hub_url} and log "
                 "in (ttlesson auth login), or use --model sd14, which needs no login.")
-    if "RepositoryNotFound" in kind:
+    if isinstance(hub_error, RepositoryNotFoundError):
         return f"The Hub has no model {spec.source!r} (or it is private); check the name, or use --model sd14."
     return _not_cached_message(spec, "the Hub could not be reached")

@@ -21,7 +21,6 @@ from .. import env
 from ..backends.tt.metal import SD14_FOLDERS
 
 
-
 @dataclass(frozen=True)
 class ByHand:
     step: str

@@ -10,12 +10,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .. import env
-from .. import manifest, storyboard
-from . import settings
-from ..errors import TTLessonError
+from .. import env, manifest, storyboard
+from ..errors import TTLessonError, describe
 from ..render import RenderResult, render
 from ..video import VideoInfo, probe, stitch
+from . import settings
 
 STORYBOARD_FILE = "prompts.json"  # the lesson's names
 VIDEO_FILE = "tenstorrent_worldsfair_1964.mp4"
@@ -52,7 +51,7 @@ def ensure_storyboard(cfg: settings.Settings) -> storyboard.Storyboard:
 
 def render_frames(cfg: settings.Settings, overwrite: bool = False, gallery: bool = True) -> RenderResult:
     """Render the work folder's storyboard with live progress (widgets in a notebook, tqdm in a terminal)."""
-    from ..progress import for_environment
+    from . import for_environment
 
     board = ensure_storyboard(cfg)
     display = for_environment(gallery=gallery)
@@ -98,7 +97,9 @@ def stitch_command(cfg: settings.Settings, output: str | os.PathLike | None = No
 def measure_scaling(cfg: settings.Settings, frames: int = 6):
     """Step 8's measurement: the same frames rendered on 1, 2, … devices, with live progress per device count."""
     from .. import bench
-    from ..progress import NotebookProgress, RenderStarted, in_notebook
+    from ..progress import RenderStarted
+    from . import in_notebook
+    from .widgets import NotebookProgress
 
     counts = bench.device_counts()
     display = NotebookProgress(gallery=False) if in_notebook() else None
@@ -194,4 +195,4 @@ def _one_line_errors() -> None:
     if shell is not None:
         # Still an error (nbval and "run all" stop on it), shown as the one sentence that says what to do.
         shell.set_custom_exc((TTLessonError,), lambda shell, etype, value, tb, tb_offset=None:
-                             [f"\x1b[1;31m{etype.__name__}\x1b[0m: {value}"])
+                             [f"\x1b[1;31m{etype.__name__}\x1b[0m: {describe(value)}"])

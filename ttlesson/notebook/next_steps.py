@@ -44,9 +44,8 @@ class SD35Plan:
 
 def sd35_plan(report=None) -> SD35Plan:
     """Whether SD 3.5 Large can run on this machine, and what it needs; opens no device, asks no network."""
-    from ..machine import hf
     from ..backends.tt.plan import SD35_SYSTEMS, sd35_layout, sd35_refusal
-    from ..machine import detect
+    from ..machine import detect, hf
 
     report = report or detect(ttnn=False)
     access = hf.model_access(MODEL)
@@ -84,10 +83,9 @@ def sd35_plan(report=None) -> SD35Plan:
 def try_sd35(cfg, frames: int = 2, plan: SD35Plan | None = None):
     """Render the storyboard's first ``frames`` prompts with SD 3.5 Large into ``<workdir>/sd35`` where this
     machine can; where it cannot, return the plan that says why (nothing is rendered)."""
-    from . import lesson
-    from ..progress import for_environment
     from ..render import render
     from ..storyboard import Storyboard
+    from . import for_environment, lesson
 
     plan = plan or sd35_plan()
     if not plan.runnable:

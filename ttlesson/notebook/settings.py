@@ -21,6 +21,7 @@ from .. import env
 from ..errors import TTLessonError
 from ..values import parse_size, shown, user_path
 
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -134,9 +135,9 @@ def _read_size() -> Setting:
         return setting
     try:
         parse_size(str(setting.value))
-    except TTLessonError:
+    except TTLessonError as err:
         raise _refuse(env.SIZE, str(setting.value), "is not a frame size; set it to one number (512) or "
-                      "width x height (768x512), multiples of 8 from 64 to 8192") from None
+                      "width x height (768x512), multiples of 8 from 64 to 8192") from err
     return setting
 
 

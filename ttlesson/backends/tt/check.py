@@ -22,13 +22,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ... import env
-from ... import models
-from ..base import FrameRequest
+from ... import env, models
 from ...errors import NoTTDeviceError
 from ...fileio import writable_folder, write_atomic
 from ...frames import encode_png
 from ...values import user_path
+from ..base import FrameRequest
 
 DEMO_SEED = 174  # tt-metal's demo seeds its noise once with torch.manual_seed(174)
 DEMO_STEPS = 50
@@ -148,8 +147,8 @@ def run_check(out_dir: str | os.PathLike = ".", steps: int = DEMO_STEPS, runtime
     backend = TTSD14Backend(spec, devices=1, runtime=runtime)
     try:
         backend.check_request(request)
-    except NoTTDeviceError:
-        raise NoTTDeviceError(NO_DEVICE_HERE) from None
+    except NoTTDeviceError as err:
+        raise NoTTDeviceError(NO_DEVICE_HERE) from err
     backend.log_folder, backend.log_name = folder, LOG_NAME
     with backend:
         backend.warm_up(request)

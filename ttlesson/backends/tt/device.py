@@ -87,7 +87,7 @@ def import_ttnn():
         import ttnn.model_preprocessing  # noqa: F401 (a submodule: not an attribute of ttnn until imported)
     except ImportError as err:
         raise BackendUnavailableError(f"The tt backend needs the ttnn package, which does not import here ({err}); "
-                                      "activate tt-metal's python_env, or pip install ttnn.") from None
+                                      "activate tt-metal's python_env, or pip install ttnn.") from err
     return ttnn
 
 
@@ -123,7 +123,7 @@ def count_chips(ttnn) -> int:
     except RuntimeError as err:
         if "no chips detected" in str(err).lower() or "num_chips > 0" in str(err):
             return 0
-        raise open_error(err) from None
+        raise open_error(err) from err
 
 
 def refuse_unrunnable(problems: list[tuple[str, str]], driver_check=driver_sees_a_chip) -> None:
@@ -197,7 +197,7 @@ def open_mesh(ttnn, *, mesh_shape: tuple[int, int], l1_small_size: int, trace_re
                                      trace_region_size=trace_region_size)
     except Exception as err:
         _reset_fabric(ttnn, fabric)
-        raise open_error(err, log_file) from None
+        raise open_error(err, log_file) from err
     try:
         yield mesh
     except BaseException:
@@ -225,7 +225,7 @@ def close_mesh(ttnn, mesh, fabric: str | None = None, quietly: bool = False) -> 
     _attempt(failures, _reset_fabric, ttnn, fabric)
     if failures and not quietly:
         raise TTDeviceError(f"Closing the Tenstorrent device failed ({_detail(str(failures[0]))}); "
-                            f"{RESET_ADVICE}.") from None
+                            f"{RESET_ADVICE}.") from failures[0]
 
 
 def _submeshes(mesh, failures: list[BaseException]) -> list:

@@ -203,4 +203,4 @@ def _import_module(package: Package, module: str):
         raise TTMetalNotFoundError(
             f"Importing {module} from {package.checkout.describe()} failed ({type(err).__name__}: {first_line}); "
             "run ttlesson inside tt-metal's python_env (source $TT_METAL_HOME/python_env/bin/activate) "
-            "or check that the checkout is complete.") from None
+            "or check that the checkout is complete.") from err

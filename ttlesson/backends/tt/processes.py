@@ -27,14 +27,13 @@ from multiprocessing import get_context
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
-from ... import env
-from ... import errors
+from ... import env, errors
 from ...errors import NoTTDeviceError, TTDeviceError, TTLessonError
 from ...models import ModelSpec
 from ..base import Backend, FrameRequest, MadeImage, StepCallback
 from ..scheduling import Job, keep_busy
-from .sd14 import PER_FRAME_NOTE, check_sd14_model, chips_wanted, sd14_problems
 from .device import DEVICE_NODES, NO_DEVICE, TerminationGuard, refuse_unrunnable
+from .sd14 import PER_FRAME_NOTE, check_sd14_model, chips_wanted, sd14_problems
 
 START_SECONDS = 3600.0  # loading weights and opening a chip; the first compile comes later, in warm_up
 CLOSE_SECONDS = 60.0
@@ -206,11 +205,11 @@ class TTProcessesBackend(Backend):
                                 "check the chip with tt-smi -s, and reset it with tt-smi -r if a run hung.")
         try:
             message = worker.conn.recv()
-        except (EOFError, OSError):
+        except (EOFError, OSError) as err:
             code = worker.process.exitcode
             raise TTDeviceError(f"Tenstorrent worker for chip {worker.device_id} stopped (exit status {code}); "
                                 "its log is next to the frames (tt-metal-<chip>.log); check the chip with tt-smi "
-                                "-s and reset it with tt-smi -r if it is stuck.") from None
+                                "-s and reset it with tt-smi -r if it is stuck.") from err
         if message[0] == "error":
             _, name, text = message
             raise getattr(errors, name, TTLessonError)(text)

@@ -29,10 +29,20 @@ from ...errors import BackendUnavailableError
 from ...models import ModelSpec
 from ..base import Backend, FrameRequest, MadeImage, StepCallback
 from ..scheduling import keep_busy
-from .device import (TerminationGuard, compute_grid, describe_system, galaxy_arch_before_ttnn, open_error,
-                     open_mesh, prepare_environment, refuse_unrunnable, require_chips, split_into_chips)
-from .plan import GRID_OVERRIDES, SD14_MAX_STEPS, grid_problem, plan_sd14, steps_problem
 from .chip import MIN_STEPS, SIZE, ChipPipeline, frame_inputs, to_image
+from .device import (
+    TerminationGuard,
+    compute_grid,
+    describe_system,
+    galaxy_arch_before_ttnn,
+    open_error,
+    open_mesh,
+    prepare_environment,
+    refuse_unrunnable,
+    require_chips,
+    split_into_chips,
+)
+from .plan import GRID_OVERRIDES, SD14_MAX_STEPS, grid_problem, plan_sd14, steps_problem
 from .runtime import LOG_NAME, Runtime, default_log_file
 
 PER_FRAME_NOTE = "progress is per frame: the denoising steps run inside one device trace"
@@ -252,7 +262,7 @@ class TTSD14Backend(Backend):
         try:
             yield
         except RuntimeError as err:
-            raise open_error(err, self.log_file) from None
+            raise open_error(err, self.log_file) from err
 
 
 def chips_wanted(devices: int | str, available: int) -> int:

@@ -1,10 +1,10 @@
 """SD 3.5 Large on a Tenstorrent mesh through tt-metal's tt_dit pipeline (``StableDiffusion3Pipeline``).
 
 One image uses the whole mesh (classifier-free-guidance halves, sequence and tensor parallel across chips), so
-this runs only on the systems ``tt_plan.SD35_LAYOUTS`` names, opened in the shape tt_dit's preset is keyed by
+this runs only on the systems ``plan.SD35_LAYOUTS`` names, opened in the shape tt_dit's preset is keyed by
 (a Galaxy, 8×4 to ttnn, is opened as 4×8; a 4-chip Blackhole box, 2×2 to ttnn, as a 1×4 ring). Other systems are
-refused before anything loads, with the systems that work and ``--model sd14`` as the alternative. The checkpoint is gated
-on the Hugging Face Hub: that is said before loading, and a missing login stops the run there.
+refused before anything loads, with the systems that work and ``--model sd14`` as the alternative. The checkpoint is
+gated on the Hugging Face Hub: that is said before loading, and a missing login stops the run there.
 
 Two pipeline generations exist: newer ``__call__(prompts=…, negative_prompts=…, guidance_scale=…)``, older
 ``__call__(prompt_1=…, prompt_2=…, prompt_3=…, negative_prompt_1=…, …)`` with guidance fixed when built.
@@ -21,10 +21,9 @@ from contextlib import ExitStack
 from ...errors import BackendUnavailableError, GatedCheckpointWarning, ModelNotAvailableError
 from ...models import ModelSpec
 from ..base import Backend, FrameRequest, StepCallback
-from .runtime import LOG_NAME, Runtime, default_log_file
-from .device import (TerminationGuard, describe_system, open_mesh, prepare_environment, refuse_unrunnable,
-                        require_chips)
+from .device import TerminationGuard, describe_system, open_mesh, prepare_environment, refuse_unrunnable, require_chips
 from .plan import SD35Layout, TTSystem, sd35_layout, sd35_refusal
+from .runtime import LOG_NAME, Runtime, default_log_file
 
 SIZE = 1024
 

@@ -1,0 +1,45 @@
+"""What many tests share: running the ``ttlesson`` command as a user would, and reading its one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+MOCK_ENV = "TT_METAL_MOCK_CLUSTER_DESC_PATH"
+
+
+def ttlesson_command() -> list[str]:
+    """The installed ``ttlesson`` console script next to this Python (else ``python -m ttlesson.cli``)."""
+    script = Path(sys.executable).with_name("ttlesson")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "ttlesson.cli"]
+
+
+def run_cli(*args, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run ``ttlesson ARGS`` in a child process with this environment (plus ``env``)."""
+    return subprocess.run([*ttlesson_command(), *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+
+
+def run_ttlesson(*args, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run ``ttlesson ARGS`` like ``run_cli``, but without a mock cluster unless ``env`` names one (detection)."""
+    base = {key: value for key, value in os.environ.items() if key != MOCK_ENV}
+    return subprocess.run([*ttlesson_command(), *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          env={**base, **(env or {})}, stdin=subprocess.DEVNULL)
+
+
+def run_json(*args, env: dict | None = None, timeout: float = 120) -> dict:
+    proc = run_ttlesson(*args, "--json", env=env, timeout=timeout)
+    assert proc.returncode in (0, 1), (proc.returncode, proc.stdout, proc.stderr)
+    return json.loads(proc.stdout)
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    """Assert the CLI failed the way bad input must fail, and return its message."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]

@@ -1,0 +1,141 @@
+"""The package's shape: the public names of ``import ttlesson``, and an import graph without cycles."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import ttlesson
+
+PACKAGE = Path(ttlesson.__file__).parent
+
+PUBLIC_NAMES = [
+    "__version__", "BackendUnavailableError", "FFmpegNotFoundError", "FolderBusyError", "Frame", "FrameCheckError",
+    "FrameDone", "FrameOrigins", "FrameStarted", "FrameVerificationError", "FramesLostError",
+    "GatedCheckpointWarning", "HardwareReport", "HardwareSourceError", "HubAuthError", "ModelLoaded",
+    "ModelNotAvailableError", "NoTTDeviceError", "PromptTooLongWarning", "RenderFinished", "RenderResult",
+    "RenderStarted", "SettingsChangedError", "StepDone", "Storyboard", "StoryboardError", "TTDeviceError",
+    "TTLessonError", "TTMetalNotFoundError", "VideoError", "VideoInfo", "WarmedUp", "WorkerStarted", "detect",
+    "load_storyboard", "probe", "render", "stitch", "verify_frames",
+]
+
+
+def test_the_public_names_are_pinned():
+    # Adding or removing a public name is an API change: change this list with it, on purpose.
+    assert ttlesson.__all__ == PUBLIC_NAMES
+
+
+def test_every_public_name_is_the_object_its_module_defines():
+    import ttlesson.render as _render_module  # a submodule import must not replace the function
+    from ttlesson import errors, machine, progress, storyboard, verify, video
+
+    render = sys.modules["ttlesson.render"]
+    assert ttlesson.render is render.render and ttlesson.RenderResult is render.RenderResult
+    assert callable(ttlesson.render) and _render_module is not None
+    assert ttlesson.stitch is video.stitch and ttlesson.probe is video.probe and ttlesson.VideoInfo is video.VideoInfo
+    assert ttlesson.load_storyboard is storyboard.load and ttlesson.Storyboard is storyboard.Storyboard
+    assert ttlesson.detect is machine.detect and ttlesson.verify_frames is verify.verify_frames
+    assert ttlesson.FrameDone is progress.FrameDone and ttlesson.TTLessonError is errors.TTLessonError
+    for name in PUBLIC_NAMES:
+        assert getattr(ttlesson, name) is not None
+    assert set(PUBLIC_NAMES) <= set(dir(ttlesson))
+    with pytest.raises(AttributeError, match="no attribute 'rendr'"):
+        ttlesson.rendr  # noqa: B018 (the lookup is the test)
+
+
+def test_errors_have_the_builtin_bases_callers_catch(tmp_path):
+    assert issubclass(ttlesson.StoryboardError, ValueError) and issubclass(ttlesson.FFmpegNotFoundError,
+                                                                          FileNotFoundError)
+    assert issubclass(ttlesson.TTMetalNotFoundError, FileNotFoundError)
+    assert issubclass(ttlesson.SettingsChangedError, FileExistsError)
+    (tmp_path / "board.json").write_text("[{")
+    with pytest.raises(ValueError, match="board.json"):
+        ttlesson.load_storyboard(tmp_path / "board.json")
+
+
+def test_the_package_is_typed():
+    assert (PACKAGE / "py.typed").is_file()
+
+
+def test_importing_ttlesson_loads_no_public_module_until_asked():
+    code = ("import sys, ttlesson\nheavy = [m for m in ('ttlesson.video', 'ttlesson.verify', 'ttlesson.notebook', "
+            "'torch', 'diffusers', 'ttnn') if m in sys.modules]\nttlesson.stitch\n"
+            "print(heavy, 'ttlesson.video' in sys.modules, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[] True False"
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The ttlesson modules ``name`` imports, at the top or inside functions (not under ``if TYPE_CHECKING``)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skipped = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
+               and "TYPE_CHECKING" in ast.unparse(block.test) for node in ast.walk(block)}
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    targets = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.ImportFrom):
+            base = package.split(".")
+            if node.level:
+                base = base[:len(base) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            for alias in node.names:
+                if f"{module}.{alias.name}" in modules:
+                    targets.add(f"{module}.{alias.name}")
+                elif module in modules:
+                    targets.add(module)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                known = [".".join(parts[:n]) for n in range(len(parts), 0, -1) if ".".join(parts[:n]) in modules]
+                targets.update(known[:1])
+    targets.discard(name)
+    return targets
+
+
+def test_the_import_graph_has_no_cycles():
+    modules = _modules()
+    graph = {name: _imports(name, path, modules) for name, path in modules.items()}
+    assert "ttlesson.backends.base" in graph["ttlesson.backends.torch"]  # the walk sees relative imports
+    cycles, state, stack = [], {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for target in sorted(graph[node]):
+            if state.get(target) == "open":
+                cycles.append(stack[stack.index(target):] + [target])
+            elif target not in state:
+                visit(target)
+        stack.pop()
+        state[node] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name)
+    assert cycles == [], "import cycles: " + "; ".join(" → ".join(cycle) for cycle in cycles)
+
+
+@pytest.mark.parametrize("module", sorted(_modules()))
+def test_each_module_imports_on_its_own(module):
+    proc = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    importlib.import_module(module)
