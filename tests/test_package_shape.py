@@ -31,12 +31,10 @@ def test_the_public_names_are_pinned():
 
 
 def test_every_public_name_is_the_object_its_module_defines():
-    import ttlesson.render as _render_module  # a submodule import must not replace the function
     from ttlesson import errors, machine, progress, storyboard, verify, video
 
-    render = sys.modules["ttlesson.render"]
+    render = importlib.import_module("ttlesson.render")  # the module; a submodule import must not replace the function
     assert ttlesson.render is render.render and ttlesson.RenderResult is render.RenderResult
-    assert callable(ttlesson.render) and _render_module is not None
     assert ttlesson.stitch is video.stitch and ttlesson.probe is video.probe and ttlesson.VideoInfo is video.VideoInfo
     assert ttlesson.load_storyboard is storyboard.load and ttlesson.Storyboard is storyboard.Storyboard
     assert ttlesson.detect is machine.detect and ttlesson.verify_frames is verify.verify_frames
@@ -139,3 +137,28 @@ def test_each_module_imports_on_its_own(module):
     proc = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     importlib.import_module(module)
+
+
+def test_literal_types_name_the_same_choices_the_code_checks():
+    import inspect
+    import typing
+
+    from ttlesson import accel, walk
+    from ttlesson.backends import BACKEND_NAMES
+    from ttlesson.machine import environment
+
+    def choices(annotation) -> set:
+        """The values of the Literal in ``annotation`` (alone, or one member of a union)."""
+        parts = [annotation] if typing.get_origin(annotation) is typing.Literal else typing.get_args(annotation)
+        return {value for part in parts if typing.get_origin(part) is typing.Literal for value in typing.get_args(part)}
+
+    render = importlib.import_module("ttlesson.render")  # the module: ttlesson.render is the function
+    hints = typing.get_type_hints(render.render)
+    assert choices(hints["seed_mode"]) == set(walk.SEED_MODES) == choices(
+        typing.get_type_hints(render.WalkSettings)["seed_mode"])
+    assert choices(hints["easing"]) == set(walk.EASINGS)
+    assert choices(hints["precision"]) == set(accel.PRECISION_CHOICES)
+    assert choices(hints["backend"]) == set(BACKEND_NAMES)
+    kinds = {environment.SOURCE_BUILD, environment.INSTALLER, environment.CLOUD, environment.OTHER}
+    assert choices(typing.get_type_hints(environment.PythonEnvironment)["kind"]) == kinds
+    assert inspect.signature(render.render).parameters["seed_mode"].default in walk.SEED_MODES

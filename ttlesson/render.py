@@ -38,6 +38,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 from . import accel, manifest, memory, models, schedulers
 from . import storyboard as storyboard_mod
@@ -69,7 +70,7 @@ from .walk import EASINGS, MAX_TRANSITION_FRAMES, SEED_MODES
 @dataclass(frozen=True)
 class RenderSettings:
     model: models.ModelSpec
-    backend: str  # resolved backend name: "torch" or "tt"
+    backend: Literal["torch", "tt"]  # the resolved backend name
     steps: int
     guidance: float
     width: int
@@ -85,9 +86,9 @@ class WalkSettings:
 
     transition_frames: int | None = None  # in-betweens per gap unless a keyframe sets its own (None: storyboard's)
     easing: str | None = None  # None: the storyboard's, else linear
-    seed_mode: str = "per-frame"  # ttlesson.walk.SEED_MODES
+    seed_mode: Literal["per-frame", "shared", "mixed"] = "per-frame"  # ttlesson.walk.SEED_MODES
     noise_mix: float = 0.3  # mixed seed mode: the share of each keyframe's own noise
-    colour: str = ""  # "lab": match every frame's colours to the first keyframe's; "": leave them
+    colour: Literal["", "lab"] = ""  # "lab": match every frame's colours to the first keyframe's; "": leave them
 
 
 @dataclass
@@ -121,7 +122,7 @@ def render(
     out_dir: str | os.PathLike,
     *,
     model: str = "sd14",
-    backend: str | Backend = "auto",
+    backend: Literal["auto", "torch", "tt"] | Backend = "auto",
     steps: int | None = None,
     size: int | str | tuple[int, int] | None = None,
     guidance: float | None = None,
@@ -130,13 +131,13 @@ def render(
     device: str | None = None,
     devices: int | str | None = None,
     scheduler: str | None = None,
-    precision: str = "auto",
+    precision: Literal["auto", "float32", "bfloat16", "float16", "openvino"] = "auto",
     compile: bool = False,
     transition_frames: int | None = None,
-    easing: str | None = None,
-    seed_mode: str = "per-frame",
+    easing: Literal["linear", "ease-in-out"] | None = None,
+    seed_mode: Literal["per-frame", "shared", "mixed"] = "per-frame",
     noise_mix: float | None = None,
-    colour: str | bool | None = None,
+    colour: Literal["lab"] | bool | None = None,
     on_event: Callable[[Event], None] | None = None,
 ) -> RenderResult:
     """Make the storyboard's frames into ``out_dir/frames`` and record them in ``out_dir/manifest.json``.

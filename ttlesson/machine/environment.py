@@ -20,6 +20,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from .. import env
 from .host import HostPaths
@@ -31,7 +32,7 @@ IMPORT_SECONDS = 120.0
 
 @dataclass(frozen=True)
 class PythonEnvironment:
-    kind: str  # SOURCE_BUILD, INSTALLER, CLOUD or OTHER
+    kind: Literal["tt-metal source build", "tt-installer venv", "cloud image venv", "another Python environment"]
     prefix: Path  # sys.prefix of the Python that runs ttlesson
     python: Path  # sys.executable
     tt_metal_home: Path | None  # TT_METAL_HOME, or the checkout holding the active python_env

@@ -92,7 +92,7 @@ class HardwareReport:
 
     @property
     def tt_system(self):
-        """The Tenstorrent system as the tt backend plans for it (``backends.tt_plan.TTSystem``), or None."""
+        """The Tenstorrent system as the tt backend plans for it (``backends.tt.plan.TTSystem``), or None."""
         return tt_system_for(self.cards, self.ttnn)
 
     @property

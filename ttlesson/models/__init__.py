@@ -17,6 +17,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from ..errors import ModelNotAvailableError
 from .hub import hub_snapshot, quiet_hf_libraries
@@ -28,7 +29,7 @@ class ModelSpec:
 
     name: str
     source: str  # Hub repository id, or a local folder
-    family: str  # "sd1" (UNet, CLIP text encoder) or "sd3" (MMDiT)
+    family: Literal["sd1", "sd3"]  # sd1: UNet and CLIP text encoder; sd3: MMDiT
     width: int
     height: int
     steps: int

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from ... import env
 from ...errors import TTMetalNotFoundError
@@ -61,7 +62,7 @@ class Checkout:
 @dataclass(frozen=True)
 class Package:
     module: str  # dotted name, e.g. models.demos.wormhole.stable_diffusion
-    layout: str  # "current" or "older"
+    layout: Literal["current", "older"]
     checkout: Checkout
 
     @property

@@ -105,7 +105,7 @@ class TTSD14Backend(Backend):
         self.first_chip = first_chip  # the number this process's first chip is called by (tt:N)
         self.timings = TTTimings()
         self.arch = ""
-        self.system = None  # tt_plan.TTSystem, once loaded
+        self.system = None  # plan.TTSystem, once loaded
         self.mesh_shape: tuple[int, int] = (0, 0)
         self.package = ""  # which tt-metal package the pipelines came from, in words
         self.log_folder: Path | None = None  # set by render: tt-metal's log goes to log_folder/log_name
