@@ -85,12 +85,22 @@ def _ratio(row: BoardExpectation) -> str:
     return f"{row.lesson_seconds / row.published:.1f}×" if row.published else "–"
 
 
-def reference_speeds() -> list[dict]:
+@dataclass(frozen=True)
+class ReferenceSpeed:
+    """One point of a frames-per-second chart that this project did not measure."""
+
+    label: str
+    devices: int
+    seconds_per_image: float
+    source: str  # "tt-metal" (its published table) or "lesson" (the lesson's text)
+
+
+def reference_speeds() -> list[ReferenceSpeed]:
     """The published and the lesson's speeds as points for a frames-per-second chart."""
-    published = [{"label": f"{board}, tt-metal published", "devices": 1, "seconds_per_image": seconds,
-                  "source": "tt-metal"} for board, seconds in PUBLISHED.items()]
-    lesson = [{"label": f"{row.board}, lesson text", "devices": row.chips, "seconds_per_image": row.lesson_seconds,
-               "source": "lesson"} for row in BOARDS if row.board in ("N150", "N300", "T3K")]
+    published = [ReferenceSpeed(f"{board}, tt-metal published", 1, seconds, "tt-metal")
+                 for board, seconds in PUBLISHED.items()]
+    lesson = [ReferenceSpeed(f"{row.board}, lesson text", row.chips, row.lesson_seconds, "lesson")
+              for row in BOARDS if row.board in ("N150", "N300", "T3K")]
     return published + lesson
 
 

@@ -195,7 +195,7 @@ def seconds_per_frame_chart(out_dir: str | os.PathLike) -> Chart:
     return Chart(figure)
 
 
-def scaling_chart(measured, references: list[dict] | None = None) -> Chart:
+def scaling_chart(measured, references: list[expectations.ReferenceSpeed] | None = None) -> Chart:
     """Frames per second against number of devices: this machine's measurements and the published numbers.
 
     ``measured``: a ``ttlesson.bench.Scaling``. The references are SD 1.4 at 512×512 and 50 steps; measurements
@@ -219,20 +219,20 @@ def scaling_chart(measured, references: list[dict] | None = None) -> Chart:
     markers = {"tt-metal": ("s", "tab:green", f"tt-metal published ({REFERENCE_WORK})"),
                "lesson": ("^", "tab:red", f"lesson text ({REFERENCE_WORK})")}
     for source, (marker, color, label) in markers.items():
-        refs = [ref for ref in references if ref["source"] == source]
+        refs = [ref for ref in references if ref.source == source]
         if not refs:
             continue
-        dots = published.scatter([r["devices"] for r in refs], [1 / r["seconds_per_image"] for r in refs],
+        dots = published.scatter([r.devices for r in refs], [1 / r.seconds_per_image for r in refs],
                                  marker=marker, color=color, label=label)
         _tag([dots], label)
         for ref in refs:
-            published.annotate(ref["label"].split(",")[0], (ref["devices"], 1 / ref["seconds_per_image"]),
+            published.annotate(ref.label.split(",")[0], (ref.devices, 1 / ref.seconds_per_image),
                                fontsize=8, xytext=(4, 4), textcoords="offset points")
     if not same_work:
         published.set_title(f"{REFERENCE_WORK} · published, not measured here")
     for axes in panels[0]:
         counts = sorted({int(x) for line in axes.get_lines() for x in line.get_xdata()}
-                        | {int(ref["devices"]) for ref in references if axes is published}) or [1]
+                        | {int(ref.devices) for ref in references if axes is published}) or [1]
         axes.set_xscale("log", base=2)
         axes.set_xticks(counts, [str(count) for count in counts])
         axes.set_xlim(counts[0] / 1.5, counts[-1] * 1.5)
@@ -243,7 +243,7 @@ def scaling_chart(measured, references: list[dict] | None = None) -> Chart:
             ticks = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5]
             axes.set_yticks(ticks, [f"{tick:g}" for tick in ticks])
             axes.yaxis.set_minor_formatter(plt.NullFormatter())
-            rates = [1 / r["seconds_per_image"] for r in references]
+            rates = [1 / r.seconds_per_image for r in references]
             rates += [p.frames_per_second for p in points if p.frames_per_second > 0] if same_work else []
             axes.set_ylim(min(rates) / 1.3, max(rates) * 1.3)
         else:
