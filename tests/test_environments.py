@@ -221,7 +221,7 @@ def test_kernel_install_registers_this_python_with_the_tt_metal_variables(tmp_pa
     assert spec["env"] == {"TT_METAL_HOME": "/opt/tt-metal", "PYTHONPATH": "/opt/tt-metal", "HF_HOME": "/data/hf"}
     assert spec["display_name"].startswith(f"ttlesson ({machine.recognise().kind}: ")
     assert kernel.folder == tmp_path / "prefix" / "share" / "jupyter" / "kernels" / "ttlesson-test"
-    assert "Kernel > Change Kernel" in kernel.summary()
+    assert "Kernel > Change Kernel" in str(kernel)
 
 
 def test_kernel_install_on_the_cli_and_bad_names(tmp_path):

@@ -31,7 +31,7 @@ def test_one_or_zero_based_files_become_frames_in_order(tmp_path, numbers, first
     for index, number in enumerate(numbers):  # the demo's bytes, untouched
         demo_png = src / f"input_data_{number}_512x512_ttnn.png"
         assert (frames / f"frame_{index:03d}.png").read_bytes() == demo_png.read_bytes()
-    assert result.first_number == first and "3 demo images" in result.summary()
+    assert result.first_number == first and "3 demo images" in str(result)
 
     data = json.loads(manifest.manifest_path(tmp_path / "out").read_text())
     assert data["frame_count"] == 3 and data["storyboard"] == "tt-metal-demo"

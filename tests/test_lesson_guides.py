@@ -117,7 +117,7 @@ def test_doctor_lines_point_into_the_troubleshooting_notebook():
     assert "href='09_troubleshooting.ipynb#Slow-generation'" in report._repr_html_()
     section = report.section(doctor.MODULES)
     assert {check.name for check in section.checks} >= {"Python", "PYTHONPATH", "tt-metal models package"}
-    assert report.summary() not in section._repr_html_() and report.summary() not in str(section)
+    assert report.verdict() not in section._repr_html_() and report.verdict() not in str(section)
 
 
 @pytest.mark.skipif(machine.auto_backend() == "tt", reason="this machine makes frames on Tenstorrent hardware")

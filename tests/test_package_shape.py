@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -162,3 +163,15 @@ def test_literal_types_name_the_same_choices_the_code_checks():
     kinds = {environment.SOURCE_BUILD, environment.INSTALLER, environment.CLOUD, environment.OTHER}
     assert choices(typing.get_type_hints(environment.PythonEnvironment)["kind"]) == kinds
     assert inspect.signature(render.render).parameters["seed_mode"].default in walk.SEED_MODES
+
+
+def test_results_present_themselves_one_way(tmp_path):
+    from ttlesson.presenting import Presentable
+
+    for result in (ttlesson.RenderResult, ttlesson.VideoInfo, ttlesson.FrameOrigins, ttlesson.HardwareReport):
+        assert issubclass(result, Presentable), result
+    origins = ttlesson.FrameOrigins(tmp_path, {0: ("torch", "cpu")}, frame_count=2)
+    assert str(origins).startswith(f"{tmp_path}") and "1 not made yet" in str(origins)
+    assert json.loads(origins.to_json()) == {"out_dir": str(tmp_path), "frames": {"0": ["torch", "cpu"]},
+                                             "frame_count": 2, "damaged": [], "problem": None}
+    assert "<li>" in origins._repr_html_()

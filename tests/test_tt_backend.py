@@ -450,7 +450,7 @@ def test_check_tt_makes_the_demo_frame_compares_it_and_prints_a_report(tiny_host
     assert result.path == tmp_path / "ttlesson_1_512x512_ttnn.png" and result.comparison is None and result.ok
     assert (result.prompt, result.seed) == (DEMO_FIRST_PROMPT, 174)  # the demo's own frame
     assert os.environ["TT_METAL_OPERATION_TIMEOUT_SECONDS"] == "300" and os.environ["TT_LOGGER_LEVEL"] == "info"
-    text = result.summary()
+    text = str(result)
     assert "compared: no demo image to compare with (looked for input_data_1_512x512_ttnn.png" in text
     report = text.split("--- paste into a bug report ---\n")[1].splitlines()
     assert report[0].startswith("ttnn: ") and report[1].startswith("tt-metal: ")
@@ -468,7 +468,7 @@ def test_check_tt_makes_the_demo_frame_compares_it_and_prints_a_report(tiny_host
     demo.write_bytes(result.path.read_bytes())
     same = run_check(tmp_path, steps=4, runtime=runtime)
     assert same.comparison.demo_image == demo and same.comparison.psnr_db == float("inf") and same.ok
-    assert "identical to the demo's image" in same.summary()
+    assert "identical to the demo's image" in str(same)
 
     with Image.open(result.path) as image:
         shifted = image.point(lambda value: min(255, value + 40))

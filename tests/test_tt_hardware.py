@@ -26,8 +26,8 @@ def test_the_demo_frame_on_silicon_with_timings(tmp_path):
     result = run_check(tmp_path, steps=50)  # compared with the demo's image when $TT_METAL_HOME holds one
     assert result.device.startswith("Tenstorrent ") and "tt:0" in result.device
     assert result.load_seconds > 0 and result.capture_seconds > 0 and result.frame_seconds > 0
-    assert result.ok, result.summary()
+    assert result.ok, str(result)
     with Image.open(result.path) as image:
         assert image.size == (512, 512) and image.mode == "RGB"
         assert len(set(image.getdata())) > 1000  # a picture, not a blank or a single colour
-    print(result.summary())
+    print(result)

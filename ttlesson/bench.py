@@ -6,15 +6,15 @@ a real stitch. Numbers are reported, never asserted: speed targets and results l
 
 from __future__ import annotations
 
-import json
 import platform
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from .fileio import sha256_file
 from .manifest import frames_dir
+from .presenting import Presentable
 from .progress import FrameDone, ModelLoaded, steady_seconds_per_frame
 from .render import render
 from .storyboard import Storyboard
@@ -25,7 +25,7 @@ from .video import stitch
 
 
 @dataclass(frozen=True)
-class BenchResult:
+class BenchResult(Presentable):
     model: str
     backend: str
     device: str
@@ -46,15 +46,15 @@ class BenchResult:
     def frames_per_second(self) -> float:
         return 1 / self.steady_seconds_per_frame if self.steady_seconds_per_frame else 0.0
 
-    def summary(self) -> str:
+    def __str__(self) -> str:
         return (f"{self.model} on {self.device} ({self.backend}, {self.precision}), {self.steps} steps "
                 f"({self.scheduler}), {self.width}×{self.height}: "
                 f"load {self.load_seconds:.1f} s, first frame {self.warmup_seconds:.2f} s, then "
                 f"{self.steady_seconds_per_frame:.2f} s/frame ({self.frames_per_second:.2f} frames/s); "
                 f"stitching {self.frames} frames {self.stitch_seconds:.2f} s")
 
-    def to_json(self) -> str:
-        return json.dumps({**asdict(self), "frames_per_second": round(self.frames_per_second, 4)}, indent=2)
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "frames_per_second": round(self.frames_per_second, 4)}
 
 
 def run(model: str = "tiny", frames: int = 4, backend: str = "auto", device: str | None = None,

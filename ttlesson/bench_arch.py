@@ -17,15 +17,15 @@ Timings on a machine other work shares are noisy: the comparison is within one r
 from __future__ import annotations
 
 import copy
-import json
 import math
 import platform
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from .errors import TTLessonError
 from .memory import meminfo
+from .presenting import Presentable
 from .version import __version__
 
 COMPARE_CHOICES = ("diffusers-default",)
@@ -58,7 +58,7 @@ class StackTimes:
 
 
 @dataclass
-class ArchBenchResult:
+class ArchBenchResult(Presentable):
     model: str
     width: int
     height: int
@@ -80,10 +80,7 @@ class ArchBenchResult:
     ttlesson: str = __version__
     date: str = ""
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
-
-    def summary(self) -> str:
+    def __str__(self) -> str:
         lines = [f"{self.model} architecture (published configs, random weights), {self.width}×{self.height}, "
                  f"{self.steps} steps ({self.scheduler}), {self.frames_per_stack} frames per stack, on "
                  f"{self.machine.get('cpu', '?')} with {self.machine.get('threads')} threads",

@@ -183,7 +183,7 @@ def _add_stitch_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_render(args) -> int:
     result = _render(args)
-    print(result.summary())
+    print(result)
     print(f"manifest: {result.manifest_path}")
     return 0
 
@@ -192,7 +192,7 @@ def _run_stitch(args) -> int:
     from .video import stitch
 
     info = stitch(args.dir, args.output, **_stitch_options(args))
-    print(info.summary())
+    print(info)
     return 0
 
 
@@ -208,9 +208,9 @@ def _run_video(args) -> int:
                    args.fit_audio)  # before minutes of rendering, not after
     _check_video_output(args)
     result = _render(args)
-    print(result.summary())
+    print(result)
     info = stitch(result.out_dir, args.output, **_stitch_options(args))
-    print(f"video: {info.summary()}")
+    print(f"video: {info}")
     print(info.path)
     return 0
 
@@ -254,10 +254,10 @@ def _run_bench(args) -> int:
         from .fileio import write_atomic
 
         write_atomic(Path(args.json), result.to_json() + "\n")
-        print(result.summary())
+        print(result)
         print(f"json: {args.json}")
     else:
-        print(result.to_json() if args.json else result.summary())
+        print(result.to_json() if args.json else result)
     return 0
 
 
@@ -436,7 +436,7 @@ def _run_check_tt(args) -> int:
     from .backends.tt.check import run_check
 
     result = run_check(args.out, steps=args.steps, demo_image=args.demo_image)
-    print(result.to_json() if args.json else result.summary(), end="" if args.json else "\n")
+    print(result.to_json() if args.json else result)
     return 0 if result.ok else 1
 
 
@@ -445,7 +445,7 @@ def _run_import_demo(args) -> int:
 
     result = import_demo_outputs(args.src, args.out, storyboard=args.storyboard, overwrite=args.overwrite,
                                  steps=args.steps)
-    print(result.summary())
+    print(result)
     print(f"manifest: {args.out}/manifest.json")
     return 0
 
@@ -468,7 +468,7 @@ def _add_kernel_command(commands) -> None:
 def _run_kernel_install(args) -> int:
     from .machine.kernel import install
 
-    print(install(args.name, args.display_name, prefix=sys.prefix if args.sys_prefix else None).summary())
+    print(install(args.name, args.display_name, prefix=sys.prefix if args.sys_prefix else None))
     return 0
 
 

@@ -22,6 +22,7 @@ from . import storyboard as storyboard_mod
 from .errors import SettingsChangedError, TTLessonError
 from .fileio import folder_lock, os_error_sentence, remove_partials, sha256_of, writable_folder, write_partial
 from .manifest import FrameRecord, Manifest
+from .presenting import Presentable
 from .values import user_path, whole_number
 from .version import __version__
 
@@ -66,13 +67,13 @@ def store_frame(out_dir: Path, book: Manifest, record: FrameRecord, png: bytes) 
 
 
 @dataclass
-class ImportResult:
+class ImportResult(Presentable):
     out_dir: Path
     manifest: Manifest
     sources: list[Path]  # the demo files, in frame order
     first_number: int  # 0 or 1: how the demo numbered its files
 
-    def summary(self) -> str:
+    def __str__(self) -> str:
         return (f"{len(self.sources)} demo images ({self.sources[0].name} …) imported as "
                 f"{manifest.frames_dir(self.out_dir)}/frame_000.png … "
                 f"(numbered from {self.first_number} in the demo)")

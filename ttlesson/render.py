@@ -49,6 +49,7 @@ from .errors import FramesLostError, PromptTooLongWarning, SettingsChangedError,
 from .fileio import folder_lock, os_error_sentence, remove_partials, sha256_file, writable_folder
 from .frames import encode_png, store_frame
 from .manifest import FrameRecord, Manifest
+from .presenting import Presentable
 from .progress import (
     Event,
     FrameDone,
@@ -92,7 +93,7 @@ class WalkSettings:
 
 
 @dataclass
-class RenderResult:
+class RenderResult(Presentable):
     out_dir: Path
     manifest: Manifest
     made: list[int]
@@ -108,13 +109,15 @@ class RenderResult:
     def manifest_path(self) -> Path:
         return manifest.manifest_path(self.out_dir)
 
-    def summary(self) -> str:
+    def __str__(self) -> str:
         where = f" on {self.device}" if self.device else ""
         return (f"{len(self.manifest.frames)} frames in {manifest.frames_dir(self.out_dir)} "
                 f"({len(self.made)} made{where}, {len(self.kept)} kept) in {self.seconds:.1f} s")
 
-    def _repr_pretty_(self, printer, cycle) -> None:  # a notebook shows the summary, not every field
-        printer.text(self.summary())
+    def to_dict(self) -> dict:
+        return {"out_dir": str(self.out_dir), "manifest": str(self.manifest_path), "made": self.made,
+                "kept": self.kept, "device": self.device, "seconds": round(self.seconds, 3),
+                "frames": [str(path) for path in self.frame_paths]}
 
 
 def render(
@@ -167,11 +170,11 @@ def render(
     settings = _settings(model, backend, steps, size, guidance, seed, scheduler, precision, compile,
                          _device_arg(device))
     options = _walk_settings(transition_frames, easing, seed_mode, noise_mix, colour)
-    spread = _devices(devices, backend)
+    devices = _devices(devices, backend)
     out_dir = _out_dir(out_dir)
     wanted = wanted_records(board, settings, options)
     _check_walk(settings, wanted)
-    engine = backend if isinstance(backend, Backend) else _engine(settings, spread, device)
+    engine = backend if isinstance(backend, Backend) else _engine(settings, devices, device)
     owned = engine is not backend
     try:
         _check_backend(engine, owned, settings, device, wanted)
@@ -207,7 +210,7 @@ def render(
                 if warm_up:
                     emit(WarmedUp(seconds=warm_up, what=engine.warm_up_note))
                 # 7. the frames, side by side where the engine runs several at once
-                recorder.slots = engine.parallel
+                recorder.parallel = engine.parallel
                 lost: list[LostFrame] = []
                 for made in engine.generate_many(requests, on_start=recorder.started, on_step=recorder.stepped):
                     if isinstance(made, LostFrame):
@@ -226,12 +229,12 @@ def render(
     return result
 
 
-def _engine(settings: RenderSettings, spread: int | str, device: str | None) -> Backend:
+def _engine(settings: RenderSettings, devices: int | str, device: str | None) -> Backend:
     """The engine that will make the frames, created but not loaded: a backend, or torch worker processes."""
-    if settings.backend == "torch" and spread != 1:
-        return WorkerPool(settings.model, spread, _device_arg(device), precision=settings.precision,
+    if settings.backend == "torch" and devices != 1:
+        return WorkerPool(settings.model, devices, _device_arg(device), precision=settings.precision,
                           size=(settings.width, settings.height))
-    return create(settings.backend, settings.model, device=_device_arg(device), devices=spread,
+    return create(settings.backend, settings.model, device=_device_arg(device), devices=devices,
                   precision=settings.precision)
 
 
@@ -266,7 +269,7 @@ class _FrameRecorder:
         self.out_dir, self.book, self.wanted, self.board, self.to_make = out_dir, book, wanted, board, to_make
         self.emit = emit
         self.made: list[int] = []
-        self.slots = 1  # frames made at the same time
+        self.parallel = 1  # frames made at the same time
         self._started = 0
         self._durations: list[float] = []
         self._warmed_up: set[str] = set()
@@ -320,7 +323,7 @@ class _FrameRecorder:
         remaining = len(self.to_make) - len(self.made)
         self.emit(FrameDone(index=index, position=len(self.made), count=len(self.to_make), path=path,
                             seconds=seconds, seconds_per_frame=per_frame,
-                            eta_seconds=per_frame * remaining / self.slots, device=device))
+                            eta_seconds=per_frame * remaining / self.parallel, device=device))
 
     def warn_long_prompts(self, count_tokens: Callable[[str], int], limit: int) -> None:
         """Warn once per keyframe whose prompt the encoder will cut, naming the keyframe's frame."""

@@ -9,10 +9,11 @@ from pathlib import Path
 
 from .errors import FrameVerificationError
 from .machine.boards import is_tt_device
+from .presenting import Presentable
 
 
 @dataclass(frozen=True)
-class FrameOrigins:
+class FrameOrigins(Presentable):
     out_dir: Path
     frames: dict[int, tuple[str, str]]  # index → (backend, device), for frames on disk as recorded
     frame_count: int

@@ -36,6 +36,7 @@ from pathlib import Path
 from . import lifeline, manifest
 from .errors import FFmpegNotFoundError, VideoError
 from .fileio import folder_lock, os_error_sentence, partial_path, remove_partials, writable_folder
+from .presenting import Presentable
 from .values import real_number, user_path, whole_number
 
 DEFAULT_FPS = 2.0  # the lesson's pace: each frame shows for half a second
@@ -53,7 +54,7 @@ AUDIO_BITRATE = "192k"
 
 
 @dataclass(frozen=True)
-class VideoInfo:
+class VideoInfo(Presentable):
     path: Path
     codec: str
     pix_fmt: str
@@ -78,7 +79,7 @@ class VideoInfo:
         return (f"{self.frames} frames at {self.fps:g} fps = {self.duration:.1f} s, {self.codec}/{self.pix_fmt}, "
                 f"{self.width}×{self.height}")
 
-    def summary(self) -> str:
+    def __str__(self) -> str:
         sound = f", {self.audio} sound {self.audio_duration:.1f} s" if self.audio else ""
         return (f"{self.path} ({self.codec}, {self.pix_fmt}, {self.width}×{self.height}, {self.frames} frames "
                 f"at {self.fps:g} fps = {self.duration:.1f} s{sound}, {self.size_bytes / 1024:.0f} KiB)")

@@ -70,7 +70,7 @@ class DoctorReport:
     def counts(self) -> dict[str, int]:
         return {status: sum(check.status == status for check in self.checks) for status in (OK, WARN, FAIL)}
 
-    def summary(self) -> str:
+    def verdict(self) -> str:
         counts = self.counts()
         verdict = ("ready for the lesson on Tenstorrent hardware" if self.ok
                    else "fix the failed lines to run the lesson on Tenstorrent hardware; the CPU fallback "
@@ -79,7 +79,7 @@ class DoctorReport:
 
     def to_dict(self) -> dict:
         return {"ok": self.ok, "counts": self.counts(), "checks": [asdict(check) for check in self.checks],
-                "summary": self.summary(), "seconds": round(self.seconds, 3)}
+                "summary": self.verdict(), "seconds": round(self.seconds, 3)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
@@ -92,7 +92,7 @@ class DoctorReport:
                 lines.append(f"       fix: {check.fix}")
             if check.see and check.status != OK and not self.heading:
                 lines.append(f"       see: {TROUBLESHOOTING}, \"{check.see}\"")
-        return "\n".join(lines + ([] if self.heading else [self.summary()]))
+        return "\n".join(lines + ([] if self.heading else [self.verdict()]))
 
     def _repr_html_(self) -> str:
         colours = {OK: "#2e7d32", WARN: "#b26a00", FAIL: "#c62828"}
@@ -105,7 +105,7 @@ class DoctorReport:
             for check in self.checks)
         help_column = "" if self.heading else "<th>help</th>"  # a section is already where the links lead
         table = f"<table><tr><th></th><th>check</th><th>found</th><th>fix</th>{help_column}</tr>{rows}</table>"
-        return table if self.heading else f"{table}<p><b>{html.escape(self.summary())}</b></p>"
+        return table if self.heading else f"{table}<p><b>{html.escape(self.verdict())}</b></p>"
 
 
 def _see_html(check: Check) -> str:

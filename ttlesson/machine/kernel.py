@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .. import env
 from ..errors import TTLessonError
+from ..presenting import Presentable
 
 CARRIED_VARIABLES = (env.TT_METAL_HOME, env.TT_METAL_RUNTIME_ROOT, "PYTHONPATH", env.TT_METAL_ARCH_NAME, "ARCH_NAME",
                      env.VISIBLE_DEVICES, "HF_HOME", env.WORKDIR, env.CACHE)
@@ -27,14 +28,14 @@ SHORT_NAMES = {"tt-metal source build": "python-env", "tt-installer venv": "tens
 
 
 @dataclass(frozen=True)
-class InstalledKernel:
+class InstalledKernel(Presentable):
     name: str
     display_name: str
     folder: Path
     python: str
     env: dict
 
-    def summary(self) -> str:
+    def __str__(self) -> str:
         carried = ", ".join(sorted(self.env)) or "none"
         return (f"Jupyter kernel {self.name!r} ({self.display_name}) installed in {self.folder}; it runs "
                 f"{self.python} with {carried} from this shell. In JupyterLab: Kernel > Change Kernel > "

@@ -11,6 +11,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 
 from .. import env
+from ..presenting import Presentable
 from .boards import BLACKHOLE, WORMHOLE, Card, mesh_device_for
 from .compute import CpuInfo, TorchInfo, cpu_info, find_nvidia_gpus, torch_info
 from .driver import Holder, device_holders, driver_version, read_kernel_driver
@@ -28,7 +29,7 @@ class AutoChoice:
 
 
 @dataclass
-class HardwareReport:
+class HardwareReport(Presentable):
     cards: list[Card]
     sources: list[SourceAnswer]
     ttnn: TtnnInfo

@@ -149,7 +149,7 @@ def film_versions(cfg: settings.Settings, keyframes: int = 3, transition_frames:
         for name, (_, options) in FILM_VERSIONS.items():
             options = {key: transition_frames if value is None else value for key, value in options.items()}
             results[name] = render(short, cfg.workdir_path / "film" / name, backend=engine, **options, **settings)
-            print(f"{name}: {results[name].summary()}")
+            print(f"{name}: {results[name]}")
     return results
 
 
@@ -173,7 +173,7 @@ def import_demo_frames(cfg: settings.Settings, src: str | os.PathLike | None = N
         print(f"No demo images (input_data_<i>_512x512_ttnn.png) in {folder}: nothing to import.")
         return None
     result = import_demo_outputs(folder, cfg.workdir_path / "from-demo", storyboard=ensure_storyboard(cfg))
-    print(result.summary())
+    print(result)
     return result
 
 

@@ -26,6 +26,7 @@ from ... import env, models
 from ...errors import NoTTDeviceError
 from ...fileio import writable_folder, write_atomic
 from ...frames import encode_png
+from ...presenting import Presentable
 from ...values import user_path
 from ..base import FrameRequest
 
@@ -73,7 +74,7 @@ class Comparison:
 
 
 @dataclass(frozen=True)
-class CheckResult:
+class CheckResult(Presentable):
     device: str
     package: str
     ttnn: str
@@ -95,7 +96,7 @@ class CheckResult:
     def ok(self) -> bool:
         return self.comparison is None or self.comparison.ok
 
-    def summary(self) -> str:
+    def __str__(self) -> str:
         if self.comparison is None:
             compared = (f"no demo image to compare with (looked for {' or '.join(DEMO_NAMES)} next to {self.path.name}"
                         "); run tt-metal's demo there and check again")
@@ -121,14 +122,11 @@ class CheckResult:
             "---",
         ])
 
-    def to_json(self) -> str:
-        data = {key: (str(value) if isinstance(value, Path) else value) for key, value in self.__dict__.items()
-                if key != "comparison"}
-        data["comparison"] = None if self.comparison is None else {
-            "demo_image": str(self.comparison.demo_image), "psnr_db": self.comparison.psnr_db,
-            "mean_abs_diff": self.comparison.mean_abs_diff, "differing_pixels": self.comparison.differing_pixels,
-            "verdict": self.comparison.verdict}
-        return json.dumps(data, indent=2) + "\n"
+    def to_dict(self) -> dict:
+        data = super().to_dict()
+        if self.comparison is not None:
+            data["comparison"]["verdict"] = self.comparison.verdict
+        return data
 
 
 def run_check(out_dir: str | os.PathLike = ".", steps: int = DEMO_STEPS, runtime=None,
