@@ -40,11 +40,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from . import accel, manifest, memory, models, schedulers
+from . import accel, manifest, models, schedulers
 from . import storyboard as storyboard_mod
 from . import walk as walk_mod
-from .backends import Backend, FrameRequest, create, resolve_name
-from .backends.workers import LostFrame, WorkerPool
+from .backends import Backend, FrameRequest, LostFrame, create, resolve_name
 from .errors import FramesLostError, PromptTooLongWarning, SettingsChangedError, TTLessonError
 from .fileio import folder_lock, os_error_sentence, remove_partials, sha256_file, writable_folder
 from .frames import encode_png, store_frame
@@ -177,7 +176,7 @@ def render(
     engine = backend if isinstance(backend, Backend) else _engine(settings, devices, device)
     owned = engine is not backend
     try:
-        _check_backend(engine, owned, settings, device, wanted)
+        _check_backend(engine, wanted)
         # 2. the output folder: usable, and ours alone until the run ends
         _check_layout(out_dir)
         with folder_lock(out_dir, "wait for that render to finish (or stop it), or choose another --out."):
@@ -232,24 +231,22 @@ def render(
 def _engine(settings: RenderSettings, devices: int | str, device: str | None) -> Backend:
     """The engine that will make the frames, created but not loaded: a backend, or torch worker processes."""
     if settings.backend == "torch" and devices != 1:
+        from .backends.workers import WorkerPool
+
         return WorkerPool(settings.model, devices, _device_arg(device), precision=settings.precision,
                           size=(settings.width, settings.height))
     return create(settings.backend, settings.model, device=_device_arg(device), devices=devices,
                   precision=settings.precision)
 
 
-def _check_backend(engine: Backend, owned: bool, settings: RenderSettings, device: str | None,
-                   wanted: list[FrameRecord]) -> None:
-    """What the backend cannot make (no device, a size it does not run) and a frame too big for memory, refused
-    before the folder is touched or the model loads."""
+def _check_backend(engine: Backend, wanted: list[FrameRecord]) -> None:
+    """What the backend cannot make (no device, a size it does not run, a frame too big for this machine's
+    memory), refused before the folder is touched or the model loads."""
     for request in {_request(replace(record, prompt="", negative_prompt=None, seed=0, to_prompt=None,
                                      to_negative_prompt=None, to_seed=None, weight=0.0, noise_base=None))
                     for record in wanted}:
         engine.check_request(request)
         engine.check_scheduler(request)
-    if owned and engine.name == "torch" and not isinstance(engine, WorkerPool):  # a pool checks its copies; a
-        # backend passed in is loaded already: it fits
-        memory.check_fits(settings.model, settings.width, settings.height, _device_arg(device))
 
 
 def _lost_message(lost, made: list[int]) -> str:

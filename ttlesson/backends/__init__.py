@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from ..errors import BackendUnavailableError
 from ..models import ModelSpec
-from .base import Backend, FrameRequest, MadeImage, StepCallback
+from .base import Backend, FrameRequest, LostFrame, MadeImage, StepCallback
 
 BACKEND_NAMES = ("auto", "torch", "tt")
 
-__all__ = ["BACKEND_NAMES", "Backend", "FrameRequest", "MadeImage", "StepCallback", "create", "resolve_name"]
+__all__ = ["BACKEND_NAMES", "Backend", "FrameRequest", "LostFrame", "MadeImage", "StepCallback", "create",
+           "resolve_name"]
 
 
 def create(name: str, spec: ModelSpec, device: str | None = None, devices: int | str = 1,

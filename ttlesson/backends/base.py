@@ -38,6 +38,14 @@ class MadeImage:
 
 
 @dataclass(frozen=True)
+class LostFrame:
+    """A frame ``generate_many`` could not make because the worker making it died (a worker pool's)."""
+
+    index: int
+    worker: str  # the worker that died holding it; "" when no worker was left to make it
+
+
+@dataclass(frozen=True)
 class FrameRequest:
     prompt: str
     seed: int

@@ -13,6 +13,7 @@ from collections import OrderedDict
 
 from .. import accel, schedulers, walk
 from ..errors import BackendUnavailableError
+from ..memory import check_fits
 from ..models import ModelSpec, load_pipeline
 from .base import Backend, FrameRequest, StepCallback
 
@@ -62,6 +63,11 @@ class TorchBackend(Backend):
         cache_key = self._cache_key() if self.precision.startswith("openvino") else None
         self.pipe = accel.prepare_pipeline(pipe, self.precision, device, cache_key=cache_key, spec=self.spec)
         self._shipped_scheduler = self.pipe.scheduler
+
+    def check_request(self, request: FrameRequest) -> None:
+        """Refuse a frame too big for this machine's memory before the model loads (once loaded, it fits)."""
+        if self.pipe is None:
+            check_fits(self.spec, request.width, request.height, self._device_name)
 
     def adopt(self, pipe, cache_key: str | None = None, label: str | None = None) -> None:
         """Use an already built float32 CPU pipeline (``ttlesson bench --arch-only``) instead of loading one."""

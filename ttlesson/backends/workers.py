@@ -28,7 +28,7 @@ from multiprocessing import get_context
 from ..errors import BackendUnavailableError, TTLessonError
 from ..lifeline import end_with_parent, watch_parent
 from ..models import ModelSpec
-from .base import Backend, MadeImage
+from .base import Backend, LostFrame, MadeImage
 from .scheduling import Job, WorkerGone, keep_busy
 
 
@@ -38,12 +38,6 @@ class WorkerInfo:
     device: str  # what the worker's backend reports, e.g. "cpu", "cuda:0 (NVIDIA H100)"
     pid: int
     seconds: float  # model load time
-
-
-@dataclass(frozen=True)
-class LostFrame:
-    index: int
-    worker: str  # the worker that died holding it; "" when no worker was left to make it
 
 
 @dataclass
