@@ -17,17 +17,17 @@ def ttlesson_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "ttlesson.cli"]
 
 
-def run_cli(*args, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
-    """Run ``ttlesson ARGS`` in a child process with this environment (plus ``env``)."""
+def run_cli(*args, env: dict | None = None, timeout: float = 900, base: dict | None = None
+            ) -> subprocess.CompletedProcess:
+    """Run ``ttlesson ARGS`` in a child process with this environment (or ``base``) plus ``env``."""
     return subprocess.run([*ttlesson_command(), *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+                          env={**(os.environ if base is None else base), **(env or {})}, stdin=subprocess.DEVNULL)
 
 
 def run_ttlesson(*args, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run ``ttlesson ARGS`` like ``run_cli``, but without a mock cluster unless ``env`` names one (detection)."""
-    base = {key: value for key, value in os.environ.items() if key != MOCK_ENV}
-    return subprocess.run([*ttlesson_command(), *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          env={**base, **(env or {})}, stdin=subprocess.DEVNULL)
+    return run_cli(*args, env=env, timeout=timeout,
+                   base={key: value for key, value in os.environ.items() if key != MOCK_ENV})
 
 
 def run_json(*args, env: dict | None = None, timeout: float = 120) -> dict:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import traceback
 
+from .env import debug as debug_requested
+
 
 class TTLessonError(Exception):
     """An error caused by input or environment, with a message that names the problem and the fix."""
@@ -99,9 +101,7 @@ def describe(err: BaseException, debug: bool | None = None) -> str:
     """The error's one sentence; with ``TTLESSON_DEBUG=1`` (or ``debug``) followed by the traceback of its cause."""
     sentence = " ".join(str(err).splitlines())  # one line even where a file name in it holds a line break
     if debug is None:
-        from .env import debug as debug_set
-
-        debug = debug_set()
+        debug = debug_requested()
     cause = err.__cause__
     if not debug or cause is None:
         return sentence

@@ -26,7 +26,6 @@ class WorkerGone(Exception):
 class Job(Generic[W]):
     worker: W | None  # None: no worker was left to make this frame
     index: int
-    request: object
     handle: object = None  # what ``start`` returned (a future, a submitted trace)
     started: float = 0.0
     retire: bool = False  # set by the caller when the worker died making it: it gets no more frames
@@ -67,7 +66,7 @@ def keep_busy(items: Iterable[tuple[int, object]], workers: Iterable[W], *,
             queue.popleft()
             if on_start is not None:
                 on_start(index, worker)
-            running.append(Job(worker, index, request, handle, started))
+            running.append(Job(worker, index, handle, started))
         if not running:
             break
         for job in finished(running):
@@ -75,5 +74,5 @@ def keep_busy(items: Iterable[tuple[int, object]], workers: Iterable[W], *,
             yield job
             if not job.retire:
                 idle.append(job.worker)
-    for index, request in queue:
-        yield Job(None, index, request)
+    for index, _ in queue:
+        yield Job(None, index)

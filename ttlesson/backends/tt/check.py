@@ -186,9 +186,7 @@ def find_demo_image(folder: Path, given: str | os.PathLike | None) -> Path | Non
             raise TTLessonError(f"--demo-image {path} is not a file; give the input_data_1_512x512_ttnn.png that "
                                 "tt-metal's demo wrote, or leave --demo-image out.")
         return path
-    places = [folder]
-    if env.tt_metal_home():
-        places.append(env.tt_metal_home())
+    places = [folder, *filter(None, [env.tt_metal_home()])]
     return next((place / name for place in places for name in DEMO_NAMES if (place / name).is_file()), None)
 
 

@@ -154,21 +154,22 @@ class TTProcessesBackend(Backend):
             yield from self._make_frames(queue, on_start)
 
     def _make_frames(self, queue: deque, on_start) -> Iterator[MadeImage]:
-        traced_for = []  # the (steps, guidance) the workers' traces are captured for
+        traced_for = None  # the (steps, guidance) the workers' traces are captured for
 
         def start(worker: _Worker, index: int, request: FrameRequest) -> None:
             worker.conn.send(("frame", index, request))
 
         def warm_up(request: FrameRequest) -> None:
+            nonlocal traced_for
             self.warm_up(request)
-            traced_for[:] = [(request.steps, request.guidance)]
+            traced_for = (request.steps, request.guidance)
 
         def finished(running: list[Job]) -> list[Job]:
             ready = wait([job.worker.conn for job in running])
             return [job for job in running if job.worker.conn in ready]
 
         for job in keep_busy(queue, self._workers, start=start, finished=finished,
-                             needs_idle=lambda request: [(request.steps, request.guidance)] != traced_for,
+                             needs_idle=lambda request: (request.steps, request.guidance) != traced_for,
                              when_idle=warm_up,
                              on_start=lambda index, worker: on_start and on_start(index, worker.label)):
             size, pixels = self._expect(job.worker, "made", None)
