@@ -14,9 +14,9 @@ exception is ``render``, bound as the package loads: its module has the same nam
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING
 
+from .lazy import exports
 from .render import render
 from .version import __version__
 
@@ -51,17 +51,7 @@ __all__ = [  # pinned by tests/test_public_api.py
 ]
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'ttlesson' has no attribute {name!r}")
-    module, attribute = _EXPORTS[name]
-    value = getattr(import_module(f".{module}", __name__), attribute)
-    globals()[name] = value  # the next lookup is an ordinary one
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = exports(__name__, _EXPORTS, globals())
 
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ loads these on first use

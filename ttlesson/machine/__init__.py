@@ -11,37 +11,26 @@ One concern per module:
   lesson's Python environments this is; the notebook kernel's report);
 * ``report``: ``detect`` and the ``HardwareReport`` (text, HTML, JSON), the ``auto`` choice;
 
-``from ttlesson.machine import X`` works for every name below.
+``from ttlesson.machine import X`` works for every name below; each module loads on first use.
 """
 
-from .boards import (
-                     BLACKHOLE,
-                     BOARD_KINDS,
-                     WORMHOLE,
-                     BoardKind,
-                     Card,
-                     device_notice,
-                     group_into_cards,
-                     is_tt_device,
-                     mesh_device_for,
-                     normalise_board,
-)
-from .compute import CpuInfo, TorchInfo, cpu_info, find_nvidia_gpus, torch_info
-from .driver import Holder, device_holders, driver_version, read_kernel_driver
-from .environment import (
-                     CLOUD,
-                     INSTALLER,
-                     OTHER,
-                     SOURCE_BUILD,
-                     KernelReport,
-                     PythonEnvironment,
-                     kernel_report,
-                     recognise,
-)
-from .host import HostPaths, SourceAnswer
-from .report import AutoChoice, HardwareReport, auto_backend, choose_backend, detect, tt_system_for
-from .tt_smi import TT_SMI_TIMEOUT, find_tt_smi, parse_tt_smi_snapshot, read_tt_smi
-from .ttnn_info import TTNN_TIMEOUT, TtnnInfo, read_ttnn, ttnn_install_info
+from ..lazy import exports
+
+# each module and the public names it defines: loaded on first use, so ``import ttlesson.machine.boards`` (what a
+# render needs) does not import the detection sources
+_MODULES = {
+    "boards": ("BLACKHOLE", "BOARD_KINDS", "WORMHOLE", "BoardKind", "Card", "device_notice", "group_into_cards",
+               "is_tt_device", "mesh_device_for", "normalise_board"),
+    "compute": ("CpuInfo", "TorchInfo", "cpu_info", "find_nvidia_gpus", "torch_info"),
+    "driver": ("Holder", "device_holders", "driver_version", "read_kernel_driver"),
+    "environment": ("CLOUD", "INSTALLER", "OTHER", "SOURCE_BUILD", "KernelReport", "PythonEnvironment",
+                    "kernel_report", "recognise"),
+    "host": ("HostPaths", "SourceAnswer"),
+    "report": ("AutoChoice", "HardwareReport", "auto_backend", "choose_backend", "detect", "tt_system_for"),
+    "tt_smi": ("TT_SMI_TIMEOUT", "find_tt_smi", "parse_tt_smi_snapshot", "read_tt_smi"),
+    "ttnn_info": ("TTNN_TIMEOUT", "TtnnInfo", "read_ttnn", "ttnn_install_info"),
+}
+_EXPORTS = {name: (module, name) for module, names in _MODULES.items() for name in names}
 
 __all__ = [
     "AutoChoice", "BLACKHOLE", "BOARD_KINDS", "BoardKind", "CLOUD", "Card", "CpuInfo",
@@ -52,3 +41,5 @@ __all__ = [
     "mesh_device_for", "normalise_board", "parse_tt_smi_snapshot", "read_kernel_driver", "read_tt_smi", "read_ttnn",
     "recognise", "torch_info", "tt_system_for", "ttnn_install_info",
 ]
+
+__getattr__, __dir__ = exports(__name__, _EXPORTS, globals())
