@@ -32,6 +32,13 @@ def tiny_folder() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_random_folder() -> Path:
+    from ttlesson.models import tiny
+
+    return tiny.tiny_model_folder("tiny-random")
+
+
+@pytest.fixture(scope="session")
 def tiny_backend(tiny_folder):
     """One loaded torch backend on the tiny model, shared by the tests that only need frames made."""
     from ttlesson import models

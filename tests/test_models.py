@@ -1,3 +1,4 @@
+import hashlib
 import json
 import os
 import subprocess
@@ -142,21 +143,71 @@ def test_gated_model_says_licence_and_login(monkeypatch, tmp_path):
         models.local_folder(models.resolve("sd35-large"))
 
 
-def test_cached_model_index_records_the_recipe(tiny_folder):
-    index = json.loads((tiny_folder / "model_index.json").read_text())
-    assert index["_class_name"] == "StableDiffusionPipeline"
-    assert tiny_folder.name == f"tiny-sd-v{tiny.TINY_RECIPE_VERSION}"
+def test_cached_model_index_records_the_recipe(tiny_folder, tiny_random_folder):
+    for folder in (tiny_folder, tiny_random_folder):
+        assert json.loads((folder / "model_index.json").read_text())["_class_name"] == "StableDiffusionPipeline"
+    digest = hashlib.sha256((tiny.shipped_tiny_weights() / "model.safetensors").read_bytes()).hexdigest()
+    assert tiny_folder.name == f"tiny-sd-v{tiny.TINY_RECIPE_VERSION}-{digest[:12]}"  # new weights, new folder
+    assert tiny_random_folder.name == f"tiny-random-sd-v{tiny.TINY_RECIPE_VERSION}"
 
 
-def test_tiny_text_encoder_is_stored_in_the_hub_layout(tiny_folder):
+@pytest.mark.parametrize("fixture", ["tiny_folder", "tiny_random_folder"])
+def test_tiny_text_encoder_is_stored_in_the_hub_layout(fixture, request):
     # transformers 4 (tt-metal's env) reads only this layout; with another it would load random weights.
     from safetensors.torch import load_file
     from transformers import CLIPTextModel
 
-    keys = load_file(tiny_folder / "text_encoder" / "model.safetensors").keys()
+    folder = request.getfixturevalue(fixture)
+    keys = load_file(folder / "text_encoder" / "model.safetensors").keys()
     assert keys and all(key.startswith("text_model.") for key in keys)
-    _, info = CLIPTextModel.from_pretrained(tiny_folder / "text_encoder", output_loading_info=True)
+    _, info = CLIPTextModel.from_pretrained(folder / "text_encoder", output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]
+
+
+def test_tiny_loads_the_shipped_weights_exactly(tiny_folder):
+    # Every component of the cached pipeline holds the shipped (half-precision) weights, the text encoder included.
+    import torch
+    from safetensors.torch import load_file
+
+    pipe = models.load_pipeline(models.resolve("tiny"))
+    shipped = load_file(tiny.shipped_tiny_weights() / "model.safetensors")
+    for component in ("unet", "vae", "text_encoder"):
+        own = getattr(pipe, component).state_dict()
+        for key, value in shipped.items():
+            name, _, rest = key.partition(".")
+            if name == component:
+                rest = rest if rest in own else rest.removeprefix("text_model.")
+                assert torch.equal(own[rest], value.float()), key
+    assert pipe.vae.config.scaling_factor != 0.18215  # measured on the scenes, not SD 1.4's
+
+
+def test_tiny_random_is_the_small_random_recipe(tiny_random_folder):
+    pipe = models.load_pipeline(models.resolve("tiny-random"))
+    assert tuple(pipe.unet.config.block_out_channels) == (32, 64)
+    assert type(pipe.scheduler).__name__ == "PNDMScheduler" and pipe.vae_scale_factor == 8
+    assert models.resolve("tiny-random").is_local
+
+
+def test_weights_that_do_not_fit_the_architecture_are_refused(tmp_path):
+    from safetensors.torch import load_file, save_file
+    from transformers import CLIPTokenizer
+
+    from ttlesson.errors import ModelNotAvailableError
+
+    shipped = tiny.shipped_tiny_weights()
+    state = load_file(shipped / "model.safetensors")
+    state.pop(next(key for key in state if key.startswith("unet.")))
+    save_file(state, tmp_path / "model.safetensors", metadata={"format": "pt", "vae_scaling_factor": "1.0"})
+    tokenizer = CLIPTokenizer(str(shipped / "vocab.json"), str(shipped / "merges.txt"))
+    components = tiny.tiny_components(tiny.TINY_ARCHITECTURE, tokenizer)
+    with pytest.raises(ModelNotAvailableError, match=r"does not fit the tiny unet \(1 weights missing.*train-tiny"):
+        tiny.load_tiny_weights(components, tmp_path / "model.safetensors")
+
+
+def test_shipped_tiny_model_is_a_few_megabytes():
+    files = [p for p in tiny.shipped_tiny_weights().iterdir() if p.is_file()]
+    assert {"model.safetensors", "vocab.json", "merges.txt", "score.json"} <= {p.name for p in files}
+    assert sum(p.stat().st_size for p in files) < 16 * 2**20
 
 
 def test_cache_and_frames_are_ordinary_files(tiny_folder, tmp_path):

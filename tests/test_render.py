@@ -35,7 +35,7 @@ def test_one_png_per_prompt_and_a_manifest(rendered):
     for i, entry in enumerate(data["frames"]):
         assert entry["file"] == f"frames/frame_{i:03d}.png"
         assert entry["prompt"] == prompts[i] and entry["seed"] == i and entry["negative_prompt"] is None
-        assert (entry["steps"], entry["guidance"], entry["width"], entry["height"]) == (4, 7.5, 128, 128)
+        assert (entry["steps"], entry["guidance"], entry["width"], entry["height"]) == (4, 2.5, 128, 128)
         assert (entry["model"], entry["backend"], entry["device"]) == ("tiny", "torch", "cpu")
         assert entry["seconds"] > 0
         assert entry["sha256"] == sha256_file(result.out_dir / entry["file"])

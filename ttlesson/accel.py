@@ -4,7 +4,7 @@ A faster path is not free: bfloat16, float16 and OpenVINO each round differently
 frame's pixels depend on the path. The path is therefore part of a frame's identity, recorded in the manifest
 as its ``precision``:
 
-* ``float32``: torch float32, diffusers' default (and the ``tiny`` model's everywhere, so its frames stay
+* ``float32``: torch float32, diffusers' default (and the ``tiny`` models' everywhere, so its frames stay
   byte-identical from machine to machine).
 * ``bfloat16``: torch with bfloat16 weights and channels-last activations; on CPUs with native bfloat16
   (AVX512-BF16 or AMX) and for SD 3.5 on CUDA.
@@ -17,8 +17,8 @@ as its ``precision``:
 
 ``auto`` picks, in this order: the tt backend's own; on CUDA float16 (bfloat16 for SD 3.5); on a CPU OpenVINO
 for SD 1.x when it is installed (in bfloat16 where the CPU has it natively, else float32: both measured
-faster than torch), else torch bfloat16 where the CPU has native bfloat16, else float32. The ``tiny`` model
-stays float32. Measured effects are in docs/performance.md.
+faster than torch), else torch bfloat16 where the CPU has native bfloat16, else float32. The ``tiny`` models
+stay float32. Measured effects are in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from __future__ import annotations
 import importlib.util
 
 from .errors import BackendUnavailableError
-from .models import ModelSpec
+from .models import TINY_MODELS, ModelSpec
 
 PRECISION_CHOICES = ("auto", "float32", "bfloat16", "float16", "openvino")
 COMPILED = ", compiled"
@@ -65,8 +65,8 @@ def resolve_precision(requested: str, spec: ModelSpec, device_type: str, *, comp
 
 
 def _auto(spec: ModelSpec, device_type: str, native_bf16: bool, openvino: bool) -> str:
-    if spec.name == "tiny":
-        return "float32"  # the tests' and notebooks' model: one set of bytes everywhere
+    if spec.name in TINY_MODELS:
+        return "float32"  # the tests' and notebooks' models: one set of bytes everywhere
     if device_type == "cuda":
         return "bfloat16" if spec.family == "sd3" else "float16"
     if openvino and spec.family == "sd1":

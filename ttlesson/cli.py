@@ -78,6 +78,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --arch-only: also time diffusers' own pipeline with its defaults, alternating")
     _add_speed_arguments(bench)
     bench.set_defaults(run=_run_bench)
+
+    train = commands.add_parser("train-tiny", help="train the offline tiny model on drawn World's Fair scenes (CPU)",
+                                description="Draw procedural World's Fair scenes, train the tiny model's VAE, text "
+                                "encoder and UNet on them from fixed seeds (about an hour on two CPU cores), then "
+                                "score how often its frames show what their prompts name. Render with the result: "
+                                "--model OUT/pipeline.")
+    train.add_argument("--out", required=True, metavar="DIR", help="folder for the weights, the pipeline and the score")
+    train.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0, as shipped)")
+    train.add_argument("--quick", action="store_true", help="a few steps of each stage: checks that training runs "
+                       "(the model learns nothing)")
+    train.add_argument("--no-score", action="store_true", help="skip rendering and judging the demo prompts")
+    train.add_argument("--overwrite", action="store_true", help="replace a model trained earlier in --out")
+    train.set_defaults(run=_run_train_tiny)
     _add_machine_commands(commands)
     _add_tt_commands(commands)
     _add_kernel_command(commands)
@@ -258,6 +271,25 @@ def _run_bench(args) -> int:
         print(f"json: {args.json}")
     else:
         print(result.to_json() if args.json else result)
+    return 0
+
+
+def _run_train_tiny(args) -> int:
+    import dataclasses
+
+    from . import classifier, training
+
+    plan = dataclasses.replace(training.TrainingPlan.quick() if args.quick else training.TrainingPlan(),
+                               seed=args.seed)
+    result = training.train(args.out, plan, overwrite=args.overwrite)
+    if not args.no_score:
+        prompts = classifier.demo_prompts()[::12] if args.quick else None
+        score = classifier.score(str(result.pipeline_dir), classifier.shipped_judge(), result.out_dir / "judged",
+                                 prompts=prompts)
+        classifier.write_score(score, result.out_dir / "score.json")
+        print(f"prompt following, {score.line()}")
+        print(f"prompt following, shipped tiny: {classifier.shipped_score().line()}")
+    print(result.pipeline_dir)
     return 0
 
 

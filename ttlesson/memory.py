@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import TTLessonError
-from .models import ModelSpec
+from .models import TINY_MODELS, ModelSpec
 
 RUNTIME_BYTES = 1000 * 1024 ** 2  # Python, torch, diffusers and the pipeline objects (tiny at 64x64: 983 MiB)
 ACTIVATION_TENSORS = 7  # full-resolution float32 tensors of the decoder alive at the peak (tiny measured: 6.4)
@@ -115,10 +115,10 @@ def _cuda_visible() -> bool:
 
 
 def _folder(spec: ModelSpec) -> Path | None:
-    if spec.name == "tiny":
+    if spec.name in TINY_MODELS:
         from .models.tiny import tiny_model_folder
 
-        return tiny_model_folder()
+        return tiny_model_folder(spec.name)
     source = Path(spec.source)
     return source if source.is_dir() else None
 

@@ -29,7 +29,7 @@ GIB = 1024 ** 3
 SD14_DOWNLOAD_GIB = 6  # CompVis/stable-diffusion-v1-4 as diffusers downloads it, safety checker included
 # Memory a model needs to make frames with the torch backend on a CPU (float32 weights and 512² activations):
 # SD 1.4 holds 1.07 B parameters (4.3 GB); SD 3.5 Large about 13 B with its T5-XXL text encoder (52 GB).
-MODEL_MEMORY_GIB = {"tiny": 1, "sd14": 6, "sd35-large": 60}
+MODEL_MEMORY_GIB = {"tiny": 1, "tiny-random": 1, "sd14": 6, "sd35-large": 60}
 
 # Where each problem is explained, with what ttlesson checks and the commands to run by hand.
 TROUBLESHOOTING = "notebooks/09_troubleshooting.ipynb"

@@ -2,9 +2,11 @@
 
 * ``sd14``: ``CompVis/stable-diffusion-v1-4`` at tt-metal's demo settings (512×512, PNDM, 50 steps, guidance 7.5).
 * ``sd35-large``: ``stabilityai/stable-diffusion-3.5-large`` (1024×1024, 28 steps; gated on the Hub).
-* ``tiny``: a Stable-Diffusion-1.x-shaped pipeline with seeded random weights, built offline from configs,
-  saved once to the ttlesson cache and loaded back with ``from_pretrained`` like any downloaded model.
-  Its frames are coloured noise: it exists so the whole path runs anywhere in seconds.
+* ``tiny``: a small Stable-Diffusion-1.x pipeline (CLIP text encoder, UNet, VAE, PNDM) that learned from a few
+  thousand procedural World's Fair scenes (``ttlesson.training``); its weights ship with the package (``tiny``).
+  Its frames show the time of day, structure and palette a prompt names, crudely.
+* ``tiny-random``: the same kind of pipeline, smaller, with seeded random weights built from configs: coloured
+  noise in seconds, for tests that need any pipeline.
 * a local folder holding a diffusers pipeline (``model_index.json``).
 
 Hub weights go through huggingface_hub's cache; when they are not cached and cannot be downloaded, the error
@@ -21,6 +23,7 @@ from typing import Literal
 
 from ..errors import ModelNotAvailableError
 from .hub import hub_snapshot, quiet_hf_libraries
+from .tiny import TINY_MODELS
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class ModelSpec:
 
     @property
     def is_local(self) -> bool:
-        return self.name == "tiny" or Path(self.source).is_dir()
+        return self.name in TINY_MODELS or Path(self.source).is_dir()
 
     @property
     def hub_url(self) -> str:
@@ -49,7 +52,8 @@ REGISTRY: dict[str, ModelSpec] = {
     "sd14": ModelSpec("sd14", "CompVis/stable-diffusion-v1-4", "sd1", 512, 512, 50, 7.5),
     "sd35-large": ModelSpec("sd35-large", "stabilityai/stable-diffusion-3.5-large", "sd3", 1024, 1024, 28, 3.5,
                             gated=True),
-    "tiny": ModelSpec("tiny", "tiny", "sd1", 128, 128, 10, 7.5),
+    "tiny": ModelSpec("tiny", "tiny", "sd1", 128, 128, 10, 2.5),  # its best guidance: docs/offline-model.md
+    "tiny-random": ModelSpec("tiny-random", "tiny-random", "sd1", 128, 128, 10, 7.5),
 }
 
 
@@ -70,10 +74,10 @@ def resolve(name_or_path: str | os.PathLike) -> ModelSpec:
 
 def local_folder(spec: ModelSpec) -> Path:
     """A folder holding the model's diffusers files: built (tiny), given (local path) or from the Hub cache."""
-    if spec.name == "tiny":
+    if spec.name in TINY_MODELS:
         from .tiny import tiny_model_folder
 
-        return tiny_model_folder()
+        return tiny_model_folder(spec.name)
     if Path(spec.source).is_dir():
         return Path(spec.source)
     return hub_snapshot(spec)

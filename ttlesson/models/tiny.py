@@ -1,13 +1,18 @@
-"""The offline ``tiny`` model: a Stable-Diffusion-1.x-shaped pipeline with seeded random weights, built from
-configs into the ttlesson cache once and loaded back with ``from_pretrained`` like any downloaded model.
+"""The offline tiny models, written once into the ttlesson cache as diffusers folders and loaded back with
+``from_pretrained`` like any downloaded model; the classes are SD 1.x's, so every path that runs SD 1.4 runs them.
 
-Its own CLIP-style tokenizer is trained here on a short word list, its weights are drawn from one seeded
-generator (so transformers 4 and 5 build the same model), and its text encoder's weights are stored with the
+* ``tiny`` learned from a few thousand procedural World's Fair scenes (``ttlesson.scenes``, trained by
+  ``ttlesson.training``); its weights and tokenizer ship in ``ttlesson/data/tiny-sd/``.
+* ``tiny-random`` is a smaller pipeline of the same kind with seeded random weights (drawn from one generator, so
+  transformers 4 and 5 build the same model), for tests that need a pipeline in seconds.
+
+Their CLIP-style tokenizer is trained here on a short word list; text encoder weights are stored with the
 ``text_model.`` prefix that both transformers versions read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -17,22 +22,62 @@ from importlib import resources
 from pathlib import Path
 
 from .. import env
+from ..errors import ModelNotAvailableError
 from ..fileio import current_umask
 from .hub import quiet_hf_libraries
 
-TINY_RECIPE_VERSION = 2  # bump when the tiny recipe changes, so a stale cached copy is not reused
+TINY_RECIPE_VERSION = 3  # bump when a tiny recipe changes, so a stale cached copy is not reused
+TINY_MODELS = ("tiny", "tiny-random")
+TINY_WEIGHTS_DIR = "tiny-sd"  # in ttlesson/data: model.safetensors, vocab.json, merges.txt
+
+# The trained model's architecture (ttlesson.training trains exactly this): 128×128 frames, 16×16×4 latents.
+# Group norms span several channels: over one channel alone, a norm erases that channel's mean, and the
+# decoder could no longer say what colour the sky is, nor the UNet how dark the night.
+TINY_ARCHITECTURE = {
+    "unet": dict(
+        sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64, 128),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=64, attention_head_dim=(1, 2, 4), norm_num_groups=8,
+    ),
+    "vae": dict(
+        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=4,
+        block_out_channels=(16, 32, 64, 64), down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, sample_size=128,
+    ),
+    "text_encoder": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                         max_position_embeddings=77, projection_dim=64),
+}
+# tiny-random: the recipe the project started with, kept small so a test gets a pipeline in seconds.
+TINY_RANDOM_ARCHITECTURE = {
+    "unet": dict(
+        sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32, attention_head_dim=8, norm_num_groups=32,
+    ),
+    "vae": dict(
+        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=16,
+        block_out_channels=(16, 16, 32, 32), down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, sample_size=128,
+    ),
+    "text_encoder": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         max_position_embeddings=77, projection_dim=32),
+}
 
 
-def tiny_model_folder() -> Path:
-    """Build the tiny pipeline once into the cache and return its folder; later calls reuse it."""
-    folder = env.cache_root() / "models" / f"tiny-sd-v{TINY_RECIPE_VERSION}"
+def tiny_model_folder(name: str = "tiny") -> Path:
+    """Build the tiny pipeline ``name`` once into the cache and return its folder; later calls reuse it."""
+    folder = env.cache_root() / "models" / _tiny_folder_name(name)
     if (folder / "model_index.json").is_file():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=folder.parent))
     staging.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; the cache is an ordinary folder
     try:
-        _build_tiny_pipeline(staging)
+        if name == "tiny-random":
+            build_tiny_random_pipeline(staging)
+        else:
+            build_tiny_pipeline(staging, shipped_tiny_weights())
         try:
             os.rename(staging, folder)  # atomic: a concurrent builder's finished copy wins, ours is dropped
         except OSError:
@@ -43,41 +88,129 @@ def tiny_model_folder() -> Path:
     return folder
 
 
-def _build_tiny_pipeline(folder: Path) -> None:
-    quiet_hf_libraries()
-    import torch
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+def shipped_tiny_weights() -> Path:
+    """The folder of the trained tiny model's weights and tokenizer, as installed with the package."""
+    return Path(str(resources.files("ttlesson.data").joinpath(TINY_WEIGHTS_DIR)))
 
-    tokenizer_dir = folder / "tokenizer"
-    vocab_size = _write_tiny_tokenizer(tokenizer_dir)
-    tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir)
+
+def _tiny_folder_name(name: str) -> str:
+    if name == "tiny-random":
+        return f"tiny-random-sd-v{TINY_RECIPE_VERSION}"
+    # The weights' own digest names the folder, so retrained weights never meet a stale cached copy.
+    digest = hashlib.sha256((shipped_tiny_weights() / "model.safetensors").read_bytes()).hexdigest()
+    return f"tiny-sd-v{TINY_RECIPE_VERSION}-{digest[:12]}"
+
+
+def tiny_components(architecture: dict, tokenizer) -> dict:
+    """A UNet, VAE and CLIP text encoder of the given architecture, with seeded initial weights."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32, attention_head_dim=8, norm_num_groups=32,
-    )
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=16,
-        block_out_channels=(16, 16, 32, 32), down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4, sample_size=128,
-    )
+    unet = UNet2DConditionModel(**architecture["unet"])
+    vae = AutoencoderKL(**architecture["vae"])
     text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, projection_dim=32,
-    ))
+        vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, **architecture["text_encoder"]))
     _reseed_matrices(text_encoder, seed=0)  # transformers 4 and 5 draw CLIP's initial weights differently
-    # The same scheduler settings as CompVis/stable-diffusion-v1-4 and tt-metal's TtPNDMScheduler.
-    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                              num_train_timesteps=1000, skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    return {"unet": unet, "vae": vae, "text_encoder": text_encoder}
+
+
+def tiny_scheduler():
+    """The same PNDM settings as CompVis/stable-diffusion-v1-4 and tt-metal's TtPNDMScheduler."""
+    from diffusers import PNDMScheduler
+
+    return PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+                         skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False)
+
+
+def build_tiny_pipeline(folder: Path, weights: Path) -> None:
+    """Write the trained tiny pipeline into ``folder`` from a weights folder (``model.safetensors`` + tokenizer)."""
+    quiet_hf_libraries()
+    from transformers import CLIPTokenizer
+
+    tokenizer_dir = folder / "tokenizer"
+    tokenizer_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copyfile(weights / name, tokenizer_dir / name)
+    _write_tokenizer_config(tokenizer_dir)
+    tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir)
+    components = tiny_components(TINY_ARCHITECTURE, tokenizer)
+    scaling_factor = load_tiny_weights(components, weights / "model.safetensors")
+    components["vae"].register_to_config(scaling_factor=scaling_factor)
+    _save_sd_pipeline(folder, tokenizer, components)
+
+
+def build_tiny_random_pipeline(folder: Path) -> None:
+    """Write the random-weight tiny pipeline into ``folder``, its tokenizer trained on the word list."""
+    quiet_hf_libraries()
+    from transformers import CLIPTokenizer
+
+    write_tiny_tokenizer(folder / "tokenizer")
+    tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
+    _save_sd_pipeline(folder, tokenizer, tiny_components(TINY_RANDOM_ARCHITECTURE, tokenizer))
+
+
+def _save_sd_pipeline(folder: Path, tokenizer, components: dict) -> None:
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(**components, tokenizer=tokenizer, scheduler=tiny_scheduler(), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(folder, safe_serialization=True)
     _prefix_text_encoder_keys(folder / "text_encoder")
+
+
+def save_tiny_weights(components: dict, path: Path, scaling_factor: float, metadata: dict | None = None) -> None:
+    """Store the UNet, VAE and text encoder in one half-precision safetensors file, keys prefixed by component.
+
+    The text encoder's keys are stored in the Hub layout (``text_model.*``) whatever transformers wrote them.
+    """
+    from safetensors.torch import save_file
+
+    state = {}
+    for component, module in components.items():
+        for key, value in module.state_dict().items():
+            if component == "text_encoder" and not key.startswith("text_model."):
+                key = f"text_model.{key}"
+            if key.endswith("position_ids"):
+                continue  # a buffer some transformers versions keep, rebuilt on load
+            state[f"{component}.{key}"] = value.detach().to("cpu").half().contiguous()
+    info = {"format": "pt", "vae_scaling_factor": repr(float(scaling_factor)), **(metadata or {})}
+    save_file(state, path, metadata={key: str(value) for key, value in info.items()})
+
+
+def load_tiny_weights(components: dict, path: Path) -> float:
+    """Load ``save_tiny_weights``' file into freshly built components; returns the VAE's scaling factor.
+
+    Every weight must find its place and every place its weight: anything else means the file and the
+    architecture in this module disagree, and the model would silently draw noise.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    state = load_file(path)
+    with safe_open(path, framework="pt") as handle:
+        scaling_factor = float(handle.metadata()["vae_scaling_factor"])
+    for component, module in components.items():
+        own = module.state_dict()
+        prefix = f"{component}."
+        part = {}
+        for key, value in state.items():
+            if not key.startswith(prefix):
+                continue
+            key = key[len(prefix):]
+            if key not in own and key.startswith("text_model."):
+                key = key[len("text_model."):]  # transformers 5 keeps CLIP's weights without the prefix
+            part[key] = value.float()
+        missing = sorted(set(own) - set(part) - {k for k in own if k.endswith("position_ids")})
+        unexpected = sorted(set(part) - set(own))
+        if missing or unexpected:
+            raise ModelNotAvailableError(
+                f"{path} does not fit the tiny {component} ({len(missing)} weights missing, e.g. {missing[:2]}, "
+                f"{len(unexpected)} unexpected, e.g. {unexpected[:2]}); retrain it with ttlesson train-tiny.")
+        module.load_state_dict(part, strict=False)
+    return scaling_factor
 
 
 def _reseed_matrices(module, seed: int) -> None:
@@ -106,7 +239,7 @@ def _prefix_text_encoder_keys(folder: Path) -> None:
                    for key, value in state.items()}, path, metadata={"format": "pt"})
 
 
-def _write_tiny_tokenizer(folder: Path) -> int:
+def write_tiny_tokenizer(folder: Path) -> int:
     """Write a CLIP-style byte-level BPE tokenizer (vocab.json, merges.txt) trained on a short word list.
 
     Training merges the most frequent pair of symbols until every listed word is one token, so ordinary prompt
@@ -129,12 +262,16 @@ def _write_tiny_tokenizer(folder: Path) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    _write_tokenizer_config(folder)
+    return len(vocab)
+
+
+def _write_tokenizer_config(folder: Path) -> None:
     (folder / "tokenizer_config.json").write_text(json.dumps({
         "tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "do_lower_case": True,
         "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
         "pad_token": "<|endoftext|>",
     }))
-    return len(vocab)
 
 
 def _merge_pair(symbols: list[str], left: str, right: str) -> list[str]:
