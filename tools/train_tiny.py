@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ttlesson import classifier, models, scenes, storyboard, training  # noqa: E402
+from ttlesson import classifier, scenes, storyboard, training  # noqa: E402
 from ttlesson.models.tiny import TINY_WEIGHTS_DIR  # noqa: E402
 
 DOCS = ROOT / "docs"
@@ -60,6 +60,9 @@ def main() -> int:
         model_dir = result.out_dir
         report["training"] = result.to_json()
     pipeline = str(model_dir / "pipeline")
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(pipeline, subfolder="vae").eval()  # loaded once: the judge's and its check's
 
     # 2. the judge, knowing what scenes look like after the model's VAE
     started = time.perf_counter(), time.process_time()
@@ -67,7 +70,7 @@ def main() -> int:
     if args.judge_from:
         shutil.copyfile(args.judge_from, judge_path)
     else:
-        network = classifier.train_judge(classifier.JudgePlan(seed=args.seed), vae=_vae(pipeline), on_progress=log)
+        network = classifier.train_judge(classifier.JudgePlan(seed=args.seed), vae=vae, on_progress=log)
         classifier.save_judge(network, judge_path)
     judge = classifier.load_judge(judge_path)
     report["judge_seconds"] = _since(started)
@@ -76,7 +79,7 @@ def main() -> int:
     drawn = [scene.draw() for scene in held_out]
     report["judge_on_held_out_scenes"] = classifier.judge_accuracy(judge, drawn, held_out)
     report["judge_on_vae_round_trip"] = classifier.judge_accuracy(
-        judge, classifier.round_trip(_vae(pipeline), drawn), held_out)
+        judge, classifier.round_trip(vae, drawn), held_out)
     log(f"judge on held-out scenes {report['judge_on_held_out_scenes']}, "
         f"through the VAE {report['judge_on_vae_round_trip']}")
 
@@ -125,26 +128,15 @@ def _since(started) -> dict:
     return {"wall_s": time.perf_counter() - started[0], "cpu_s": time.process_time() - started[1]}
 
 
-def _vae(pipeline_dir: str):
-    from diffusers import AutoencoderKL
-
-    return AutoencoderKL.from_pretrained(pipeline_dir, subfolder="vae").eval()
-
-
 def _storyboard_check(pipeline: str, judge, out: Path) -> dict:
     """The World's Fair storyboard on a few seeds: for prompts naming a time or structure, did the frame show it?"""
     from PIL import Image
 
-    from ttlesson.render import render
-
     board = storyboard.load("worlds-fair")
-    tiny = models.REGISTRY["tiny"]
     hits: dict[str, list[int]] = {}
     lines = []
     for seed in STORYBOARD_SEEDS:
-        result = render(board, out / f"seed-{seed}", model=pipeline, backend="torch", device="cpu", seed=seed,
-                        precision="float32", steps=tiny.steps, guidance=tiny.guidance, size=(tiny.width, tiny.height),
-                        overwrite=True)
+        result = classifier.render_as_demo(board, pipeline, out / f"seed-{seed}", seed=seed)
         verdicts = classifier.classify(judge, [Image.open(p) for p in result.frame_paths])
         for index, (prompt, verdict) in enumerate(zip(board.prompts, verdicts)):
             for name, value in scenes.named_attributes(prompt).items():

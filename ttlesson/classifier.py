@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import models, scenes
-from .models.tiny import TINY_WEIGHTS_DIR
+from .models.tiny import shipped_tiny_weights
 
 JUDGE_FIRST_SEED = 10_000_000  # the judge's scenes never overlap the model's training scenes (seeds 0…N-1)
 JUDGE_SIZE = 64  # frames are judged at 64×64: enough for sky, structure and colour
@@ -165,23 +165,19 @@ def round_trip(vae, images, batch: int = 50):
 
 def shipped_judge():
     """The judge that scored the shipped tiny model (trained by tools/train_tiny.py), ready to classify."""
-    return load_judge(_data_file(JUDGE_FILE))
+    from importlib import resources
+
+    return load_judge(Path(str(resources.files("ttlesson.data").joinpath(JUDGE_FILE))))
 
 
 def shipped_score() -> Score:
     """The shipped tiny model's score on ``demo_prompts()``, as measured when its weights were made."""
-    data = json.loads(_data_file(f"{TINY_WEIGHTS_DIR}/score.json").read_text())
+    data = json.loads((shipped_tiny_weights() / "score.json").read_text())
     return Score(data["model"], data["accuracy"], data.get("frames", []))
 
 
 def write_score(result: Score, path: Path) -> None:
     Path(path).write_text(json.dumps(result.to_json(), indent=1))
-
-
-def _data_file(name: str) -> Path:
-    from importlib import resources
-
-    return Path(str(resources.files("ttlesson.data").joinpath(name)))
 
 
 def save_judge(network, path: Path) -> None:
@@ -250,25 +246,29 @@ def _augment(batch, generator):
 
 # --- scoring a model ---------------------------------------------------------------------------------------
 
+def render_as_demo(board, model: str, out_dir, seed: int = 0, steps: int | None = None,
+                   guidance: float | None = None, on_event=None):
+    """Render ``board`` with ``model`` at the ``tiny`` model's settings (steps, guidance, size, torch float32 on the
+    CPU) whatever ``model`` is, so that models are compared on the frames ``make demo`` would make."""
+    from .render import render
+
+    tiny = models.REGISTRY["tiny"]
+    return render(board, out_dir, model=model, backend="torch", device="cpu", precision="float32", seed=seed,
+                  steps=steps or tiny.steps, guidance=guidance or tiny.guidance, size=(tiny.width, tiny.height),
+                  overwrite=True, on_event=on_event)
+
+
 def score(model: str, judge, out_dir, prompts: list[DemoPrompt] | None = None, seed: int = 0,
           steps: int | None = None, guidance: float | None = None, on_event=None) -> Score:
-    """Render ``prompts`` (default: ``demo_prompts()``) with ``model`` into ``out_dir`` and judge every frame.
-
-    Steps, guidance and precision (float32) are the ``tiny`` model's whatever ``model`` is, so models are compared
-    on the frames ``make demo`` would make.
-    """
+    """Render ``prompts`` (default: ``demo_prompts()``) with ``model`` into ``out_dir`` (``render_as_demo``) and
+    judge every frame."""
     from PIL import Image
 
     from . import storyboard
-    from .render import render
 
     prompts = prompts or demo_prompts()
-    tiny = models.REGISTRY["tiny"]
     board = storyboard.loads(json.dumps([p.prompt for p in prompts]), source="judged prompts")
-    result = render(board, out_dir, model=model, backend="torch", device="cpu", precision="float32", seed=seed,
-                    steps=steps or tiny.steps, guidance=guidance or tiny.guidance,
-                    size=(tiny.width, tiny.height), overwrite=True, on_event=on_event)
-    paths = result.frame_paths
+    paths = render_as_demo(board, model, out_dir, seed, steps, guidance, on_event).frame_paths
     verdicts = classify(judge, [Image.open(path) for path in paths])
     frames = [{"prompt": p.prompt, "named": {"time": p.time, "structure": p.structure, "palette": p.palette},
                "judged": verdict, "file": str(path)} for p, verdict, path in zip(prompts, verdicts, paths)]
