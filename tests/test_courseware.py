@@ -250,15 +250,25 @@ def test_txt_storyboard_keeps_its_form_and_refuses_seeds(tmp_path):
         board.save(path)
 
 
-def test_scaling_measures_each_device_count_on_the_same_frames(tiny_folder):
+def test_a_scaling_measurement_is_kept_for_the_same_settings_on_this_machine(monkeypatch, tmp_path, capsys):
     from ttlesson import bench
 
-    result = bench.scaling("tiny", counts=[1, 2], frames=4, steps=2)
-    assert [p.devices for p in result.points] == [1, 2]
-    assert all(p.frames_per_second > 0 and "cpu" in p.device for p in result.points)
-    assert result.identical  # two workers make the very frames one process makes
-    assert result.work == "tiny model, 128×128, 2 steps" and "Each frame: tiny model" in result._repr_html_()
-    assert result.verdict == "The frames were byte-identical for every device count."
+    monkeypatch.setenv("TTLESSON_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TTLESSON_MODEL", "tiny")
+    monkeypatch.setenv("TTLESSON_WORKDIR", str(tmp_path / "work"))
+    measured = replace(_scaling("tiny", 128, 10), measured_at="2026-12-07 09:30")
+    calls = []
+    monkeypatch.setattr(bench, "scaling", lambda *args, **kwargs: calls.append(kwargs) or measured)
+    cfg = settings.current()
+    assert lesson.measure_scaling(cfg) == measured and len(calls) == 1  # measured, then kept
+    assert lesson.measure_scaling(cfg) == measured and len(calls) == 1  # shown again, not measured
+    assert "Measured on this machine at 2026-12-07 09:30" in capsys.readouterr().out
+    assert lesson.measure_scaling(cfg, again=True) == measured and len(calls) == 2
+    assert lesson.measure_scaling(cfg, frames=4) == measured and len(calls) == 3  # other settings: measured
+    key = bench.scaling_key("tiny", [1, 2], 6, "auto", None, None)
+    assert bench.saved_scaling(key) == measured and bench.saved_scaling({**key, "host": "elsewhere"}) is None
+    bench._saved_scaling_path(key).write_text("{not json")
+    assert bench.saved_scaling(key) is None  # a damaged file is measured again, not trusted
 
 
 def test_device_counts_on_a_machine_without_accelerators():

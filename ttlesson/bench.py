@@ -9,7 +9,7 @@ from __future__ import annotations
 import platform
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .fileio import sha256_file
@@ -108,6 +108,14 @@ class Scaling:
     width: int = 0
     height: int = 0
     steps: int = 0
+    measured_at: str = ""  # when, in this machine's local time (YYYY-MM-DD HH:MM)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "points": [asdict(point) for point in self.points]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Scaling:
+        return cls(**{**data, "points": [ScalingPoint(**point) for point in data["points"]]})
 
     @property
     def verdict(self) -> str:
@@ -171,7 +179,54 @@ def scaling(model: str = "tiny", counts: list[int] | None = None, frames: int = 
                                    device=result.device or "", label=f"measured here ({result.device})"))
     record = result.manifest.frames[0]
     return Scaling(points=points, identical=all(d == digests[0] for d in digests), model=record.model,
-                   width=record.width, height=record.height, steps=record.steps)
+                   width=record.width, height=record.height, steps=record.steps,
+                   measured_at=time.strftime("%Y-%m-%d %H:%M"))
+
+
+# --- a measurement kept for the next run with the same settings on this machine ------------------------------
+
+def scaling_key(model: str, counts: list[int], frames: int, backend: str, steps: int | None,
+                size: int | str | None) -> dict:
+    """What decides a scaling measurement: its settings, and the machine and software that made it."""
+    return {"model": model, "counts": list(counts), "frames": frames, "backend": backend, "steps": steps,
+            "size": None if size is None else str(size), "host": platform.node(), "machine": _machine(),
+            "ttlesson": __version__}
+
+
+def _saved_scaling_path(key: dict) -> Path:
+    import hashlib
+    import json
+
+    from . import env
+
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return env.cache_root() / "measurements" / f"scaling-{digest}.json"
+
+
+def saved_scaling(key: dict) -> Scaling | None:
+    """The measurement saved by ``save_scaling`` for ``key``, or None (none saved, or one that cannot be read)."""
+    import json
+
+    try:
+        data = json.loads(_saved_scaling_path(key).read_text(encoding="utf-8"))
+        return Scaling.from_dict(data["scaling"]) if data.get("key") == key else None
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def save_scaling(key: dict, result: Scaling) -> Path | None:
+    """Keep ``result`` in ttlesson's cache for the next run with the same ``key``; None when the cache cannot be
+    written (the measurement is still shown, only not kept)."""
+    import json
+
+    from .fileio import write_atomic
+
+    path = _saved_scaling_path(key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return write_atomic(path, json.dumps({"key": key, "scaling": result.to_dict()}, indent=1))
+    except OSError:
+        return None
 
 
 def _machine() -> str:

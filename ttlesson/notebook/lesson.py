@@ -94,14 +94,24 @@ def stitch_command(cfg: settings.Settings, output: str | os.PathLike | None = No
     return shlex.join(words)
 
 
-def measure_scaling(cfg: settings.Settings, frames: int = 6):
-    """Step 8's measurement: the same frames rendered on 1, 2, … devices, with live progress per device count."""
+def measure_scaling(cfg: settings.Settings, frames: int = 6, again: bool = False):
+    """Step 8's measurement: the same frames rendered on 1, 2, … devices, with live progress per device count.
+
+    The result is kept in ttlesson's cache: running the notebook again on this machine with the same settings shows
+    that measurement (and says when it was made) instead of paying for it twice; ``again=True`` measures anew.
+    """
     from .. import bench
     from ..progress import RenderStarted
     from . import in_notebook
     from .widgets import NotebookProgress
 
     counts = bench.device_counts()
+    key = bench.scaling_key(cfg.model.value, counts, frames, cfg.backend.value, cfg.steps.value, cfg.size.value)
+    saved = None if again else bench.saved_scaling(key)
+    if saved is not None:
+        print(f"Measured on this machine at {saved.measured_at} with these settings; "
+              "lesson.measure_scaling(cfg, again=True) measures again.")
+        return saved
     display = NotebookProgress(gallery=False) if in_notebook() else None
     heading = None
     if display is not None:
@@ -120,10 +130,11 @@ def measure_scaling(cfg: settings.Settings, frames: int = 6):
         if display is not None:
             display(event)
 
-    result = bench.scaling(cfg.model.value, counts, frames=frames, steps=cfg.steps.value, size=cfg.size.value,
-                           on_event=listen)
+    result = bench.scaling(cfg.model.value, counts, frames=frames, backend=cfg.backend.value, steps=cfg.steps.value,
+                           size=cfg.size.value, on_event=listen)
     if heading is not None:
         heading.value = f"Measured {', '.join(map(str, counts))} devices, {frames} frames each."
+    bench.save_scaling(key, result)
     return result
 
 
