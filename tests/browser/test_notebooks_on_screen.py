@@ -7,12 +7,12 @@ notebook (progress bars, gallery, chart legends, the video playing, the interact
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import pkgutil
 import re
 
-import nbformat
 import pytest
 
 import ttlesson
@@ -38,11 +38,17 @@ def ttlesson_type_names() -> list[str]:
     return sorted(names)
 
 
-OBJECT_REPR = re.compile(r"\b(?:" + "|".join(ttlesson_type_names()) + r")\(|<ttlesson\.|object at 0x[0-9a-f]+")
+@functools.cache
+def object_repr() -> re.Pattern:
+    """``Name(`` for any ttlesson class, ``<ttlesson.…`` or ``object at 0x…``: built on first use, since importing
+    every ttlesson module costs seconds that a run which skips (no Chromium) should not pay."""
+    return re.compile(r"\b(?:" + "|".join(ttlesson_type_names()) + r")\(|<ttlesson\.|object at 0x[0-9a-f]+")
 
 
 def checked_outputs(name: str) -> list[str]:
     """The outputs nbval compares (cells tagged nbval-check-output): the notebook's facts, as committed."""
+    import nbformat  # seconds to import: not paid by a run that skips for want of Chromium
+
     notebook = nbformat.read(next(path for path in NOTEBOOKS if path.stem == name), as_version=4)
     return ["".join(output.get("text", "")).strip() for cell in notebook.cells
             if "nbval-check-output" in cell.metadata.get("tags", []) for output in cell.get("outputs", [])]
@@ -69,7 +75,7 @@ def test_runs_without_errors_or_raw_reprs(ran):
     assert "Traceback (most recent call last)" not in page
     shown = "\n".join(output.text for output in outputs)
     assert not WIDGET_REPR.search(shown), f"raw widget repr on screen: {WIDGET_REPR.search(shown).group()}"
-    found = OBJECT_REPR.search(shown)
+    found = object_repr().search(shown)
     assert not found, f"a Python object repr on screen: …{shown[max(0, found.start() - 80):found.end() + 80]}…"
 
 
@@ -186,20 +192,34 @@ def test_06_videos_play_and_at_most_one_autoplays(ran):
         assert abs(state["duration"] - state["expected"]) < 0.05, f"video {number}: {state}"
         video = videos.nth(number)
         video.scroll_into_view_if_needed()  # Chromium starts a muted autoplay video only once it is on screen
-        ran.page.wait_for_timeout(1500)
-        playing = ran.page.evaluate("() => [...document.querySelectorAll('video')].filter(v => !v.paused).length")
-        assert playing <= 1, f"{playing} videos play at once"
         if state["autoplay"]:
-            assert not video.evaluate("v => v.paused"), f"video {number} should start by itself: {state}"
+            started = _waits_for(video, "v => !v.paused", 10_000)
+            assert started, f"video {number} should start by itself: {state}"
         else:
+            ran.page.wait_for_timeout(500)  # time enough for a wrong autoplay to begin
             assert video.evaluate("v => v.paused"), f"video {number} started by itself: {state}"
             video.focus()  # the player's own keyboard control: Space plays, as its play button does
             ran.page.keyboard.press("Space")
+        playing = ran.page.evaluate("() => [...document.querySelectorAll('video')].filter(v => !v.paused).length")
+        assert playing <= 1, f"{playing} videos play at once"
         start = video.evaluate("v => v.currentTime")
-        ran.page.wait_for_timeout(1200)
+        moving = _waits_for(video, f"v => !v.paused && v.currentTime > {start}", 10_000)
         paused, now = video.evaluate("v => [v.paused, v.currentTime]")
-        assert not paused and now != start, f"video {number} does not play: {state}, currentTime {start} → {now}"
+        assert moving, f"video {number} does not play: {state}, currentTime {start} → {now}"
         video.evaluate("v => v.pause()")
+
+
+def _waits_for(element, predicate: str, timeout_ms: int) -> bool:
+    """Poll ``predicate`` on ``element`` until it holds (True) or ``timeout_ms`` passes (False)."""
+    try:
+        element.evaluate(f"""(el) => new Promise((resolve, reject) => {{
+            const check = {predicate}, deadline = Date.now() + {timeout_ms};
+            const poll = () => check(el) ? resolve(true) : Date.now() > deadline ? reject('timeout')
+                                                                                  : setTimeout(poll, 50);
+            poll(); }})""")
+        return True
+    except Exception:  # playwright's Error: the promise was rejected (timed out), or the page went away
+        return False
 
 
 _WATCH_STUDIO = """() => { window.__studio = [];
@@ -250,6 +270,19 @@ def test_07_generate_makes_an_image_and_add_waits(ran):
     page.wait_for_function("() => document.body.innerText.includes('added as frame')", timeout=30_000)
     saved = json.loads(board.read_text())
     assert len(saved) == frames + 1 and saved[-1] == {"prompt": prompt, "seed": 11}
+
+
+@pytest.mark.parametrize("ran", ["08_hardware_scaling"], indirect=True)
+def test_08_measures_one_and_two_devices(ran):
+    """The measurement on screen (nbval's, kept in the shared cache, when nbval ran first): one row per device
+    count, each a rate on this machine's CPU, and what one frame was; its verdict (byte-identical frames for every
+    count) is a checked output."""
+    rows = ran.page.evaluate("""() => [...document.querySelectorAll('.jp-OutputArea-output table tr')]
+        .map(row => [...row.cells].map(cell => cell.innerText.trim()))""")
+    measured = [row for row in rows if row and row[0].isdigit()]
+    assert [row[0] for row in measured] == ["1", "2"], rows
+    assert all(float(row[1]) > 0 and "cpu" in row[3] for row in measured), measured
+    assert "Each frame: tiny model, 128×128, 10 steps." in squash(ran.text())
 
 
 @pytest.mark.parametrize("ran", ["08_hardware_scaling"], indirect=True)
