@@ -4,7 +4,7 @@ keeps its frames byte-reproducible (real diffusers pipeline and real OpenVINO on
 import json
 
 import pytest
-from helpers import one_line_error, run_cli
+from helpers import call_cli, one_line_error
 
 from ttlesson import accel, arch, env, manifest, models, schedulers, storyboard
 from ttlesson.backends import FrameRequest
@@ -53,6 +53,7 @@ def test_explicit_choices_and_their_refusals():
             accel.resolve_precision(*args, **{"native_bf16": False, **kwargs})
 
 
+@pytest.mark.slow
 def test_gpu_path_tiles_the_vae_only_for_large_frames(tiny_backend):
     pipe = tiny_backend.pipe
     accel._gpu_memory_savers(pipe, TINY)  # what prepare_pipeline does on CUDA; the decision is device-free
@@ -136,6 +137,7 @@ def test_text_encoder_runs_once_per_distinct_prompt_and_pixels_do_not_change(tin
 
 
 @openvino_present
+@pytest.mark.slow
 def test_openvino_frames_are_reproducible_recorded_and_converted_once(tmp_path, tiny_folder, monkeypatch):
     from ttlesson import openvino_runtime
 
@@ -173,12 +175,12 @@ def test_unet_flops_are_counted_from_shapes():
 
 
 def test_cli_refuses_bad_speed_settings(tmp_path):
-    line = one_line_error(run_cli("render", "worlds-fair", "--model", "tiny", "--out", tmp_path / "o",
+    line = one_line_error(call_cli("render", "worlds-fair", "--model", "tiny", "--out", tmp_path / "o",
                                   "--device", "cpu", "--precision", "float16"))
     assert "float16 runs on CUDA GPUs only" in line and not (tmp_path / "o").exists()
-    line = one_line_error(run_cli("bench", "--compare", "diffusers-default"))
+    line = one_line_error(call_cli("bench", "--compare", "diffusers-default"))
     assert "--compare needs --arch-only" in line
-    line = one_line_error(run_cli("bench", "--arch-only", "--model", "tiny"))
+    line = one_line_error(call_cli("bench", "--arch-only", "--model", "tiny"))
     assert "--arch-only builds sd14, sd35-large from their published configs, not 'tiny'" in line
 
 

@@ -7,7 +7,7 @@ import subprocess
 import time
 
 import pytest
-from helpers import one_line_error, run_cli, ttlesson_command
+from helpers import call_cli, one_line_error, run_cli, ttlesson_command
 from PIL import Image
 
 from ttlesson import manifest
@@ -17,10 +17,11 @@ from ttlesson.video import probe
 
 @pytest.mark.parametrize("command", [[], ["render"], ["stitch"], ["video"], ["check-tt"], ["import-demo"]])
 def test_help(command):
-    proc = run_cli(*command, "--help")
+    proc = call_cli(*command, "--help")
     assert proc.returncode == 0 and "usage: ttlesson" in proc.stdout
 
 
+@pytest.mark.slow
 def test_video_end_to_end_then_nothing_remade(tmp_path):
     out = tmp_path / "wf"
     proc = run_cli("video", "worlds-fair", "--model", "tiny", "--out", out)
@@ -32,16 +33,17 @@ def test_video_end_to_end_then_nothing_remade(tmp_path):
     assert "10 made on cpu" in proc.stdout
 
     stamps = {p: p.stat().st_mtime_ns for p in manifest.frames_dir(out).iterdir()}
-    again = run_cli("video", "worlds-fair", "--model", "tiny", "--out", out)
+    again = call_cli("video", "worlds-fair", "--model", "tiny", "--out", out)
     assert again.returncode == 0 and "0 made, 10 kept" in again.stdout
     assert {p: p.stat().st_mtime_ns for p in manifest.frames_dir(out).iterdir()} == stamps
 
 
+@pytest.mark.slow
 def test_render_and_stitch_separately(tmp_path):
     board = tmp_path / "board.txt"
     board.write_text("# two shots\na harbour at dawn\na harbour at dusk\n")
-    assert run_cli("render", board, "--model", "tiny", "--out", tmp_path / "o", "--steps", "2",
-                   "--size", "64").returncode == 0
+    assert call_cli("render", board, "--model", "tiny", "--out", tmp_path / "o", "--steps", "2",
+                    "--size", "64").returncode == 0
     proc = run_cli("stitch", tmp_path / "o", "--fps", "1", "--output", tmp_path / "h.mp4")
     assert proc.returncode == 0, proc.stderr
     info = probe(tmp_path / "h.mp4")
@@ -81,36 +83,37 @@ BAD_INPUT = [
 
 @pytest.mark.parametrize("args,expected", BAD_INPUT, ids=range(len(BAD_INPUT)))
 def test_bad_input_exits_2_with_one_line(tmp_path, args, expected):
-    proc = run_cli(*args(tmp_path))
+    proc = call_cli(*args(tmp_path))
     assert expected in one_line_error(proc)
 
 
+@pytest.mark.slow
 def test_bad_input_leaves_earlier_frames_intact(tmp_path):
     out = tmp_path / "o"
-    assert run_cli("render", "worlds-fair", "--model", "tiny", "--out", out, "--steps", "2").returncode == 0
+    assert call_cli("render", "worlds-fair", "--model", "tiny", "--out", out, "--steps", "2").returncode == 0
     before = {p.name: sha256_file(p) for p in manifest.frames_dir(out).iterdir()}
     for args in (["--steps", "3"], ["--size", "500"], ["--model", "sd99"]):
-        one_line_error(run_cli("render", "worlds-fair", "--model", "tiny", "--out", out, "--steps", "2", *args))
+        one_line_error(call_cli("render", "worlds-fair", "--model", "tiny", "--out", out, "--steps", "2", *args))
     assert {p.name: sha256_file(p) for p in manifest.frames_dir(out).iterdir()} == before
     assert len(manifest.load(out).frames) == 10
 
 
 def wait_for_frames(out, count, proc, timeout=600):  # generous: a shared machine can be slow
+    """Wait until ``count`` finished PNGs are in place. The promise is a PNG never without its manifest entry (the
+    entry is saved first, then the PNG renamed into place), so a kill right after the manifest lists a frame may
+    leave that frame's entry without its PNG: count the PNGs, not the entries."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if len(json.loads(manifest.manifest_path(out).read_text())["frames"]) >= count:
-                return
-        except (FileNotFoundError, ValueError, KeyError):
-            pass
+        if len(list(manifest.frames_dir(out).glob("frame_*.png"))) >= count:
+            return
         time.sleep(0.02)
     raise AssertionError("the render did not reach the frame to interrupt at")
 
 
-def start_render(out, steps):
+def start_render(out, steps, size=64):  # 64×64: the same code path as the model's 128×128, in less time
     return subprocess.Popen([*ttlesson_command(), "render", "worlds-fair", "--model", "tiny", "--out", str(out),
-                             "--steps", str(steps)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=os.environ.copy())
+                             "--steps", str(steps), "--size", str(size)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=os.environ.copy())
 
 
 def assert_only_whole_frames(out):
@@ -122,9 +125,10 @@ def assert_only_whole_frames(out):
         assert book.frames[index].sha256 == sha256_file(path)  # a finished PNG always has its manifest entry
 
 
+@pytest.mark.slow
 def test_killed_render_leaves_whole_frames_and_resumes(tmp_path):
     out = tmp_path / "o"
-    proc = start_render(out, steps=40)
+    proc = start_render(out, steps=20)
     wait_for_frames(out, 3, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
@@ -133,7 +137,7 @@ def test_killed_render_leaves_whole_frames_and_resumes(tmp_path):
     finished = {p.name: p.stat().st_mtime_ns for p in manifest.frames_dir(out).glob("frame_*.png")}
     assert 3 <= len(finished) < 10
 
-    again = run_cli("render", "worlds-fair", "--model", "tiny", "--out", out, "--steps", "40")
+    again = call_cli("render", "worlds-fair", "--model", "tiny", "--out", out, "--steps", "20", "--size", "64")
     assert again.returncode == 0, again.stderr
     assert f"{10 - len(finished)} made" in again.stdout and f"{len(finished)} kept" in again.stdout
     assert {n: t for n, t in ((p.name, p.stat().st_mtime_ns) for p in manifest.frames_dir(out).glob("*.png"))
@@ -141,9 +145,10 @@ def test_killed_render_leaves_whole_frames_and_resumes(tmp_path):
     assert sorted(p.name for p in manifest.frames_dir(out).iterdir()) == [f"frame_{i:03d}.png" for i in range(10)]
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_and_keeps_frames(tmp_path):
     out = tmp_path / "o"
-    proc = start_render(out, steps=40)
+    proc = start_render(out, steps=20)
     wait_for_frames(out, 2, proc)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
@@ -152,8 +157,12 @@ def test_ctrl_c_exits_130_and_keeps_frames(tmp_path):
     assert_only_whole_frames(out)
 
 
-def test_bench_reports_each_part_and_leaves_nothing_behind(tmp_path):
-    proc = run_cli("bench", "--frames", "2", "--steps", "2", "--json", env={"TMPDIR": str(tmp_path)})
+@pytest.mark.slow
+def test_bench_reports_each_part_and_leaves_nothing_behind(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # what TMPDIR does for a fresh process
+    proc = call_cli("bench", "--frames", "2", "--steps", "2", "--json")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert (result["model"], result["device"], result["frames"], result["steps"]) == ("tiny", "cpu", 2, 2)

@@ -226,12 +226,12 @@ def test_kernel_install_registers_this_python_with_the_tt_metal_variables(tmp_pa
 
 def test_kernel_install_on_the_cli_and_bad_names(tmp_path):
     pytest.importorskip("ipykernel")
-    from helpers import one_line_error, run_cli
+    from helpers import call_cli, one_line_error
 
     from ttlesson.machine.kernel import default_names
 
     assert default_names(Path("/home/u/.venv"))[0] == "ttlesson-venv"
-    line = one_line_error(run_cli("kernel", "install", "--name", "bad name!", "--sys-prefix"))
+    line = one_line_error(call_cli("kernel", "install", "--name", "bad name!", "--sys-prefix"))
     assert line.startswith("ttlesson kernel: error: Kernel name 'bad name!' is not usable")
 
 

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from helpers import one_line_error, run_cli
+from helpers import call_cli, one_line_error
 from PIL import Image
 
 from ttlesson import manifest, storyboard
@@ -88,8 +88,8 @@ def test_cli_import_demo_then_stitch(tmp_path):
     src = demo_folder(tmp_path / "demo", [1, 2])
     board = tmp_path / "prompts.json"
     board.write_text('[{"prompt": "one"}, {"prompt": "two"}]')
-    proc = run_cli("import-demo", src, "--out", tmp_path / "out", "--storyboard", board)
+    proc = call_cli("import-demo", src, "--out", tmp_path / "out", "--storyboard", board)
     assert proc.returncode == 0, proc.stderr
     assert "2 demo images (input_data_1_512x512_ttnn.png …) imported" in proc.stdout
-    assert run_cli("stitch", tmp_path / "out", "--output", tmp_path / "demo.mp4").returncode == 0
-    assert "pass --overwrite" in one_line_error(run_cli("import-demo", src, "--out", tmp_path / "out"))
+    assert call_cli("stitch", tmp_path / "out", "--output", tmp_path / "demo.mp4").returncode == 0
+    assert "pass --overwrite" in one_line_error(call_cli("import-demo", src, "--out", tmp_path / "out"))

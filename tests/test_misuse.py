@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import one_line_error, run_cli, ttlesson_command
+from helpers import call_cli, one_line_error, run_cli, ttlesson_command
 from PIL import Image
 
 from ttlesson import manifest, storyboard, video
@@ -151,6 +151,7 @@ def slow_frames(tmp_path_factory) -> Path:
     return noise_frames(tmp_path_factory.mktemp("slow") / "frames", 6, 256)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["INT", "TERM", "KILL"])
 def test_a_stitch_stopped_by_a_signal_leaves_the_old_video_and_no_ffmpeg(slow_frames, tmp_path, signum):
     output = tmp_path / "film.mp4"
@@ -177,6 +178,7 @@ def test_a_stitch_stopped_by_a_signal_leaves_the_old_video_and_no_ffmpeg(slow_fr
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_render_as_ctrl_c_does(tmp_path):
     from test_cli import assert_only_whole_frames, wait_for_frames
 
@@ -195,6 +197,7 @@ def test_sigterm_stops_a_render_as_ctrl_c_does(tmp_path):
         pass
 
 
+@pytest.mark.slow
 def test_two_stitches_at_once_use_their_own_partials(slow_frames, tmp_path):
     procs = [subprocess.Popen([*ttlesson_command(), "stitch", str(slow_frames), "--output", str(tmp_path / "same.mp4"),
                                "--fps", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -210,6 +213,7 @@ FPS = [0.1, 0.5, 1, 2, 2.5, 3, 4, 5, 7, 12, 12.5, 24, 29.97, 120]
 CROSSFADES = [0, 0.05, 0.1, 0.125, 0.2, 0.25, 0.3, 0.333, 0.5, 1, 2.5, 5]
 
 
+@pytest.mark.slow
 def test_every_accepted_fps_crossfade_pair_gives_the_exact_video(tmp_path):
     for count in (1, 3):
         for index in range(count):
@@ -263,12 +267,12 @@ def test_output_refuses_inputs_other_files_and_folders_but_replaces_its_own_vide
         plain: "already exists and is not a video ttlesson made",
     }
     for output, expected in cases.items():
-        assert expected in one_line_error(run_cli("stitch", folder, "--output", output)), output
+        assert expected in one_line_error(call_cli("stitch", folder, "--output", output)), output
     assert snapshot(tmp_path) == before
     # Its own videos are replaced: the render folder's default, and one ttlesson wrote elsewhere before.
     first = video.stitch(folder, tmp_path / "elsewhere.mkv")
     assert video.stitch(folder, tmp_path / "elsewhere.mkv", fps=3).frames == 3 and first.path.suffix == ".mkv"
-    assert run_cli("stitch", folder).returncode == 0 and run_cli("stitch", folder, "--fps", "1").returncode == 0
+    assert call_cli("stitch", folder).returncode == 0 and call_cli("stitch", folder, "--fps", "1").returncode == 0
     assert video.probe(folder / "harbour.mp4").duration == pytest.approx(3.0, abs=0.05)
 
 
@@ -290,14 +294,15 @@ def test_stitch_and_verify_check_every_frame_against_the_manifest(small_render, 
         with pytest.raises(FrameCheckError, match=expected):
             video.stitch(victim)
         assert not (victim / "harbour.mp4").exists()
-        line = one_line_error(run_cli("verify", victim))
+        line = one_line_error(call_cli("verify", victim))
         assert expected.split(";")[0] in line and ("delete it" in line or "missing" in line)
-        shown = run_cli("verify", victim).stdout
+        shown = call_cli("verify", victim).stdout
         assert "(frames 0, 2)" in shown and "missing or changed on disk (frames 1)" in shown
 
 
 # --- data loss: one render per folder at a time -------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_second_render_into_a_busy_folder_names_the_first_and_exits_2(tmp_path, tiny_backend):
     board = tmp_path / "board.json"
     BOARD.save(board)
@@ -308,7 +313,7 @@ def test_a_second_render_into_a_busy_folder_names_the_first_and_exits_2(tmp_path
     wait_until(lambda: manifest.manifest_path(out).exists() or first.poll() is not None, timeout=900,
                what="the first render to load its model")
     assert first.poll() is None, first.communicate()
-    second = run_cli("render", board, "--model", "tiny", "--size", "64", "--steps", "2", "--out", out)
+    second = call_cli("render", board, "--model", "tiny", "--size", "64", "--steps", "2", "--out", out)
     line = one_line_error(second)
     assert f"{out} is in use by process {first.pid} (ttlesson render {board}" in line
     assert "wait for that render to finish" in line
@@ -352,7 +357,7 @@ def test_a_damaged_manifest_is_one_sentence_naming_the_key(small_render, tmp_pat
         assert info.path == folder / "escaped.mp4" and not list(tmp_path.glob("escaped*"))
         return
     started = time.monotonic()
-    line = one_line_error(run_cli("stitch", folder))
+    line = one_line_error(call_cli("stitch", folder))
     assert f"{path} is not a manifest ttlesson can read: {expected}" in line and time.monotonic() - started < 60
     with pytest.raises(TTLessonError, match="move it away and render again|upgrade ttlesson"):
         render(BOARD, folder, **SMALL)
@@ -372,6 +377,7 @@ def processes_with(marker: str) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the workers")
 def test_workers_die_when_their_render_is_killed(tmp_path):
     marker = f"TTLESSON_TEST_RUN={tmp_path.name}"
@@ -432,7 +438,7 @@ def test_a_bad_output_folder_is_refused_before_the_model_loads(tmp_path, case):
     out = arrange(tmp_path)
     before = snapshot(tmp_path)
     started = time.monotonic()
-    proc = run_cli("render", "worlds-fair", "--model", "tiny", "--out", out, "--quiet")
+    proc = call_cli("render", "worlds-fair", "--model", "tiny", "--out", out, "--quiet")
     assert expected in one_line_error(proc)
     assert snapshot(tmp_path) == before and time.monotonic() - started < 60
 
@@ -440,17 +446,17 @@ def test_a_bad_output_folder_is_refused_before_the_model_loads(tmp_path, case):
 def test_read_only_and_full_disks(small_render, tmp_path):
     with tmpfs(tmp_path / "ro", "1m", read_only=True) as read_only:
         assert "is on a read-only file system" in one_line_error(
-            run_cli("render", "worlds-fair", "--model", "tiny", "--out", read_only / "o"))
+            call_cli("render", "worlds-fair", "--model", "tiny", "--out", read_only / "o"))
         assert "is on a read-only file system" in one_line_error(
-            run_cli("stitch", small_render, "--output", read_only / "v.mp4"))
+            call_cli("stitch", small_render, "--output", read_only / "v.mp4"))
     with tmpfs(tmp_path / "small", "256k") as small:
-        line = one_line_error(run_cli("render", "worlds-fair", "--model", "tiny", "--out", small / "o"))
+        line = one_line_error(call_cli("render", "worlds-fair", "--model", "tiny", "--out", small / "o"))
         assert "is on a disk with" in line and "free, and this needs about" in line
     with tmpfs(tmp_path / "full", "2m") as full:
         old = video.stitch(small_render, full / "film.mp4")
         before = sha256_file(old.path)
         filler = fill(full, leave=4096)  # room for a test write, not for a video
-        line = one_line_error(run_cli("stitch", small_render, "--output", full / "film.mp4", "--fps", "3"))
+        line = one_line_error(call_cli("stitch", small_render, "--output", full / "film.mp4", "--fps", "3"))
         assert "the disk holding" in line and "is full" in line
         assert sha256_file(full / "film.mp4") == before and leftovers(full) == []
         filler.unlink()
@@ -481,18 +487,18 @@ def test_a_disk_that_fills_up_during_a_render_keeps_the_frames_made(tmp_path, ti
 def test_deep_json_and_huge_numbers_are_one_sentence(tmp_path, small_render):
     deep = "[" * 100_000 + "]" * 100_000
     (tmp_path / "deep.json").write_text(deep)
-    assert "nested too deeply" in one_line_error(run_cli("render", tmp_path / "deep.json", "--out", tmp_path / "o"))
+    assert "nested too deeply" in one_line_error(call_cli("render", tmp_path / "deep.json", "--out", tmp_path / "o"))
     folder = copy_of(small_render, tmp_path)
     manifest.manifest_path(folder).write_text('{"frames": ' + deep + "}")
-    assert "its JSON is nested too deeply" in one_line_error(run_cli("stitch", folder))
+    assert "its JSON is nested too deeply" in one_line_error(call_cli("stitch", folder))
     (tmp_path / "snap.json").write_text('{"device_info": ' + deep + "}")
     assert "nested too deeply to be a tt-smi snapshot" in one_line_error(
-        run_cli("detect", "--tt-smi-snapshot", tmp_path / "snap.json"))
+        call_cli("detect", "--tt-smi-snapshot", tmp_path / "snap.json"))
     digits = "9" * 5000
     (tmp_path / "seed.json").write_text(f'[{{"prompt": "a", "seed": {digits}}}]')
-    line = one_line_error(run_cli("render", tmp_path / "seed.json", "--out", tmp_path / "o"))
+    line = one_line_error(call_cli("render", tmp_path / "seed.json", "--out", tmp_path / "o"))
     assert "seed.json" in line and "0 to 4294967295" in line  # 3.11+ refuses the digits; 3.10 reads, then refuses
-    line = one_line_error(run_cli("render", "worlds-fair", "--out", tmp_path / "o", "--seed", digits))
+    line = one_line_error(call_cli("render", "worlds-fair", "--out", tmp_path / "o", "--seed", digits))
     assert "is not a whole number from 0 to 4294967295" in line and len(line) < 200
     with pytest.raises(TTLessonError, match="Seed a 5001-digit number is out of range"):
         render(BOARD, tmp_path / "o", model="tiny", seed=10 ** 5000)
@@ -509,12 +515,12 @@ def test_deep_json_and_huge_numbers_are_one_sentence(tmp_path, small_render):
 def test_a_broken_model_folder_is_one_sentence(tmp_path, index, expected):
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "model_index.json").write_text(index)
-    assert expected in one_line_error(run_cli("render", "worlds-fair", "--model", tmp_path / "model", "--out",
+    assert expected in one_line_error(call_cli("render", "worlds-fair", "--model", tmp_path / "model", "--out",
                                               tmp_path / "o"))
 
 
 def test_a_size_too_big_for_memory_is_refused_with_the_largest_that_fits(tmp_path):
-    line = one_line_error(run_cli("render", "worlds-fair", "--model", "sd14", "--backend", "torch", "--device", "cpu",
+    line = one_line_error(call_cli("render", "worlds-fair", "--model", "sd14", "--backend", "torch", "--device", "cpu",
                                   "--size", "8192", "--out", tmp_path / "o"))
     assert "Size 8192x8192 needs about" in line and "GiB of memory for sd14 on the CPU" in line
     assert "give --size" in line or "even 64x64 does not fit" in line
@@ -525,14 +531,15 @@ def test_import_demo_bad_steps_and_a_folder_named_like_a_png(tmp_path):
     demo = tmp_path / "demo"
     (demo / "input_data_2_512x512_ttnn.png").mkdir(parents=True)
     Image.new("RGB", (512, 512)).save(demo / "input_data_1_512x512_ttnn.png")
-    assert "--steps -5 is out of range" in one_line_error(run_cli("import-demo", demo, "--out", tmp_path / "o",
+    assert "--steps -5 is out of range" in one_line_error(call_cli("import-demo", demo, "--out", tmp_path / "o",
                                                                    "--steps", "-5"))
-    proc = run_cli("import-demo", demo, "--out", tmp_path / "o")
+    proc = call_cli("import-demo", demo, "--out", tmp_path / "o")
     assert proc.returncode == 0 and "1 demo images" in proc.stdout
 
 
 # --- tracebacks: the environment ----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_an_unreadable_hugging_face_home_is_a_failed_doctor_line(tmp_path):
     (tmp_path / "hf-file").write_text("not a folder")
     (tmp_path / "hf-dir" / "token").mkdir(parents=True)
@@ -554,6 +561,7 @@ def test_an_unreadable_hugging_face_home_is_a_failed_doctor_line(tmp_path):
     ("TTLESSON_MODEL", "sd99", "TTLESSON_MODEL='sd99' is neither a model ttlesson knows"),
     ("TTLESSON_WORKDIR", "FILE", "names a file, not a folder"),
 ])
+@pytest.mark.slow
 def test_invalid_ttlesson_settings_stop_lesson_start_with_one_sentence(tmp_path, variable, value, expected):
     if value == "FILE":
         value = str(tmp_path / "file")
@@ -566,6 +574,7 @@ def test_invalid_ttlesson_settings_stop_lesson_start_with_one_sentence(tmp_path,
     assert proc.stdout.count("\n") == 1 and "or unset it" in proc.stdout
 
 
+@pytest.mark.slow
 def test_closed_pipes_end_quietly():
     for command in (["detect"], ["doctor"], ["--help"], ["detect", "--json"], ["auth", "status"]):
         read, write = os.pipe()
@@ -607,14 +616,14 @@ def test_video_checks_stitch_arguments_before_rendering(tmp_path):
                             (["--output", str(tmp_path / "x.gif")], "is a .gif file"),
                             (["--output", str(tmp_path)], "is a folder")):
         started = time.monotonic()
-        line = one_line_error(run_cli("video", "worlds-fair", "--model", "tiny", "--out", tmp_path / "o", *extra))
+        line = one_line_error(call_cli("video", "worlds-fair", "--model", "tiny", "--out", tmp_path / "o", *extra))
         assert expected in line and time.monotonic() - started < 60
         assert not (tmp_path / "o").exists()
 
 
 def test_storyboard_names_and_extensions(tmp_path, monkeypatch):
     (tmp_path / "board.yaml").write_text("frames:\n  - prompt: a harbour\n")
-    line = one_line_error(run_cli("render", tmp_path / "board.yaml", "--out", tmp_path / "o"))
+    line = one_line_error(call_cli("render", tmp_path / "board.yaml", "--out", tmp_path / "o"))
     assert "not .yaml; save it in one of those forms" in line
     (tmp_path / "plain").write_text('[{"prompt": "a harbour", "seed": 5}]')
     assert storyboard.load(tmp_path / "plain")[0].seed == 5  # no extension: JSON by its first character
@@ -629,14 +638,14 @@ def test_snapshot_report_describes_the_snapshot_not_this_machine(tmp_path):
     from machine_helpers import make_snapshot, n300_entries
 
     snapshot_file = make_snapshot(tmp_path / "snap.json", n300_entries(1))
-    proc = run_cli("detect", "--tt-smi-snapshot", snapshot_file)
+    proc = call_cli("detect", "--tt-smi-snapshot", snapshot_file)
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith(f"The tt-smi snapshot {snapshot_file} describes a machine where frames would be made "
                            "on Tenstorrent hardware") and "this machine's own cards were not examined" in last
 
 
 def test_check_tt_without_a_device_gives_its_own_advice(tmp_path):
-    line = one_line_error(run_cli("check-tt", "--out", tmp_path))
+    line = one_line_error(call_cli("check-tt", "--out", tmp_path))
     assert "check-tt tests a Tenstorrent chip" in line and "ttlesson render --backend torch" in line
 
 

@@ -5,7 +5,7 @@ import json
 from collections import Counter
 
 import pytest
-from helpers import one_line_error, run_cli
+from helpers import call_cli, one_line_error
 from safetensors import safe_open
 
 from ttlesson import classifier, scenes, storyboard, training
@@ -67,8 +67,12 @@ def test_night_frames_are_darker_than_day_frames(tiny_backend, tmp_path):
 
 @pytest.mark.slow
 def test_train_tiny_quick_makes_a_model_the_render_loop_uses(tmp_path):
-    proc = run_cli("train-tiny", "--quick", "--out", tmp_path / "t", timeout=900)
+    import torch
+
+    threads = torch.get_num_threads()
+    proc = call_cli("train-tiny", "--quick", "--out", tmp_path / "t")
     assert proc.returncode == 0, proc.stderr
+    assert torch.get_num_threads() == threads  # training sets its own thread count and gives the old one back
     pipeline = proc.stdout.strip().splitlines()[-1]
     assert pipeline == str(tmp_path / "t" / "pipeline")
     assert "prompt following" in proc.stdout and "shipped tiny" in proc.stdout
@@ -76,7 +80,7 @@ def test_train_tiny_quick_makes_a_model_the_render_loop_uses(tmp_path):
     assert report["curve"]["vae"] and report["curve"]["text"] and report["curve"]["unet"]
     assert report["times"]["unet"]["cpu_s"] > 0 and set(report["reading"]) == set(training.READ)
     assert set(json.loads((tmp_path / "t" / "score.json").read_text())["accuracy"]) == {"time", "structure", "palette"}
-    frames = run_cli("render", "worlds-fair", "--model", pipeline, "--out", tmp_path / "r", "--steps", "2")
+    frames = call_cli("render", "worlds-fair", "--model", pipeline, "--out", tmp_path / "r", "--steps", "2")
     assert frames.returncode == 0, frames.stderr
 
 
@@ -107,9 +111,9 @@ def test_train_tiny_keeps_a_model_trained_earlier(tmp_path):
     out = tmp_path / "t"
     (out / "pipeline").mkdir(parents=True)
     (out / "training.json").write_text("{}")
-    line = one_line_error(run_cli("train-tiny", "--quick", "--out", out))
+    line = one_line_error(call_cli("train-tiny", "--quick", "--out", out))
     assert str(out) in line and "--overwrite" in line and "pipeline, training.json" in line
     assert (out / "training.json").read_text() == "{}" and (out / "pipeline").is_dir()
-    line = one_line_error(run_cli("train-tiny", "--quick", "--seed", "-1", "--out", tmp_path / "u"))
+    line = one_line_error(call_cli("train-tiny", "--quick", "--seed", "-1", "--out", tmp_path / "u"))
     assert line.endswith("error: --seed -1 is out of range; give a whole number from 0 to 2147483647."), line
     assert not (tmp_path / "u").exists()

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import one_line_error, run_cli
+from helpers import call_cli, one_line_error
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
@@ -263,10 +263,10 @@ def test_a_walk_on_sd3_is_refused_before_anything_loads(tmp_path):
 
 
 def test_cli_walk_arguments(tmp_path):
-    message = one_line_error(run_cli("render", "worlds-fair", "--out", tmp_path, "--model", "tiny",
+    message = one_line_error(call_cli("render", "worlds-fair", "--out", tmp_path, "--model", "tiny",
                                      "--transition-frames", "-1"))
     assert "--transition-frames '-1' is not a whole number from 0 to 1000" in message
-    message = one_line_error(run_cli("render", "worlds-fair", "--out", tmp_path, "--model", "tiny",
+    message = one_line_error(call_cli("render", "worlds-fair", "--out", tmp_path, "--model", "tiny",
                                      "--noise-mix", "0.5"))
     assert "applies to seed mode mixed only" in message
 
@@ -362,14 +362,14 @@ def test_the_soundtrack_is_aac_as_long_as_the_video(walked, tmp_path, tone):
 
 
 def test_audio_mistakes_are_one_sentence(walked, tmp_path):
-    message = one_line_error(run_cli("stitch", walked.out_dir, "--output", tmp_path / "a.mp4", "--audio",
+    message = one_line_error(call_cli("stitch", walked.out_dir, "--output", tmp_path / "a.mp4", "--audio",
                                      tmp_path / "missing.mp3"))
     assert "--audio" in message and "does not exist" in message
     (tmp_path / "notes.mp3").write_text("not sound")
-    message = one_line_error(run_cli("stitch", walked.out_dir, "--output", tmp_path / "a.mp4", "--audio",
+    message = one_line_error(call_cli("stitch", walked.out_dir, "--output", tmp_path / "a.mp4", "--audio",
                                      tmp_path / "notes.mp3"))
     assert "holds no sound ffmpeg can read" in message
-    message = one_line_error(run_cli("stitch", walked.out_dir, "--output", tmp_path / "a.mp4", "--fit-audio"))
+    message = one_line_error(call_cli("stitch", walked.out_dir, "--output", tmp_path / "a.mp4", "--fit-audio"))
     assert "add --audio FILE" in message
     assert not (tmp_path / "a.mp4").exists()
 

@@ -4,7 +4,7 @@ import os
 import signal
 
 import pytest
-from helpers import one_line_error, run_cli
+from helpers import call_cli, one_line_error
 
 from ttlesson import manifest, storyboard
 from ttlesson.errors import FramesLostError, TTLessonError
@@ -33,12 +33,15 @@ def one_worker(tmp_path_factory, tiny_folder):
     return out
 
 
+@pytest.mark.slow
 def test_two_workers_make_the_same_pngs_and_manifest_as_one(one_worker, tmp_path):
     events = []
     result = render(BOARD, tmp_path, devices=2, on_event=events.append, **SETTINGS)
     assert shas(tmp_path) == shas(one_worker) and len(shas(tmp_path)) == 5
     assert without_timing(tmp_path) == without_timing(one_worker)
     assert sorted(result.made) == [0, 1, 2, 3, 4] and result.device == "2 workers on cpu"
+    assert "5 made on 2 workers on cpu" in str(result)  # what `ttlesson render --devices 2` prints (the CLI's
+    # --devices 2 starting two real workers: test_misuse.py::test_workers_die_when_their_render_is_killed)
 
     workers = [e for e in events if isinstance(e, WorkerStarted)]
     assert sorted(w.worker for w in workers) == ["cpu#1", "cpu#2"] and len({w.pid for w in workers}) == 2
@@ -51,6 +54,7 @@ def test_two_workers_make_the_same_pngs_and_manifest_as_one(one_worker, tmp_path
     assert sorted(e.index for e in events if isinstance(e, FrameDone)) == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_a_killed_worker_loses_only_its_frame_and_a_rerun_makes_it(one_worker, tmp_path):
     pids = {}
 
@@ -74,16 +78,6 @@ def test_a_killed_worker_loses_only_its_frame_and_a_rerun_makes_it(one_worker, t
     assert shas(tmp_path) == shas(one_worker)
 
 
-def test_cli_devices_2_gives_the_bytes_of_one_device(one_worker, tmp_path):
-    board = tmp_path / "board.json"
-    BOARD.save(board)
-    proc = run_cli("render", board, "--model", "tiny", "--device", "cpu", "--steps", "3", "--size", "64",
-                   "--devices", "2", "--out", tmp_path / "o")
-    assert proc.returncode == 0, proc.stderr
-    assert "5 made on 2 workers on cpu" in proc.stdout
-    assert shas(tmp_path / "o") == shas(one_worker)
-
-
 @pytest.mark.parametrize("devices", [0, -1, "some", 1.5, True])
 def test_bad_devices_are_refused(tmp_path, devices):
     with pytest.raises(TTLessonError, match="Devices .* is not understood; give a whole number from 1 up, or all"):
@@ -91,7 +85,7 @@ def test_bad_devices_are_refused(tmp_path, devices):
 
 
 def test_cli_bad_devices_is_one_line(tmp_path):
-    line = one_line_error(run_cli("render", "worlds-fair", "--model", "tiny", "--out", tmp_path, "--devices", "0"))
+    line = one_line_error(call_cli("render", "worlds-fair", "--model", "tiny", "--out", tmp_path, "--devices", "0"))
     assert "--devices '0' is not understood; give a whole number from 1 up, or all" in line
 
 
@@ -115,6 +109,7 @@ def worker_processes(marker: str) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_workers_and_keeps_finished_frames(tmp_path):
     import subprocess
     import time
@@ -126,7 +121,7 @@ def test_ctrl_c_stops_the_workers_and_keeps_finished_frames(tmp_path):
     env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
     out = tmp_path / "o"
     proc = subprocess.Popen([*ttlesson_command(), "render", "worlds-fair", "--model", "tiny", "--device", "cpu",
-                             "--steps", "40", "--devices", "2", "--out", str(out)],
+                             "--steps", "40", "--size", "64", "--devices", "2", "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     wait_for_frames(out, 2, proc, timeout=180)
     proc.send_signal(signal.SIGINT)
