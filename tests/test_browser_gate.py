@@ -18,6 +18,7 @@ def run_browser_tests(chromium: str, ci: bool) -> subprocess.CompletedProcess:
     env = {key: value for key, value in os.environ.items() if key != "CI"}
     env.update(TTLESSON_CHROMIUM=chromium, **({"CI": "true"} if ci else {}))
     return subprocess.run([sys.executable, "-m", "pytest", str(BROWSER_TESTS), "-q", "-rs", "-p", "no:cacheprovider",
+                           "-p", "no:nbval", "-p", "no:hypothesispytest",
                            "-k", "test_no_hugging_face_token_on_screen and 01_"],
                           capture_output=True, text=True, env=env, timeout=300)
 

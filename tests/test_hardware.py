@@ -250,28 +250,9 @@ def test_detect_and_doctor_do_not_import_torch():
 
 # --- the real ttnn wheel, on mock clusters -----------------------------------------------------------------
 
-@pytest.mark.parametrize("descriptor, chips, pcie, mesh, cluster_type, arch", [
-    ("n150.yaml", 1, 1, "N150", "N150", "wormhole"),
-    ("n300.yaml", 2, 1, "N300", "N300", "wormhole"),
-    ("t3k.yaml", 8, 4, "T3K", "T3K", "wormhole"),
-    ("p150.yaml", 1, 1, "P150", "P150", "blackhole"),
-    ("p300.yaml", 2, 2, "P300", "P300", "blackhole"),
-])
-def test_real_ttnn_on_mock_clusters(descriptor, chips, pcie, mesh, cluster_type, arch):
-    pytest.importorskip("ttnn")
-    path = CLUSTERS / descriptor
-    report = run_json("detect", env={MOCK_ENV: str(path)})
-    tt = report["tenstorrent"]
-    assert (tt["total_chips"], tt["mesh_device"], tt["arch"]) == (chips, mesh, arch)
-    assert tt["needs_tt_metal_arch_name_blackhole"] == (arch == "blackhole")
-    assert tt["mock_cluster"] == str(path) and tt["device"] is False  # a mock runs nothing
-    ttnn = report["ttnn"]
-    assert (ttnn["imports"], ttnn["devices"], ttnn["pcie_devices"], ttnn["cluster_type"]) == (True, chips, pcie,
-                                                                                             cluster_type)
-    assert {source["name"]: source["answered"] for source in report["sources"]}["ttnn"] is True
-    assert report["auto"]["backend"] == "torch" and "only a mock cluster" in report["auto"]["why"]
+# ``ttlesson detect --json`` with the real ttnn on every mock cluster: tests/test_tt_topologies.py.
 
-
+@pytest.mark.slow
 def test_real_ttnn_without_a_device_says_no_device():
     pytest.importorskip("ttnn")
     if HAS_TT_DEVICE:
@@ -284,6 +265,7 @@ def test_real_ttnn_without_a_device_says_no_device():
     assert "sees no Tenstorrent device" in next(s["summary"] for s in report["sources"] if s["name"] == "ttnn")
 
 
+@pytest.mark.slow
 def test_real_ttnn_refusing_a_descriptor_is_reported_not_raised(tmp_path):
     pytest.importorskip("ttnn")
     bad = tmp_path / "bad.yaml"
@@ -369,6 +351,7 @@ def test_verify_on_the_cli(tmp_path):
     assert "not made on Tenstorrent hardware" in line and "--backend tt" in line
 
 
+@pytest.mark.slow
 def test_asking_ttnn_leaves_nothing_in_the_current_folder(tmp_path):
     """Looking at the system mesh makes tt-metal write generated/ into the current folder: the probe runs elsewhere."""
     pytest.importorskip("ttnn")

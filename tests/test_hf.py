@@ -9,7 +9,7 @@ import secrets
 import string
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from helpers import run_ttlesson
@@ -59,7 +59,10 @@ def hub():
         def log_message(self, *args):
             pass
 
-    server = HTTPServer(("127.0.0.1", 0), Handler)
+    # Threaded: a client that opens a second connection (or keeps one idle) must not stall the one being served
+    # (a single-threaded server held the suite for 30 s under load, then 30 s more in shutdown).
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
     server.good = _token()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -67,6 +70,7 @@ def hub():
     server.shutdown()
 
 
+@pytest.mark.slow
 def test_token_never_appears_in_any_output(hf_home, hub):
     token = _token()
     env = {**hf_home, "HF_TOKEN": token, "HF_ENDPOINT": f"http://127.0.0.1:{hub.server_port}"}

@@ -60,6 +60,7 @@ def test_tiny_tokenizer_counts_like_a_clip_tokenizer(tiny_folder):
     assert max(counts) <= 77  # the lesson's prompts fit the encoder, as they do in CLIP's real vocabulary
 
 
+@pytest.mark.slow
 def test_offline_without_cached_weights_is_one_sentence(tmp_path):
     proc = run_cli("render", "worlds-fair", "--model", "sd14", "--out", tmp_path / "out",
                    env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
@@ -69,6 +70,7 @@ def test_offline_without_cached_weights_is_one_sentence(tmp_path):
     assert not (tmp_path / "out" / "frames").exists()
 
 
+@pytest.mark.slow
 def test_unreachable_hub_without_cached_weights_is_one_sentence(tmp_path):
     # Port 9 on loopback refuses connections: the Hub "cannot be reached", the real client code runs.
     proc = run_cli("render", "worlds-fair", "--model", "sd14", "--out", tmp_path / "out",
@@ -113,6 +115,7 @@ def _hub_env(hub, tmp_path) -> dict:
             "HF_HUB_OFFLINE": "0", "HF_HUB_ETAG_TIMEOUT": "5", "HF_HUB_DOWNLOAD_TIMEOUT": "5"}
 
 
+@pytest.mark.slow
 def test_a_repository_the_hub_does_not_have_is_told_and_its_error_kept_as_the_cause(refusing_hub, tmp_path):
     refusing_hub.refusal = (404, "RepoNotFound")
     sentence = "The Hub has no model 'CompVis/stable-diffusion-v1-4'"
@@ -125,6 +128,7 @@ def test_a_repository_the_hub_does_not_have_is_told_and_its_error_kept_as_the_ca
     assert "caused by (TTLESSON_DEBUG=1)" in debug.stderr and "RepositoryNotFoundError" in debug.stderr
 
 
+@pytest.mark.slow
 def test_a_gated_repository_is_told_by_its_error_class(refusing_hub, tmp_path):
     refusing_hub.refusal = (403, "GatedRepo")  # not 401: the class alone must say "gated"
     code = ("from ttlesson import models\nfrom ttlesson.errors import ModelNotAvailableError\n"

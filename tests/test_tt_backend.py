@@ -571,6 +571,7 @@ sys.exit(cli.main(["render", {board!r}, "--backend", "tt", "--model", "sd14", "-
 """
 
 
+@pytest.mark.slow
 def test_sigterm_during_a_render_closes_the_device_and_leaves_only_whole_frames(tmp_path):
     import os
     import signal
@@ -613,6 +614,7 @@ def test_sigterm_during_a_render_closes_the_device_and_leaves_only_whole_frames(
 
 # --- several chips, one process per PCIe chip (--tt-parallel processes) ---------------------------------------
 
+@pytest.mark.slow
 def test_one_process_per_pcie_chip_makes_the_same_frames(tiny_host, tmp_path, monkeypatch):
     from helpers import MOCK_ENV
     from machine_helpers import CLUSTERS

@@ -23,6 +23,7 @@ from machine_helpers import CLUSTERS, RESULT, run_python_json
 from standin_tt import StandInMeshShape, StandInTTNN, write_standin_checkout
 
 pytest.importorskip("ttnn")
+pytestmark = pytest.mark.slow  # the real ttnn wheel in child processes
 
 MOCK_N150 = {MOCK_ENV: str(CLUSTERS / "n150.yaml")}
 
