@@ -3,10 +3,62 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+BROWSER_TESTS = Path(__file__).parent / "browser"
+
+
+def _runs_notebooks(path: Path) -> bool:
+    return path.suffix == ".ipynb" or BROWSER_TESTS in path.parents
+
+
+def pytest_collection_modifyitems(config, items):
+    """The notebooks first: nbval's executions, then the browser tests' runs of the same notebooks in JupyterLab,
+    which reuse what nbval saved in the shared cache (``TTLESSON_CACHE``: the tiny model, step 8's scaling
+    measurement)."""
+    items.sort(key=lambda item: 0 if item.path.suffix == ".ipynb" else 1 if _runs_notebooks(item.path) else 2)
+
+
+try:
+    from xdist.scheduler import LoadFileScheduling
+except ImportError:  # pytest-xdist is optional: without it the suite runs in one process, in the same order
+    pass
+else:
+    class _ByFileNotebooksTogether(LoadFileScheduling):
+        """``--dist loadfile``, except that every notebook and the browser tests are one unit: one worker runs
+        them in collection order (nbval's, then the browser's). Each other test file is one unit, so a module's
+        fixtures are made once; the units share the workers as they free up."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "notebooks" if path.endswith(".ipynb") or path.startswith("tests/browser/") else path
+
+    def pytest_xdist_make_scheduler(config, log):
+        if config.getvalue("dist") == "loadfile":
+            return _ByFileNotebooksTogether(config, log)
+        return None
+
+
+@pytest.fixture(autouse=True)
+def count_interpreters(request, monkeypatch):
+    """Count the Python interpreters (``ttlesson``, ``python``) each test starts, for the durations report
+    (``tools/test_durations.py``): a fresh interpreter that imports torch costs seconds."""
+    started = []
+    real_init = subprocess.Popen.__init__
+
+    def counting_init(self, args, *more, **kwargs):
+        program = args if isinstance(args, (str, bytes, os.PathLike)) else (args[0] if args else "")
+        if Path(os.fsdecode(program).split()[0] if program else "").name.startswith(("python", "ttlesson")):
+            started.append(program)
+        real_init(self, args, *more, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", counting_init)
+    yield
+    request.node.user_properties.append(("interpreters", len(started)))
 
 
 @pytest.fixture(scope="session", autouse=True)
