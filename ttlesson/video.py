@@ -294,9 +294,11 @@ def plan_timeline(keyframes: list[int], count: int, seconds_per_keyframe: float,
         dissolve = round(crossfade * rate)
         longest = min(counts[:-1], default=0)
         if dissolve < 2 or dissolve > longest:
-            raise VideoError(f"--crossfade {crossfade:g} does not fit this walk's pace: a dissolve takes from "
-                             f"{2 / rate:.3f} s (two frames of the {rate} fps video) up to the shortest frame's time "
-                             f"({float(longest / rate):.3f} s); give a --crossfade in that range, or 0 for cuts.")
+            # float(): Python 3.10's Fraction takes no format spec
+            raise VideoError(f"--crossfade {float(crossfade):g} does not fit this walk's pace: a dissolve takes from "
+                             f"{float(2 / rate):.3f} s (two frames of the {rate} fps video) up to the shortest "
+                             f"frame's time ({float(longest / rate):.3f} s); give a --crossfade in that range, or 0 "
+                             "for cuts.")
     return Timeline(rate=rate, counts=counts, dissolve=dissolve, seconds=pace * len(keyframes))
 
 
