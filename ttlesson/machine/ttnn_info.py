@@ -122,7 +122,11 @@ def _run_ttnn_probe(timeout: float) -> tuple[dict | None, float, str]:
     if line is None:
         said = last_line(proc.stderr) or last_line(proc.stdout) or f"exit status {proc.returncode}"
         return None, seconds, f"the ttnn probe failed: {said}"
-    return json.loads(line[len(MARKER):]), seconds, ""
+    try:  # tt-metal's logger writes to the same stdout from its own threads and can land after the answer
+        answer, _ = json.JSONDecoder().raw_decode(line[len(MARKER):])
+    except ValueError:
+        return None, seconds, "the ttnn probe's answer could not be read"
+    return answer, seconds, ""
 
 
 
