@@ -6,13 +6,16 @@ a real stitch. Numbers are reported, never asserted: speed targets and results l
 
 from __future__ import annotations
 
+import hashlib
+import json
 import platform
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .fileio import sha256_file
+from . import env
+from .fileio import sha256_file, write_atomic
 from .manifest import frames_dir
 from .presenting import Presentable
 from .progress import FrameDone, ModelLoaded, steady_seconds_per_frame
@@ -111,7 +114,7 @@ class Scaling:
     measured_at: str = ""  # when, in this machine's local time (YYYY-MM-DD HH:MM)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "points": [asdict(point) for point in self.points]}
+        return asdict(self)  # the points too: asdict recurses into lists of dataclasses
 
     @classmethod
     def from_dict(cls, data: dict) -> Scaling:
@@ -194,19 +197,12 @@ def scaling_key(model: str, counts: list[int], frames: int, backend: str, steps:
 
 
 def _saved_scaling_path(key: dict) -> Path:
-    import hashlib
-    import json
-
-    from . import env
-
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return env.cache_root() / "measurements" / f"scaling-{digest}.json"
 
 
 def saved_scaling(key: dict) -> Scaling | None:
     """The measurement saved by ``save_scaling`` for ``key``, or None (none saved, or one that cannot be read)."""
-    import json
-
     try:
         data = json.loads(_saved_scaling_path(key).read_text(encoding="utf-8"))
         return Scaling.from_dict(data["scaling"]) if data.get("key") == key else None
@@ -217,10 +213,6 @@ def saved_scaling(key: dict) -> Scaling | None:
 def save_scaling(key: dict, result: Scaling) -> Path | None:
     """Keep ``result`` in ttlesson's cache for the next run with the same ``key``; None when the cache cannot be
     written (the measurement is still shown, only not kept)."""
-    import json
-
-    from .fileio import write_atomic
-
     path = _saved_scaling_path(key)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
