@@ -85,10 +85,10 @@ def local_folder(spec: ModelSpec) -> Path:
 
 def load_pipeline(spec: ModelSpec):
     """Load the model's diffusers pipeline (float32, CPU) from its local folder, downloading it first if needed."""
+    folder = local_folder(spec)  # first: a model that cannot be had is refused before the libraries load
     quiet_hf_libraries()
     import diffusers
 
-    folder = local_folder(spec)
     extra = {"safety_checker": None, "requires_safety_checker": False} if spec.family == "sd1" else {}
     # tt-metal's demo runs without the safety checker; the torch path matches it so both make the same kind of frame.
     pipe = diffusers.DiffusionPipeline.from_pretrained(folder, **extra)

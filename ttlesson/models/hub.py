@@ -26,18 +26,38 @@ def quiet_hf_libraries() -> None:
 
 
 def hub_snapshot(spec: ModelSpec) -> Path:
-    import diffusers
+    """The model's folder in the Hub cache, downloaded if need be. A model that cannot be had is refused before
+    diffusers (seconds of imports) is loaded: the pipeline index alone tells whether it is cached or downloadable."""
+    if _index_is_cached(spec):
+        import diffusers
 
-    try:
-        return Path(diffusers.DiffusionPipeline.download(spec.source, local_files_only=True))
-    except Exception:  # not (completely) cached: fall through to a download
-        pass
+        try:
+            return Path(diffusers.DiffusionPipeline.download(spec.source, local_files_only=True))
+        except Exception:  # not completely cached: fall through to a download
+            pass
     if env.hub_offline():
         raise ModelNotAvailableError(_not_cached_message(spec, "HF_HUB_OFFLINE is set"))
     try:
+        _download_index(spec)  # the Hub's refusals (gated, not found, unreachable) come from this first request
+        import diffusers
+
         return Path(diffusers.DiffusionPipeline.download(spec.source))
     except Exception as err:  # huggingface_hub, requests and httpx raise many types; the fix depends on which
         raise ModelNotAvailableError(_download_failure_message(spec, err)) from err
+
+
+def _index_is_cached(spec: ModelSpec) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(spec.source, "model_index.json"), str)
+
+
+def _download_index(spec: ModelSpec) -> None:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.utils import logging
+
+    logging.set_verbosity_error()  # its "Retrying in 8s" lines would bury the one sentence that says what to do
+    hf_hub_download(spec.source, "model_index.json")
 
 
 def _not_cached_message(spec: ModelSpec, why: str) -> str:
