@@ -184,6 +184,7 @@ def test_any_size_parses_or_is_refused_in_one_line(size):
 
 @QUICK
 @given(st.floats(min_value=0.1, max_value=120), st.one_of(st.just(0.0), st.floats(min_value=0, max_value=10)))
+@example(0.11, 0.0625)  # the advice once named 0.083, which is 1/12 s rounded below the shortest dissolve
 def test_stitch_timing_is_exact_or_names_values_that_work(fps, crossfade):
     try:
         timing = video.plan_timing(fps, crossfade)

@@ -336,10 +336,8 @@ def plan_timing(fps: float, crossfade: float = 0.0) -> Timing:
                          f"shows for {float(shows):.3g} s, shorter than the shortest dissolve "
                          f"({MIN_CROSSFADE:.3f} s, two frames of the {SMOOTH_FPS} fps video); lower --fps or give "
                          "--crossfade 0 (cuts).")
-    if not MIN_CROSSFADE - CROSSFADE_TOLERANCE <= crossfade <= float(shows) + CROSSFADE_TOLERANCE:
-        raise VideoError(_crossfade_advice(fps, crossfade, shows))
-    share = round(float(shows) / crossfade)
-    if share < 1 or abs(crossfade - float(shows / share)) > CROSSFADE_TOLERANCE or shows / share < MIN_CROSSFADE:
+    share = _whole_share(shows, crossfade)
+    if share is None:
         raise VideoError(_crossfade_advice(fps, crossfade, shows))
     dissolve = shows / share
     steps = max(2, round(SMOOTH_FPS * dissolve))  # video frames per dissolve
@@ -352,10 +350,30 @@ def _crossfade_advice(fps: float, crossfade: float, shows: Fraction) -> str:
     below = [value for value in fits if value <= crossfade]
     above = [value for value in fits if value > crossfade]
     nearest = ([min(above)] if above else []) + ([max(below)] if below else [])
-    choices = " or ".join(f"{float(value):.3f}".rstrip("0").rstrip(".") for value in sorted(nearest))
+    choices = " or ".join(_shortest_that_fits(shows, value) for value in sorted(nearest))
     return (f"--crossfade {crossfade:g} does not fit --fps {fps:g}: each frame shows for {float(shows):.3g} s and a "
             f"dissolve must be a whole share of that (1/1, 1/2, 1/3 …) and at least {MIN_CROSSFADE:.3f} s; give "
             f"--crossfade {choices}, or 0 for cuts.")
+
+
+def _whole_share(shows: Fraction, crossfade: float) -> int | None:
+    """m where ``crossfade`` is (within the tolerance) ``shows / m`` and at least the shortest dissolve; else None."""
+    if not MIN_CROSSFADE - CROSSFADE_TOLERANCE <= crossfade <= float(shows) + CROSSFADE_TOLERANCE:
+        return None
+    share = round(float(shows) / crossfade)
+    if share < 1 or abs(crossfade - float(shows / share)) > CROSSFADE_TOLERANCE or shows / share < MIN_CROSSFADE:
+        return None
+    return share
+
+
+def _shortest_that_fits(shows: Fraction, crossfade: Fraction) -> str:
+    """``crossfade`` written with the fewest decimals (3 at least) that still fit: 1/12 s is 0.083 s to the eye,
+    but 0.083 is shorter than the shortest dissolve."""
+    for digits in range(3, 10):
+        text = f"{float(crossfade):.{digits}f}".rstrip("0").rstrip(".")
+        if _whole_share(shows, float(text)) is not None:
+            return text
+    return repr(float(crossfade))
 
 
 # --- the frames ----------------------------------------------------------------------------------------------
