@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_machine_commands(commands)
     _add_tt_commands(commands)
     _add_kernel_command(commands)
+    _add_serve_command(commands)
     return parser
 
 
@@ -118,6 +119,10 @@ def _add_render_arguments(parser: argparse.ArgumentParser) -> None:
                         help="base seed: frame i uses SEED+i unless it sets its own (0 to 4294967295)")
     parser.add_argument("--overwrite", action="store_true", help="remake frames whose settings changed")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--server", default=None, metavar="URL",
+                        help="make the frames on a render service (ttlesson serve) instead of this machine; frames "
+                        "and manifest are still written here (default: TTLESSON_SERVER; its token: "
+                        "TTLESSON_SERVER_TOKEN or TTLESSON_SERVER_TOKEN_FILE)")
     _add_walk_arguments(parser)
     _add_devices_argument(parser)
     _add_speed_arguments(parser)
@@ -305,7 +310,7 @@ def _render(args):
                       overwrite=args.overwrite, devices=args.devices, scheduler=args.scheduler,
                       precision=args.precision, compile=args.compile, transition_frames=args.transition_frames,
                       easing=args.easing, seed_mode=args.seed_mode, noise_mix=args.noise_mix,
-                      colour="lab" if args.colour_coherence else None, on_event=display)
+                      colour="lab" if args.colour_coherence else None, server=args.server, on_event=display)
     finally:
         if display is not None:
             display.close()
@@ -502,6 +507,69 @@ def _run_kernel_install(args) -> int:
 
     print(install(args.name, args.display_name, prefix=sys.prefix if args.sys_prefix else None))
     return 0
+
+
+# --- serve: one render service for a room or a farm ----------------------------------------------------------
+
+def _add_serve_command(commands) -> None:
+    from .models import REGISTRY
+    from .serve.protocol import DEFAULT_PORT
+
+    serve = commands.add_parser(
+        "serve", help="a render service: owns this host's devices (or a Ray cluster's) and makes frames for clients",
+        description="Start one Ray actor per device (Tenstorrent card, GPU, or CPU slots) on this host or on every "
+        "host of a Ray cluster, each loading the model once, and answer HTTP: render --server URL, the notebooks "
+        "with TTLESSON_SERVER, or tt-inference-server's POST /v1/images/generations. Needs ttlesson[serve].")
+    serve.add_argument("--model", action="append", default=None, metavar="NAME",
+                       help=f"a model to hold: {', '.join(REGISTRY)} (repeat for several; default: sd14)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine "
+                       "only; any other needs a token)")
+    serve.add_argument("--port", type=_whole_value("--port", 65535), default=DEFAULT_PORT,
+                       help=f"port to listen on (default: {DEFAULT_PORT})")
+    serve.add_argument("--address", default=None, metavar="HOST:PORT",
+                       help="the Ray cluster to join (ray start --head prints it; auto: the one on this host); "
+                       "default: start one on this host")
+    serve.add_argument("--tokens", default=None, metavar="FILE",
+                       help="one 'name token' line per client: each gets its own name in the status and the queue")
+    serve.add_argument("--token-file", default=None, metavar="FILE",
+                       help="a file holding one shared token (default: TTLESSON_SERVER_TOKEN; the token is never "
+                       "given on the command line, where ps shows it)")
+    serve.add_argument("--threads", type=_whole_value("--threads", 256), default=1,
+                       help="torch threads per CPU actor, and the cores each reserves (default: 1)")
+    serve.add_argument("--cpu-actors", type=_whole_value("--cpu-actors", 256), default=None, metavar="N",
+                       help="CPU actors per host without accelerators (default: its cores / --threads)")
+    serve.add_argument("--per-client", type=_whole_value("--per-client", 1024), default=None, metavar="N",
+                       help="frames one client may have on devices at once (default: no cap; clients take turns)")
+    serve.set_defaults(run=_run_serve)
+
+
+def _run_serve(args) -> int:
+    from pathlib import Path
+
+    from .serve import ServiceOptions, read_tokens, serve
+
+    tokens: dict[str, str] = {}
+    if args.tokens:
+        tokens.update(read_tokens(Path(args.tokens)))
+    shared = _read_token_file(args.token_file) if args.token_file else env.text(env.SERVER_TOKEN)
+    if shared:
+        tokens[shared] = ""
+    if args.threads < 1 or args.cpu_actors == 0 or args.per_client == 0:
+        raise TTLessonError("--threads, --cpu-actors and --per-client count from 1.")
+    options = ServiceOptions(models=tuple(args.model or ["sd14"]), address=args.address, threads=args.threads,
+                             cpu_actors=args.cpu_actors, per_client=args.per_client)
+    serve(options, host=args.host, port=args.port, tokens=tokens, announce=lambda line: print(line, flush=True))
+    return 0
+
+
+def _read_token_file(path: str) -> str:
+    try:
+        token = open(path, encoding="utf-8").read().strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise TTLessonError(f"--token-file {path} cannot be read ({getattr(err, 'strerror', None) or err}).") from None
+    if len(token) < 8:
+        raise TTLessonError(f"--token-file {path} holds a token shorter than 8 characters; use a long random one.")
+    return token
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -18,6 +18,10 @@ SIZE = "TTLESSON_SIZE"
 CACHE = "TTLESSON_CACHE"  # where ttlesson keeps what it builds (the tiny model, OpenVINO IRs, tt-metal logs)
 TT_PARALLEL = "TTLESSON_TT_PARALLEL"  # submesh or processes (ttlesson.backends.tt)
 DEBUG = "TTLESSON_DEBUG"  # 1: print the cause (ttnn's, the Hub's own error) under each one-sentence error
+SERVER = "TTLESSON_SERVER"  # a render service's URL (ttlesson serve): render and video make frames there
+SERVER_TOKEN = "TTLESSON_SERVER_TOKEN"  # its token (the client's, and the service's own when it starts)
+SERVER_TOKEN_FILE = "TTLESSON_SERVER_TOKEN_FILE"  # a file holding the token, for the client
+SERVER_WAIT = "TTLESSON_SERVER_WAIT"  # seconds a client waits for a service that stopped answering (default 600)
 
 DEFAULT_WORKDIR = "~/tt-scratchpad/worldsfair-video"  # the lesson's own folder
 
@@ -33,6 +37,7 @@ LOGURU_LEVEL = "LOGURU_LEVEL"  # ttnn's Python logger
 GRID_OVERRIDE = "TT_METAL_CORE_GRID_OVERRIDE_TODEPRECATE"  # a Galaxy's compute grid, as tt-metal's demo sets it
 MM_THROTTLE = "TT_MM_THROTTLE_PERF"  # matmul throttling on Wormhole (di/dt limits), as tt-metal's demo sets it
 OPERATION_TIMEOUT = "TT_METAL_OPERATION_TIMEOUT_SECONDS"
+TT_METAL_CACHE = "TT_METAL_CACHE"  # tt-metal's kernel cache: one per process that opens a device
 
 
 def text(name: str) -> str:

@@ -89,6 +89,15 @@ class FrameDone:
 
 
 @dataclass(frozen=True)
+class Waiting:
+    """A frame (or, with no index, the whole render) is waiting on a render service: its place in the queue, a
+    device that died under it, or the service not answering."""
+
+    index: int | None
+    why: str
+
+
+@dataclass(frozen=True)
 class RenderFinished:
     made: tuple[int, ...]
     kept: tuple[int, ...]
@@ -96,7 +105,7 @@ class RenderFinished:
     device: str | None
 
 
-Event = (RenderStarted | WorkerStarted | ModelLoaded | WarmedUp | FrameStarted | StepDone | FrameDone
+Event = (RenderStarted | WorkerStarted | ModelLoaded | WarmedUp | FrameStarted | StepDone | FrameDone | Waiting
          | RenderFinished)
 
 
@@ -146,6 +155,7 @@ class TqdmProgress:
         self.frames_bar = None
         self.steps_bar = None
         self.watch = LongRunWatch()
+        self.last_wait = ""
 
     def __call__(self, event: Event) -> None:
         warning = self.watch(event)
@@ -166,6 +176,9 @@ class TqdmProgress:
                 self._write(event.note)
         elif isinstance(event, WarmedUp):
             self._write(f"{event.what} in {event.seconds:.1f} s")
+        elif isinstance(event, Waiting) and event.why != self.last_wait:
+            self.last_wait = event.why
+            self._write(event.why)
         elif isinstance(event, FrameStarted) and self.live:
             self._start_bars(event)
         elif isinstance(event, StepDone) and self.steps_bar is not None:

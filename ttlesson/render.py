@@ -43,7 +43,7 @@ from typing import Literal
 from . import accel, manifest, models, schedulers
 from . import storyboard as storyboard_mod
 from . import walk as walk_mod
-from .backends import Backend, FrameRequest, LostFrame, create, resolve_name
+from .backends import BACKEND_NAMES, Backend, FrameRequest, LostFrame, create, resolve_name
 from .errors import FramesLostError, PromptTooLongWarning, SettingsChangedError, TTLessonError
 from .fileio import folder_lock, os_error_sentence, remove_partials, sha256_file, writable_folder
 from .frames import encode_png, store_frame
@@ -57,6 +57,7 @@ from .progress import (
     RenderFinished,
     RenderStarted,
     StepDone,
+    Waiting,
     WarmedUp,
     WorkerStarted,
     steady_seconds_per_frame,
@@ -140,6 +141,7 @@ def render(
     seed_mode: Literal["per-frame", "shared", "mixed"] = "per-frame",
     noise_mix: float | None = None,
     colour: Literal["lab"] | bool | None = None,
+    server: str | None = None,
     on_event: Callable[[Event], None] | None = None,
 ) -> RenderResult:
     """Make the storyboard's frames into ``out_dir/frames`` and record them in ``out_dir/manifest.json``.
@@ -158,6 +160,8 @@ def render(
     Tenstorrent chips, GPUs or CPU worker processes. ``scheduler`` (``ttlesson.schedulers``; None: the model's
     own) and ``precision`` (``ttlesson.accel``; ``auto``: the fastest path this machine has for the model) and
     ``compile`` (torch.compile the UNet) change the pixels, so they are recorded and compared like the seed.
+    ``server`` (default: ``TTLESSON_SERVER``) is a render service's URL (``ttlesson serve``): its devices make
+    the pixels, this process writes the frames and the manifest as always (``ttlesson.backends.remote``).
     ``on_event`` receives the events of ``ttlesson.progress``.
     A worker that dies loses only the frame it was making: the others are saved, then ``FramesLostError``
     says which frames to make by running again.
@@ -166,14 +170,15 @@ def render(
     emit = on_event or (lambda event: None)
     # 1. every argument checked, the settings settled, and what the backend cannot make refused
     board = storyboard if isinstance(storyboard, Storyboard) else storyboard_mod.load(storyboard)
-    settings = _settings(model, backend, steps, size, guidance, seed, scheduler, precision, compile,
+    remote = _remote_engine(server, model, backend, devices, device, precision)
+    settings = _settings(model, remote or backend, steps, size, guidance, seed, scheduler, precision, compile,
                          _device_arg(device))
     options = _walk_settings(transition_frames, easing, seed_mode, noise_mix, colour)
     devices = _devices(devices, backend)
     out_dir = _out_dir(out_dir)
     wanted = wanted_records(board, settings, options)
     _check_walk(settings, wanted)
-    engine = backend if isinstance(backend, Backend) else _engine(settings, devices, device)
+    engine = remote or (backend if isinstance(backend, Backend) else _engine(settings, devices, device))
     owned = engine is not backend
     try:
         _check_backend(engine, wanted)
@@ -197,6 +202,8 @@ def render(
                 if owned:
                     engine = engine.for_frames(len(to_make))
                 engine.log_folder = engine.log_folder or out_dir  # e.g. tt-metal's log next to the frames
+                if remote is not None:
+                    remote.on_wait = lambda index, why: emit(Waiting(index=index, why=why))
                 made_on = _load(engine, emit)
                 recorder.warn_long_prompts(engine.count_tokens, engine.max_prompt_tokens)
             # 5. the folder made ready (partial files of a killed run and frames past the end removed, the
@@ -237,6 +244,32 @@ def _engine(settings: RenderSettings, devices: int | str, device: str | None) ->
                           size=(settings.width, settings.height))
     return create(settings.backend, settings.model, device=_device_arg(device), devices=devices,
                   precision=settings.precision)
+
+
+def _remote_engine(server, model, backend, devices, device, precision):
+    """The render service's devices (``server``, else ``TTLESSON_SERVER``), connected; None for a local render."""
+    from .backends.remote import RemoteBackend, server_token, server_url
+
+    url = server_url(server)
+    if url is None:
+        return None
+    if isinstance(backend, Backend) or backend not in ("auto", *BACKEND_NAMES):
+        raise TTLessonError("server= makes frames on the service's devices, so backend= must stay a name "
+                            "(auto), not a loaded backend.")
+    if device is not None:
+        raise TTLessonError(f"--device {device} picks a device of this machine, but --server {url} makes frames on "
+                            "the service's devices; leave --device out (or --server, to render here).")
+    spec = models.resolve(model)
+    if spec.name not in models.REGISTRY:
+        raise TTLessonError(f"--model {model} is a folder on this machine; a render service holds its own models: "
+                            "give the name of one it holds (e.g. tiny or sd14), or leave --server out.")
+    count = None if devices in (None, "all") else _devices(devices, "auto")
+    engine = RemoteBackend(spec, url, server_token(), devices=count).connect()
+    if precision not in ("auto", engine.precision):
+        engine.close()
+        raise TTLessonError(f"--precision {precision}: the service at {url} makes {spec.name} in "
+                            f"{engine.precision}; leave --precision out, or leave --server out to render here.")
+    return engine
 
 
 def _check_backend(engine: Backend, wanted: list[FrameRecord]) -> None:

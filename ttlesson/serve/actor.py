@@ -1,0 +1,96 @@
+"""One device's model, loaded once, making frame after frame: the class behind each Ray actor of the service.
+
+The service starts one per device: a Tenstorrent card (Ray's ``TTNPU`` resource; Ray sets ``TT_VISIBLE_DEVICES``
+to the card it gave the actor, so the tt backend opens that card alone), a GPU (``num_gpus=1``, Ray sets
+``CUDA_VISIBLE_DEVICES``), or CPU slots. The actor is the same backend a local render uses, so a frame is the
+same frame: same request, same model, same precision, same thread count, same bytes.
+
+``make`` is a generator (a Ray streaming method): the step events as the backend reports them, then the PNG.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import threading
+import time
+
+from .. import env
+from ..backends.base import FrameRequest
+from ..errors import TTLessonError, describe
+
+DEVICE_KINDS = ("tt", "gpu", "cpu")
+
+
+class FrameMaker:
+    def __init__(self, model: str, kind: str, name: str, threads: int | None = None, precision: str = "auto"):
+        started = time.perf_counter()
+        if kind == "tt":
+            # tt-metal's kernel cache is per process: actors sharing one would rebuild each other's kernels
+            cards = env.text(env.VISIBLE_DEVICES) or "all"
+            os.environ.setdefault(env.TT_METAL_CACHE, str(env.cache_root() / "tt-metal-cache" / f"card-{cards}"))
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        self.name, self.kind = name, kind
+        self.backend = _backend(model, kind, precision)
+        self.backend.load()
+        self._warm: set[tuple] = set()
+        self._lock = threading.Lock()  # one frame at a time; describe and count_tokens answer meanwhile
+        self.info = {"name": name, "kind": kind, "model": model, "device": self.backend.device,
+                     "backend": self.backend.name, "precision": self.backend.precision,
+                     "host": socket.gethostname(), "pid": os.getpid(), "load_seconds": time.perf_counter() - started,
+                     "max_prompt_tokens": self.backend.max_prompt_tokens,
+                     "visible_devices": os.environ.get(env.VISIBLE_DEVICES)}
+
+    def describe(self) -> dict:
+        return self.info
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        with self._lock:
+            return [self.backend.count_tokens(text) for text in texts]
+
+    def make(self, request: FrameRequest):
+        """Yield ``("step", step, total)`` as the frame is made, then ``("done", png, seconds)``, or
+        ``("refused", sentence)`` for a request this device cannot make (the actor goes on serving)."""
+        events: queue.Queue = queue.Queue()
+        worker = threading.Thread(target=self._make, args=(request, events), daemon=True)
+        worker.start()
+        while True:
+            event = events.get()
+            yield event
+            if event[0] != "step":
+                break
+        worker.join()
+
+    def _make(self, request: FrameRequest, events: queue.Queue) -> None:
+        with self._lock:
+            try:
+                self.backend.check_request(request)
+                self.backend.check_scheduler(request)
+                started = time.perf_counter()
+                key = (request.steps, request.guidance, request.width, request.height, request.scheduler)
+                if key not in self._warm:
+                    self.backend.warm_up(request)
+                    self._warm.add(key)
+                image = self.backend.generate(request, on_step=lambda step, total: events.put(("step", step, total)))
+                from ..frames import encode_png
+
+                png = image if isinstance(image, bytes) else encode_png(image)
+                events.put(("done", png, time.perf_counter() - started))
+            except TTLessonError as err:
+                events.put(("refused", describe(err, debug=False)))
+            except BaseException as err:  # the service reports it; this actor keeps serving
+                events.put(("failed", f"{type(err).__name__}: {err}"))
+
+
+def _backend(model: str, kind: str, precision: str):
+    from ..backends import create
+    from ..models import resolve
+
+    spec = resolve(model)
+    if kind == "tt":
+        return create("tt", spec, devices=1)
+    return create("torch", spec, device="cuda" if kind == "gpu" else "cpu", precision=precision)
