@@ -24,7 +24,8 @@ DEVICE_KINDS = ("tt", "gpu", "cpu")
 
 
 class FrameMaker:
-    def __init__(self, model: str, kind: str, name: str, threads: int | None = None, precision: str = "auto"):
+    def __init__(self, model: str, kind: str, name: str, threads: int | None = None, precision: str = "auto",
+                 tt_runtime: str | None = None):
         started = time.perf_counter()
         if kind == "tt":
             # tt-metal's kernel cache is per process: actors sharing one would rebuild each other's kernels
@@ -35,7 +36,7 @@ class FrameMaker:
 
             torch.set_num_threads(threads)
         self.name, self.kind = name, kind
-        self.backend = _backend(model, kind, precision)
+        self.backend = _backend(model, kind, precision, tt_runtime)
         self.backend.load()
         self._warm: set[tuple] = set()
         self._lock = threading.Lock()  # one frame at a time; describe and count_tokens answer meanwhile
@@ -70,6 +71,10 @@ class FrameMaker:
             try:
                 self.backend.check_request(request)
                 self.backend.check_scheduler(request)
+                if self.kind == "cpu":  # a loaded torch backend no longer checks: a huge frame must not take the host
+                    from ..memory import check_fits
+
+                    check_fits(self.backend.spec, request.width, request.height, "cpu")
                 started = time.perf_counter()
                 key = (request.steps, request.guidance, request.width, request.height, request.scheduler)
                 if key not in self._warm:
@@ -86,11 +91,16 @@ class FrameMaker:
                 events.put(("failed", f"{type(err).__name__}: {err}"))
 
 
-def _backend(model: str, kind: str, precision: str):
+def _backend(model: str, kind: str, precision: str, tt_runtime: str | None):
     from ..backends import create
     from ..models import resolve
 
     spec = resolve(model)
     if kind == "tt":
+        if tt_runtime:  # "module:function" returning a Runtime: a test's stand-in device layer
+            from ..backends.tt import create_tt
+            from ..backends.tt.processes import _load_factory
+
+            return create_tt(spec, devices=1, runtime=_load_factory(tt_runtime)())
         return create("tt", spec, devices=1)
     return create("torch", spec, device="cuda" if kind == "gpu" else "cpu", precision=precision)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -35,6 +36,7 @@ class ServiceOptions:
     cpu_actors: int | None = None  # per node without accelerators; None: its cores // threads
     precision: str = "auto"
     per_client: int | None = None  # frames on devices at once per client; None: no cap (clients still take turns)
+    tt_runtime: str | None = None  # "module:function" giving the tt backend's Runtime (tests: a stand-in device layer)
 
 
 @dataclass(eq=False)
@@ -98,6 +100,8 @@ class RenderService:
     def _join_cluster(self) -> None:
         import ray
 
+        if ray.is_initialized():  # the caller joined a cluster already (embedding the service, the tests)
+            return
         try:
             ray.init(address=self.options.address or "local", include_dashboard=False, log_to_driver=False,
                      logging_level="WARNING", configure_logging=False)
@@ -153,7 +157,7 @@ class RenderService:
             **need, max_restarts=0, max_task_retries=0, max_concurrency=4,
             scheduling_strategy=NodeAffinitySchedulingStrategy(slot.node, soft=False))
         return remote.remote(slot.model, slot.kind, slot.name, self.options.threads if slot.kind == "cpu" else None,
-                             self.options.precision)
+                             self.options.precision, self.options.tt_runtime)
 
     async def _forget_dead_nodes(self, alive: set[str]) -> None:
         """Slots on a node Ray no longer sees are dead: their frames (if any) fail over as their actor's do."""
@@ -310,5 +314,10 @@ def _cluster_error(address: str | None, err: Exception) -> str:
 
 
 def _first_line(err: BaseException) -> str:
+    """The sentence that says why: for an actor that died of an exception, that exception's own message (Ray
+    wraps it in its traceback), else the error's first line."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    raised = [match.group(1) for line in lines if (match := re.match(r"^[\w.]*(?:Error|Exception): (.+)$", line))]
+    if raised:
+        return raised[-1][:300]
     return lines[0][:300] if lines else type(err).__name__

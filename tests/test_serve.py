@@ -1,0 +1,357 @@
+"""The render service (``ttlesson serve``) on a real Ray cluster of two nodes on this machine, the tiny model on
+CPU actors (one thread each), and clients that are real renders (``ttlesson.render(server=…)`` and the console
+script with ``--server``). Only the Tenstorrent card is a stand-in (tests/standin_tt.py), behind Ray's real
+``TTNPU`` resource.
+
+The whole module runs inside a private network namespace (tests/ray_cluster.py): Ray and the service listen on
+loopback only. Each cluster, node and service is stopped by its pid when the module ends, pass or fail.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from helpers import ttlesson_command
+from ray_cluster import (
+    Cluster,
+    can_enter_private_network,
+    enter_private_network,
+    ray_environment,
+    short_folder,
+    start_service,
+)
+
+from ttlesson import render
+from ttlesson.storyboard import Frame, Storyboard
+
+pytest.importorskip("ray")
+pytestmark = pytest.mark.slow
+
+PORT = 8470
+TOKEN = "room-token-" + "x" * 16
+SIZE, STEPS = 64, 4
+
+
+def _why_not() -> str | None:
+    why = can_enter_private_network()
+    if why and os.environ.get("CI"):
+        pytest.fail(f"the serve tests cannot run here: {why}")
+    return why
+
+
+@pytest.fixture(scope="module")
+def loopback():
+    why = _why_not()
+    if why:
+        pytest.skip(why)
+    enter_private_network()
+
+
+@pytest.fixture(scope="module")
+def room(loopback, tmp_path_factory):
+    """Two nodes (one CPU each: one actor each) and the service on them, a token required."""
+    tmp = tmp_path_factory.mktemp("room")
+    cluster = Cluster(tmp)
+    service = None
+    try:
+        cluster.add_node(cpus=1)
+        cluster.add_node(cpus=1)
+        tokens = tmp / "tokens.txt"
+        tokens.write_text(f"alice {TOKEN}-alice\nbob {TOKEN}-bob\n")
+        service = start_service(cluster, PORT, "--model", "tiny", "--tokens", str(tokens), "--threads", "1")
+        yield Room(cluster, service, tmp)
+    finally:
+        if service is not None:
+            service.stop()
+        cluster.stop()
+
+
+class Room:
+    url = f"http://127.0.0.1:{PORT}"
+
+    def __init__(self, cluster, service, tmp):
+        self.cluster, self.service, self.tmp = cluster, service, tmp
+
+    def client_env(self, name: str) -> dict:
+        return {"TTLESSON_SERVER": self.url, "TTLESSON_SERVER_TOKEN": f"{TOKEN}-{name}"}
+
+    def status(self, name: str = "alice") -> dict:
+        return self.get("/v1/status", name).json()
+
+    def get(self, path: str, name: str | None = "alice"):
+        import httpx
+
+        headers = {"Authorization": f"Bearer {TOKEN}-{name}"} if name else {}
+        return httpx.get(self.url + path, headers=headers, timeout=30, trust_env=False)
+
+    def post(self, path: str, body, name: str | None = "alice", **headers):
+        import httpx
+
+        if name:
+            headers["Authorization"] = f"Bearer {TOKEN}-{name}"
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return httpx.post(self.url + path, content=content, headers=headers, timeout=120, trust_env=False)
+
+
+def board(name: str, count: int, offset: int = 0) -> Storyboard:
+    scenes = ["a fair at dawn", "a fair at noon", "a dome at dusk", "a tower at night", "a crowd at noon",
+              "a monorail at dusk"]
+    return Storyboard([Frame(scenes[(offset + i) % len(scenes)], seed=100 + offset + i) for i in range(count)], name)
+
+
+def render_through(room: Room, name: str, story: Storyboard, out: Path, events: list | None = None):
+    with _env(room.client_env(name)):
+        return render(story, out, model="tiny", steps=STEPS, size=SIZE,
+                      on_event=(lambda event: events.append((time.monotonic(), event))) if events is not None else None)
+
+
+class _env:
+    def __init__(self, values):
+        self.values, self.saved = values, {}
+
+    def __enter__(self):
+        for key, value in self.values.items():
+            self.saved[key] = os.environ.get(key)
+            os.environ[key] = value
+
+    def __exit__(self, *exc):
+        for key, value in self.saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def frames_of(out: Path) -> dict[int, bytes]:
+    return {int(path.stem.split("_")[1]): path.read_bytes() for path in (out / "frames").glob("frame_*.png")}
+
+
+def local_frames(story: Storyboard, out: Path) -> dict[int, bytes]:
+    """The same frames made here, in this process, with the service's thread count (1)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        render(story, out, model="tiny", steps=STEPS, size=SIZE, backend="torch", server="")
+    finally:
+        torch.set_num_threads(threads)
+    return frames_of(out)
+
+
+# --- the tests, in the order the module runs them (the killed node last) ------------------------------------
+
+def test_two_clients_at_once_get_the_local_bytes_and_take_turns(room, tmp_path):
+    stories = {"alice": board("alice", 4), "bob": board("bob", 4, offset=2)}
+    events = {name: [] for name in stories}
+    results, errors = {}, []
+
+    def client(name):
+        try:
+            results[name] = render_through(room, name, stories[name], tmp_path / name, events[name])
+        except BaseException as err:  # reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=client, args=(name,)) for name in stories]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert not errors, errors
+    done = {name: [at for at, event in events[name] if type(event).__name__ == "FrameDone"] for name in stories}
+    assert all(len(times) == 4 for times in done.values())
+    # neither waited for the other to end: each had a frame done before the other's last
+    assert min(done["alice"]) < max(done["bob"]) and min(done["bob"]) < max(done["alice"])
+    for name, story in stories.items():
+        served = frames_of(tmp_path / name)
+        assert served == local_frames(story, tmp_path / f"{name}-local"), f"{name}'s frames differ from local ones"
+        book = json.loads((tmp_path / name / "manifest.json").read_text())
+        devices = [record["device"] for record in book["frames"]]
+        assert all("ttlesson serve at " + room.url in device and " node " in device for device in devices)
+        assert TOKEN not in (tmp_path / name / "manifest.json").read_text()
+    status = room.status()
+    assert status["you"] == "alice" and len(status["devices"]) == 2
+    assert len({device["node"] for device in status["devices"]}) == 2  # one actor on each node
+    assert TOKEN not in json.dumps(status)
+
+
+def test_without_the_token_401_and_nothing_else(room):
+    for name in (None, "mallory"):
+        for answer in (room.get("/v1/status", name), room.post("/v1/frames", {"model": "tiny"}, name)):
+            assert answer.status_code == 401
+            assert set(answer.json()) == {"detail"} and "token" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize("body,status,words", [
+    (b"{not json", 400, "not JSON"),
+    (b"[1, 2]", 400, "not an object"),
+    ({"model": "tiny", "request": {"prompt": "x", "seed": 1, "steps": 10 ** 9, "guidance": 2.5, "width": 64,
+                                   "height": 64}}, 422, "Steps 1000000000 is out of range"),
+    ({"model": "tiny", "request": {"prompt": "x" * 1_000_000, "seed": 1, "steps": 4, "guidance": 2.5,
+                                   "width": 64, "height": 64}}, 413, "bytes; a frame request is at most"),
+    ({"model": "tiny", "request": {"prompt": "x", "seed": 1, "steps": 4, "guidance": 2.5, "width": 100,
+                                   "height": 64}}, 422, "not a multiple of 8"),
+    ({"model": "tiny", "request": {"prompt": "x", "seed": 1, "steps": 4, "guidance": 2.5, "width": 8192,
+                                   "height": 8192}}, 422, "memory"),
+    ({"model": "sd14", "request": {"prompt": "x", "seed": 1, "steps": 4, "guidance": 2.5, "width": 64,
+                                   "height": 64}}, 404, "does not hold model 'sd14'"),
+], ids=["junk", "array", "steps", "huge-prompt", "size", "too-big", "model"])
+def test_bad_input_gets_a_4xx_sentence_and_the_service_keeps_serving(room, body, status, words):
+    answer = room.post("/v1/frames", body, Accept="image/png")
+    assert answer.status_code == status, answer.text
+    sentence = answer.json()["detail"]
+    assert words in sentence and "\n" not in sentence
+    good = {"model": "tiny", "request": {"prompt": "a fair", "seed": 7, "steps": 2, "guidance": 2.5, "width": 64,
+                                         "height": 64}}
+    made = room.post("/v1/frames", good, Accept="image/png")
+    assert made.status_code == 200 and made.content.startswith(b"\x89PNG")
+    assert made.headers["X-TTLesson-Device"] == "cpu"
+
+
+def test_tt_inference_server_requests_are_answered_as_it_answers(room):
+    from PIL import Image
+
+    answer = room.post("/v1/images/generations", {
+        "prompt": "a fair at noon", "negative_prompt": "fog", "num_inference_steps": 3, "seed": 5,
+        "guidance_scale": 2.5, "image_return_format": "PNG", "number_of_images": 1})
+    assert answer.status_code == 200, answer.text
+    image = Image.open(io.BytesIO(base64.b64decode(answer.json()["images"][0])))
+    assert image.size == (128, 128)  # the tiny model's own size, as the request named none
+    refused = room.post("/v1/images/generations", {"prompt": "a fair", "image_return_format": "JPEG"})
+    assert refused.status_code == 422 and "PNG" in refused.json()["detail"]
+
+
+def _client_process(room: Room, name: str, out: Path, story: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([*ttlesson_command(), "render", str(story), "--model", "tiny", "--steps", str(STEPS),
+                             "--size", str(SIZE), "--out", str(out), *extra],
+                            env={**room.cluster.env, **room.client_env(name)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _wait_for_pngs(out: Path, count: int, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while len(list((out / "frames").glob("frame_*.png"))) < count:
+        assert process.poll() is None, process.communicate()[0]
+        assert time.monotonic() < deadline, f"fewer than {count} frames in {timeout} s"
+        time.sleep(0.1)
+
+
+def _story_file(tmp: Path, name: str, count: int) -> Path:
+    path = tmp / f"{name}.txt"
+    path.write_text("\n".join(f"a fair, scene {i}" for i in range(count)) + "\n")
+    return path
+
+
+def test_a_killed_client_leaves_the_others_alone_and_resumes(room, tmp_path):
+    killed = _client_process(room, "alice", tmp_path / "alice", _story_file(tmp_path, "alice", 40))
+    _wait_for_pngs(tmp_path / "alice", 2, killed)
+    other = threading.Thread(target=render_through, args=(room, "bob", board("bob", 4), tmp_path / "bob"))
+    other.start()
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait()
+    other.join(300)
+    assert len(frames_of(tmp_path / "bob")) == 4  # untouched by alice's end
+    kept = len(frames_of(tmp_path / "alice"))
+    deadline = time.monotonic() + 30
+    while room.status()["queue"]["total"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert room.status()["queue"]["total"] == 0  # alice's waiting frames left the queue with her
+    again = _client_process(room, "alice", tmp_path / "alice", _story_file(tmp_path, "alice", 12))
+    output = again.communicate(timeout=300)[0]
+    assert again.returncode == 0, output
+    assert f"{min(kept, 12)} kept)" in output, output
+
+
+def test_a_restarted_service_is_waited_for_then_the_render_finishes(room, tmp_path):
+    client = _client_process(room, "alice", tmp_path / "alice", _story_file(tmp_path, "alice", 30))
+    _wait_for_pngs(tmp_path / "alice", 2, client)
+    room.service.stop()
+    tokens = room.tmp / "tokens.txt"
+    room.service = start_service(room.cluster, PORT, "--model", "tiny", "--tokens", str(tokens), "--threads", "1")
+    output = client.communicate(timeout=300)[0]
+    assert client.returncode == 0, output
+    assert "is not answering" in output and "waiting for it" in output
+    assert len(frames_of(tmp_path / "alice")) == 30
+
+
+def test_a_killed_node_costs_no_frame(room, tmp_path):
+    story = board("alice", 12)
+    result = {}
+
+    def client():
+        result["render"] = render_through(room, "alice", story, tmp_path / "alice")
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while len(frames_of(tmp_path / "alice")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    room.cluster.nodes[1].kill()  # its raylet and its workers, SIGKILL
+    thread.join(300)
+    assert "render" in result, "the render did not finish"
+    frames = frames_of(tmp_path / "alice")
+    assert sorted(frames) == list(range(12))
+    book = json.loads((tmp_path / "alice" / "manifest.json").read_text())
+    nodes = {record["device"].split(" node ")[1].split(",")[0] for record in book["frames"]}
+    assert len(nodes) == 2  # both nodes made frames before one died
+    assert {hashlib.sha256(data).hexdigest() for data in frames.values()} == \
+        {record["sha256"] for record in book["frames"]}
+
+
+TT_SERVICE = """
+import asyncio, json, shutil, sys
+import ray
+from ttlesson.backends import FrameRequest
+from ttlesson.serve.protocol import FrameOrder
+from ttlesson.serve.service import RenderService, ServiceOptions
+
+ray.init(address="local", num_cpus=1, resources={"TTNPU": 2}, include_dashboard=False, _temp_dir=sys.argv[1])
+service = RenderService(ServiceOptions(models=("sd14",), tt_runtime="standin_tt:standin_runtime"))
+
+async def one_frame():
+    await service.start()
+    order = FrameOrder("sd14", FrameRequest("a fair at dusk", seed=3, steps=4, guidance=7.5, width=512, height=512))
+    ticket = await service.submit("alice", order)
+    while True:
+        kind, data = await ticket.events.get()
+        if kind in ("done", "error"):
+            await service.stop()
+            return kind, data
+
+try:
+    kind, data = asyncio.run(one_frame())
+    png = data.pop("png", b"")
+    print("RESULT " + json.dumps({"kind": kind, "data": data, "png": png[:4].hex(),
+                                  "slots": [[slot.kind, slot.info["visible_devices"]] for slot in service.slots]}))
+finally:
+    ray.shutdown()
+"""
+
+
+def test_each_tt_actor_gets_one_card_through_ttnpu(loopback, tmp_path):
+    """Ray's TTNPU resource (2 cards declared on a one-node cluster) gives each tt actor its own card in
+    TT_VISIBLE_DEVICES; the actors run the tt backend on the STAND-IN device layer (tests/standin_tt.py)."""
+    folder = short_folder()
+    try:
+        env = {**ray_environment(tmp_path), "PYTHONPATH": str(Path(__file__).parent)}
+        proc = subprocess.run([sys.executable, "-c", TT_SERVICE, str(folder)], capture_output=True, text=True,
+                              env=env, timeout=300, stdin=subprocess.DEVNULL)
+        line = next((line for line in proc.stdout.splitlines() if line.startswith("RESULT ")), None)
+        assert line is not None, (proc.stdout[-2000:], proc.stderr[-3000:])
+        result = json.loads(line[len("RESULT "):])
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    assert result["kind"] == "done" and result["png"] == b"\x89PNG".hex(), result
+    assert sorted(result["slots"]) == [["tt", "0"], ["tt", "1"]]
