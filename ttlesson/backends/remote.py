@@ -171,11 +171,14 @@ class RemoteBackend(Backend):
         waiting = list(items)
         waiting.reverse()
         stop = threading.Event()
-        pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="ttlesson-frame")
+        # one frame more than devices: the next one waits at the service, so a device never idles while this
+        # process writes the last PNG and sends the next request
+        ahead = self.parallel + 1
+        pool = ThreadPoolExecutor(ahead, thread_name_prefix="ttlesson-frame")
         running = 0
         try:
             while waiting or running:
-                while waiting and running < self.parallel:
+                while waiting and running < ahead:
                     index, request = waiting.pop()
                     pool.submit(self._one_frame, index, request, events.put, stop)
                     running += 1
