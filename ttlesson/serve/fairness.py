@@ -1,7 +1,8 @@
 """The service's queue: frames served fairly across clients.
 
-Clients take turns (round-robin): when a device is free, the next client in turn that has a frame waiting for
-that device's model gets it, then goes to the back of the turn. A client has at most ``cap`` frames on devices
+Clients take turns (round-robin): when a device is free, of the clients with a frame waiting for that device's
+model, the one served longest ago (or never) gets it; a client that arrives joins ahead of those already
+served. A client has at most ``cap`` frames on devices
 at once, so one attendee's 1,000-frame walk cannot hold every device while others wait. A frame whose device
 died goes back to the front of its client's line. Pure data: no threads, no Ray; the service calls it from one
 event loop.
@@ -20,28 +21,29 @@ class FairQueue(Generic[T]):
     def __init__(self, cap: int | None = None):
         self.cap = cap  # frames on devices at once per client; None: no cap
         self._lines: dict[str, deque[T]] = {}  # each client's waiting frames, oldest first
-        self._turn: deque[str] = deque()  # clients in the order they get their next frame
+        self._served: dict[str, int] = {}  # when each client last got a frame (a counter; kept while it is away)
+        self._arrived: dict[str, int] = {}  # first arrival, to order clients never served
+        self._clock = 0
         self.in_flight: Counter[str] = Counter()
 
     def put(self, client: str, item: T, *, front: bool = False) -> None:
         line = self._lines.setdefault(client, deque())
-        if client not in self._turn:
-            self._turn.append(client)
+        self._arrived.setdefault(client, len(self._arrived))
         line.appendleft(item) if front else line.append(item)
 
     def take(self, fits: Callable[[T], bool] = lambda item: True) -> tuple[str, T] | None:
-        """The next frame a free device should make (``fits``: frames it can make), or None; its client goes to
-        the back of the turn and has one more frame in flight."""
-        for client in list(self._turn):
+        """The next frame a free device should make (``fits``: frames it can make), or None; its client is
+        marked served now and has one more frame in flight."""
+        for client in self._turn():
             if self.cap is not None and self.in_flight[client] >= self.cap:
                 continue
-            line = self._lines.get(client, ())
+            line = self._lines[client]
             item = next((item for item in line if fits(item)), None)
             if item is None:
                 continue
             line.remove(item)
-            self._turn.remove(client)
-            self._turn.append(client)
+            self._clock += 1
+            self._served[client] = self._clock
             self.in_flight[client] += 1
             self._forget_if_idle(client)
             return client, item
@@ -52,7 +54,7 @@ class FairQueue(Generic[T]):
         if self.in_flight[client] > 0:
             self.in_flight[client] -= 1
         if not self.in_flight[client]:
-            del self.in_flight[client]
+            self.in_flight.pop(client, None)
         self._forget_if_idle(client)
 
     def cancel(self, client: str, item: T) -> bool:
@@ -65,21 +67,19 @@ class FairQueue(Generic[T]):
         return True
 
     def position(self, client: str, item: T) -> int | None:
-        """How many frames will be given out before this one if every client keeps its frames waiting (1: it is
-        next); None if it is not waiting. Each turn gives every client with frames one frame."""
+        """How many frames will be given out before this one, counting it (1: it is next), if every client keeps
+        its frames waiting; None if it is not waiting. Each turn gives every client with frames one frame."""
         line = self._lines.get(client)
         if not line or item not in line:
             return None
         mine = list(line).index(item) + 1  # this frame goes out in its client's ``mine``-th turn
-        order = list(self._turn)
+        order = self._turn()
         ahead = mine - 1
         for other in order:
-            if other == client:
-                continue
-            waiting = len(self._lines.get(other, ()))
-            # clients before this one in the turn get ``mine`` turns first, those after it ``mine - 1``
-            turns = mine if order.index(other) < order.index(client) else mine - 1
-            ahead += min(waiting, turns)
+            if other != client:
+                # clients ahead of this one in the turn get ``mine`` turns first, those after it ``mine - 1``
+                turns = mine if order.index(other) < order.index(client) else mine - 1
+                ahead += min(len(self._lines[other]), turns)
         return ahead + 1
 
     def waiting(self) -> dict[str, int]:
@@ -88,9 +88,11 @@ class FairQueue(Generic[T]):
     def __len__(self) -> int:
         return sum(len(line) for line in self._lines.values())
 
+    def _turn(self) -> list[str]:
+        """Clients with frames waiting, the one served longest ago (or never, earliest arrival) first."""
+        return sorted((client for client, line in self._lines.items() if line),
+                      key=lambda client: (self._served.get(client, 0), self._arrived[client]))
+
     def _forget_if_idle(self, client: str) -> None:
         if not self._lines.get(client) and not self.in_flight[client]:
             self._lines.pop(client, None)
-            if client in self._turn:
-                self._turn.remove(client)
-            self.in_flight.pop(client, None)
