@@ -21,8 +21,8 @@ PUBLIC_NAMES = [
     "GatedCheckpointWarning", "HardwareReport", "HardwareSourceError", "HubAuthError", "ModelLoaded",
     "ModelNotAvailableError", "NoTTDeviceError", "PromptTooLongWarning", "RenderFinished", "RenderResult",
     "RenderStarted", "SettingsChangedError", "StepDone", "Storyboard", "StoryboardError", "TTDeviceError",
-    "TTLessonError", "TTMetalNotFoundError", "VideoError", "VideoInfo", "WarmedUp", "WorkerStarted", "detect",
-    "load_storyboard", "probe", "render", "stitch", "verify_frames",
+    "TTLessonError", "TTMetalNotFoundError", "VideoError", "VideoInfo", "Waiting", "WarmedUp", "WorkerStarted",
+    "detect", "load_storyboard", "probe", "render", "stitch", "verify_frames",
 ]
 
 

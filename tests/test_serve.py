@@ -229,6 +229,7 @@ def test_tt_inference_server_requests_are_answered_as_it_answers(room):
     assert answer.status_code == 200, answer.text
     image = Image.open(io.BytesIO(base64.b64decode(answer.json()["images"][0])))
     assert image.size == (128, 128)  # the tiny model's own size, as the request named none
+    assert answer.json()["generation_time"] > 0
     refused = room.post("/v1/images/generations", {"prompt": "a fair", "image_return_format": "JPEG"})
     assert refused.status_code == 422 and "PNG" in refused.json()["detail"]
 

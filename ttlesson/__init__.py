@@ -31,7 +31,7 @@ _EXPORTS = {
     "detect": ("machine", "detect"), "HardwareReport": ("machine", "HardwareReport"),
     # the progress events render sends to on_event
     **{name: ("progress", name) for name in ("RenderStarted", "WorkerStarted", "ModelLoaded", "WarmedUp",
-                                             "FrameStarted", "StepDone", "FrameDone", "RenderFinished")},
+                                             "FrameStarted", "StepDone", "FrameDone", "Waiting", "RenderFinished")},
     # the errors and warnings
     **{name: ("errors", name) for name in (
         "TTLessonError", "StoryboardError", "ModelNotAvailableError", "BackendUnavailableError",
@@ -46,8 +46,8 @@ __all__ = [  # pinned by tests/test_public_api.py
     "GatedCheckpointWarning", "HardwareReport", "HardwareSourceError", "HubAuthError", "ModelLoaded",
     "ModelNotAvailableError", "NoTTDeviceError", "PromptTooLongWarning", "RenderFinished", "RenderResult",
     "RenderStarted", "SettingsChangedError", "StepDone", "Storyboard", "StoryboardError", "TTDeviceError",
-    "TTLessonError", "TTMetalNotFoundError", "VideoError", "VideoInfo", "WarmedUp", "WorkerStarted", "detect",
-    "load_storyboard", "probe", "render", "stitch", "verify_frames",
+    "TTLessonError", "TTMetalNotFoundError", "VideoError", "VideoInfo", "Waiting", "WarmedUp", "WorkerStarted",
+    "detect", "load_storyboard", "probe", "render", "stitch", "verify_frames",
 ]
 
 
@@ -83,6 +83,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
         RenderFinished,
         RenderStarted,
         StepDone,
+        Waiting,
         WarmedUp,
         WorkerStarted,
     )

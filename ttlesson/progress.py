@@ -6,6 +6,8 @@
 
 With several devices (``devices=``), frames are made side by side: their FrameStarted/FrameDone interleave,
 FrameDone comes in the order frames finish, and there are no StepDone events (progress is per frame).
+Through a render service (``server=``), ``Waiting`` events come between them: a frame's place in the service's
+queue, a device that died under a frame, or the service not answering.
 Any callable can listen: a notebook widget (``ttlesson.notebook.widgets.NotebookProgress``), a log, a test.
 ``TqdmProgress`` is the terminal display.
 """

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import HardwareSourceError
-from .boards import Card, ListedChip, group_into_cards, normalise_board
+from .boards import BOARD_KINDS, Card, ListedChip, group_into_cards, normalise_board
 from .host import HostPaths, SourceAnswer, entry_number, read_text
 
 NAME = "kernel driver"
@@ -30,9 +30,11 @@ class Holder:
     chip: int  # the N of /dev/tenstorrent/N
     pid: int
     command: str  # what /proc/<pid>/cmdline (or comm) says, shortened
+    user: str = ""  # the process's owner, where /proc says
 
     def describe(self) -> str:
-        return f"/dev/tenstorrent/{self.chip} is held by pid {self.pid} ({self.command})"
+        owner = f"user {self.user}, " if self.user else ""
+        return f"/dev/tenstorrent/{self.chip} is held by pid {self.pid} ({owner}{self.command})"
 
 
 def read_kernel_driver(sysfs_root: str | os.PathLike | None, host: HostPaths | None = None) \
@@ -86,6 +88,21 @@ def _tenstorrent_class_dir(sysfs_root: str | os.PathLike | None, host: HostPaths
     return nested if nested.is_dir() else root
 
 
+def pcie_devices(host: HostPaths | None = None) -> dict[int, int]:
+    """{N: chips reached through it} for each /dev/tenstorrent/N of this host (what ``TT_VISIBLE_DEVICES``
+    counts): an N300's node reaches its two chips, each of a P300's two nodes one."""
+    host = host or HostPaths()
+    found = {}
+    for node in sorted(host.device_nodes.glob("*"), key=entry_number):
+        number = entry_number(node)[0]
+        if number < 0:
+            continue
+        board = normalise_board(read_text(host.tenstorrent_class / f"tenstorrent!{number}" / "tt_card_type") or "")
+        kind = BOARD_KINDS.get(board)
+        found[number] = kind.chips // kind.pcie_chips if kind else 1
+    return found
+
+
 def driver_version(host: HostPaths | None = None) -> str | None:
     """The loaded tt-kmd's version (``/sys/module/tenstorrent/version``), or None when it is not loaded."""
     return read_text((host or HostPaths()).driver_version_file)
@@ -101,8 +118,22 @@ def device_holders(host: HostPaths | None = None, ignore_pid: int | None = None)
             continue
         for pid in sorted({int(found) for found in re.findall(r"\d+", read_text(folder / "pids") or "")}):
             if pid != ignore_pid:
-                holders.append(Holder(int(folder.name), pid, _command(host, pid)))
+                holders.append(Holder(int(folder.name), pid, _command(host, pid), _owner(host, pid)))
     return holders
+
+
+def _owner(host: HostPaths, pid: int) -> str:
+    """The name of the user who runs ``pid`` (its real uid in /proc/<pid>/status), or "" if it cannot be read."""
+    status = read_text(host.proc / str(pid) / "status") or ""
+    found = re.search(r"^Uid:\s+(\d+)", status, re.MULTILINE)
+    if not found:
+        return ""
+    import pwd
+
+    try:
+        return pwd.getpwuid(int(found.group(1))).pw_name
+    except KeyError:
+        return f"uid {found.group(1)}"
 
 
 def _command(host: HostPaths, pid: int) -> str:

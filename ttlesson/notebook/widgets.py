@@ -31,6 +31,7 @@ from ..progress import (
     RenderFinished,
     RenderStarted,
     StepDone,
+    Waiting,
     WarmedUp,
     WorkerStarted,
 )
@@ -202,6 +203,8 @@ class NotebookProgress:
             self.status.value = f"worker {event.worker} loaded the model in {event.seconds:.1f} s on {event.device}"
         elif isinstance(event, WarmedUp):
             self.status.value = f"{event.what} in {event.seconds:.1f} s (once per run; later frames reuse it)"
+        elif isinstance(event, Waiting):
+            self.status.value = event.why
         elif isinstance(event, FrameStarted):
             self.steps_bar.description = f"frame {event.index:03d}"
             self.steps_bar.value = 0

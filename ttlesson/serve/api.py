@@ -5,7 +5,8 @@
   ``Accept: image/png`` answers the PNG itself (``X-TTLesson-Device``, ``-Host``, ``-Actor``, ``-Seconds``)
 * ``POST /v1/tokens``: how many tokens the model's text encoder sees in each text
 * ``POST /v1/images/generations``: tt-inference-server's request (prompt, negative_prompt, num_inference_steps,
-  seed, guidance_scale, image_return_format PNG), answered as it answers: ``{"images": [base64 PNG]}``
+  seed, guidance_scale, image_return_format PNG), answered as it answers: ``{"images": [base64 PNG],
+  "generation_time": s}``
 
 Access: with tokens set, a request without ``Authorization: Bearer <token>`` gets 401 and nothing else. A named
 token (``--tokens FILE``) is its client's name; with one shared token, the client names itself
@@ -119,7 +120,8 @@ def build_app(service: RenderService, access: Access):
         made = event[1]
         return JSONResponse({"created": int(time.time()), "model": model,
                              "images": [base64.b64encode(made["png"]).decode("ascii")],
-                             "device": made["device"], "host": made["host"], "seconds": seconds(made["seconds"])})
+                             "generation_time": seconds(made["seconds"]), "device": made["device"],
+                             "host": made["host"]})
 
     async def _whole_frame(ticket: Ticket):
         event = await _outcome(ticket)

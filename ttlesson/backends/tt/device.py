@@ -35,6 +35,8 @@ NO_DEVICE = ("No Tenstorrent device found (the kernel driver lists no /dev/tenst
              "run on a machine with a Tenstorrent card and its driver (tt-smi -s lists it), "
              "or use --backend torch to render on this machine's CPU or GPU.")
 RESET_ADVICE = "run tt-smi -r to reset it, wait until tt-smi -s lists it again, then retry"
+SHARE_ADVICE = ("wait for it to finish (or ask whoever runs it), and never reset a card another process is using; "
+                "to share the cards, run ttlesson serve on this host and render with --server")
 # Words in ttnn's errors when a chip did not come up: typically the state a killed process leaves behind.
 BAD_STATE_SIGNS = ("timeout", "timed out", "0xffffffff", "failed to initialize", "try resetting", "bad state",
                    "not responding", "hang")
@@ -141,6 +143,50 @@ def refuse_unrunnable(problems: list[tuple[str, str]], driver_check=driver_sees_
     if problems:
         rest = " and ".join(fix for _, fix in problems[1:])
         raise BackendUnavailableError(f"{problems[0][0][:-1]}; this run would also need {rest}.")
+
+
+def other_holders():
+    """Other processes holding a Tenstorrent card open (the kernel driver's list; empty without a card)."""
+    from ...machine import device_holders
+
+    return device_holders()
+
+
+def claim_cards(devices: int | str, chips_per_card: dict[int, int] | None = None) -> list[int] | None:
+    """Before ttnn opens anything: refuse, naming the holder, a card another process has open; and when fewer
+    devices are asked for than the host has, show ttnn only enough free cards for them (``TT_VISIBLE_DEVICES``),
+    so ``--devices 1`` opens one card, not the whole system. Returns the cards shown (None: ttnn's own choice).
+
+    ``chips_per_card``: each card's chip count (the kernel driver's board types; an N300 has two chips)."""
+    cards = chips_per_card if chips_per_card is not None else _cards_here()
+    if not cards:
+        return None  # no kernel driver list (a stand-in, a mock cluster): nothing to claim
+    visible = env.text(env.VISIBLE_DEVICES)
+    chosen_already = [int(card) for card in re.findall(r"\d+", visible)] if visible else None
+    held = {holder.chip: holder for holder in other_holders()}
+    wanted = sorted(cards) if chosen_already is None else chosen_already
+    if devices != "all" and chosen_already is None:
+        free = [card for card in sorted(cards) if card not in held]
+        picked, chips = [], 0
+        for card in free:
+            if chips >= int(devices):
+                break
+            picked.append(card)
+            chips += cards[card]
+        if chips >= int(devices) and len(picked) < len(cards):
+            os.environ[env.VISIBLE_DEVICES] = ",".join(map(str, picked))
+            return picked
+    busy = [held[card] for card in wanted if card in held]
+    if busy:
+        raise TTDeviceError(f"The Tenstorrent card this render needs is in use: {busy[0].describe()}; "
+                            f"{SHARE_ADVICE}.")
+    return chosen_already
+
+
+def _cards_here() -> dict[int, int]:
+    from ...machine.driver import pcie_devices
+
+    return pcie_devices()
 
 
 def require_chips(ttnn_loader=import_ttnn, driver_check=driver_sees_a_chip) -> tuple[object, int]:
@@ -253,6 +299,10 @@ def open_error(err: BaseException, log_file: Path | None = None) -> TTLessonErro
         return TTDeviceError(f"Opening the Tenstorrent device failed because tt-metal's kernel compiler is missing "
                              f"({detail}){log}; install it with python -m ttnn.download_sfpi (pip wheel) or "
                              "tt-metal's install_dependencies.sh, or run inside tt-metal's python_env.")
+    holders = other_holders()
+    if holders:
+        return TTDeviceError(f"The Tenstorrent device failed ({detail}){log} while another process holds it: "
+                             f"{holders[0].describe()}; {SHARE_ADVICE}.")
     if any(sign in lowered for sign in BAD_STATE_SIGNS):
         return TTDeviceError(f"The Tenstorrent device did not respond ({detail}){log}, probably left in a bad state "
                              f"by a killed run: {RESET_ADVICE}.")

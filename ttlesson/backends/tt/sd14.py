@@ -32,6 +32,7 @@ from ..scheduling import keep_busy
 from .chip import MIN_STEPS, SIZE, ChipPipeline, frame_inputs, to_image
 from .device import (
     TerminationGuard,
+    claim_cards,
     compute_grid,
     describe_system,
     galaxy_arch_before_ttnn,
@@ -151,6 +152,8 @@ class TTSD14Backend(Backend):
         self.log_file = prepare_environment(
             log_file=(self.log_folder / self.log_name) if self.log_folder else default_log_file(),
             grid_override=GRID_OVERRIDES.get((galaxy, (8, 4))) if galaxy else None)
+        if not self.one_chip_mesh:  # (a per-chip process was given its card by its parent)
+            claim_cards(self.devices)  # another process's card is refused by name; --devices 1 opens one card
         ttnn, available = require_chips(self.runtime.ttnn_loader, self.runtime.driver_check)
         system = describe_system(ttnn, available)
         mesh_shape = (1, 1) if self.one_chip_mesh else plan_sd14(system).mesh_shape

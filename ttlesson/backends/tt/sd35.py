@@ -21,7 +21,15 @@ from contextlib import ExitStack
 from ...errors import BackendUnavailableError, GatedCheckpointWarning, ModelNotAvailableError
 from ...models import ModelSpec
 from ..base import Backend, FrameRequest, StepCallback
-from .device import TerminationGuard, describe_system, open_mesh, prepare_environment, refuse_unrunnable, require_chips
+from .device import (
+    TerminationGuard,
+    claim_cards,
+    describe_system,
+    open_mesh,
+    prepare_environment,
+    refuse_unrunnable,
+    require_chips,
+)
 from .plan import SD35Layout, TTSystem, sd35_layout, sd35_refusal
 from .runtime import LOG_NAME, Runtime, default_log_file
 
@@ -95,6 +103,7 @@ class TTSD35Backend(Backend):
         started = time.perf_counter()
         self.log_file = prepare_environment(
             log_file=(self.log_folder / LOG_NAME) if self.log_folder else default_log_file())
+        claim_cards("all")  # SD 3.5 needs the whole mesh: a card another process holds is refused by name
         ttnn, chips = require_chips(self.runtime.ttnn_loader, self.runtime.driver_check)
         system = describe_system(ttnn, chips)
         layout = check_system(system)
