@@ -287,6 +287,43 @@ def test_a_restarted_service_is_waited_for_then_the_render_finishes(room, tmp_pa
     assert len(frames_of(tmp_path / "alice")) == 30
 
 
+def test_a_learners_notebook_renders_through_the_service_unchanged(room, tmp_path):
+    """Notebook 04 as committed, in JupyterLab in Chromium, with TTLESSON_SERVER and the token set before Jupyter
+    starts: its frames come from the service (the progress line says so, the status counts them)."""
+    from browser.browser_lab import CHROMIUM, CHROMIUM_FLAGS, NOTEBOOKS, JupyterLab, NotebookRun, is_ci
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    if sync_playwright is None or not CHROMIUM.exists():
+        if is_ci():
+            pytest.fail("CI=true and Chromium (or Playwright) is missing for the browser check of the service")
+        pytest.skip("needs Chromium and Playwright, as the browser tests do")
+    before = sum(device["frames"] for device in room.status()["devices"])
+    notebook = [path for path in NOTEBOOKS if path.stem == "04_generate_frames"]
+    lab = JupyterLab(tmp_path / "lab", notebook, tmp_path / "jupyterlab.log", extra_env=room.client_env("bob"))
+    lab.start()
+    try:
+        with sync_playwright() as playwright:
+            context = playwright.chromium.launch_persistent_context(
+                str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS,
+                viewport={"width": 1280, "height": 900}, timeout=60_000)
+            try:
+                run = NotebookRun(context, lab, "04_generate_frames", tmp_path)
+                run.open()
+                run.run_all()
+                text = run.text()
+                run.screenshot()
+            finally:
+                context.close()
+    finally:
+        lab.stop()
+    assert f"of the render service at {room.url}" in text, text[-3000:]
+    assert "Traceback" not in text and TOKEN not in text
+    assert sum(device["frames"] for device in room.status()["devices"]) >= before + 10
+
+
 def test_a_killed_node_costs_no_frame(room, tmp_path):
     story = board("alice", 12)
     result = {}

@@ -154,3 +154,40 @@ def test_serve_refuses_to_listen_beyond_loopback_without_a_token():
 
     with pytest.raises(TTLessonError, match="needs a token"):
         serve(ServiceOptions(), host="0.0.0.0", tokens={})
+
+
+@pytest.mark.parametrize("given,url", [("127.0.0.1:8470", "http://127.0.0.1:8470"),
+                                       ("https://room:8470/", "https://room:8470"), ("", None)])
+def test_the_server_setting_is_a_url(given, url):
+    from ttlesson.backends.remote import server_url
+
+    assert server_url(given) == url
+
+
+@pytest.mark.parametrize("given", ["ftp://x", "http://", "http://alice:secretpw@room:8470"])
+def test_a_server_that_is_no_url_is_refused_without_showing_a_password(given):
+    from ttlesson.backends.remote import server_url
+    from ttlesson.errors import BackendUnavailableError
+
+    with pytest.raises(BackendUnavailableError, match="not an http") as refused:
+        server_url(given)
+    assert "secretpw" not in str(refused.value)
+
+
+def test_a_render_service_that_is_not_there_is_one_sentence(tmp_path):
+    from helpers import call_cli, one_line_error
+
+    proc = call_cli("render", "worlds-fair", "--model", "tiny", "--out", tmp_path / "out", "--server",
+                    "http://127.0.0.1:9")
+    assert "cannot be reached" in one_line_error(proc) and not (tmp_path / "out").exists()
+
+
+def test_the_notebook_settings_show_the_server_only_when_set(monkeypatch):
+    from ttlesson.notebook import settings
+
+    monkeypatch.delenv("TTLESSON_SERVER", raising=False)
+    assert "server" not in str(settings.current())
+    monkeypatch.setenv("TTLESSON_SERVER", "room:8470")
+    monkeypatch.setenv("TTLESSON_SERVER_TOKEN", "a-secret-token")
+    shown = str(settings.current())
+    assert "http://room:8470" in shown and "a-secret-token" not in shown

@@ -57,8 +57,9 @@ def free_port() -> int:
 class JupyterLab:
     """``jupyter lab`` serving copies of the notebooks, with the offline tiny model and a fresh work folder."""
 
-    def __init__(self, root: Path, notebooks: list[Path], log: Path):
+    def __init__(self, root: Path, notebooks: list[Path], log: Path, extra_env: dict | None = None):
         self.root = root
+        self.extra_env = dict(extra_env or {})  # e.g. TTLESSON_SERVER: what a learner sets before starting it
         self.notebooks = root / "notebooks"
         self.workdir = root / "work"
         self.token = secrets.token_hex(16)
@@ -92,6 +93,7 @@ class JupyterLab:
         )
         if cache:
             env["TTLESSON_CACHE"] = cache
+        env.update(self.extra_env)
         return env
 
     def start(self, timeout: float = 120) -> None:

@@ -36,14 +36,17 @@ class ServiceGoneError(TTLessonError):
 
 def server_url(given: str | None = None) -> str | None:
     """The service to use: ``given`` (``--server``), else ``TTLESSON_SERVER``; None for a local render."""
+    source = "--server" if given is not None else f"{env.SERVER}="
     url = (given if given is not None else env.text(env.SERVER)).strip()
     if not url:
         return None
     if "://" not in url:
         url = "http://" + url
-    if not url.startswith(("http://", "https://")):
-        raise BackendUnavailableError(f"--server {url} is not an http:// or https:// address; give the URL ttlesson "
-                                      "serve printed, e.g. http://127.0.0.1:8470.")
+    if not url.startswith(("http://", "https://")) or "@" in url.split("/")[2] or not url.split("/")[2]:
+        shown = url if "@" not in url else url.split("//")[0] + "//…@" + url.rsplit("@", 1)[1]  # no password shown
+        raise BackendUnavailableError(f"{source} {shown[:80]} is not an http:// or https:// address of a render "
+                                      "service (without a user or password in it); give the URL ttlesson serve "
+                                      "printed, e.g. http://127.0.0.1:8470, and the token in TTLESSON_SERVER_TOKEN.")
     return url.rstrip("/")
 
 

@@ -8,6 +8,7 @@ and CI (which runs them small and offline). Each value remembers where it came f
 | ``TTLESSON_WORKDIR`` | ``~/tt-scratchpad/worldsfair-video`` | where prompts, frames and the video go   |
 | ``TTLESSON_STEPS``   | the model's own (sd14: 50)           | denoising steps                          |
 | ``TTLESSON_SIZE``    | the model's own (sd14: 512)          | frame size, ``512`` or ``768x512``       |
+| ``TTLESSON_SERVER``  | none: this machine makes the frames  | a render service's URL (``ttlesson serve``) |
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ class Settings:
     workdir: Setting
     steps: Setting
     size: Setting
+    server: Setting | None = None  # TTLESSON_SERVER: frames come from a render service (shown only when set)
 
     @property
     def items(self) -> list[Setting]:
-        return [self.model, self.backend, self.workdir, self.steps, self.size]
+        return [self.model, self.backend, self.workdir, self.steps, self.size, *([self.server] if self.server else [])]
 
     @property
     def render_kwargs(self) -> dict:
@@ -69,7 +71,16 @@ def current() -> Settings:
         workdir=_read_workdir(),
         steps=_read_steps(),
         size=_read_size(),
+        server=_read_server(),
     )
+
+
+def _read_server() -> Setting | None:
+    """The render service the frames come from (``TTLESSON_SERVER``; its token is never shown), or None."""
+    from ..backends.remote import server_url
+
+    url = server_url()
+    return Setting("server", url, f"environment ({env.SERVER})") if url else None
 
 
 def _read(name: str, variable: str, default):
