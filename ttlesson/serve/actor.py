@@ -102,9 +102,9 @@ def _backend(model: str, kind: str, precision: str, tt_runtime: str | None):
     if kind == "tt":
         if tt_runtime:  # "module:function" returning a Runtime: a test's stand-in device layer
             from ..backends.tt import create_tt
-            from ..backends.tt.processes import _load_factory
+            from ..backends.tt.processes import load_factory
 
-            return create_tt(spec, devices=1, runtime=_load_factory(tt_runtime)())
+            return create_tt(spec, devices=1, runtime=load_factory(tt_runtime)())
         return create("tt", spec, devices=1)
     return create("torch", spec, device="cuda" if kind == "gpu" else "cpu", precision=precision)
 

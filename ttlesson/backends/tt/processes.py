@@ -234,7 +234,7 @@ def _worker_main(conn: Connection, spec: ModelSpec, device_id: int, runtime_fact
     from .runtime import Runtime
     from .sd14 import TTSD14Backend
 
-    runtime = _load_factory(runtime_factory)() if runtime_factory else Runtime()
+    runtime = load_factory(runtime_factory)() if runtime_factory else Runtime()
     backend = TTSD14Backend(spec, devices=1, runtime=runtime, one_chip_mesh=True, first_chip=device_id)
     if log_folder is not None:
         backend.log_folder, backend.log_name = Path(log_folder), f"tt-metal-{device_id}.log"
@@ -278,7 +278,8 @@ def _send(conn: Connection, message) -> None:
         pass
 
 
-def _load_factory(path: str):
+def load_factory(path: str):
+    """The function a ``"module:function"`` path names (a runtime factory given to a worker process or actor)."""
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)
 
