@@ -176,7 +176,7 @@ def test_detect_reports_the_driver_the_holders_and_the_environment(tmp_path, cle
     pids.write_text("77\n")
     report = machine.detect(host=host)
     data = json.loads(report.to_json())
-    assert data["kernel_driver"] == {"version": "2.4.1", "holders": [{"chip": 0, "pid": 77,
+    assert data["kernel_driver"] == {"version": "2.4.1", "holders": [{"chip": 0, "pid": 77, "user": "",
                                                                      "command": "exited, or not visible from here"}]}
     assert data["environment"]["kind"] == machine.recognise().kind
     text = str(report)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -287,16 +288,56 @@ def test_a_restarted_service_is_waited_for_then_the_render_finishes(room, tmp_pa
     assert len(frames_of(tmp_path / "alice")) == 30
 
 
+def test_the_prompt_box_and_the_film_versions_use_the_service(room, tmp_path):
+    """What notebooks 06 and 07 keep loaded (the film versions' engine, the prompt box's) is the service's when
+    TTLESSON_SERVER is set, and renders with it as with a local engine."""
+    from ttlesson.backends import FrameRequest
+    from ttlesson.backends.remote import RemoteBackend
+    from ttlesson.notebook.widgets import loaded_backend
+
+    with _env(room.client_env("bob")):
+        engine = loaded_backend("tiny", "auto")
+        assert isinstance(engine, RemoteBackend) and engine.precision == "float32"
+        image = engine.generate(FrameRequest("a fair at dusk", seed=4, steps=STEPS, guidance=2.5, width=SIZE,
+                                             height=SIZE))
+        assert image.size == (SIZE, SIZE)
+        result = render(board("bob", 2), tmp_path / "film", model="tiny", steps=STEPS, size=SIZE, backend=engine)
+    assert len(result.made) == 2 and "render service" in result.device
+
+
+BROWSER = """
+import json, sys
+from pathlib import Path
+from playwright.sync_api import sync_playwright
+from browser.browser_lab import CHROMIUM, CHROMIUM_FLAGS, NotebookRun
+
+class Lab:
+    url, token = sys.argv[1], sys.argv[2]
+
+folder = Path(sys.argv[3])
+with sync_playwright() as playwright:
+    context = playwright.chromium.launch_persistent_context(
+        str(folder / "profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS,
+        viewport={"width": 1280, "height": 900}, timeout=60_000)
+    try:
+        run = NotebookRun(context, Lab, "04_generate_frames", folder)
+        run.open()
+        run.run_all()
+        text = run.text()
+        run.screenshot()
+    finally:
+        context.close()
+print("RESULT " + json.dumps(text))
+"""
+
+
 def test_a_learners_notebook_renders_through_the_service_unchanged(room, tmp_path):
     """Notebook 04 as committed, in JupyterLab in Chromium, with TTLESSON_SERVER and the token set before Jupyter
-    starts: its frames come from the service (the progress line says so, the status counts them)."""
-    from browser.browser_lab import CHROMIUM, CHROMIUM_FLAGS, NOTEBOOKS, JupyterLab, NotebookRun, is_ci
+    starts: its frames come from the service (the progress line says so, the status counts them). Chromium is
+    driven from a child process: this worker may hold the browser tests' own Playwright session."""
+    from browser.browser_lab import CHROMIUM, NOTEBOOKS, JupyterLab, is_ci
 
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None
-    if sync_playwright is None or not CHROMIUM.exists():
+    if importlib.util.find_spec("playwright") is None or not CHROMIUM.exists():
         if is_ci():
             pytest.fail("CI=true and Chromium (or Playwright) is missing for the browser check of the service")
         pytest.skip("needs Chromium and Playwright, as the browser tests do")
@@ -305,20 +346,14 @@ def test_a_learners_notebook_renders_through_the_service_unchanged(room, tmp_pat
     lab = JupyterLab(tmp_path / "lab", notebook, tmp_path / "jupyterlab.log", extra_env=room.client_env("bob"))
     lab.start()
     try:
-        with sync_playwright() as playwright:
-            context = playwright.chromium.launch_persistent_context(
-                str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS,
-                viewport={"width": 1280, "height": 900}, timeout=60_000)
-            try:
-                run = NotebookRun(context, lab, "04_generate_frames", tmp_path)
-                run.open()
-                run.run_all()
-                text = run.text()
-                run.screenshot()
-            finally:
-                context.close()
+        proc = subprocess.run([sys.executable, "-c", BROWSER, lab.url, lab.token, str(tmp_path)],
+                              capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)})
     finally:
         lab.stop()
+    line = next((line for line in proc.stdout.splitlines() if line.startswith("RESULT ")), None)
+    assert line is not None, (proc.stdout[-2000:], proc.stderr[-3000:])
+    text = json.loads(line[len("RESULT "):])
     assert f"of the render service at {room.url}" in text, text[-3000:]
     assert "Traceback" not in text and TOKEN not in text
     assert sum(device["frames"] for device in room.status()["devices"]) >= before + 10

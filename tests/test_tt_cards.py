@@ -37,7 +37,8 @@ def fake_t3k(root, holders: dict[int, int] | None = None) -> HostPaths:
 
 @pytest.fixture
 def t3k(tmp_path, monkeypatch):
-    monkeypatch.delenv("TT_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("TT_VISIBLE_DEVICES", "")  # recorded, so what claim_cards sets is undone after the test
+    monkeypatch.delenv("TT_VISIBLE_DEVICES")
 
     def use(holders=None):
         host = fake_t3k(tmp_path, holders)
@@ -90,6 +91,7 @@ def test_a_device_error_advises_a_reset_only_when_nobody_holds_the_card(monkeypa
 
 
 def test_without_a_kernel_driver_list_nothing_is_claimed(monkeypatch):
-    monkeypatch.delenv("TT_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("TT_VISIBLE_DEVICES", "")
+    monkeypatch.delenv("TT_VISIBLE_DEVICES")
     monkeypatch.setattr(device, "_cards_here", lambda: {})
     assert device.claim_cards(1) is None and "TT_VISIBLE_DEVICES" not in os.environ

@@ -43,7 +43,7 @@ from typing import Literal
 from . import accel, manifest, models, schedulers
 from . import storyboard as storyboard_mod
 from . import walk as walk_mod
-from .backends import BACKEND_NAMES, Backend, FrameRequest, LostFrame, create, resolve_name
+from .backends import Backend, FrameRequest, LostFrame, create, resolve_name
 from .errors import FramesLostError, PromptTooLongWarning, SettingsChangedError, TTLessonError
 from .fileio import folder_lock, os_error_sentence, remove_partials, sha256_file, writable_folder
 from .frames import encode_png, store_frame
@@ -202,8 +202,7 @@ def render(
                 if owned:
                     engine = engine.for_frames(len(to_make))
                 engine.log_folder = engine.log_folder or out_dir  # e.g. tt-metal's log next to the frames
-                if remote is not None:
-                    remote.on_wait = lambda index, why: emit(Waiting(index=index, why=why))
+                engine.on_wait = lambda index, why: emit(Waiting(index=index, why=why))
                 made_on = _load(engine, emit)
                 recorder.warn_long_prompts(engine.count_tokens, engine.max_prompt_tokens)
             # 5. the folder made ready (partial files of a killed run and frames past the end removed, the
@@ -251,11 +250,8 @@ def _remote_engine(server, model, backend, devices, device, precision):
     from .backends.remote import RemoteBackend, server_token, server_url
 
     url = server_url(server)
-    if url is None:
+    if url is None or isinstance(backend, Backend):  # a loaded backend (a service's too) is used as given
         return None
-    if isinstance(backend, Backend) or backend not in ("auto", *BACKEND_NAMES):
-        raise TTLessonError("server= makes frames on the service's devices, so backend= must stay a name "
-                            "(auto), not a loaded backend.")
     if device is not None:
         raise TTLessonError(f"--device {device} picks a device of this machine, but --server {url} makes frames on "
                             "the service's devices; leave --device out (or --server, to render here).")

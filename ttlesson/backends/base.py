@@ -76,6 +76,7 @@ class Backend(ABC):
     schedulers: tuple[str, ...] | None = None  # the schedulers it runs; None: any that fits the model
     precision = ""  # the numerics its frames are made with (see ttlesson.accel); recorded in the manifest
     log_folder = None  # where the device's own log goes (the tt backend: tt-metal's); render sets its out folder
+    on_wait = None  # (index or None, why): told while frames wait outside this process (a render service's queue)
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec

@@ -17,7 +17,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
@@ -79,7 +79,6 @@ class RemoteBackend(Backend):
         self._client = None
         self._model: dict = {}
         self._status: dict = {}
-        self.on_wait: Callable[[int | None, str], None] | None = None  # render shows these (queue, waits)
 
     # --- connecting ---------------------------------------------------------------------------------------------
 
@@ -150,6 +149,8 @@ class RemoteBackend(Backend):
         return int(self._model.get("max_prompt_tokens", 77))
 
     def count_tokens(self, text: str) -> int:
+        if self._client is None:
+            self.connect()
         response = self._client.post("/v1/tokens", json={"model": self.spec.name, "texts": [text]})
         _raise_for_refusal(response, self.url)
         return int(response.json()["counts"][0])
@@ -160,8 +161,14 @@ class RemoteBackend(Backend):
             client.close()
 
     def generate(self, request: FrameRequest, on_step=None):
+        """One frame, as a PIL image (the interactive widget's way)."""
+        import io
+
+        from PIL import Image
+
         made = next(iter(self.generate_many([(0, request)], on_step=lambda i, s, t: on_step and on_step(s, t))))
-        return made.image
+        with Image.open(io.BytesIO(made.png())) as image:
+            return image.convert("RGB")
 
     # --- frames ---------------------------------------------------------------------------------------------
 
@@ -295,3 +302,14 @@ def _wait_seconds() -> float:
     except ValueError:
         raise BackendUnavailableError(f"{env.SERVER_WAIT}={text!r} is not a number of seconds; give e.g. 600.") \
             from None
+
+
+def local_or_remote(name: str, spec: ModelSpec, device: str | None = None) -> Backend:
+    """The engine a notebook keeps loaded: the render service's when ``TTLESSON_SERVER`` is set (connected), else
+    the backend ``name`` of this machine (not loaded)."""
+    url = server_url()
+    if url is None:
+        from . import create
+
+        return create(name, spec, device=device)
+    return RemoteBackend(spec, url, server_token()).connect()

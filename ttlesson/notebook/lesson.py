@@ -150,13 +150,14 @@ def film_versions(cfg: settings.Settings, keyframes: int = 3, transition_frames:
     """The storyboard's first ``keyframes`` prompts made three ways (``FILM_VERSIONS``), each into
     ``<workdir>/film/<name>`` (resuming: made once), with the settings of the other steps."""
     from .. import models
-    from ..backends import create
+    from ..backends.remote import local_or_remote
 
     board = ensure_storyboard(cfg)
     short = storyboard.Storyboard(frames=board.frames[:keyframes], name="film")
     settings = dict(cfg.render_kwargs)
     results = {}
-    with create(settings.pop("backend"), models.resolve(settings["model"])) as engine:  # loaded once for all three
+    # loaded once for all three (the render service's devices when TTLESSON_SERVER is set)
+    with local_or_remote(settings.pop("backend"), models.resolve(settings["model"])) as engine:
         for name, (_, options) in FILM_VERSIONS.items():
             options = {key: transition_frames if value is None else value for key, value in options.items()}
             results[name] = render(short, cfg.workdir_path / "film" / name, backend=engine, **options, **settings)

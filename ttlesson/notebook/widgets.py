@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import models
 from .. import storyboard as storyboard_mod
-from ..backends import Backend, FrameRequest, create, resolve_name
+from ..backends import Backend, FrameRequest, resolve_name
 from ..errors import TTLessonError
 from ..expectations import duration
 from ..frames import encode_png
@@ -41,10 +41,13 @@ _LOADED: dict[tuple, Backend] = {}  # one loaded backend per (model, backend, de
 
 
 def loaded_backend(model: str = "sd14", backend: str = "auto", device: str | None = None) -> Backend:
-    """A loaded backend for ``model``, loaded on first use and reused afterwards."""
-    key = (model, resolve_name(backend), device)
+    """A loaded backend for ``model``, loaded on first use and reused afterwards (the render service's when
+    ``TTLESSON_SERVER`` is set)."""
+    from ..backends.remote import local_or_remote, server_url
+
+    key = (model, resolve_name(backend), device, server_url())
     if key not in _LOADED:
-        engine = create(key[1], models.resolve(model), device=device)
+        engine = local_or_remote(key[1], models.resolve(model), device=device)
         engine.load()
         _LOADED[key] = engine
     return _LOADED[key]
