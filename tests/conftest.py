@@ -16,11 +16,23 @@ def _runs_notebooks(path: Path) -> bool:
     return path.suffix == ".ipynb" or BROWSER_TESTS in path.parents
 
 
+# Files that take minutes of wall time but little CPU (clusters and services starting, processes waited for):
+# handed out right after the notebooks, so the waiting overlaps the other workers' work instead of ending the run.
+LONG_WAITS = ("test_serve.py", "test_tt_topologies.py")
+
+
 def pytest_collection_modifyitems(config, items):
     """The notebooks first: nbval's executions, then the browser tests' runs of the same notebooks in JupyterLab,
     which reuse what nbval saved in the shared cache (``TTLESSON_CACHE``: the tiny model, step 8's scaling
-    measurement)."""
-    items.sort(key=lambda item: 0 if item.path.suffix == ".ipynb" else 1 if _runs_notebooks(item.path) else 2)
+    measurement); then the files that mostly wait (``LONG_WAITS``); then the rest."""
+    def rank(item) -> int:
+        if item.path.suffix == ".ipynb":
+            return 0
+        if _runs_notebooks(item.path):
+            return 1
+        return 2 if item.path.name in LONG_WAITS else 3
+
+    items.sort(key=rank)
 
 
 try:
