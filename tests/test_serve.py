@@ -113,12 +113,22 @@ def board(name: str, count: int, offset: int = 0) -> Storyboard:
 
 
 def render_through(room: Room, name: str, story: Storyboard, out: Path, events: list | None = None):
-    with _env(room.client_env(name)):
-        return render(story, out, model="tiny", steps=STEPS, size=SIZE,
+    """``name``'s render through the service from a thread of this process: with its own token, given to the
+    client engine (the environment is the process's, shared by the threads)."""
+    from ttlesson import models
+    from ttlesson.backends.remote import RemoteBackend
+
+    engine = RemoteBackend(models.resolve("tiny"), room.url, f"{TOKEN}-{name}").connect()
+    try:
+        return render(story, out, model="tiny", steps=STEPS, size=SIZE, backend=engine,
                       on_event=(lambda event: events.append((time.monotonic(), event))) if events is not None else None)
+    finally:
+        engine.close()
 
 
 class _env:
+    """Environment variables for one single-threaded block, restored after it."""
+
     def __init__(self, values):
         self.values, self.saved = values, {}
 
@@ -293,6 +303,7 @@ def test_the_prompt_box_and_the_film_versions_use_the_service(room, tmp_path):
     TTLESSON_SERVER is set, and renders with it as with a local engine."""
     from ttlesson.backends import FrameRequest
     from ttlesson.backends.remote import RemoteBackend
+    from ttlesson.notebook import widgets
     from ttlesson.notebook.widgets import loaded_backend
 
     with _env(room.client_env("bob")):
@@ -302,6 +313,7 @@ def test_the_prompt_box_and_the_film_versions_use_the_service(room, tmp_path):
                                              height=SIZE))
         assert image.size == (SIZE, SIZE)
         result = render(board("bob", 2), tmp_path / "film", model="tiny", steps=STEPS, size=SIZE, backend=engine)
+        widgets._LOADED.pop(widgets._loaded_key("tiny", "auto", None)).close()  # the kernel's cache, emptied
     assert len(result.made) == 2 and "render service" in result.device
 
 

@@ -40,12 +40,18 @@ from ..values import parse_size
 _LOADED: dict[tuple, Backend] = {}  # one loaded backend per (model, backend, device) for the kernel's lifetime
 
 
+def _loaded_key(model: str, backend: str, device: str | None) -> tuple:
+    from ..backends.remote import server_url
+
+    return (model, resolve_name(backend), device, server_url())
+
+
 def loaded_backend(model: str = "sd14", backend: str = "auto", device: str | None = None) -> Backend:
     """A loaded backend for ``model``, loaded on first use and reused afterwards (the render service's when
     ``TTLESSON_SERVER`` is set)."""
-    from ..backends.remote import local_or_remote, server_url
+    from ..backends.remote import local_or_remote
 
-    key = (model, resolve_name(backend), device, server_url())
+    key = _loaded_key(model, backend, device)
     if key not in _LOADED:
         engine = local_or_remote(key[1], models.resolve(model), device=device)
         engine.load()
@@ -150,7 +156,7 @@ class PromptStudio:
         return True
 
     def _is_loaded(self) -> bool:
-        return (self.model, resolve_name(self.backend_name), self.device) in _LOADED
+        return _loaded_key(self.model, self.backend_name, self.device) in _LOADED
 
     def _say(self, text: str) -> None:
         import html
