@@ -191,3 +191,14 @@ def test_the_notebook_settings_show_the_server_only_when_set(monkeypatch):
     monkeypatch.setenv("TTLESSON_SERVER_TOKEN", "a-secret-token")
     shown = str(settings.current())
     assert "http://room:8470" in shown and "a-secret-token" not in shown
+
+
+def test_serve_without_the_serve_extra_says_what_to_install(monkeypatch):
+    import importlib.util
+
+    from ttlesson.serve import ServiceOptions, serve
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    with pytest.raises(TTLessonError, match=r"needs ray.*pip install 'ttlesson\[serve\]'"):
+        serve(ServiceOptions())

@@ -30,6 +30,7 @@ def serve(options: ServiceOptions, host: str = "127.0.0.1", port: int = DEFAULT_
     required."""
     import asyncio
 
+    _require_the_serve_extra()
     tokens = tokens or {}
     if not tokens and not is_loopback(host):
         raise TTLessonError(f"--host {host} lets other machines in, so the service needs a token: give --token, "
@@ -62,6 +63,15 @@ def _ready_line(service, host: str, port: int, locked: bool) -> str:
     access = "a token is required" if locked else "no token (loopback only)"
     return (f"ttlesson serve: {models} on {len(service.live_slots())} device(s): {devices}; listening at {url}, "
             f"{access}. Clients: TTLESSON_SERVER={url}")
+
+
+def _require_the_serve_extra() -> None:
+    import importlib.util
+
+    missing = [name for name in ("ray", "starlette", "uvicorn") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise TTLessonError(f"ttlesson serve needs {', '.join(missing)}, which this environment lacks; install the "
+                            "serve extra: pip install 'ttlesson[serve]' (the same Ray and Python on every host).")
 
 
 def is_loopback(host: str) -> bool:
