@@ -223,6 +223,7 @@ class RemoteBackend(Backend):
         body = {"model": self.spec.name, "request": asdict(request)}
         patience = _wait_seconds()
         gone_since = None
+        told_place = False
         while True:
             try:
                 with self._client.stream("POST", "/v1/frames", json=body, headers={"Accept": NDJSON}) as response:
@@ -235,7 +236,8 @@ class RemoteBackend(Backend):
                             continue
                         event = read_event(line)
                         kind = event["event"]
-                        if kind == "queued":
+                        if kind == "queued" and event["position"] > 1 and not told_place:
+                            told_place = True  # once per frame: a log of a long queue stays readable
                             tell(("note", index, f"frame {index:03d} is number {event['position']} in the "
                                                  "service's queue"))
                         elif kind == "started":
