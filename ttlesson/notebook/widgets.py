@@ -221,6 +221,7 @@ class NotebookProgress:
             self.steps_bar.max = event.steps
             self.steps_bar.value = event.step
         elif isinstance(event, FrameDone):
+            self.steps_bar.value = self.steps_bar.max  # a service reports steps sparsely: the frame is done
             self.frames_bar.value = event.position
             self.status.value = (f"frame {event.position}/{event.count} made in {event.seconds:.1f} s · "
                                  f"{event.seconds_per_frame:.1f} s/frame · ETA {event.eta_seconds:.0f} s · "
