@@ -42,7 +42,7 @@ pytestmark = pytest.mark.slow
 
 PORT = 8470
 TOKEN = "room-token-" + "x" * 16
-SIZE, STEPS = 64, 4
+SIZE, STEPS = 64, 8  # frames long enough that two clients started together overlap even on a busy machine
 
 
 def _why_not() -> str | None:
@@ -112,13 +112,16 @@ def board(name: str, count: int, offset: int = 0) -> Storyboard:
     return Storyboard([Frame(scenes[(offset + i) % len(scenes)], seed=100 + offset + i) for i in range(count)], name)
 
 
-def render_through(room: Room, name: str, story: Storyboard, out: Path, events: list | None = None):
+def render_through(room: Room, name: str, story: Storyboard, out: Path, events: list | None = None,
+                   start: threading.Barrier | None = None):
     """``name``'s render through the service from a thread of this process: with its own token, given to the
-    client engine (the environment is the process's, shared by the threads)."""
+    client engine (the environment is the process's, shared by the threads); ``start``: wait for the others."""
     from ttlesson import models
     from ttlesson.backends.remote import RemoteBackend
 
     engine = RemoteBackend(models.resolve("tiny"), room.url, f"{TOKEN}-{name}").connect()
+    if start is not None:
+        start.wait(60)
     try:
         return render(story, out, model="tiny", steps=STEPS, size=SIZE, backend=engine,
                       on_event=(lambda event: events.append((time.monotonic(), event))) if events is not None else None)
@@ -165,13 +168,14 @@ def local_frames(story: Storyboard, out: Path) -> dict[int, bytes]:
 # --- the tests, in the order the module runs them (the killed node last) ------------------------------------
 
 def test_two_clients_at_once_get_the_local_bytes_and_take_turns(room, tmp_path):
-    stories = {"alice": board("alice", 4), "bob": board("bob", 4, offset=2)}
+    stories = {"alice": board("alice", 6), "bob": board("bob", 6, offset=2)}
     events = {name: [] for name in stories}
     results, errors = {}, []
+    start = threading.Barrier(len(stories))  # both connected, then both render: the frames must interleave
 
     def client(name):
         try:
-            results[name] = render_through(room, name, stories[name], tmp_path / name, events[name])
+            results[name] = render_through(room, name, stories[name], tmp_path / name, events[name], start)
         except BaseException as err:  # reported below
             errors.append(err)
 
@@ -182,7 +186,7 @@ def test_two_clients_at_once_get_the_local_bytes_and_take_turns(room, tmp_path):
         thread.join(300)
     assert not errors, errors
     done = {name: [at for at, event in events[name] if type(event).__name__ == "FrameDone"] for name in stories}
-    assert all(len(times) == 4 for times in done.values())
+    assert all(len(times) == 6 for times in done.values())
     # neither waited for the other to end: each had a frame done before the other's last
     assert min(done["alice"]) < max(done["bob"]) and min(done["bob"]) < max(done["alice"])
     for name, story in stories.items():
