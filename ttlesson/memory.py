@@ -68,8 +68,10 @@ def available_bytes() -> int | None:
         return None
 
 
-def check_fits(spec: ModelSpec, width: int, height: int, device: str | None = None, copies: int = 1) -> None:
-    """Refuse, before anything loads, a frame size whose CPU memory estimate exceeds what is available now.
+def check_fits(spec: ModelSpec, width: int, height: int, device: str | None = None, copies: int = 1,
+               loaded: bool = False) -> None:
+    """Refuse a frame size whose CPU memory estimate exceeds what is available now: before anything loads, or
+    (``loaded``) with the model already in memory, when only the frame's own activations must still fit.
 
     ``device``: the torch device asked for (None: CUDA if present, which is not checked here). ``copies``: CPU
     worker processes, each holding its own pipeline.
@@ -81,6 +83,8 @@ def check_fits(spec: ModelSpec, width: int, height: int, device: str | None = No
     if have is None:
         return
     guess = estimate(spec)
+    if loaded:  # the weights and the runtime are already in use, so not in ``have``
+        have += copies * (RUNTIME_BYTES + guess.weights)
     need = guess.bytes_for(width, height, copies)
     if need <= have:
         return

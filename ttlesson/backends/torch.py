@@ -33,6 +33,7 @@ class TorchBackend(Backend):
         self.pipe = None
         self._shipped_scheduler = None
         self._prompts: OrderedDict = OrderedDict()
+        self._sizes_checked: set[tuple[int, int, bool]] = set()
 
     @property
     def precision(self) -> str:
@@ -65,9 +66,12 @@ class TorchBackend(Backend):
         self._shipped_scheduler = self.pipe.scheduler
 
     def check_request(self, request: FrameRequest) -> None:
-        """Refuse a frame too big for this machine's memory before the model loads (once loaded, it fits)."""
-        if self.pipe is None:
-            check_fits(self.spec, request.width, request.height, self._device_name)
+        """Refuse a frame too big for this machine's memory: before the model loads, and after (a loaded backend
+        serving many requests, as a render service's actor does, is asked for sizes it has not made before)."""
+        size = (request.width, request.height, self.pipe is not None)
+        if size not in self._sizes_checked:  # once per size: the estimate reads the model's files
+            check_fits(self.spec, request.width, request.height, self._device_name, loaded=self.pipe is not None)
+            self._sizes_checked.add(size)
 
     def adopt(self, pipe, cache_key: str | None = None, label: str | None = None) -> None:
         """Use an already built float32 CPU pipeline (``ttlesson bench --arch-only``) instead of loading one."""

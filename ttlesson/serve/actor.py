@@ -74,10 +74,6 @@ class FrameMaker:
             try:
                 self.backend.check_request(request)
                 self.backend.check_scheduler(request)
-                if self.kind == "cpu":  # a loaded torch backend no longer checks: a huge frame must not take the host
-                    from ..memory import check_fits
-
-                    check_fits(self.backend.spec, request.width, request.height, "cpu")
                 started = time.perf_counter()
                 key = (request.steps, request.guidance, request.width, request.height, request.scheduler)
                 if key not in self._warm:
