@@ -563,10 +563,9 @@ def _run_serve(args) -> int:
 
 
 def _read_token_file(path: str) -> str:
-    try:
-        token = open(path, encoding="utf-8").read().strip()
-    except (OSError, UnicodeDecodeError) as err:
-        raise TTLessonError(f"--token-file {path} cannot be read ({getattr(err, 'strerror', None) or err}).") from None
+    from .serve.protocol import read_token
+
+    token = read_token(path, "--token-file")
     if len(token) < 8:
         raise TTLessonError(f"--token-file {path} holds a token shorter than 8 characters; use a long random one.")
     return token

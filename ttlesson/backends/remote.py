@@ -58,12 +58,9 @@ def server_token() -> str | None:
     path = env.path(env.SERVER_TOKEN_FILE)
     if path is None:
         return None
-    try:
-        return path.read_text(encoding="utf-8").strip() or None
-    except (OSError, UnicodeDecodeError) as err:
-        raise BackendUnavailableError(f"{env.SERVER_TOKEN_FILE}={path} cannot be read "
-                                      f"({getattr(err, 'strerror', None) or err}); point it at the file holding "
-                                      "the service's token.") from None
+    from ..serve.protocol import read_token
+
+    return read_token(path, env.SERVER_TOKEN_FILE)
 
 
 class RemoteBackend(Backend):

@@ -16,6 +16,7 @@ token (``--tokens FILE``) is its client's name; with one shared token, the clien
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
 import re
 import time
@@ -115,8 +116,6 @@ def build_app(service: RenderService, access: Access):
         event = await _outcome(ticket)
         if event[0] == "error":
             return refuse(event[1]["status"], event[1]["message"])
-        import base64
-
         made = event[1]
         return JSONResponse({"created": int(time.time()), "model": model,
                              "images": [base64.b64encode(made["png"]).decode("ascii")],

@@ -17,6 +17,7 @@ import base64
 import json
 import math
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 from ..backends.base import FrameRequest
 from ..errors import TTLessonError
@@ -127,12 +128,7 @@ def checked_request(values: dict) -> FrameRequest:
         return value
 
     def number(check, *args):
-        try:
-            return check(*args, error=RequestError)
-        except RequestError:
-            raise
-        except TTLessonError as err:  # pragma: no cover - every check above raises the given class
-            raise RequestError(str(err)) from None
+        return check(*args, error=RequestError)
 
     def side(name: str) -> int:
         value = number(whole_number, values.get(name), name, 64, MAX_SIDE)
@@ -164,6 +160,18 @@ def checked_request(values: dict) -> FrameRequest:
     if request.to_prompt is None and (request.weight or request.to_seed is not None):
         raise RequestError("A walk's in-between (weight, to_seed) needs to_prompt, the keyframe it walks to.")
     return request
+
+
+def read_token(path, named: str) -> str:
+    """The token in the file ``path`` (``named``: how the message names where the path came from), stripped."""
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise TTLessonError(f"{named} {path} cannot be read ({getattr(err, 'strerror', None) or err}); point it at "
+                            "the file holding the service's token.") from None
+    if not token:
+        raise TTLessonError(f"{named} {path} is empty; write the service's token into it.")
+    return token
 
 
 # --- events --------------------------------------------------------------------------------------------------
