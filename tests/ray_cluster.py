@@ -154,7 +154,11 @@ class Cluster:
 def start_service(cluster: Cluster, port: int, *args: str, name: str = "serve") -> Process:
     service = Process([*ttlesson_command(), "serve", "--address", cluster.address, "--port", str(port), *args],
                       cluster.tmp / f"{name}-{time.monotonic_ns()}.log", cluster.env)
-    service.wait_for("listening at", timeout=180)
+    try:
+        service.wait_for("listening at", timeout=180)
+    except BaseException:
+        service.stop()  # it never became the caller's to stop
+        raise
     return service
 
 

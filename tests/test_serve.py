@@ -65,17 +65,18 @@ def room(loopback, tmp_path_factory):
     """Two nodes (one CPU each: one actor each) and the service on them, a token required."""
     tmp = tmp_path_factory.mktemp("room")
     cluster = Cluster(tmp)
-    service = None
+    room = None
     try:
         cluster.add_node(cpus=1)
         cluster.add_node(cpus=1)
         tokens = tmp / "tokens.txt"
         tokens.write_text(f"alice {TOKEN}-alice\nbob {TOKEN}-bob\n")
-        service = start_service(cluster, PORT, "--model", "tiny", "--tokens", str(tokens), "--threads", "1")
-        yield Room(cluster, service, tmp)
+        room = Room(cluster, start_service(cluster, PORT, "--model", "tiny", "--tokens", str(tokens), "--threads",
+                                           "1"), tmp)
+        yield room
     finally:
-        if service is not None:
-            service.stop()
+        if room is not None:
+            room.service.stop()  # the one running now: a test may have restarted it
         cluster.stop()
 
 
