@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,11 @@ from pathlib import Path
 import pytest
 
 BROWSER_TESTS = Path(__file__).parent / "browser"
+
+# A run started in the background (nohup, "&" in a script) inherits Ctrl-C ignored, and so would every ttlesson
+# process the tests start: the tests of what Ctrl-C does need it as a terminal delivers it.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _runs_notebooks(path: Path) -> bool:
