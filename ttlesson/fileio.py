@@ -17,6 +17,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -63,6 +64,29 @@ def write_partial(path: Path, data: bytes | str) -> Path:
         partial.unlink(missing_ok=True)
         raise
     return partial
+
+
+def staging_folder(parent: Path, label: str) -> Path:
+    """A new hidden folder in ``parent`` for work that is renamed into place or removed when done
+    (``.<label>.<pid>.<random>``), made after removing the ones that killed processes left behind."""
+    remove_stale_staging(parent, label)
+    parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f".{label}.{os.getpid()}.", dir=parent))
+    folder.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; what it becomes is an ordinary folder
+    return folder
+
+
+def remove_stale_staging(parent: Path, label: str) -> None:
+    """Remove the ``staging_folder``s of ``label`` whose process is gone (a SIGKILL leaves them)."""
+    pattern = re.compile(re.escape(f".{label}.") + r"([0-9]+)\.[A-Za-z0-9_]+$")
+    for path in parent.glob(f".{glob_escape(label)}.*") if parent.is_dir() else ():
+        named = pattern.match(path.name)
+        if named and path.is_dir() and not path.is_symlink() and not process_alive(int(named.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
 
 
 def current_umask() -> int:
@@ -126,6 +150,39 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+# --- files the user names --------------------------------------------------------------------------------------
+
+def read_user_file(path: Path, what: str, limit: int, error: type[TTLessonError] = TTLessonError) -> bytes:
+    """The bytes of a file the user named (``what`` names it: "Storyboard file"), checked for what it is first:
+    a FIFO or a device (``/dev/zero``) would be read forever, so only a regular file of at most ``limit`` bytes is
+    read, and never more than that (a ``/proc`` file says it holds 0 bytes whatever it holds)."""
+    try:
+        info = os.stat(path)
+    except OSError as err:
+        raise error(f"{what} {path} cannot be read: {os_error_sentence(err, path, 'read')}.") from err
+    if not stat.S_ISREG(info.st_mode):
+        raise error(f"{what} {path} is {_special_kind(info.st_mode)}, not a saved file; give the path of a file.")
+    if info.st_size > limit:
+        raise error(f"{what} {path} is {_mib(info.st_size)}, far larger than ttlesson ever reads there "
+                    f"({_mib(limit)} at most); check the path.")
+    try:
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(handle, "rb") as opened:
+            data = opened.read(limit + 1)
+    except OSError as err:
+        raise error(f"{what} {path} cannot be read: {os_error_sentence(err, path, 'read')}.") from err
+    if len(data) > limit:
+        raise error(f"{what} {path} holds more than {_mib(limit)}, far more than ttlesson ever reads there; check "
+                    "the path.")
+    return data
+
+
+def _special_kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a device"),
+             (stat.S_ISBLK, "a disk device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
 # --- folders checked before work starts ----------------------------------------------------------------------
 
 def os_error_sentence(err: OSError, path: object, doing: str = "write") -> str:
@@ -137,7 +194,8 @@ def os_error_sentence(err: OSError, path: object, doing: str = "write") -> str:
     if code == errno.EROFS:
         return f"{where} is on a read-only file system; choose a folder you can write to"
     if code in (errno.EACCES, errno.EPERM):
-        return f"you are not allowed to {doing} {where}; choose a folder you can write to"
+        fix = "check its permissions, or give another file" if doing == "read" else "choose a folder you can write to"
+        return f"you are not allowed to {doing} {where}; {fix}"
     if code == errno.ENOTDIR:
         return f"part of {where} is a file, not a folder; choose another path or move that file away"
     if code == errno.EISDIR:
@@ -151,19 +209,21 @@ def os_error_sentence(err: OSError, path: object, doing: str = "write") -> str:
     return f"{where} cannot be {'read' if doing == 'read' else 'written'} ({err.strerror or err}); choose another path"
 
 
-def writable_folder(folder: Path, role: str, need_bytes: int = 0) -> Path:
+def writable_folder(folder: Path, role: str, need_bytes: int = 0, fills: bool = False) -> Path:
     """Create ``folder`` if needed and prove it can take a file (and ``need_bytes`` more); one sentence if not.
 
-    ``role`` names it for the message (``--out``). Pseudo file systems (``/proc``, ``/sys``, ``/dev``) are refused:
-    writes there do not make files.
+    ``role`` names it for the message (``--out``). Pseudo file systems (``/proc``, ``/sys``, ``/dev`` but its
+    ``/dev/shm``) are refused: writes there do not make files. A folder that ``fills`` with ttlesson's own files
+    (``frames/``, ``manifest.json``, the lock) must also not be one that others share (``refuse_shared_folder``).
     """
     folder = Path(os.path.expanduser(os.fspath(folder)))
     resolved = _resolved(folder)
-    pseudo = next((root for root in ("/proc", "/sys", "/dev") if resolved == Path(root)
-                   or Path(root) in resolved.parents), None) if sys.platform.startswith("linux") else None
+    pseudo = _pseudo_root(resolved)
     if pseudo:
         raise TTLessonError(f"{role} {folder} is inside {pseudo}, a view of the running system that cannot hold "
                             "files; choose a folder on a disk.")
+    if fills:
+        refuse_shared_folder(folder, resolved, role)
     if folder.exists() and not folder.is_dir():
         raise TTLessonError(f"{role} {folder} is a file, not a folder; choose a folder (it is created if missing).")
     try:
@@ -186,6 +246,39 @@ def writable_folder(folder: Path, role: str, need_bytes: int = 0) -> Path:
     return folder
 
 
+# Folders a render must never fill: the root, the system's own trees, and the shared folders above everyone's
+# work (a home folder itself, /tmp itself), where frames/ and manifest.json would mix with everything else there.
+SYSTEM_TREES = ("/bin", "/boot", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/sbin", "/usr")
+SHARED_FOLDERS = ("/", "/home", "/root", "/tmp", "/var", "/var/tmp", "/opt", "/srv", "/mnt", "/media", "/run")
+
+
+def refuse_shared_folder(folder: Path, resolved: Path, role: str) -> None:
+    """One sentence if ``folder`` is the root, a system folder, or a folder shared above everyone's work."""
+    if not sys.platform.startswith("linux"):
+        return
+    tree = next((root for root in SYSTEM_TREES if resolved == Path(root) or Path(root) in resolved.parents), None)
+    if tree is not None:
+        raise TTLessonError(f"{role} {folder} is inside {tree}, which belongs to the system; choose a folder of "
+                            "your own (e.g. ~/ttlesson/out).")
+    homes = {Path(path) for path in SHARED_FOLDERS} | {_resolved(Path.home())} | \
+        ({resolved} if resolved.parent == Path("/home") else set())
+    if resolved in homes:
+        what = "the file system's root" if resolved == Path("/") else "a folder shared by everything in it"
+        example = "~/ttlesson/out" if resolved in (Path("/"), Path("/home")) else folder / "my-film"
+        raise TTLessonError(f"{role} {folder} is {what}; ttlesson fills its folder with frames/, manifest.json "
+                            f"and a lock file, so give it a folder of its own (e.g. {example}).")
+
+
+def _pseudo_root(resolved: Path) -> str | None:
+    """``/proc``, ``/sys`` or ``/dev`` when ``resolved`` is inside one (``/dev/shm`` is a disk in memory: allowed)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    if resolved == Path("/dev/shm") or Path("/dev/shm") in resolved.parents:
+        return None
+    return next((root for root in ("/proc", "/sys", "/dev") if resolved == Path(root) or Path(root) in
+                 resolved.parents), None)
+
+
 def _resolved(path: Path) -> Path:
     try:
         return path.resolve()
@@ -203,26 +296,54 @@ def _mib(size: int) -> str:
 def folder_lock(folder: Path, fix: str) -> Iterator[None]:
     """Hold ``folder`` for this process while the block runs; raise ``FolderBusyError`` if another holds it.
 
-    ``fix`` says what the second caller can do instead.
-    A folder that cannot hold the lock file (read-only) is not locked: nobody can write there either.
+    ``fix`` says what the second caller can do instead. The rule, for folders several users share: a lock file
+    that this user cannot open for writing (another user's ``.ttlesson.lock``, a read-only folder) is locked
+    through a read-only handle, which the kernel's lock honours just the same. Only a folder that has no lock file
+    and cannot be given one runs unlocked: no ttlesson process has written there, and this one cannot.
     """
     from filelock import FileLock, Timeout
 
     path = Path(folder) / LOCK_NAME
-    lock = FileLock(str(path))
+    lock = FileLock(str(path), mode=0o666)  # the umask decides; a group-writable folder gets a group lock file
     try:
         lock.acquire(timeout=0)
     except Timeout as err:
         raise FolderBusyError(f"{folder} is in use by {_holder(path)}; {fix}") from err
     except OSError as err:
-        if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        if err.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise TTLessonError(f"{folder} cannot be locked: {os_error_sentence(err, path)}.") from err
+        with _read_only_lock(path, fix):
             yield
-            return
-        raise TTLessonError(f"{folder} cannot be locked: {os_error_sentence(err, path)}.") from err
+        return
     try:
         yield
     finally:
         lock.release()
+
+
+@contextlib.contextmanager
+def _read_only_lock(path: Path, fix: str) -> Iterator[None]:
+    """The same kernel lock as ``FileLock``'s (``flock``), taken through a read-only handle of ``path``."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock, and no shared Unix folders
+        yield
+        return
+    try:
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        yield
+        return
+    except OSError as err:
+        raise TTLessonError(f"{path.parent} cannot be locked: {os_error_sentence(err, path, 'read')}.") from err
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            raise FolderBusyError(f"{path.parent} is in use by {_holder(path)}; {fix}") from err
+        yield
+    finally:
+        os.close(handle)
 
 
 def _holder(lock_path: Path) -> str:

@@ -95,7 +95,7 @@ def import_demo_outputs(src: str | os.PathLike, out: str | os.PathLike, *, story
     pngs = [_checked_png(path, *size) for path, size in zip(sources, sizes)]
     board = _storyboard(storyboard, len(sources))
     folder = manifest.frames_dir(out)
-    writable_folder(out, "--out")
+    writable_folder(out, "--out", fills=True)
     with folder_lock(out, "wait for it to finish, or choose another --out."):
         existing = manifest.frame_indices(folder)
         if existing and not overwrite:

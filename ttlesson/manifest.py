@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import FrameCheckError, TTLessonError
-from .fileio import os_error_sentence, sha256_file, write_atomic
+from .fileio import read_user_file, sha256_file, write_atomic
 from .values import shown
 
 MANIFEST_NAME = "manifest.json"
@@ -231,17 +231,15 @@ def load(out_dir: Path) -> Manifest | None:
     try:
         if path.is_dir():
             raise _Bad("is a folder, not a file")
-        if path.stat().st_size > MAX_MANIFEST_BYTES:
+        if path.is_file() and path.stat().st_size > MAX_MANIFEST_BYTES:
             raise _Bad(f"is larger than any manifest ttlesson writes ({path.stat().st_size} bytes)")
-        text = path.read_text(encoding="utf-8")
+        text = read_user_file(path, "The manifest", MAX_MANIFEST_BYTES).decode("utf-8")
     except _Bad as bad:
         raise TTLessonError(f"{path} {bad}; move it away and render again, or choose another output folder.") \
             from bad
     except UnicodeDecodeError as err:
         raise TTLessonError(f"{path} is not UTF-8 text (byte {err.start}); move it away and render again, or "
                             "choose another output folder.") from err
-    except OSError as err:
-        raise TTLessonError(f"{path} cannot be read: {os_error_sentence(err, path, 'read')}.") from err
     try:
         return parse(text)
     except _Bad as bad:

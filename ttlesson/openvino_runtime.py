@@ -15,13 +15,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch  # this module is imported only by the OpenVINO path, which has torch loaded already
 
-from .fileio import current_umask
+from .fileio import staging_folder
 
 IR_VERSION = 1  # bump when the conversion changes, so stale cached IR is not reused
 
@@ -55,9 +54,7 @@ def _convert(pipe, folder: Path, label: str) -> None:
     import openvino as ov
     from tqdm.auto import tqdm
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".ov-", dir=folder.parent))
-    staging.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; the cache is an ordinary folder
+    staging = staging_folder(folder.parent, "ov")
     unet, vae = pipe.unet, pipe.vae
     latent = unet.config.sample_size if isinstance(unet.config.sample_size, int) else unet.config.sample_size[0]
     sample = torch.randn(2, unet.config.in_channels, latent, latent)

@@ -151,7 +151,7 @@ def train(out_dir, plan: TrainingPlan = TrainingPlan(), on_progress: Callable[[s
 
 def prepare_out_dir(out_dir, overwrite: bool = False) -> Path:
     """The output folder, created and checked before any work; one sentence if it holds an earlier model."""
-    out_dir = writable_folder(user_path(out_dir), "--out")
+    out_dir = writable_folder(user_path(out_dir), "--out", fills=True)
     taken = [name for name in OUTPUTS if (out_dir / name).exists()]
     if taken and not overwrite:
         raise TTLessonError(f"--out {out_dir} already holds a trained model ({', '.join(taken)}); choose an empty "

@@ -16,14 +16,13 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections import Counter
 from importlib import resources
 from pathlib import Path
 
 from .. import env
 from ..errors import ModelNotAvailableError
-from ..fileio import current_umask
+from ..fileio import staging_folder
 from .hub import quiet_hf_libraries
 
 TINY_RECIPE_VERSION = 3  # bump when a tiny recipe changes, so a stale cached copy is not reused
@@ -70,9 +69,7 @@ def tiny_model_folder(name: str = "tiny") -> Path:
     folder = env.cache_root() / "models" / _tiny_folder_name(name)
     if (folder / "model_index.json").is_file():
         return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=folder.parent))
-    staging.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; the cache is an ordinary folder
+    staging = staging_folder(folder.parent, "tiny")
     try:
         if name == "tiny-random":
             build_tiny_random_pipeline(staging)

@@ -27,6 +27,7 @@ def start() -> settings.Settings:
     """Read and print the settings; show ttlesson's errors (a bad TTLESSON_* value among them) in one line."""
     _one_line_errors()
     cfg = settings.current()
+    settings.make_workdir(cfg)
     print(cfg)
     print(SETTINGS_HINT)
     return cfg

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .. import env
 from ..errors import TTLessonError
+from ..fileio import writable_folder
 from ..values import parse_size, shown, user_path
 
 
@@ -128,6 +129,15 @@ def _read_workdir() -> Setting:
         raise _refuse(env.WORKDIR, str(setting.value), "names a file, not a folder; set it to a folder "
                       "(it is created if missing)")
     return setting
+
+
+def make_workdir(cfg: Settings) -> None:
+    """Create the work folder and prove it takes files, in a notebook's first cell, not as a traceback in the
+    first cell that writes; one sentence naming the setting if not."""
+    try:
+        writable_folder(cfg.workdir_path, "The work folder", fills=True)
+    except TTLessonError as err:
+        raise TTLessonError(f"{str(err).rstrip('.')} ({env.WORKDIR} sets it, before Jupyter starts).") from None
 
 
 def _read_steps() -> Setting:

@@ -17,8 +17,11 @@ import socket
 from pathlib import Path
 
 from ..errors import TTLessonError
+from ..fileio import read_user_file
 from .protocol import DEFAULT_PORT
 from .service import ServiceOptions
+
+MAX_TOKENS_FILE = 4 * 1024 ** 2  # a line per client
 
 __all__ = ["DEFAULT_PORT", "ServiceOptions", "is_loopback", "read_tokens", "serve"]
 
@@ -89,10 +92,10 @@ def is_loopback(host: str) -> bool:
 def read_tokens(path: Path) -> dict[str, str]:
     """A tokens file: one client a line, ``name token`` (blank lines and ``#`` comments skipped) → {token: name}."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise TTLessonError(f"--tokens {path} cannot be read ({getattr(err, 'strerror', None) or err}); give a text "
-                            "file with one 'name token' line per client.") from None
+        text = read_user_file(Path(path), "--tokens", MAX_TOKENS_FILE).decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise TTLessonError(f"--tokens {path} is not UTF-8 text (byte {err.start}); give a text file with one "
+                            "'name token' line per client.") from None
     tokens: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         words = line.split("#", 1)[0].split()

@@ -21,12 +21,14 @@ from pathlib import Path
 
 from ..backends.base import FrameRequest
 from ..errors import TTLessonError
+from ..fileio import read_user_file
 from ..storyboard import MAX_SEED
 from ..values import MAX_SIDE, real_number, shown, whole_number
 
 API = "/v1"
 NDJSON = "application/x-ndjson"
 MAX_BODY = 256 * 1024  # a frame request is a few hundred bytes; far bigger is not one
+MAX_TOKEN_FILE = 64 * 1024  # a token is a line
 MAX_PROMPT_CHARS = 4096  # CLIP reads 77 tokens; a prompt this long is a mistake, not a prompt
 MAX_STEPS = 1000
 DEFAULT_PORT = 8470
@@ -165,10 +167,10 @@ def checked_request(values: dict) -> FrameRequest:
 def read_token(path, named: str) -> str:
     """The token in the file ``path`` (``named``: how the message names where the path came from), stripped."""
     try:
-        token = Path(path).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as err:
-        raise TTLessonError(f"{named} {path} cannot be read ({getattr(err, 'strerror', None) or err}); point it at "
-                            "the file holding the service's token.") from None
+        token = read_user_file(Path(path), named, MAX_TOKEN_FILE).decode("utf-8").strip()
+    except UnicodeDecodeError as err:
+        raise TTLessonError(f"{named} {path} is not UTF-8 text (byte {err.start}); point it at the file holding "
+                            "the service's token.") from None
     if not token:
         raise TTLessonError(f"{named} {path} is empty; write the service's token into it.")
     return token

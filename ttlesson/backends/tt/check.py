@@ -136,7 +136,7 @@ def run_check(out_dir: str | os.PathLike = ".", steps: int = DEMO_STEPS, runtime
     ``$TT_METAL_HOME``, where the demo writes when run from the checkout)."""
     from .sd14 import TTSD14Backend
 
-    folder = writable_folder(user_path(out_dir), "--out")  # before minutes of device work, not after
+    folder = writable_folder(user_path(out_dir), "--out", fills=True)  # before minutes of device work, not after
     os.environ.setdefault(env.LOGGER_LEVEL, "info")
     os.environ.setdefault(env.OPERATION_TIMEOUT, OPERATION_TIMEOUT_SECONDS)
     spec = models.resolve("sd14")
