@@ -63,7 +63,7 @@ from .progress import (
     steady_seconds_per_frame,
 )
 from .storyboard import MAX_SEED, Storyboard
-from .values import parse_size, real_number, shown, user_path, whole_number
+from .values import MOST_DEVICES, parse_size, real_number, shown, user_path, whole_number, yes_or_no
 from .version import __version__
 from .walk import EASINGS, MAX_TRANSITION_FRAMES, SEED_MODES
 
@@ -167,9 +167,11 @@ def render(
     says which frames to make by running again.
     """
     started = time.perf_counter()
-    emit = on_event or (lambda event: None)
+    emit = _event_sink(on_event)
     # 1. every argument checked, the settings settled, and what the backend cannot make refused
-    board = storyboard if isinstance(storyboard, Storyboard) else storyboard_mod.load(storyboard)
+    board = storyboard_mod.checked(storyboard) if isinstance(storyboard, Storyboard) else \
+        storyboard_mod.load(storyboard)
+    overwrite = yes_or_no(overwrite, "overwrite")
     remote = _remote_engine(server, model, backend, devices, device, precision)
     settings = _settings(model, remote or backend, steps, size, guidance, seed, scheduler, precision, compile,
                          _device_arg(device))
@@ -187,7 +189,7 @@ def render(
         with folder_lock(out_dir, "wait for that render to finish (or stop it), or choose another --out."):
             # 3. what the folder already holds: frames to make, frames kept, stale files
             existing = manifest.load(out_dir) or Manifest()
-            to_make, kept, stale = _plan(out_dir, existing, wanted, bool(overwrite))
+            to_make, kept, stale = _plan(out_dir, existing, wanted, overwrite)
             book = Manifest(storyboard=board.name, frame_count=len(wanted), version=__version__,
                             frames={i: existing.frames[i] for i in kept})
             _check_room(out_dir, settings, len(to_make))
@@ -232,6 +234,13 @@ def render(
                           seconds=time.perf_counter() - started)
     emit(RenderFinished(made=tuple(recorder.made), kept=tuple(kept), seconds=result.seconds, device=made_on))
     return result
+
+
+def _event_sink(on_event) -> Callable[[Event], None]:
+    if on_event is not None and not callable(on_event):
+        raise TTLessonError(f"on_event= must be a function that takes each progress event (or None), not "
+                            f"{shown(on_event)}.")
+    return on_event or (lambda event: None)
 
 
 def _engine(settings: RenderSettings, devices: int | str, device: str | None) -> Backend:
@@ -398,8 +407,10 @@ def _devices(devices: int | str | None, backend: str | Backend) -> int | str:
         devices = int(devices)
     if isinstance(devices, numbers.Integral) and not isinstance(devices, bool):
         devices = int(devices)
-    if devices != "all" and (not isinstance(devices, int) or isinstance(devices, bool) or not 1 <= devices <= 1024):
-        raise TTLessonError(f"Devices {shown(devices)} is not understood; give a whole number from 1 up, or all.")
+    whole = isinstance(devices, int) and not isinstance(devices, bool)
+    if devices != "all" and not (whole and 1 <= devices <= MOST_DEVICES):
+        raise TTLessonError(f"Devices {shown(devices)} is not understood; give a whole number from 1 to "
+                            f"{MOST_DEVICES}, or all.")
     if devices != 1 and isinstance(backend, Backend):
         raise TTLessonError("devices= needs a backend name (auto, torch, tt), not a loaded backend, because it "
                             "opens its own devices; pass backend by name.")
@@ -439,7 +450,7 @@ def _out_dir(out_dir) -> Path:
 
 def _check_layout(out_dir: Path) -> None:
     """The folder can be written, and what it holds has the shape of a render folder; one sentence if not."""
-    writable_folder(out_dir, "--out")
+    writable_folder(out_dir, "--out", fills=True)
     frames = manifest.frames_dir(out_dir)
     if frames.is_symlink() and not frames.exists():
         raise TTLessonError(f"{frames} is a symbolic link that leads nowhere (or to itself); remove it or choose "

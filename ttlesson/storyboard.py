@@ -22,13 +22,14 @@ import difflib
 import json
 import numbers
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from .errors import StoryboardError
-from .fileio import write_atomic
+from .fileio import read_user_file, write_atomic
 from .values import shown, user_path
 from .walk import EASINGS, MAX_TRANSITION_FRAMES
 
@@ -137,6 +138,9 @@ def builtin_path(name: str) -> Path:
 
 FORMATS = {".json": "json", ".txt": "txt"}
 MAX_BYTES = 64 * 1024 ** 2  # far beyond any storyboard; a bigger file is not one
+# One prompt a line: a line ends at \n, \r\n or \r only (str.splitlines also breaks at form feeds, NEL and
+# U+2028/2029, which would split one prompt into several frames and shift every line number after it).
+LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 def load(path_or_name: str | os.PathLike) -> Storyboard:
@@ -156,15 +160,12 @@ def load(path_or_name: str | os.PathLike) -> Storyboard:
     if fmt is None and path.suffix:
         raise StoryboardError(f"{path}: ttlesson reads storyboards as .json (the lesson's form) or .txt (one prompt "
                               f"a line), not {path.suffix}; save it in one of those forms.")
+    raw = read_user_file(path, "Storyboard file", MAX_BYTES, StoryboardError)
     try:
-        if path.stat().st_size > MAX_BYTES:
-            raise StoryboardError(f"{path} is {path.stat().st_size // 1024 ** 2} MiB, far larger than a storyboard; "
-                                  "give the storyboard's .json or .txt file.")
-        text = path.read_text(encoding="utf-8-sig")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise StoryboardError(f"{path}: byte {err.start} is not UTF-8 text; save the file as UTF-8.") from err
-    except OSError as err:
-        raise StoryboardError(f"{path} cannot be read ({err.strerror or err}); check its permissions.") from err
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # as a text-mode read gives it: one kind of line end
     if fmt is None:  # no extension: the content says which
         fmt = "json" if text.lstrip()[:1] in ("[", "{") else "txt"
     board = loads(text, fmt=fmt, source=str(path))
@@ -184,16 +185,41 @@ def loads(text: str, fmt: str = "json", source: str = "<storyboard>") -> Storybo
         frames = _frames_from_txt(text, source)
     else:
         raise StoryboardError(f"{source}: unknown storyboard format {shown(fmt)}; use fmt='json' or fmt='txt'.")
-    if not frames:
-        example = '[{"prompt": "..."}]' if fmt == "json" else "one prompt a line"
+    example = '[{"prompt": "..."}]' if fmt == "json" else "one prompt a line"
+    return _whole_board(Storyboard(frames=frames, **settings), source, example)
+
+
+def checked(board: object) -> Storyboard:
+    """A ``Storyboard`` made in Python, checked as a file is (the same sentences for the same mistakes), so that
+    what it renders can be read back: a copy with every frame validated."""
+    if not isinstance(board, Storyboard):
+        raise StoryboardError(f"A storyboard is a Storyboard, a file path or a built-in name, not {shown(board)}.")
+    source = f"Storyboard {board.name!r}" if isinstance(board.name, str) else "The storyboard"
+    if not isinstance(board.name, str) or not board.name.strip():
+        raise StoryboardError(f"{source}'s name must be text (it names the video), not {shown(board.name)}.")
+    if not isinstance(board.frames, (list, tuple)):
+        raise StoryboardError(f"{source}'s frames must be a list of Frame(prompt=...), not {shown(board.frames)}.")
+    frames = [_validated_frame(asdict(item) if isinstance(item, Frame) else item, where=f"{source}, frame {index}")
+              for index, item in enumerate(board.frames)]
+    easing = board.easing
+    if easing is not None and easing not in EASINGS:
+        raise StoryboardError(f"{source}: easing must be one of {', '.join(EASINGS)}, found {shown(easing)}.")
+    copy = Storyboard(frames=frames, name=board.name, source=board.source, easing=easing,
+                      transition_frames=_transition_frames(board.transition_frames, source))
+    return _whole_board(copy, source, "Frame(prompt=...)")
+
+
+def _whole_board(board: Storyboard, source: str, example: str) -> Storyboard:
+    """The limits on a whole storyboard: at least one frame, and no more than one render makes."""
+    if not board.frames:
         raise StoryboardError(f"{source} holds no frames; add at least one prompt ({example}).")
-    if len(frames) > MAX_FRAMES:
-        raise StoryboardError(f"{source} holds {len(frames)} frames, more than ttlesson makes in one render "
+    if len(board.frames) > MAX_FRAMES:
+        raise StoryboardError(f"{source} holds {len(board.frames)} frames, more than ttlesson makes in one render "
                               f"({MAX_FRAMES}); split it into several storyboards.")
-    board = Storyboard(frames=frames, **settings)
-    if sum(board.transition_gaps()) + len(frames) > MAX_FRAMES:
-        raise StoryboardError(f"{source}'s walk makes {sum(board.transition_gaps()) + len(frames)} frames, more than "
-                              f"ttlesson makes in one render ({MAX_FRAMES}); give fewer transition_frames.")
+    made = sum(board.transition_gaps()) + len(board.frames)
+    if made > MAX_FRAMES:
+        raise StoryboardError(f"{source}'s walk makes {made} frames, more than ttlesson makes in one render "
+                              f"({MAX_FRAMES}); give fewer transition_frames.")
     return board
 
 
@@ -209,7 +235,7 @@ def long_prompts(board: Storyboard, count_tokens: Callable[[str], int], limit: i
 
 def _frames_from_txt(text: str, source: str) -> list[Frame]:
     frames = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(LINE_END.split(text), start=1):
         prompt = line.strip()
         if prompt and not prompt.startswith("#"):
             if "\x00" in prompt:

@@ -14,11 +14,15 @@ from pathlib import Path
 
 from .errors import TTLessonError
 
+MOST_DEVICES = 1024  # devices= / --devices; the real count (GPUs, chips) is checked when the backend opens
 MAX_SIDE = 8192  # no Stable Diffusion checkpoint is trained anywhere near this; a bound keeps size sums small
 
 
-def user_path(path: str | os.PathLike) -> Path:
-    """A path as the user typed it, ``~`` expanded; ``~nosuchuser/x`` stays as typed instead of raising."""
+def user_path(path: str | os.PathLike, what: str = "A path") -> Path:
+    """A path as the user typed it, ``~`` expanded; ``~nosuchuser/x`` stays as typed instead of raising.
+    Anything but text or a path (``what`` names it) is one sentence, not a TypeError."""
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise TTLessonError(f"{what} must be a file or folder path (text or a Path), not {shown(path)}.")
     return Path(os.path.expanduser(os.fspath(path)))
 
 
@@ -68,6 +72,13 @@ def real_number(value: object, name: str, low: float, high: float, hint: str = "
         raise error(f"{name} {_short_float(value)} is out of range; give a number from {low:g} to {high:g}"
                             f"{hint}.")
     return number
+
+
+def yes_or_no(value: object, name: str, error: type[TTLessonError] = TTLessonError) -> bool:
+    """``value`` as a ``bool``: True or False only (``"no"`` is a true value in Python, and would replace frames)."""
+    if not isinstance(value, bool):
+        raise error(f"{_keyword(name)} must be True or False, not {shown(value)}{_type_note(value)}.")
+    return value
 
 
 def _keyword(name: str) -> str:

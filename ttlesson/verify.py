@@ -10,6 +10,7 @@ from pathlib import Path
 from .errors import FrameVerificationError
 from .machine.boards import is_tt_device
 from .presenting import Presentable
+from .values import user_path
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def verify_frames(out_dir: str | os.PathLike, expect: str | None = None) -> Fram
 
     if expect not in (None, "tt"):
         raise FrameVerificationError(f"expect={expect!r} is not understood; use expect='tt' (or leave it out).")
-    folder = Path(out_dir).expanduser()
+    folder = user_path(out_dir, "out_dir=")
     book = manifest.load(folder)
     if book is None:
         raise FrameVerificationError(f"{folder} has no {manifest.MANIFEST_NAME}, so nothing records who made its "
