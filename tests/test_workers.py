@@ -80,13 +80,13 @@ def test_a_killed_worker_loses_only_its_frame_and_a_rerun_makes_it(one_worker, t
 
 @pytest.mark.parametrize("devices", [0, -1, "some", 1.5, True])
 def test_bad_devices_are_refused(tmp_path, devices):
-    with pytest.raises(TTLessonError, match="Devices .* is not understood; give a whole number from 1 up, or all"):
+    with pytest.raises(TTLessonError, match="Devices .* is not understood; give a whole number from 1 to 1024, or all"):
         render(BOARD, tmp_path, devices=devices, **SETTINGS)
 
 
 def test_cli_bad_devices_is_one_line(tmp_path):
     line = one_line_error(call_cli("render", "worlds-fair", "--model", "tiny", "--out", tmp_path, "--devices", "0"))
-    assert "--devices '0' is not understood; give a whole number from 1 up, or all" in line
+    assert "--devices 0 is out of range; give a whole number from 1 to 1024, or all" in line
 
 
 def test_devices_with_a_loaded_backend_is_refused(tmp_path, tiny_backend):

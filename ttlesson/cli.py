@@ -2,12 +2,15 @@
 
 Bad input exits with status 2 and one line on stderr; Ctrl-C exits 130 and SIGTERM 143, both keeping every
 finished frame and removing partial files; a reader that closes the pipe early (``ttlesson detect | head -1``)
-ends the command quietly.
+ends the command quietly. A standard output that is closed or full does not stop the work: once it is done, one
+sentence on stderr says its report was lost, and the exit status is 1. Characters a narrow (ASCII) stdout or
+stderr cannot hold are written as escapes.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -15,11 +18,13 @@ import warnings
 
 from . import env
 from .errors import Terminated, TTLessonError, describe
+from .values import MOST_DEVICES
 from .version import __version__
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+EXIT_REPORT_LOST = 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -222,8 +227,10 @@ def _stitch_options(args) -> dict:
 def _run_video(args) -> int:
     from .video import check_settings, stitch
 
-    check_settings(args.fps, args.crf, args.crossfade, args.seconds_per_keyframe, args.hold, args.audio,
-                   args.fit_audio)  # before minutes of rendering, not after
+    timing, _ = check_settings(args.fps, args.crf, args.crossfade, args.seconds_per_keyframe, args.hold, args.audio,
+                               args.fit_audio)  # before minutes of rendering, not after
+    if timing is None:
+        _check_walk_pace(args)
     _check_video_output(args)
     result = _render(args)
     print(result)
@@ -231,6 +238,21 @@ def _run_video(args) -> int:
     print(f"video: {info}")
     print(info.path)
     return 0
+
+
+def _check_walk_pace(args) -> None:
+    """A video paced by its keyframes, planned from the storyboard before any frame is rendered: a pace too short
+    for the walk, a crossfade that does not fit it, a soundtrack too long or short are told now, not after."""
+    from . import storyboard
+    from .video import check_audio, plan_walk, walk_keyframes
+    from .walk import MAX_TRANSITION_FRAMES
+
+    if args.transition_frames is not None and not 0 <= args.transition_frames <= MAX_TRANSITION_FRAMES:
+        return  # the render refuses it, naming the range
+    board = storyboard.load(args.storyboard)
+    keyframes, count = walk_keyframes(board.transition_gaps(args.transition_frames))
+    soundtrack = check_audio(args.audio) if args.fit_audio else None
+    plan_walk(keyframes, count, args.seconds_per_keyframe, args.hold, args.crossfade, soundtrack)
 
 
 def _check_video_output(args) -> None:
@@ -246,6 +268,7 @@ def _check_video_output(args) -> None:
 
 
 def _run_bench(args) -> int:
+    json_path = _bench_json_path(args.json)  # before the benchmark's seconds, not after
     if args.arch_only:
         from . import bench_arch
 
@@ -266,17 +289,29 @@ def _run_bench(args) -> int:
         result = run(model=args.model or "tiny", frames=4 if args.frames is None else args.frames,
                      backend=args.backend, device=args.device, steps=args.steps, size=args.size,
                      scheduler=args.scheduler, precision=args.precision, compile=args.compile)
-    if args.json and args.json != "-":
-        from pathlib import Path
-
+    if json_path is not None:
         from .fileio import write_atomic
 
-        write_atomic(Path(args.json), result.to_json() + "\n")
+        write_atomic(json_path, result.to_json() + "\n")
         print(result)
         print(f"json: {args.json}")
     else:
         print(result.to_json() if args.json else result)
     return 0
+
+
+def _bench_json_path(text: str | None):
+    """``--json FILE`` checked: a file name in a folder that takes files; None when the JSON is printed instead."""
+    if text is None or text == "-":
+        return None
+    from .fileio import writable_folder
+    from .values import user_path
+
+    path = user_path(text, "--json")
+    if path.is_dir():
+        raise TTLessonError(f"--json {text} is a folder; give a file name in it, e.g. --json {path / 'bench.json'}.")
+    writable_folder(path.parent, f"--json {text}: its folder")
+    return path
 
 
 def _run_train_tiny(args) -> int:
@@ -437,9 +472,14 @@ def _use_tt_parallel(args) -> None:
 
 
 def _devices_value(text: str) -> int | str:
-    if text == "all" or (text.isdigit() and int(text) >= 1):
-        return text if text == "all" else int(text)
-    raise argparse.ArgumentTypeError(f"--devices {text!r} is not understood; give a whole number from 1 up, or all")
+    if text == "all":
+        return text
+    allowed = f"give a whole number from 1 to {MOST_DEVICES}, or all to use every device this machine has"
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"--devices {text!r} is not understood; {allowed}")
+    if not 1 <= int(text) <= MOST_DEVICES:
+        raise argparse.ArgumentTypeError(f"--devices {text} is out of range; {allowed}")
+    return int(text)
 
 
 def _add_tt_commands(commands) -> None:
@@ -576,14 +616,25 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
+    _replace_unencodable_characters()
     try:
         args = build_parser().parse_args(argv)
     except BrokenPipeError:  # ttlesson --help | head -1
         return _closed_pipe()
     warnings.showwarning = _show_warning
+    report = _ReportStream(sys.stdout)
+    sys.stdout = report
+    try:
+        return _run_command(args, report)
+    finally:
+        sys.stdout = report.original
+        report.close()
+
+
+def _run_command(args, report: _ReportStream) -> int:
     previous = _raise_on_sigterm()
     try:
-        return args.run(args)
+        return _status_with_report(args.command, args.run(args), report)
     except TTLessonError as err:
         print(f"ttlesson {args.command}: error: {describe(err)}", file=sys.stderr)
         return EXIT_USAGE
@@ -607,6 +658,102 @@ def main(argv: list[str] | None = None) -> int:
         _flush_quietly()
 
 
+def _status_with_report(command: str, status: int, report: _ReportStream) -> int:
+    """The command's exit status; if its report was lost on stdout, one sentence on stderr and at least 1."""
+    _flush_quietly()  # a full disk behind stdout shows only when the last of the report is flushed
+    if report.lost is None:
+        return status
+    print(f"ttlesson {command}: error: the work is done, but its report could not be written to standard output: "
+          f"{report.lost}.", file=sys.stderr)
+    return status or EXIT_REPORT_LOST
+
+
+STDOUT_CLOSED = "it is closed; run the command with standard output open (a terminal, a pipe or > FILE) to see it"
+
+
+class _ReportStream:
+    """Standard output while a command runs. A write that fails (stdout closed, or its disk full) is noted in
+    ``lost`` instead of raised, so the work still finishes; what follows goes to /dev/null. A reader that closed
+    the pipe (``| head``) still raises BrokenPipeError: the command then stops quietly."""
+
+    def __init__(self, stream):
+        self.original = stream
+        self.lost = None if stream is not None else STDOUT_CLOSED
+        self._stream = stream if stream is not None else _devnull_for_closed_stdout()
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as err:
+            self._note(err)
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as err:
+            self._note(err)
+
+    def close(self) -> None:
+        """Close the /dev/null stream that stood in for a closed stdout; the real stdout stays open."""
+        if self._stream is not self.original:
+            self._stream.close()
+
+    def __getattr__(self, name: str):  # fileno, isatty, encoding, buffer: the real stream's
+        return getattr(self._stream, name)
+
+    def _note(self, err: OSError) -> None:
+        if self.lost is None:
+            self.lost = _why_stdout_failed(err)
+        _point_at_devnull(self._stream)  # what is still buffered, and the interpreter's last flush, must not fail
+
+
+def _why_stdout_failed(err: OSError) -> str:
+    if err.errno == errno.EBADF:
+        return "it is closed or open only for reading; run the command with standard output open for writing " \
+            "(a terminal, a pipe or > FILE) to see it"
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk behind it is full; free some space, or send it to a file on another disk (> FILE)"
+    return f"writing failed ({err.strerror or err}); send it to a terminal, a pipe or a file (> FILE)"
+
+
+def _devnull_for_closed_stdout():
+    """A /dev/null stream in place of a closed stdout. File descriptor 1 gets /dev/null too, so that no file the
+    command opens becomes fd 1, where a child process (ffmpeg) would write into it."""
+    try:
+        os.fstat(1)
+    except OSError:
+        _point_at_devnull(1)
+    return open(os.devnull, "w", encoding="utf-8")
+
+
+def _point_at_devnull(stream) -> None:
+    """Make ``stream``'s file descriptor (or the number itself) /dev/null; a stream without one is left as it is."""
+    try:
+        target = stream if isinstance(stream, int) else stream.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        if devnull != target:
+            os.dup2(devnull, target)
+            os.close(devnull)
+    except (AttributeError, OSError, ValueError):  # no stream (None), or no descriptor (StringIO)
+        pass
+
+
+def _replace_unencodable_characters() -> None:
+    """On a narrow stdout or stderr (PYTHONIOENCODING=ascii) write '–', '×' and '→' as escapes instead of
+    failing with UnicodeEncodeError after the work is done."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="backslashreplace")
+            except (OSError, ValueError):  # already failing: _ReportStream reports stdout
+                pass
+
+
 def _what_is_kept(command: str) -> str:
     if command == "stitch":
         return "the earlier video, if any, is untouched."
@@ -626,11 +773,7 @@ def _raise_on_sigterm():
 
 def _closed_pipe() -> int:
     """The reader of stdout went away (``| head``): stop quietly, as Unix tools do."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not fail again
-    except (OSError, ValueError):
-        pass
+    _point_at_devnull(sys.stdout)  # the interpreter's final flush must not fail again
     return EXIT_BROKEN_PIPE
 
 

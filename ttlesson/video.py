@@ -28,14 +28,21 @@ import os
 import re
 import shlex
 import shutil
-import tempfile
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
 from . import lifeline, manifest
 from .errors import FFmpegNotFoundError, VideoError
-from .fileio import folder_lock, os_error_sentence, partial_path, remove_partials, writable_folder
+from .fileio import (
+    LOCK_NAME,
+    folder_lock,
+    os_error_sentence,
+    partial_path,
+    remove_partials,
+    staging_folder,
+    writable_folder,
+)
 from .presenting import Presentable
 from .values import real_number, user_path, whole_number
 
@@ -172,13 +179,12 @@ def stitch(source: str | os.PathLike, output: str | os.PathLike | None = None, *
     if soundtrack is not None and _resolved(soundtrack.path) == _resolved(target):
         raise VideoError(f"--audio {soundtrack.path} is the video's own path; give the soundtrack another file.")
     exe = find_ffmpeg()
-    if frames.render_dir:  # a render running in the folder now would change the frames under ffmpeg
-        with folder_lock(frames.render_dir, "wait for it to finish, then stitch."):
-            pass
+    if frames.render_dir:  # a render started since locate_frames looked
+        _not_being_rendered(frames.render_dir)
     count = frames.check()
     if timing is None:
-        pace = soundtrack.duration / len(frames.keyframes(count)) if fit_audio else seconds_per_keyframe
-        timing = plan_timeline(frames.keyframes(count), count, pace, hold, crossfade)
+        timing = plan_walk(frames.keyframes(count), count, seconds_per_keyframe, hold, crossfade,
+                           soundtrack if fit_audio else None)
         want_frames, want_seconds = timing.frames, timing.duration
     else:
         want_frames, want_seconds = timing.frames(count), timing.duration(count)
@@ -188,7 +194,7 @@ def stitch(source: str | os.PathLike, output: str | os.PathLike | None = None, *
     sequence = None
     try:
         if isinstance(timing, Timeline):
-            sequence = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.frames-", dir=target.parent))
+            sequence = staging_folder(target.parent, f"{target.name}.frames")
             _write_sequence(frames.folder, count, timing, sequence)
             stream = _timeline_stream(ffmpeg, sequence, timing)
         else:
@@ -252,8 +258,35 @@ def check_settings(fps: float, crf: int, crossfade: float, seconds_per_keyframe:
     return None, crf
 
 
+def plan_walk(keyframes: list[int], count: int, seconds_per_keyframe: float | None, hold: float = 0.0,
+              crossfade: float = 0.0, soundtrack: Soundtrack | None = None) -> Timeline:
+    """The timeline of a walk paced by ``seconds_per_keyframe``, or by the ``soundtrack``'s length (--fit-audio):
+    known before a frame is rendered (the keyframes come from the storyboard), so ``video`` checks it first."""
+    if soundtrack is None:
+        return plan_timeline(keyframes, count, seconds_per_keyframe, hold, crossfade)
+    pace = soundtrack.duration / len(keyframes)
+    if not MIN_SECONDS_PER_KEYFRAME <= pace <= MAX_SECONDS_PER_KEYFRAME:
+        bound, fix = (("more than", "a shorter soundtrack or more keyframes") if pace > MAX_SECONDS_PER_KEYFRAME
+                      else ("less than", "a longer soundtrack or fewer keyframes"))
+        limit = MAX_SECONDS_PER_KEYFRAME if pace > MAX_SECONDS_PER_KEYFRAME else MIN_SECONDS_PER_KEYFRAME
+        raise VideoError(f"--audio {soundtrack.path} lasts {soundtrack.duration:g} s, {pace:g} s for each of the "
+                         f"{len(keyframes)} keyframes, {bound} the {limit:g} s a keyframe may last; give {fix}, or "
+                         "leave --fit-audio out (the sound is then cut or padded to the video).")
+    return plan_timeline(keyframes, count, pace, hold, crossfade, paced_by=f"the soundtrack's length (--fit-audio: "
+                         f"{soundtrack.duration:g} s of --audio over {len(keyframes)} keyframes)")
+
+
+def walk_keyframes(gaps: list[int]) -> tuple[list[int], int]:
+    """The frame index of each keyframe of a walk with ``gaps`` in-betweens after each keyframe but the last, and
+    the walk's frame count."""
+    keyframes = [0]
+    for gap in gaps:
+        keyframes.append(keyframes[-1] + gap + 1)
+    return keyframes, keyframes[-1] + 1
+
+
 def plan_timeline(keyframes: list[int], count: int, seconds_per_keyframe: float, hold: float = 0.0,
-                  crossfade: float = 0.0, rate: int = SMOOTH_FPS) -> Timeline:
+                  crossfade: float = 0.0, rate: int = SMOOTH_FPS, paced_by: str | None = None) -> Timeline:
     """Video frames per still for a walk paced by its keyframes, or a ``VideoError`` naming what to change.
 
     Keyframe k (at frame ``keyframes[k]``) holds ``hold`` seconds, then it and the in-betweens after it share
@@ -268,8 +301,10 @@ def plan_timeline(keyframes: list[int], count: int, seconds_per_keyframe: float,
         raise VideoError("A walk starts and ends on a keyframe, and these frames do not; render them again with "
                          "ttlesson render (it makes every frame of the walk).")
     if hold >= pace and len(keyframes) > 1:
-        raise VideoError(f"--hold {float(hold):g} leaves no time for the transition in --seconds-per-keyframe "
-                         f"{float(pace):g}; give a hold shorter than the time per keyframe.")
+        where = f"--seconds-per-keyframe {float(pace):g}" if paced_by is None else \
+            f"the {float(pace):.3g} s per keyframe set by {paced_by}"
+        raise VideoError(f"--hold {float(hold):g} leaves no time for the transition in {where}; give a hold "
+                         "shorter than the time per keyframe.")
     durations = [Fraction(0)] * count
     for first, second in zip(keyframes, keyframes[1:]):
         step = (pace - hold) / (second - first)
@@ -279,11 +314,14 @@ def plan_timeline(keyframes: list[int], count: int, seconds_per_keyframe: float,
     shortest = min(durations)
     if shortest < 1 / rate:
         widest = max(second - first for first, second in zip(keyframes, keyframes[1:]))
-        need = float(hold + widest / rate)
-        raise VideoError(f"At --seconds-per-keyframe {float(pace):g} a frame of the walk would show for "
-                         f"{float(shortest):.3g} s, shorter than one frame of the {rate} fps video; give "
-                         f"--seconds-per-keyframe {math.ceil(need * 100) / 100:g} or more (or fewer transition frames, "
-                         "or a shorter --hold).")
+        need = math.ceil(float(hold + widest / rate) * 100) / 100
+        where = f"--seconds-per-keyframe {float(pace):g}" if paced_by is None else \
+            f"{float(pace):.3g} s per keyframe, set by {paced_by},"
+        fix = f"--seconds-per-keyframe {need:g} or more" if paced_by is None else \
+            f"a soundtrack of {need * len(keyframes):g} s or more"
+        raise VideoError(f"At {where} a frame of the walk would show for {float(shortest):.3g} s, shorter than one "
+                         f"frame of the {rate} fps video; give {fix} (or fewer transition frames, or a shorter "
+                         "--hold).")
     ends, elapsed = [0], Fraction(0)
     for duration in durations:
         elapsed += duration
@@ -304,11 +342,15 @@ def plan_timeline(keyframes: list[int], count: int, seconds_per_keyframe: float,
 
 def check_audio(audio: str | os.PathLike) -> Soundtrack:
     """The soundtrack file checked: it exists and ffmpeg finds an audio stream in it; its length in seconds."""
-    path = user_path(audio)
+    path = user_path(audio, "audio=")
     if not path.exists():
         raise VideoError(f"--audio {path} does not exist; give the path of an audio file (.mp3, .wav, .m4a …).")
     if not path.is_file():
         raise VideoError(f"--audio {path} is not a file; give the path of an audio file (.mp3, .wav, .m4a …).")
+    try:
+        open(path, "rb").close()
+    except OSError as err:  # else ffmpeg's failure to open it would read as "no sound"
+        raise VideoError(f"--audio {path} cannot be read: {os_error_sentence(err, path, 'read')}.") from err
     header = _header(path)
     duration = re.search(r"Duration: (\d+):(\d+):([\d.]+)", header)
     if not re.search(r"Stream #\S+.*?: Audio:", header) or not duration:
@@ -406,26 +448,40 @@ class FrameSource:
 
 def locate_frames(source: str | os.PathLike) -> FrameSource:
     """The frames of a render folder (or its ``frames/``), or of a plain folder of ``frame_NNN.png``."""
-    source = user_path(source)
+    source = user_path(source, "The frames folder")
     if not source.exists():
         raise VideoError(f"{source} does not exist; give the folder you rendered into (ttlesson render --out).")
     if not source.is_dir():
         raise VideoError(f"{source} is a file; give the folder you rendered into (ttlesson render --out), or a "
                          "folder of frame_000.png, frame_001.png, ….")
-    render_dir = source.parent if source.name == manifest.FRAMES_DIR and \
-        manifest.manifest_path(source.parent).exists() else source
-    book = manifest.load(render_dir) if manifest.frames_dir(render_dir).is_dir() else None
+    inside_render = source.name == manifest.FRAMES_DIR and any(
+        path.exists() for path in (manifest.manifest_path(source.parent), source.parent / LOCK_NAME))
+    render_dir = source.parent if inside_render else source
+    _not_being_rendered(render_dir)
+    frames_dir = manifest.frames_dir(render_dir)
+    book = manifest.load(render_dir)
     if book is None:
-        folder = source
-        return FrameSource(folder, folder.parent if folder.name == manifest.FRAMES_DIR else folder, "video")
+        if frames_dir.is_dir():  # a render folder whose manifest is gone: its frames are checked by decoding them
+            return FrameSource(frames_dir, render_dir, "video")
+        return FrameSource(source, source.parent if source.name == manifest.FRAMES_DIR else source, "video")
+    if not frames_dir.is_dir():
+        raise VideoError(f"{render_dir} has a manifest but no {manifest.FRAMES_DIR}/ folder; run ttlesson render "
+                         "again to make the frames, then stitch.")
     if not book.complete:
         missing = book.missing
         raise VideoError(f"{render_dir} holds {book.frame_count - len(missing)} of {book.frame_count} frames "
                          f"({manifest.frame_filename(missing[0])} is missing); run ttlesson render again to finish "
                          "them (it resumes), then stitch." if book.frame_count else
                          f"{render_dir} has no frames yet; render them first (ttlesson render).")
-    return FrameSource(manifest.frames_dir(render_dir), render_dir, manifest.safe_name(book.storyboard),
-                       render_dir, book)
+    return FrameSource(frames_dir, render_dir, manifest.safe_name(book.storyboard), render_dir, book)
+
+
+def _not_being_rendered(folder: Path) -> None:
+    """A render running in ``folder`` now would change the frames under ffmpeg: name it, before its half-made
+    frames are judged. Only a folder a render has used has the lock file; no other gets one."""
+    if (folder / LOCK_NAME).exists():
+        with folder_lock(folder, "wait for it to finish, then stitch."):
+            pass
 
 
 def _check_plain_frames(folder: Path) -> int:
@@ -464,7 +520,7 @@ def _check_plain_frames(folder: Path) -> int:
 
 def check_output(output: str | os.PathLike | None, frames: FrameSource) -> Path:
     """The path the video will take, checked before anything runs; one sentence when it must not be used."""
-    target = user_path(output) if output else frames.video_dir / f"{frames.name}.mp4"
+    target = user_path(output, "output=") if output is not None else frames.video_dir / f"{frames.name}.mp4"
     flag = "--output" if output else "The video's path"
     if target.is_dir():
         raise VideoError(f"{flag} {target} is a folder; give a file name such as {target / 'video.mp4'}.")
@@ -474,7 +530,9 @@ def check_output(output: str | os.PathLike | None, frames: FrameSource) -> Path:
                          "name ending in .mp4 (or .m4v, .mov, .mkv).")
     resolved = _resolved(target)
     inputs = [_resolved(frames.folder)] + ([_resolved(frames.render_dir)] if frames.render_dir else [])
-    if resolved.parent == inputs[0] or resolved in inputs or \
+    # A render's frames/ holds frames only; a plain folder may hold its video (a frame's name is never a video's).
+    among = resolved.parent == inputs[0] and frames.render_dir is not None
+    if among or resolved in inputs or \
             (frames.render_dir and resolved == _resolved(manifest.manifest_path(frames.render_dir))):
         raise VideoError(f"{flag} {target} is among the frames the video is made from; choose a path outside "
                          f"{frames.folder}.")
