@@ -370,3 +370,29 @@ def test_an_audio_file_that_cannot_be_read_is_told_as_such(shared_folder):
         answer = str(refused.value)
     assert "cannot be read" in answer and "no sound" not in answer
     assert stat.S_IMODE(audio.stat().st_mode) == 0
+
+
+# --- poorly told before: a damaged model folder -------------------------------------------------------------
+
+def test_a_damaged_tiny_model_in_the_cache_is_made_again(tmp_path, monkeypatch):
+    from ttlesson.models.tiny import tiny_model_folder
+
+    monkeypatch.setenv("TTLESSON_CACHE", str(tmp_path / "cache"))
+    weights = next((tiny_model_folder() / "unet").glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:1000])  # a copy cut short (a full disk, a killed copy)
+    result = render(Storyboard(frames=["a fair at dusk"]), tmp_path / "out", model="tiny", steps=1, size=64)
+    assert result.made == [0] and weights.stat().st_size > 1000
+
+
+def test_a_damaged_local_model_folder_is_one_sentence_with_the_fix(tmp_path):
+    import shutil
+
+    from ttlesson.models.tiny import tiny_model_folder
+
+    folder = tmp_path / "my-model"
+    shutil.copytree(tiny_model_folder(), folder)
+    weights = next((folder / "unet").glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:1000])
+    message = one_line_error(call_cli("render", "worlds-fair", "--model", folder, "--steps", "1", "--size", "64",
+                                      "--out", tmp_path / "out"))
+    assert f"model files in {folder.resolve()}" in message and "save the pipeline there again" in message

@@ -91,9 +91,27 @@ def load_pipeline(spec: ModelSpec):
 
     extra = {"safety_checker": None, "requires_safety_checker": False} if spec.family == "sd1" else {}
     # tt-metal's demo runs without the safety checker; the torch path matches it so both make the same kind of frame.
-    pipe = diffusers.DiffusionPipeline.from_pretrained(folder, **extra)
+    try:
+        pipe = diffusers.DiffusionPipeline.from_pretrained(folder, **extra)
+    except (OSError, ValueError) as err:  # diffusers' words for a missing or truncated file
+        if spec.name not in TINY_MODELS:
+            raise ModelNotAvailableError(_damaged_message(spec, folder, err)) from err
+        from .tiny import rebuild_tiny_model_folder
+
+        # The tiny model's folder is made from the package's own weights: a damaged copy is simply made again.
+        pipe = diffusers.DiffusionPipeline.from_pretrained(rebuild_tiny_model_folder(spec.name), **extra)
     pipe.set_progress_bar_config(disable=True)  # progress is ttlesson's own display, not a second bar
     return pipe
+
+
+def _damaged_message(spec: ModelSpec, folder: Path, err: Exception) -> str:
+    reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+    if Path(spec.source).is_dir():
+        return (f"The model files in {folder} cannot be loaded ({reason}); save the pipeline there again "
+                "(save_pretrained), or give another folder.")
+    repo = folder.parents[1] if folder.parent.name == "snapshots" else folder  # the blobs too: they are reused
+    return (f"The files of {spec.name} in {folder} cannot be loaded ({reason}); delete {repo} from the Hugging Face "
+            "cache and run again to download them whole.")
 
 
 def _spec_for_folder(folder: Path) -> ModelSpec:

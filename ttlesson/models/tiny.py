@@ -12,6 +12,7 @@ Their CLIP-style tokenizer is trained here on a short word list; text encoder we
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -83,6 +84,16 @@ def tiny_model_folder(name: str = "tiny") -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def rebuild_tiny_model_folder(name: str = "tiny") -> Path:
+    """Build the tiny pipeline ``name`` again in place of a damaged copy (a truncated or missing file)."""
+    folder = env.cache_root() / "models" / _tiny_folder_name(name)
+    damaged = staging_folder(folder.parent, "tiny")
+    with contextlib.suppress(FileNotFoundError):  # another process may have moved it already
+        os.rename(folder, damaged / "damaged")
+    shutil.rmtree(damaged, ignore_errors=True)
+    return tiny_model_folder(name)
 
 
 def shipped_tiny_weights() -> Path:
