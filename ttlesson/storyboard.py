@@ -121,6 +121,30 @@ class Storyboard:
         return path
 
 
+UPDATE_WAIT = 30.0  # seconds another kernel may hold the storyboard while it saves (a save takes milliseconds)
+
+
+def update_file(path: str | os.PathLike, change: Callable[[Storyboard], object],
+                start: Callable[[], Storyboard] | None = None) -> Storyboard:
+    """Read the storyboard file, ``change`` it, and save it, as one step no other ttlesson process interleaves
+    with: two kernels adding frames at once both keep their frame (a plain load, append and save would keep
+    one). ``start`` makes the board when there is no file yet (default: an empty one). Returns the saved board."""
+    from filelock import FileLock, Timeout
+
+    path = user_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path.with_name(f".{path.name}.lock")), mode=0o666)
+    try:
+        with lock.acquire(timeout=UPDATE_WAIT):
+            board = load(path) if path.exists() else (start() if start else Storyboard(frames=[], name=path.stem))
+            change(board)
+            board.save(path)
+    except Timeout as err:
+        raise StoryboardError(f"{path} is being saved by another process for over {UPDATE_WAIT:g} s; try again "
+                              "when it is done.") from err
+    return board
+
+
 def builtin_names() -> list[str]:
     """Names of the storyboards shipped with ttlesson (``worlds-fair``: the lesson's ten prompts)."""
     return sorted(Path(entry.name).stem for entry in resources.files(BUILTIN_PACKAGE).iterdir()

@@ -44,8 +44,8 @@ def video_path(cfg: settings.Settings) -> Path:
 def ensure_storyboard(cfg: settings.Settings) -> storyboard.Storyboard:
     """The work folder's prompts.json; the lesson's World's Fair storyboard is written there if there is none."""
     path = storyboard_path(cfg)
-    if not path.exists():
-        storyboard.load("worlds-fair").save(path)
+    if not path.exists():  # made under the storyboard's lock: a kernel adding a frame at this moment keeps it
+        storyboard.update_file(path, lambda board: None, start=lambda: storyboard.load("worlds-fair"))
         print(f"No {STORYBOARD_FILE} in {cfg.workdir_path} yet: starting from the lesson's World's Fair storyboard.")
     return storyboard.load(path)
 

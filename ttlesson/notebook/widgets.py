@@ -146,10 +146,9 @@ class PromptStudio:
         if self.last is None:
             return self._fail("Generate a frame first; its prompt and seed are what gets added.")
         try:
-            board = (storyboard_mod.load(self.storyboard_path) if self.storyboard_path.exists()
-                     else storyboard_mod.Storyboard(frames=[]))
-            board.append(self.last.prompt, seed=self.last.seed)
-            board.save(self.storyboard_path)
+            last = self.last
+            board = storyboard_mod.update_file(self.storyboard_path,
+                                               lambda board: board.append(last.prompt, seed=last.seed))
         except TTLessonError as err:
             return self._fail(str(err))
         self._say(f"added as frame {len(board) - 1} of {self.storyboard_path.name}")
