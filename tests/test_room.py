@@ -1,10 +1,20 @@
-"""Around the render: what a workshop room shares. Two kernels saving the same storyboard at once."""
+"""Around the render: what a workshop room shares. Two kernels saving the same storyboard at once; a model fetched
+once (from a local stand-in for the Hub, tests/hub_standin.py) and read by the room offline from a read-only
+cache."""
 
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import shutil
 import subprocess
 import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import call_cli, one_line_error, ttlesson_command
 
 from ttlesson import storyboard
 
@@ -40,3 +50,88 @@ def test_the_first_cell_that_needs_the_storyboard_keeps_a_frame_added_meanwhile(
     cfg = settings.current()
     storyboard.update_file(lesson.storyboard_path(cfg), lambda board: board.append("added by another kernel"))
     assert lesson.ensure_storyboard(cfg).prompts == ["added by another kernel"]
+
+
+# --- ttlesson fetch: the model fetched once, read by the room offline -----------------------------------------
+
+SD14 = "CompVis/stable-diffusion-v1-4"
+SD35 = "stabilityai/stable-diffusion-3.5-large"
+UNET = "unet/diffusion_pytorch_model.safetensors"
+
+
+@pytest.fixture(scope="module")
+def hub():
+    """The Hub stand-in serving the tiny model's files as SD 1.4's repository (and as a gated SD 3.5's)."""
+    from hub_standin import HubStandIn
+
+    from ttlesson.models.tiny import tiny_model_folder
+
+    repo = tiny_model_folder()
+    with HubStandIn({SD14: repo, SD35: repo}, gated=(SD35,), slow=(UNET,)) as stand_in:
+        yield stand_in
+
+
+def hub_env(hub, home: Path, **more) -> dict:
+    return {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(home), "HF_HUB_OFFLINE": "0", "HF_TOKEN": "",
+            "HF_HUB_DISABLE_TELEMETRY": "1", **more}
+
+
+def test_fetch_downloads_every_file_checked_and_keeps_what_a_killed_fetch_finished(hub, tmp_path):
+    env = hub_env(hub, tmp_path / "hf")
+    first = subprocess.Popen([*ttlesson_command(), "fetch", "sd14"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    blobs = tmp_path / "hf" / "hub" / "models--CompVis--stable-diffusion-v1-4" / "blobs"
+    deadline = time.monotonic() + 120
+    while not any(path.stat().st_size > 1024 ** 2 for path in blobs.glob("*.incomplete")):
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.05)
+    first.kill()  # mid-way through the 16 MB UNet
+    first.communicate()
+    kept = {path.name for path in blobs.iterdir() if not path.name.endswith(".incomplete")}
+    asked_before = len(hub.gets)
+    again = subprocess.run([*ttlesson_command(), "fetch", "sd14"], env=env, capture_output=True, text=True,
+                           timeout=300, stdin=subprocess.DEVNULL)
+    assert again.returncode == 0, again.stderr
+    assert "12 files" in again.stdout and "(12 of 12)" in again.stdout and "HF_HUB_OFFLINE=1" in again.stdout
+    # Whole files are kept; the file cut short is fetched again (huggingface_hub 1.x and later download each
+    # file to a temporary file of its own process), and what the killed run left of it is removed.
+    asked_again = {name for name, _ in hub.gets[asked_before:]}
+    assert kept and UNET in asked_again and len(asked_again) <= 12 - len(kept)
+    assert not list(blobs.glob("*.incomplete"))
+    assert "Traceback" not in again.stderr and "hf_" not in again.stdout + again.stderr
+
+
+def test_fetch_of_a_gated_model_without_a_token_is_one_sentence(hub, tmp_path):
+    proc = subprocess.run([*ttlesson_command(), "fetch", "sd35-large"], env=hub_env(hub, tmp_path / "hf"),
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    message = one_line_error(proc)
+    assert "is gated" in message and "ttlesson auth login" in message
+
+
+def test_fetch_says_what_it_cannot_fetch():
+    assert "built from the package" in one_line_error(call_cli("fetch", "tiny"))
+    assert "HF_HUB_OFFLINE is set" in one_line_error(call_cli("fetch", "sd14", env={"HF_HUB_OFFLINE": "1"}))
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="a read-only bind mount needs root")
+def test_the_room_renders_from_a_read_only_cache_offline(hub, tmp_path):
+    """The instructor fetches once; an attendee whose cache is mounted read-only (EROFS even for root) renders
+    with HF_HUB_OFFLINE=1, and nothing in the cache changes."""
+    home = tmp_path / "hf"
+    fetched = subprocess.run([*ttlesson_command(), "fetch", "sd14"], env=hub_env(hub, home), capture_output=True,
+                             text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert fetched.returncode == 0, fetched.stderr
+    cache = home / "hub"
+    before = sorted((str(path), path.lstat().st_mtime_ns) for path in cache.rglob("*"))
+    render = " ".join(shlex.quote(part) for part in [*ttlesson_command(), "render", "worlds-fair", "--model", "sd14",
+                                                     "--steps", "1", "--size", "64", "--out", str(tmp_path / "out"),
+                                                     "--quiet"])
+    script = (f"mount --bind {shlex.quote(str(cache))} {shlex.quote(str(cache))} && "
+              f"mount -o remount,ro,bind {shlex.quote(str(cache))} && touch {shlex.quote(str(cache))}/x 2>/dev/null "
+              f"&& exit 9; exec {render}")
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HOME": str(tmp_path / "attendee-hf"), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], env=env,
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    assert len(list((tmp_path / "out" / "frames").glob("frame_*.png"))) == 10
+    assert sorted((str(path), path.lstat().st_mtime_ns) for path in cache.rglob("*")) == before

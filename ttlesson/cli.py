@@ -385,12 +385,34 @@ def _add_machine_commands(commands) -> None:
     actions.add_parser("whoami", help="ask the Hub whose token it is (network)").set_defaults(run=_run_auth_whoami)
     actions.add_parser("login", help="log in with huggingface_hub's prompt").set_defaults(run=_run_auth_login)
 
+    fetch = commands.add_parser(
+        "fetch", help="download a model's files into the Hugging Face cache now, checked (e.g. before a workshop)",
+        description="Download everything MODEL's pipeline needs into the Hugging Face cache (HF_HOME or "
+        "HF_HUB_CACHE), with progress; run it again to resume a download cut short. Each file is then checked "
+        "against the Hub's hash. A room reads the cache offline: HF_HUB_CACHE=... HF_HUB_OFFLINE=1.")
+    fetch.add_argument("model", metavar="MODEL", help="sd14 or sd35-large (sd35-large needs ttlesson auth login "
+                       "after accepting its licence)")
+    fetch.set_defaults(run=_run_fetch)
+
     verify = commands.add_parser("verify", help="say which device made each frame of a render folder",
                                  description="Read DIR/manifest.json and say which backend and device made each "
                                  "frame; with --expect tt, exit 2 unless every frame was made on Tenstorrent hardware.")
     verify.add_argument("dir", metavar="DIR", help="render folder (holding manifest.json)")
     verify.add_argument("--expect", choices=["tt"], help="fail unless every frame was made on this hardware")
     verify.set_defaults(run=_run_verify)
+
+
+def _run_fetch(args) -> int:
+    from . import models
+    from .models.hub import fetch
+
+    spec = models.resolve(args.model)
+    hub_models = [name for name, known in models.REGISTRY.items() if not known.is_local]
+    if spec.is_local:
+        raise TTLessonError(f"{args.model} is not fetched from the Hub (the tiny models are built from the package, "
+                            f"a folder is already here); fetch one of: {', '.join(hub_models)}.")
+    print(fetch(spec))
+    return 0
 
 
 def _run_detect(args) -> int:

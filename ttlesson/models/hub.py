@@ -3,11 +3,15 @@ downloaded, one sentence naming the model and the fix."""
 
 from __future__ import annotations
 
+import hashlib
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import env
 from ..errors import ModelNotAvailableError
+from ..expectations import duration
 
 if TYPE_CHECKING:
     from . import ModelSpec
@@ -81,3 +85,84 @@ def _download_failure_message(spec: ModelSpec, err: Exception) -> str:
     if isinstance(hub_error, RepositoryNotFoundError):
         return f"The Hub has no model {spec.source!r} (or it is private); check the name, or use --model sd14."
     return _not_cached_message(spec, "the Hub could not be reached")
+
+
+# --- fetching before the day: a workshop's shared cache ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class FetchResult:
+    model: str
+    folder: Path  # the snapshot in the Hugging Face cache
+    files: int
+    size: int  # bytes
+    checked: int  # files whose content was checked against the Hub's hash
+    seconds: float
+
+    def __str__(self) -> str:
+        cache = self.folder.parents[2] if self.folder.parent.name == "snapshots" else self.folder
+        size = f"{self.size / 1024 ** 3:.2f} GB" if self.size >= 1024 ** 3 else f"{self.size / 1024 ** 2:.1f} MB"
+        return (f"{self.model}: {self.files} files, {size} in {self.folder}, each checked "
+                f"against the Hub's hash ({self.checked} of {self.files}), in {duration(self.seconds)}.\n"
+                f"Others read it without a network: HF_HUB_CACHE={cache} HF_HUB_OFFLINE=1 (read-only is enough).")
+
+
+def fetch(spec: ModelSpec) -> FetchResult:
+    """Download everything the model's pipeline needs into the Hugging Face cache (``HF_HOME``/``HF_HUB_CACHE``),
+    with huggingface_hub's progress bars; a download cut short resumes where it stopped. Every file is then
+    checked against the hash the Hub gave for it, so a cache filled the evening before is known whole."""
+    started = time.perf_counter()
+    if env.hub_offline():
+        raise ModelNotAvailableError(f"HF_HUB_OFFLINE is set, so {spec.source} cannot be fetched; unset it on the "
+                                     "machine that fetches (attendees keep it set).")
+    _remove_what_killed_fetches_left(spec)
+    try:
+        _download_index(spec)
+        quiet_hf_libraries()
+        import diffusers
+        from huggingface_hub.utils import enable_progress_bars
+
+        enable_progress_bars()  # a fetch shows its bytes (a render's own display replaces them)
+        folder = Path(diffusers.DiffusionPipeline.download(spec.source))
+    except Exception as err:  # huggingface_hub, requests and httpx raise many types; the fix depends on which
+        raise ModelNotAvailableError(_download_failure_message(spec, err)) from err
+    files = [path for path in sorted(folder.rglob("*")) if path.is_file()]
+    checked = sum(_matches_the_hub(path) for path in files)
+    return FetchResult(spec.name, folder, len(files), sum(path.stat().st_size for path in files), checked,
+                       time.perf_counter() - started)
+
+
+def _remove_what_killed_fetches_left(spec: ModelSpec) -> None:
+    """huggingface_hub (1.x and later) downloads each file to ``<etag>.<random>.incomplete`` and, if killed,
+    leaves it: gigabytes in a shared cache. One is removed when nobody holds the download lock of its file."""
+    from filelock import FileLock, Timeout
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    repo = repo_folder_name(repo_id=spec.source, repo_type="model")
+    blobs = Path(constants.HF_HUB_CACHE) / repo / "blobs"
+    locks = Path(constants.HF_HUB_CACHE) / ".locks" / repo
+    for partial in blobs.glob("*.*.incomplete") if blobs.is_dir() else ():
+        lock = FileLock(str(locks / f"{partial.name.split('.')[0]}.lock"))
+        try:
+            with lock.acquire(timeout=0):
+                partial.unlink(missing_ok=True)
+        except (Timeout, OSError):  # being downloaded now, or a cache this user cannot change
+            continue
+
+
+def _matches_the_hub(path: Path) -> bool:
+    """True when the file's content has the hash its cache blob is named after (the Hub's ETag: SHA-256 for large
+    files, the git blob SHA-1 for small ones); False when the cache keeps no blob to check (no symlinks). A
+    mismatch is one sentence: the blob is damaged, and a new fetch would reuse it."""
+    blob = path.resolve()
+    name = blob.name
+    if blob.parent.name != "blobs" or len(name) not in (40, 64):
+        return False
+    digest = hashlib.sha256() if len(name) == 64 else hashlib.sha1(b"blob %d\0" % blob.stat().st_size)
+    with open(blob, "rb") as handle:  # weights are gigabytes: a block at a time
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != name:
+        raise ModelNotAvailableError(f"{path} does not match the Hub's hash for it (the download was damaged); "
+                                     f"delete {blob} and run ttlesson fetch again.")
+    return True
