@@ -4,6 +4,7 @@ cache."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shlex
@@ -15,12 +16,16 @@ from pathlib import Path
 
 import pytest
 from helpers import call_cli, one_line_error, ttlesson_command
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ttlesson import storyboard
+from ttlesson.errors import TTLessonError
 
 ADDER = """
 import sys
 from ttlesson import storyboard
+from ttlesson.errors import TTLessonError
 for i in range(int(sys.argv[3])):
     storyboard.update_file(sys.argv[1], lambda board: board.append(f"{sys.argv[2]} frame {i}", seed=i))
 """
@@ -109,7 +114,9 @@ def test_fetch_of_a_gated_model_without_a_token_is_one_sentence(hub, tmp_path):
 
 
 def test_fetch_says_what_it_cannot_fetch():
-    assert "built from the package" in one_line_error(call_cli("fetch", "tiny"))
+    from ttlesson.models.tiny import tiny_model_folder
+
+    assert "a folder already here" in one_line_error(call_cli("fetch", tiny_model_folder()))
     assert "HF_HUB_OFFLINE is set" in one_line_error(call_cli("fetch", "sd14", env={"HF_HUB_OFFLINE": "1"}))
 
 
@@ -135,3 +142,60 @@ def test_the_room_renders_from_a_read_only_cache_offline(hub, tmp_path):
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
     assert len(list((tmp_path / "out" / "frames").glob("frame_*.png"))) == 10
     assert sorted((str(path), path.lstat().st_mtime_ns) for path in cache.rglob("*")) == before
+
+
+# --- the room file: the instructor's settings for every attendee ----------------------------------------------
+
+def write_room(path: Path, **values) -> Path:
+    path.write_text(json.dumps(values))
+    return path
+
+
+def test_the_room_file_sets_what_the_environment_does_not(tmp_path, monkeypatch):
+    from ttlesson.notebook import settings
+
+    room = write_room(tmp_path / "room.json", model="tiny", steps=3, size=64, workdir=str(tmp_path / "{user}"))
+    monkeypatch.setenv("TTLESSON_ROOM", str(room))
+    monkeypatch.setenv("TTLESSON_STEPS", "5")  # an attendee's own variable wins
+    for name in ("TTLESSON_MODEL", "TTLESSON_SIZE", "TTLESSON_WORKDIR", "TTLESSON_SERVER"):
+        monkeypatch.delenv(name, raising=False)
+    cfg = settings.current()
+    assert (cfg.model.value, cfg.steps.value, cfg.size.value) == ("tiny", 5, "64")
+    assert cfg.model.source == f"room file ({room})" and cfg.steps.source == "environment (TTLESSON_STEPS)"
+    assert cfg.workdir_path == tmp_path / getpass.getuser()
+
+
+def test_heavy_cells_are_the_instructors_demo_and_the_cost_is_said_first(tmp_path, monkeypatch, capsys):
+    from ttlesson.notebook import lesson, next_steps, settings
+
+    room = write_room(tmp_path / "room.json", model="tiny", workdir=str(tmp_path / "work"),
+                      film={"keyframes": 2, "transition_frames": 1}, instructor_only=["scaling", "sd35"])
+    monkeypatch.setenv("TTLESSON_ROOM", str(room))
+    monkeypatch.setenv("TTLESSON_CACHE", str(tmp_path / "cache"))  # no measurement of the instructor's to show
+    for name in ("TTLESSON_MODEL", "TTLESSON_WORKDIR", "TTLESSON_STEPS", "TTLESSON_SIZE", "TTLESSON_INSTRUCTOR"):
+        monkeypatch.delenv(name, raising=False)
+    cfg = lesson.start(step=6)
+    assert "This notebook makes up to 8 frames" in capsys.readouterr().out  # 2 + 2 × (2 + 1 × 1)
+    assert lesson.step_cost(cfg, 8) is None and lesson.step_cost(cfg, 10) is None
+    assert "instructor's demo" in lesson.measure_scaling(cfg).verdict
+    assert "instructor's demo" in str(next_steps.try_sd35(cfg))
+    monkeypatch.setenv("TTLESSON_INSTRUCTOR", "1")
+    assert lesson.step_cost(settings.current(), 10) == "This notebook makes up to 2 frames: the time per frame " \
+        "shows with the first frame (none made with these settings here yet)."
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.recursive(st.none() | st.booleans() | st.integers(-5, 50) | st.text(max_size=12),
+                         lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+                             st.sampled_from(["model", "steps", "size", "film", "keyframes", "transition_frames",
+                                              "instructor_only", "workdir", "server", "x"]), inner, max_size=4),
+                         max_leaves=8))
+def test_a_room_file_is_read_or_refused_in_one_sentence(data):
+    from ttlesson.notebook import room
+
+    try:
+        parsed = room.parse(data, Path("room.json"))
+    except TTLessonError as err:
+        assert str(err).startswith("TTLESSON_ROOM file room.json") and "\n" not in str(err)
+        return
+    assert set(parsed.settings) <= set(room.SETTING_KEYS) and 1 <= parsed.film_keyframes <= 10

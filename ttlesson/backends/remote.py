@@ -303,10 +303,10 @@ def _wait_seconds() -> float:
             from None
 
 
-def local_or_remote(name: str, spec: ModelSpec, device: str | None = None) -> Backend:
-    """The engine a notebook keeps loaded: the render service's when ``TTLESSON_SERVER`` is set (connected), else
-    the backend ``name`` of this machine (not loaded)."""
-    url = server_url()
+def local_or_remote(name: str, spec: ModelSpec, device: str | None = None, server: str | None = None) -> Backend:
+    """The engine a notebook keeps loaded: the render service's at ``server`` (default: ``TTLESSON_SERVER``;
+    connected), else the backend ``name`` of this machine (not loaded)."""
+    url = server_url(server) if server else server_url()
     if url is None:
         from . import create
 

@@ -1,19 +1,25 @@
 """The calls the lesson's notebooks make, so each code cell stays a line or two.
 
-Every notebook starts with ``cfg = lesson.start()``: it reads the settings (``ttlesson.notebook.settings``), prints
-them, and makes ttlesson's errors show as one red line instead of a traceback. Notebooks run on their own:
+Every notebook starts with ``cfg = lesson.start()`` (``step=N`` where the step makes frames: it then says how many,
+and how long they take here): it reads the settings (``ttlesson.notebook.settings``, and a workshop's room file,
+``ttlesson.notebook.room``), prints them, and makes ttlesson's errors show as one red line instead of a traceback.
+Notebooks run on their own:
 a step that needs the prompts, frames or video of an earlier step makes them if they are missing, and says so.
 """
 
 from __future__ import annotations
 
+import html
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import env, manifest, storyboard
 from ..errors import TTLessonError, describe
+from ..expectations import duration
 from ..render import RenderResult, render
 from ..video import VideoInfo, probe, stitch
+from . import room as room_file
 from . import settings
 
 STORYBOARD_FILE = "prompts.json"  # the lesson's names
@@ -23,14 +29,87 @@ VIDEO_FILE = "tenstorrent_worldsfair_1964.mp4"
 SETTINGS_HINT = "(TTLESSON_* variables set before starting Jupyter change these: step 1 explains them)"
 
 
-def start() -> settings.Settings:
-    """Read and print the settings; show ttlesson's errors (a bad TTLESSON_* value among them) in one line."""
+def start(step: int | None = None) -> settings.Settings:
+    """Read and print the settings; show ttlesson's errors (a bad TTLESSON_* value among them) in one line. With
+    ``step``, also say what the notebook will cost here (frames, and the time where this machine has made such
+    frames before) before it costs it."""
     _one_line_errors()
     cfg = settings.current()
     settings.make_workdir(cfg)
     print(cfg)
     print(SETTINGS_HINT)
+    cost = step_cost(cfg, step) if step is not None else None
+    if cost:
+        print(cost)
     return cfg
+
+
+def step_cost(cfg: settings.Settings, step: int) -> str | None:
+    """One line: how many frames step ``step`` makes with these settings, and how long that takes at the time
+    per frame this work folder's manifest records for the same model, size and steps (else: said after the
+    first frame). None for a step that makes no frames."""
+    frames = _frames_made_by(cfg, step)
+    if not frames:
+        return None
+    made = "" if cfg.server is None else " on the render service"
+    each = _seconds_per_frame(cfg)
+    if each is None:
+        when = "the time per frame shows with the first frame (none made with these settings here yet)"
+    else:
+        when = f"about {duration(frames * each)} at {each:.2g} s a frame, as this machine made them"
+    return f"This notebook makes up to {frames} frames{made}: {when}."
+
+
+def _frames_made_by(cfg: settings.Settings, step: int) -> int:
+    room = cfg.room
+    keyframes, gaps = _film_shape(cfg)
+    film = keyframes + 2 * (keyframes + (keyframes - 1) * gaps)  # the slideshow, the walk, the walk in colour
+    board = len(storyboard.load(storyboard_path(cfg))) if storyboard_path(cfg).is_file() else \
+        len(storyboard.load("worlds-fair"))
+    if step == 8:
+        from .. import bench
+
+        return 0 if room is not None and not room.runs("scaling") else 6 * len(bench.device_counts())
+    if step == 10:
+        return 0 if room is not None and not room.runs("sd35") else 2
+    return {4: board, 6: film, 7: 1}.get(step, 0)
+
+
+def _seconds_per_frame(cfg: settings.Settings) -> float | None:
+    """The median seconds of the frames in the work folder's manifest made with these settings (warm-up frames
+    left out), or None."""
+    try:
+        book = manifest.load(cfg.workdir_path)
+    except TTLessonError:
+        return None
+    model = str(cfg.model.value)
+    seconds = sorted(record.seconds for record in (book.frames.values() if book else ())
+                     if record.model == model and not record.warmup and record.seconds > 0
+                     and (cfg.steps.value is None or record.steps == cfg.steps.value))
+    return seconds[len(seconds) // 2] if seconds else None
+
+
+def _film_shape(cfg: settings.Settings) -> tuple[int, int]:
+    room = cfg.room
+    return (room.film_keyframes, room.film_transition_frames) if room is not None else (3, 4)
+
+
+@dataclass(frozen=True)
+class InstructorDemo:
+    """What an attendee's notebook shows in place of a heavy cell the room file leaves to the instructor."""
+
+    cell: str
+
+    @property
+    def verdict(self) -> str:
+        return (f"In this room, {room_file.HEAVY_CELLS[self.cell]} is the instructor's demo (TTLESSON_ROOM's "
+                f"instructor_only), so it is not run here; the instructor runs it with {room_file.INSTRUCTOR}=1.")
+
+    def __str__(self) -> str:
+        return self.verdict
+
+    def _repr_html_(self) -> str:
+        return f"<p><i>{html.escape(self.verdict)}</i></p>"
 
 
 def storyboard_path(cfg: settings.Settings) -> Path:
@@ -106,6 +185,10 @@ def measure_scaling(cfg: settings.Settings, frames: int = 6, again: bool = False
     from . import in_notebook
     from .widgets import NotebookProgress
 
+    if cfg.room is not None and not cfg.room.runs("scaling"):
+        saved = bench.saved_scaling(bench.scaling_key(cfg.model.value, bench.device_counts(), frames,
+                                                      cfg.backend.value, cfg.steps.value, cfg.size.value))
+        return saved or InstructorDemo("scaling")  # the instructor's measurement, where the cache is shared
     counts = bench.device_counts()
     key = bench.scaling_key(cfg.model.value, counts, frames, cfg.backend.value, cfg.steps.value, cfg.size.value)
     saved = None if again else bench.saved_scaling(key)
@@ -146,10 +229,14 @@ FILM_VERSIONS = {  # name → what it shows, and the render's walk and consisten
 }
 
 
-def film_versions(cfg: settings.Settings, keyframes: int = 3, transition_frames: int = 4
+def film_versions(cfg: settings.Settings, keyframes: int | None = None, transition_frames: int | None = None
                   ) -> dict[str, RenderResult]:
     """The storyboard's first ``keyframes`` prompts made three ways (``FILM_VERSIONS``), each into
-    ``<workdir>/film/<name>`` (resuming: made once), with the settings of the other steps."""
+    ``<workdir>/film/<name>`` (resuming: made once), with the settings of the other steps. The sizes default to
+    the room file's ``film`` (else 3 keyframes, 4 in-betweens)."""
+    room_keyframes, room_gaps = _film_shape(cfg)
+    keyframes = room_keyframes if keyframes is None else keyframes
+    transition_frames = room_gaps if transition_frames is None else transition_frames
     from .. import models
     from ..backends.remote import local_or_remote
 
@@ -157,8 +244,9 @@ def film_versions(cfg: settings.Settings, keyframes: int = 3, transition_frames:
     short = storyboard.Storyboard(frames=board.frames[:keyframes], name="film")
     settings = dict(cfg.render_kwargs)
     results = {}
-    # loaded once for all three (the render service's devices when TTLESSON_SERVER is set)
-    with local_or_remote(settings.pop("backend"), models.resolve(settings["model"])) as engine:
+    # loaded once for all three (the render service's devices when a server is set)
+    with local_or_remote(settings.pop("backend"), models.resolve(settings["model"]),
+                         server=settings.pop("server")) as engine:
         for name, (_, options) in FILM_VERSIONS.items():
             options = {key: transition_frames if value is None else value for key, value in options.items()}
             results[name] = render(short, cfg.workdir_path / "film" / name, backend=engine, **options, **settings)

@@ -87,6 +87,8 @@ def try_sd35(cfg, frames: int = 2, plan: SD35Plan | None = None):
     from ..storyboard import Storyboard
     from . import for_environment, lesson
 
+    if cfg.room is not None and not cfg.room.runs("sd35"):
+        return lesson.InstructorDemo("sd35")
     plan = plan or sd35_plan()
     if not plan.runnable:
         return plan

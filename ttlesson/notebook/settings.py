@@ -22,6 +22,7 @@ from .. import env
 from ..errors import TTLessonError
 from ..fileio import writable_folder
 from ..values import parse_size, shown, user_path
+from .room import Room
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Settings:
     steps: Setting
     size: Setting
     server: Setting | None = None  # TTLESSON_SERVER: frames come from a render service (shown only when set)
+    room: Room | None = None  # TTLESSON_ROOM: the workshop's room file, when there is one
 
     @property
     def items(self) -> list[Setting]:
@@ -48,7 +50,7 @@ class Settings:
     def render_kwargs(self) -> dict:
         """Keyword arguments for ``ttlesson.render.render``."""
         return {"model": self.model.value, "backend": self.backend.value, "steps": self.steps.value,
-                "size": self.size.value}
+                "size": self.size.value, "server": self.server.value if self.server else None}
 
     @property
     def workdir_path(self) -> Path:
@@ -66,28 +68,40 @@ class Settings:
 def current() -> Settings:
     """The settings in force now, read from the environment; a value that cannot work is one sentence naming
     its variable (checked here, so a notebook stops at its first cell rather than minutes later)."""
+    from . import room as room_file
+
+    room = room_file.current()
     return Settings(
-        model=_read_model(),
-        backend=_read_backend(),
-        workdir=_read_workdir(),
-        steps=_read_steps(),
-        size=_read_size(),
-        server=_read_server(),
+        model=_read_model(room),
+        backend=_read_backend(room),
+        workdir=_read_workdir(room),
+        steps=_read_steps(room),
+        size=_read_size(room),
+        server=_read_server(room),
+        room=room,
     )
 
 
-def _read_server() -> Setting | None:
-    """The render service the frames come from (``TTLESSON_SERVER``; its token is never shown), or None."""
+def _read_server(room: Room | None) -> Setting | None:
+    """The render service the frames come from (``TTLESSON_SERVER``, else the room file's; its token is never
+    shown), or None."""
     from ..backends.remote import server_url
 
     url = server_url()
-    return Setting("server", url, f"environment ({env.SERVER})") if url else None
+    if url:
+        return Setting("server", url, f"environment ({env.SERVER})")
+    if room is not None and "server" in room.settings:
+        return Setting("server", server_url(room.settings["server"]), room.source)
+    return None
 
 
-def _read(name: str, variable: str, default):
+def _read(name: str, variable: str, default, room: Room | None):
+    """The setting from its environment variable, else the room file, else the default."""
     value = os.environ.get(variable, "").strip()
     if value:
         return Setting(name, value, f"environment ({variable})")
+    if room is not None and name in room.settings:
+        return Setting(name, room.settings[name], room.source)
     return Setting(name, default, "default" if default is not None else "default: the model's own")
 
 
@@ -95,10 +109,10 @@ def _refuse(variable: str, value: str, why: str) -> TTLessonError:
     return TTLessonError(f"{variable}={shown(value)} {why}, or unset it to use the default.")
 
 
-def _read_model() -> Setting:
+def _read_model(room: Room | None) -> Setting:
     from ..models import REGISTRY
 
-    setting = _read("model", env.MODEL, "sd14")
+    setting = _read("model", env.MODEL, "sd14", room)
     value = str(setting.value)
     if value in REGISTRY:
         return setting
@@ -112,18 +126,18 @@ def _read_model() -> Setting:
     return setting
 
 
-def _read_backend() -> Setting:
+def _read_backend(room: Room | None) -> Setting:
     from ..backends import BACKEND_NAMES
 
-    setting = _read("backend", env.BACKEND, "auto")
+    setting = _read("backend", env.BACKEND, "auto", room)
     if setting.value not in BACKEND_NAMES:
         raise _refuse(env.BACKEND, str(setting.value),
                       f"is not a backend; set it to {', '.join(BACKEND_NAMES[:-1])} or {BACKEND_NAMES[-1]}")
     return setting
 
 
-def _read_workdir() -> Setting:
-    setting = _read("workdir", env.WORKDIR, env.DEFAULT_WORKDIR)
+def _read_workdir(room: Room | None) -> Setting:
+    setting = _read("workdir", env.WORKDIR, env.DEFAULT_WORKDIR, room)
     path = user_path(str(setting.value))
     if path.exists() and not path.is_dir():
         raise _refuse(env.WORKDIR, str(setting.value), "names a file, not a folder; set it to a folder "
@@ -140,8 +154,8 @@ def make_workdir(cfg: Settings) -> None:
         raise TTLessonError(f"{str(err).rstrip('.')} ({env.WORKDIR} sets it, before Jupyter starts).") from None
 
 
-def _read_steps() -> Setting:
-    setting = _read("steps", env.STEPS, None)
+def _read_steps(room: Room | None) -> Setting:
+    setting = _read("steps", env.STEPS, None, room)
     if setting.value is None:
         return setting
     text = str(setting.value)
@@ -150,8 +164,8 @@ def _read_steps() -> Setting:
     return Setting(setting.name, int(text), setting.source)
 
 
-def _read_size() -> Setting:
-    setting = _read("size", env.SIZE, None)
+def _read_size(room: Room | None) -> Setting:
+    setting = _read("size", env.SIZE, None, room)
     if setting.value is None:
         return setting
     try:

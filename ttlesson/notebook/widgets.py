@@ -40,20 +40,21 @@ from ..values import parse_size
 _LOADED: dict[tuple, Backend] = {}  # one loaded backend per (model, backend, device) for the kernel's lifetime
 
 
-def _loaded_key(model: str, backend: str, device: str | None) -> tuple:
+def _loaded_key(model: str, backend: str, device: str | None, server: str | None = None) -> tuple:
     from ..backends.remote import server_url
 
-    return (model, resolve_name(backend), device, server_url())
+    return (model, resolve_name(backend), device, server_url(server) if server else server_url())
 
 
-def loaded_backend(model: str = "sd14", backend: str = "auto", device: str | None = None) -> Backend:
-    """A loaded backend for ``model``, loaded on first use and reused afterwards (the render service's when
-    ``TTLESSON_SERVER`` is set)."""
+def loaded_backend(model: str = "sd14", backend: str = "auto", device: str | None = None,
+                   server: str | None = None) -> Backend:
+    """A loaded backend for ``model``, loaded on first use and reused afterwards (the render service's at
+    ``server``, default ``TTLESSON_SERVER``, when one is set)."""
     from ..backends.remote import local_or_remote
 
-    key = _loaded_key(model, backend, device)
+    key = _loaded_key(model, backend, device, server)
     if key not in _LOADED:
-        engine = local_or_remote(key[1], models.resolve(model), device=device)
+        engine = local_or_remote(key[1], models.resolve(model), device=device, server=key[3])
         engine.load()
         _LOADED[key] = engine
     return _LOADED[key]
@@ -64,11 +65,11 @@ class PromptStudio:
 
     def __init__(self, storyboard_path: str | os.PathLike, model: str = "sd14", backend: str = "auto",
                  device: str | None = None, steps: int | None = None, size: int | str | None = None,
-                 seed: int = 0):
+                 seed: int = 0, server: str | None = None):
         import ipywidgets as w
 
         self.storyboard_path = Path(storyboard_path)
-        self.model, self.backend_name, self.device = model, backend, device
+        self.model, self.backend_name, self.device, self.server = model, backend, device, server
         spec = models.resolve(model)
         self.width, self.height = parse_size(size) if size else (spec.width, spec.height)
         self.guidance = spec.guidance
@@ -109,7 +110,7 @@ class PromptStudio:
             if loading:
                 self._say(f"loading {self.model}…")
             load_started = time.perf_counter()
-            engine = loaded_backend(self.model, self.backend_name, self.device)
+            engine = loaded_backend(self.model, self.backend_name, self.device, self.server)
             load_seconds = time.perf_counter() - load_started if loading else None
             self._say("generating…")
             started = time.perf_counter()
@@ -155,7 +156,7 @@ class PromptStudio:
         return True
 
     def _is_loaded(self) -> bool:
-        return _loaded_key(self.model, self.backend_name, self.device) in _LOADED
+        return _loaded_key(self.model, self.backend_name, self.device, self.server) in _LOADED
 
     def _say(self, text: str) -> None:
         import html
