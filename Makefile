@@ -42,8 +42,15 @@ check: $(VENV)/.installed
 	$(BIN)/ruff check ttlesson tests tools benchmarks
 	$(TEST_ENV) $(PYTEST) tests -m "not slow and not browser" --ignore=tests/browser --durations=5
 
-lab: $(VENV)/.installed
+# An attendee's laptop: the package, JupyterLab and its kernel, and nothing the tests need (no pytest, Playwright,
+# Ray, OpenVINO or ttnn). In a .venv that make test already set up, it uses that one.
+lab: $(VENV)/.lab
 	$(BIN)/jupyter lab notebooks/
+
+$(VENV)/.lab: pyproject.toml
+	@if [ -f $(VENV)/.installed ]; then touch $@; else \
+	  $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet --upgrade pip && \
+	  $(BIN)/python -m pip install --quiet -e ".[notebooks]" && touch $@; fi
 
 # Register the Python that runs make (e.g. tt-metal's python_env, activated) as a Jupyter kernel for the notebooks.
 kernel:

@@ -199,3 +199,64 @@ def test_a_room_file_is_read_or_refused_in_one_sentence(data):
         assert str(err).startswith("TTLESSON_ROOM file room.json") and "\n" not in str(err)
         return
     assert set(parsed.settings) <= set(room.SETTING_KEYS) and 1 <= parsed.film_keyframes <= 10
+
+
+# --- a simulated room: three attendees at once ----------------------------------------------------------------
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+ROOM_NOTEBOOKS = ("03_video_prompts.ipynb", "04_generate_frames.ipynb", "06_stitch_video.ipynb")
+
+
+def attendee_script(cache: Path, notebooks: list[Path]) -> str:
+    """A shell line for one attendee: the shared cache read-only (a bind mount in a mount namespace of its own,
+    so EROFS even for root), then the notebooks run top to bottom, each in a kernel of its own (nbclient)."""
+    execute = shlex.join([str(Path(sys.executable).with_name("jupyter-execute")), "--kernel_name=python3",
+                          "--timeout=600", *map(str, notebooks)])
+    quoted = shlex.quote(str(cache))
+    return f"mount --bind {quoted} {quoted} && mount -o remount,ro,bind {quoted} && exec {execute}"
+
+
+def snapshot(folder: Path) -> list[tuple[str, int, int]]:
+    return sorted((str(path), path.lstat().st_size, path.lstat().st_mtime_ns) for path in folder.rglob("*"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="a read-only bind mount needs root")
+def test_a_room_of_three_runs_notebooks_at_once_from_a_read_only_cache_and_the_reel_collects_them(tmp_path):
+    from ttlesson.notebook.lesson import VIDEO_FILE
+    from ttlesson.video import probe
+
+    cache = tmp_path / "shared-cache"
+    built = subprocess.run([*ttlesson_command(), "fetch", "tiny"], env={**os.environ, "TTLESSON_CACHE": str(cache)},
+                           capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert built.returncode == 0, built.stderr
+    room = write_room(tmp_path / "room.json", model="tiny", steps=2, size=64,
+                      film={"keyframes": 2, "transition_frames": 1}, instructor_only=["scaling", "sd35"])
+    before = snapshot(cache)
+    attendees = {name: tmp_path / "room" / name for name in ("ada", "bo", "cy")}
+    script = attendee_script(cache, [NOTEBOOKS / name for name in ROOM_NOTEBOOKS])
+    runs = {name: subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                                   env={**os.environ, "TTLESSON_ROOM": str(room), "TTLESSON_CACHE": str(cache),
+                                        "TTLESSON_WORKDIR": str(folder), "HF_HUB_OFFLINE": "1",
+                                        "HF_HOME": str(tmp_path / "hf-nothing"), "TTLESSON_MODEL": "",
+                                        "TTLESSON_STEPS": "", "TTLESSON_SIZE": ""},
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=NOTEBOOKS)
+            for name, folder in attendees.items()}
+    for name, run in runs.items():
+        _, err = run.communicate(timeout=900)
+        assert run.returncode == 0, (name, err[-3000:])
+    assert snapshot(cache) == before  # nothing downloaded, built or written into the shared cache
+    films = {name: folder / VIDEO_FILE for name, folder in attendees.items()}
+    frames = {name: sorted(path.read_bytes() for path in (folder / "frames").glob("frame_*.png"))
+              for name, folder in attendees.items()}
+    assert all(film.is_file() for film in films.values()) and len(frames["ada"]) == 10
+    assert frames["ada"] == frames["bo"] == frames["cy"]  # the same settings, the same pixels: nothing mixed
+    assert not (tmp_path / "room" / "ada" / "film" / "walk").is_dir() or \
+        len(list((tmp_path / "room" / "ada" / "film" / "walk" / "frames").glob("*.png"))) == 3  # 2 + 1 in-between
+    reel = tmp_path / "reel.mp4"
+    collected = subprocess.run([*ttlesson_command(), "collect", *map(str, attendees.values()), "--output", str(reel),
+                                "--title-seconds", "1"], capture_output=True, text=True, timeout=300,
+                               stdin=subprocess.DEVNULL)
+    assert collected.returncode == 0, collected.stderr
+    lengths = sum(probe(film).duration for film in films.values())
+    assert abs(probe(reel).duration - (lengths + 3 * 1)) <= 3 / 24

@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tt_commands(commands)
     _add_kernel_command(commands)
     _add_serve_command(commands)
+    _add_collect_command(commands)
     return parser
 
 
@@ -374,6 +375,11 @@ def _add_machine_commands(commands) -> None:
         "the Hugging Face login and package versions. Exits 1 when a check fails.")
     doctor.add_argument("--json", action="store_true", help="print the checklist as JSON")
     doctor.add_argument("--ttnn", action="store_true", help="also import ttnn and ask it for chips (seconds)")
+    doctor.add_argument("--room", action="store_true", help="check a workshop room instead (TTLESSON_ROOM's "
+                        "settings): kernels, devices or the render service, the shared model cache, the disk and "
+                        "attendees per hour (renders one tiny frame to time it)")
+    doctor.add_argument("--attendees", type=int, default=20, metavar="N", help="with --room: attendees to plan "
+                        "for (default: 20)")
     doctor.set_defaults(run=_run_doctor)
 
     auth = commands.add_parser("auth", help="Hugging Face login: status, whoami, login",
@@ -391,7 +397,7 @@ def _add_machine_commands(commands) -> None:
         "HF_HUB_CACHE), with progress; run it again to resume a download cut short. Each file is then checked "
         "against the Hub's hash. A room reads the cache offline: HF_HUB_CACHE=... HF_HUB_OFFLINE=1.")
     fetch.add_argument("model", metavar="MODEL", help="sd14 or sd35-large (sd35-large needs ttlesson auth login "
-                       "after accepting its licence)")
+                       "after accepting its licence); tiny builds the offline model into TTLESSON_CACHE")
     fetch.set_defaults(run=_run_fetch)
 
     verify = commands.add_parser("verify", help="say which device made each frame of a render folder",
@@ -407,10 +413,14 @@ def _run_fetch(args) -> int:
     from .models.hub import fetch
 
     spec = models.resolve(args.model)
-    hub_models = [name for name, known in models.REGISTRY.items() if not known.is_local]
+    if spec.name in models.TINY_MODELS:  # built from the package into TTLESSON_CACHE, which a room may share
+        print(f"{spec.name}: built in {models.local_folder(spec)} (a room shares it read-only with "
+              "TTLESSON_CACHE set to that cache for every attendee).")
+        return 0
     if spec.is_local:
-        raise TTLessonError(f"{args.model} is not fetched from the Hub (the tiny models are built from the package, "
-                            f"a folder is already here); fetch one of: {', '.join(hub_models)}.")
+        hub_models = [name for name, known in models.REGISTRY.items() if not known.is_local]
+        raise TTLessonError(f"{args.model} is a folder already here, not a model on the Hub; fetch one of: "
+                            f"{', '.join(hub_models)}.")
     print(fetch(spec))
     return 0
 
@@ -424,6 +434,14 @@ def _run_detect(args) -> int:
 
 
 def _run_doctor(args) -> int:
+    if args.room:
+        from .machine import room_check
+
+        if not 1 <= args.attendees <= 10_000:
+            raise TTLessonError(f"--attendees {args.attendees} is out of range; give a whole number from 1 to 10000.")
+        report = room_check.run(args.attendees)
+        _print_report(report, args.json)
+        return 0 if report.ok else 1
     from .machine.doctor import run
 
     report = run(ttnn=args.ttnn)
@@ -633,6 +651,38 @@ def _read_token_file(path: str) -> str:
     return token
 
 
+# --- collect: a workshop's finale --------------------------------------------------------------------------
+
+def _add_collect_command(commands) -> None:
+    from .reel import DEFAULT_TITLE_SECONDS, REEL_NAME
+
+    collect = commands.add_parser(
+        "collect", help="a workshop's finale: every attendee's film in one reel, each after a title card",
+        description="Find each attendee's film (a work folder holding manifest.json, frames/ and the stitched "
+        "video, or a drop folder holding one such folder per attendee, taken by name), and stitch one H.264 reel "
+        "at 24 fps, without sound: before each film a title card with the attendee's name, the film's length and "
+        "where its frames were made (Tenstorrent, or the device the manifest records). Folders without a video "
+        "are listed as skipped, with the command that makes one. Put --names last.")
+    collect.add_argument("sources", nargs="+", metavar="SOURCE",
+                         help="an attendee's work folder, or a drop folder of them (the folder's name is the name)")
+    collect.add_argument("--output", default=None, metavar="FILE",
+                         help=f"reel path: .mp4 (or .m4v, .mov, .mkv); never a file other than an earlier ttlesson "
+                         f"video (default: {REEL_NAME} in the first SOURCE when that is a drop folder)")
+    collect.add_argument("--title-seconds", type=float, default=DEFAULT_TITLE_SECONDS, metavar="S",
+                         help=f"how long each title card shows (default: {DEFAULT_TITLE_SECONDS:g})")
+    collect.add_argument("--names", nargs="+", default=None, metavar="NAME",
+                         help="the attendees' names, one per film in the order found (default: the folders' names)")
+    collect.set_defaults(run=_run_collect)
+
+
+def _run_collect(args) -> int:
+    from .reel import collect
+
+    reel = collect(args.sources, args.output, title_seconds=args.title_seconds, names=args.names)
+    print(reel)
+    return 0
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
@@ -779,6 +829,10 @@ def _replace_unencodable_characters() -> None:
 def _what_is_kept(command: str) -> str:
     if command == "stitch":
         return "the earlier video, if any, is untouched."
+    if command == "collect":
+        return "the earlier reel, if any, is untouched."
+    if command == "fetch":
+        return "the files already fetched are kept; run the same command to fetch the rest."
     return "finished frames are kept, run the same command to resume."
 
 

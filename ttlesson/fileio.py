@@ -217,7 +217,7 @@ def writable_folder(folder: Path, role: str, need_bytes: int = 0, fills: bool = 
     (``frames/``, ``manifest.json``, the lock) must also not be one that others share (``refuse_shared_folder``).
     """
     folder = Path(os.path.expanduser(os.fspath(folder)))
-    resolved = _resolved(folder)
+    resolved = resolved_path(folder)
     pseudo = _pseudo_root(resolved)
     if pseudo:
         raise TTLessonError(f"{role} {folder} is inside {pseudo}, a view of the running system that cannot hold "
@@ -260,7 +260,7 @@ def refuse_shared_folder(folder: Path, resolved: Path, role: str) -> None:
     if tree is not None:
         raise TTLessonError(f"{role} {folder} is inside {tree}, which belongs to the system; choose a folder of "
                             "your own (e.g. ~/ttlesson/out).")
-    homes = {Path(path) for path in SHARED_FOLDERS} | {_resolved(Path.home())} | \
+    homes = {Path(path) for path in SHARED_FOLDERS} | {resolved_path(Path.home())} | \
         ({resolved} if resolved.parent == Path("/home") else set())
     if resolved in homes:
         what = "the file system's root" if resolved == Path("/") else "a folder shared by everything in it"
@@ -279,7 +279,7 @@ def _pseudo_root(resolved: Path) -> str | None:
                  resolved.parents), None)
 
 
-def _resolved(path: Path) -> Path:
+def resolved_path(path: Path) -> Path:
     try:
         return path.resolve()
     except (OSError, RuntimeError):  # a symlink loop: resolve() raises RuntimeError before Python 3.13

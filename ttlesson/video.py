@@ -40,6 +40,7 @@ from .fileio import (
     os_error_sentence,
     partial_path,
     remove_partials,
+    resolved_path,
     staging_folder,
     writable_folder,
 )
@@ -176,7 +177,7 @@ def stitch(source: str | os.PathLike, output: str | os.PathLike | None = None, *
     frames = locate_frames(source)
     # 3. the output, checked
     target = check_output(output, frames)
-    if soundtrack is not None and _resolved(soundtrack.path) == _resolved(target):
+    if soundtrack is not None and resolved_path(soundtrack.path) == resolved_path(target):
         raise VideoError(f"--audio {soundtrack.path} is the video's own path; give the soundtrack another file.")
     exe = find_ffmpeg()
     if frames.render_dir:  # a render started since locate_frames looked
@@ -190,7 +191,7 @@ def stitch(source: str | os.PathLike, output: str | os.PathLike | None = None, *
         want_frames, want_seconds = timing.frames(count), timing.duration(count)
     # 4. ffmpeg into a partial only this process uses
     remove_partials(target.parent, others_only=True)  # what stitches killed outright left behind
-    partial = _partial_for(target)
+    partial = video_partial(target)
     sequence = None
     try:
         if isinstance(timing, Timeline):
@@ -199,15 +200,15 @@ def stitch(source: str | os.PathLike, output: str | os.PathLike | None = None, *
             stream = _timeline_stream(ffmpeg, sequence, timing)
         else:
             stream = _uniform_stream(ffmpeg, frames.folder, count, timing)
-        stream = _output(ffmpeg, stream, want_frames, want_seconds, soundtrack, crf, partial,
+        stream = encoded_output(ffmpeg, stream, want_frames, want_seconds, soundtrack, crf, partial,
                          CONTAINERS[target.suffix.lower()], _q(timing.rate))
         command = tuple(ffmpeg.compile(stream, cmd=exe, overwrite_output=True))
         code, _, err = lifeline.run(command)
         if code != 0:
-            raise VideoError(_ffmpeg_failed(target, err))
+            raise VideoError(ffmpeg_failure(target, err))
         # 5. decode and check
         info = probe(partial)
-        _verify(info, want_frames, want_seconds, target, soundtrack is not None)
+        verify_video(info, want_frames, want_seconds, target, soundtrack is not None)
         # 6. the checked video takes its name
         os.replace(partial, target)
     except BaseException:
@@ -219,7 +220,7 @@ def stitch(source: str | os.PathLike, output: str | os.PathLike | None = None, *
     return replace(info, path=target, command=command)
 
 
-def _partial_for(target: Path) -> Path:
+def video_partial(target: Path) -> Path:
     try:
         return partial_path(target, suffix=target.suffix)
     except OSError as err:
@@ -528,12 +529,12 @@ def check_output(output: str | os.PathLike | None, frames: FrameSource) -> Path:
         kind = f"a {target.suffix} file" if target.suffix else "a name without an extension"
         raise VideoError(f"{flag} {target} is {kind}, which cannot hold the H.264 video ttlesson writes; give a "
                          "name ending in .mp4 (or .m4v, .mov, .mkv).")
-    resolved = _resolved(target)
-    inputs = [_resolved(frames.folder)] + ([_resolved(frames.render_dir)] if frames.render_dir else [])
+    resolved = resolved_path(target)
+    inputs = [resolved_path(frames.folder)] + ([resolved_path(frames.render_dir)] if frames.render_dir else [])
     # A render's frames/ holds frames only; a plain folder may hold its video (a frame's name is never a video's).
     among = resolved.parent == inputs[0] and frames.render_dir is not None
     if among or resolved in inputs or \
-            (frames.render_dir and resolved == _resolved(manifest.manifest_path(frames.render_dir))):
+            (frames.render_dir and resolved == resolved_path(manifest.manifest_path(frames.render_dir))):
         raise VideoError(f"{flag} {target} is among the frames the video is made from; choose a path outside "
                          f"{frames.folder}.")
     if target.exists() or target.is_symlink():
@@ -544,13 +545,6 @@ def check_output(output: str | os.PathLike | None, frames: FrameSource) -> Path:
     return target
 
 
-def _resolved(path: Path) -> Path:
-    try:
-        return path.resolve()
-    except (OSError, RuntimeError):
-        return Path(os.path.abspath(path))
-
-
 def _replaceable(target: Path, frames: FrameSource) -> bool:
     """An existing file may be replaced when it is a video ttlesson made, or a video in this render's folder."""
     if not target.is_file():
@@ -558,7 +552,7 @@ def _replaceable(target: Path, frames: FrameSource) -> bool:
     header = _header(target)
     if not re.search(r"Stream #\S+.*?: Video:", header):
         return False
-    return MARK in header or _resolved(target.parent) == _resolved(frames.video_dir)
+    return MARK in header or resolved_path(target.parent) == resolved_path(frames.video_dir)
 
 
 def _header(path: Path) -> str:
@@ -619,7 +613,7 @@ def _timeline_stream(ffmpeg, sequence: Path, timeline: Timeline):
             .filter("scale", "trunc(iw/2)*2", "trunc(ih/2)*2"))
 
 
-def _output(ffmpeg, video, frames: int, seconds: float, soundtrack: Soundtrack | None, crf: int, partial: Path,
+def encoded_output(ffmpeg, video, frames: int, seconds: float, soundtrack: Soundtrack | None, crf: int, partial: Path,
             container: str, rate: str):
     """The H.264 output, with the soundtrack cut (fading out over its last second) or padded to ``seconds``."""
     streams = [video]
@@ -644,7 +638,7 @@ def _q(value: Fraction) -> str:
     return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
 
 
-def _ffmpeg_failed(target: Path, stderr: bytes | None) -> str:
+def ffmpeg_failure(target: Path, stderr: bytes | None) -> str:
     said = _last_line(stderr)
     if "No space left on device" in (stderr or b"").decode("utf-8", "replace"):
         return f"ffmpeg could not write {target}: the disk holding it is full; free some space or give --output on " \
@@ -686,7 +680,7 @@ def _audio_seconds(path: Path) -> float:
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
-def _verify(info: VideoInfo, frames: int, duration: float, target: Path, sound: bool = False) -> None:
+def verify_video(info: VideoInfo, frames: int, duration: float, target: Path, sound: bool = False) -> None:
     problems = []
     if sound and info.audio != "aac":
         problems.append("no AAC soundtrack" if not info.audio else f"soundtrack {info.audio}, not aac")

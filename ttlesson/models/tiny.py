@@ -86,6 +86,12 @@ def tiny_model_folder(name: str = "tiny") -> Path:
     return folder
 
 
+def tiny_model_folder_if_built(name: str = "tiny") -> Path | None:
+    """The tiny pipeline's folder in the cache, or None when it is not built there yet (nothing is built)."""
+    folder = env.cache_root() / "models" / _tiny_folder_name(name)
+    return folder if (folder / "model_index.json").is_file() else None
+
+
 def rebuild_tiny_model_folder(name: str = "tiny") -> Path:
     """Build the tiny pipeline ``name`` again in place of a damaged copy (a truncated or missing file)."""
     folder = env.cache_root() / "models" / _tiny_folder_name(name)
