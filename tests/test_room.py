@@ -207,11 +207,26 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 ROOM_NOTEBOOKS = ("03_video_prompts.ipynb", "04_generate_frames.ipynb", "06_stitch_video.ipynb")
 
 
-def attendee_script(cache: Path, notebooks: list[Path]) -> str:
+def one_sitting(notebooks: list[Path], path: Path) -> Path:
+    """The notebooks' cells one after another in one notebook: an attendee working through the steps in one
+    kernel (each step's first cell starts it again, as opening the next notebook does)."""
+    import nbformat
+
+    parts = [nbformat.read(notebook, as_version=4) for notebook in notebooks]
+    joined = parts[0]
+    for part in parts[1:]:
+        joined.cells.extend(part.cells)
+    for number, cell in enumerate(joined.cells):
+        cell.id = f"cell-{number}"
+    nbformat.write(joined, path)
+    return path
+
+
+def attendee_script(cache: Path, notebook: Path) -> str:
     """A shell line for one attendee: the shared cache read-only (a bind mount in a mount namespace of its own,
-    so EROFS even for root), then the notebooks run top to bottom, each in a kernel of its own (nbclient)."""
+    so EROFS even for root), then the notebook run top to bottom in a kernel (nbclient)."""
     execute = shlex.join([str(Path(sys.executable).with_name("jupyter-execute")), "--kernel_name=python3",
-                          "--timeout=600", *map(str, notebooks)])
+                          "--timeout=600", str(notebook)])
     quoted = shlex.quote(str(cache))
     return f"mount --bind {quoted} {quoted} && mount -o remount,ro,bind {quoted} && exec {execute}"
 
@@ -230,11 +245,12 @@ def test_a_room_of_three_runs_notebooks_at_once_from_a_read_only_cache_and_the_r
     built = subprocess.run([*ttlesson_command(), "fetch", "tiny"], env={**os.environ, "TTLESSON_CACHE": str(cache)},
                            capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert built.returncode == 0, built.stderr
-    room = write_room(tmp_path / "room.json", model="tiny", steps=2, size=64,
+    room = write_room(tmp_path / "room.json", model="tiny", steps=1, size=64,
                       film={"keyframes": 2, "transition_frames": 1}, instructor_only=["scaling", "sd35"])
     before = snapshot(cache)
     attendees = {name: tmp_path / "room" / name for name in ("ada", "bo", "cy")}
-    script = attendee_script(cache, [NOTEBOOKS / name for name in ROOM_NOTEBOOKS])
+    script = attendee_script(cache, one_sitting([NOTEBOOKS / name for name in ROOM_NOTEBOOKS],
+                                                tmp_path / "steps-3-4-6.ipynb"))
     runs = {name: subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
                                    env={**os.environ, "TTLESSON_ROOM": str(room), "TTLESSON_CACHE": str(cache),
                                         "TTLESSON_WORKDIR": str(folder), "HF_HUB_OFFLINE": "1",

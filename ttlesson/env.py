@@ -21,6 +21,7 @@ DEBUG = "TTLESSON_DEBUG"  # 1: print the cause (ttnn's, the Hub's own error) und
 SERVER = "TTLESSON_SERVER"  # a render service's URL (ttlesson serve): render and video make frames there
 SERVER_TOKEN = "TTLESSON_SERVER_TOKEN"  # its token (the client's, and the service's own when it starts)
 SERVER_TOKEN_FILE = "TTLESSON_SERVER_TOKEN_FILE"  # a file holding the token, for the client
+ROOM = "TTLESSON_ROOM"  # a workshop's room file: the instructor's settings for every kernel (notebook/room.py)
 SERVER_WAIT = "TTLESSON_SERVER_WAIT"  # seconds a client waits for a service that stopped answering (default 600)
 
 DEFAULT_WORKDIR = "~/tt-scratchpad/worldsfair-video"  # the lesson's own folder

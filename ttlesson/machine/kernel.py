@@ -22,7 +22,8 @@ from ..errors import TTLessonError
 from ..presenting import Presentable
 
 CARRIED_VARIABLES = (env.TT_METAL_HOME, env.TT_METAL_RUNTIME_ROOT, "PYTHONPATH", env.TT_METAL_ARCH_NAME, "ARCH_NAME",
-                     env.VISIBLE_DEVICES, "HF_HOME", env.WORKDIR, env.CACHE)
+                     env.VISIBLE_DEVICES, "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", env.WORKDIR, env.CACHE,
+                     env.ROOM, env.SERVER, env.SERVER_TOKEN_FILE)  # the token's file, never the token
 SHORT_NAMES = {"tt-metal source build": "python-env", "tt-installer venv": "tenstorrent-venv",
                "cloud image venv": "venv-metal"}
 

@@ -30,7 +30,7 @@ from ..errors import TTLessonError
 from ..fileio import read_user_file
 from ..values import shown, user_path
 
-ROOM = "TTLESSON_ROOM"
+ROOM = env.ROOM
 INSTRUCTOR = "TTLESSON_INSTRUCTOR"
 SETTING_KEYS = ("model", "backend", "workdir", "steps", "size", "server")
 HEAVY_CELLS = {"scaling": "step 8's scaling measurement", "sd35": "step 10's SD 3.5 Large frames"}
