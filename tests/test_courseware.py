@@ -16,7 +16,7 @@ from ttlesson.render import render
 
 
 def test_settings_defaults_and_sources(monkeypatch):
-    for name in ("MODEL", "BACKEND", "WORKDIR", "STEPS", "SIZE"):
+    for name in ("MODEL", "BACKEND", "WORKDIR", "STEPS", "SIZE", "SERVER", "ROOM"):
         monkeypatch.delenv(f"TTLESSON_{name}", raising=False)
     cfg = settings.current()
     assert (cfg.model.value, cfg.backend.value, cfg.steps.value, cfg.size.value) == ("sd14", "auto", None, None)
@@ -25,7 +25,7 @@ def test_settings_defaults_and_sources(monkeypatch):
     monkeypatch.setenv("TTLESSON_MODEL", "tiny")
     monkeypatch.setenv("TTLESSON_STEPS", "3")
     cfg = settings.current()
-    assert cfg.render_kwargs == {"model": "tiny", "backend": "auto", "steps": 3, "size": None}
+    assert cfg.render_kwargs == {"model": "tiny", "backend": "auto", "steps": 3, "size": None, "server": None}
     assert cfg.model.source == "environment (TTLESSON_MODEL)"
     assert "tiny" in str(cfg) and "environment (TTLESSON_STEPS)" in cfg._repr_html_()
 

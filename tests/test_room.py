@@ -276,3 +276,29 @@ def test_a_room_of_three_runs_notebooks_at_once_from_a_read_only_cache_and_the_r
     assert collected.returncode == 0, collected.stderr
     lengths = sum(probe(film).duration for film in films.values())
     assert abs(probe(reel).duration - (lengths + 3 * 1)) <= 3 / 24
+
+
+# --- the dry-run record: the notebooks say when this machine made frames on silicon ---------------------------
+
+def test_a_check_tt_run_is_recorded_and_the_first_cell_says_so(tmp_path, monkeypatch, capsys):
+    """The check result is a STAND-IN (no Tenstorrent device here): a CheckResult as check-tt returns it after a
+    real chip made the demo frame."""
+    from ttlesson import silicon
+    from ttlesson.backends.tt.check import CheckResult
+    from ttlesson.notebook import lesson
+
+    monkeypatch.setenv("TTLESSON_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TTLESSON_WORKDIR", str(tmp_path / "work"))
+    monkeypatch.delenv("TTLESSON_ROOM", raising=False)
+    assert silicon.note() == silicon.NOT_YET
+    result = CheckResult(device="Tenstorrent n300 (chip 0)", package="models.demos.wormhole.stable_diffusion",
+                         ttnn="0.62.0", tt_metal="v0.62.0", board="n300", mesh="N300", prompt="a prompt", seed=174,
+                         steps=50, load_seconds=31.0, compile_seconds=212.4, capture_seconds=9.0, frame_seconds=4.912,
+                         path=tmp_path / "frame.png", log_file=None, comparison=None)
+    silicon.record_run(result)
+    lesson.start()
+    said = capsys.readouterr().out
+    assert "made tt-metal's demo frame on this machine's n300 (Tenstorrent n300 (chip 0)) on 20" in said
+    assert "in 4.91 s after 212.4 s of compiling" in said and silicon.NOT_YET not in said
+    silicon.record_path().write_text("{not json")
+    assert silicon.note() == silicon.NOT_YET  # a damaged record is no record

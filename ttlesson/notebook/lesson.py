@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import env, manifest, storyboard
+from .. import env, manifest, silicon, storyboard
 from ..errors import TTLessonError, describe
 from ..expectations import duration
 from ..render import RenderResult, render
@@ -38,6 +38,7 @@ def start(step: int | None = None) -> settings.Settings:
     settings.make_workdir(cfg)
     print(cfg)
     print(SETTINGS_HINT)
+    print(silicon.note())
     cost = step_cost(cfg, step) if step is not None else None
     if cost:
         print(cost)
