@@ -408,7 +408,7 @@ from ttlesson.serve.protocol import FrameOrder
 from ttlesson.serve.service import RenderService, ServiceOptions
 
 ray.init(address="local", num_cpus=1, resources={"TTNPU": 2}, include_dashboard=False, _temp_dir=sys.argv[1])
-service = RenderService(ServiceOptions(models=("sd14",), tt_runtime="standin_tt:standin_runtime"))
+service = RenderService(ServiceOptions(models=("sd14",), tt_runtime="standin_tt:standin_runtime", warm_up_steps=4))
 
 async def one_frame():
     await service.start()
@@ -424,7 +424,9 @@ try:
     kind, data = asyncio.run(one_frame())
     png = data.pop("png", b"")
     print("RESULT " + json.dumps({"kind": kind, "data": data, "png": png[:4].hex(),
-                                  "slots": [[slot.kind, slot.info["visible_devices"]] for slot in service.slots]}))
+                                  "slots": [[slot.kind, slot.info["visible_devices"]] for slot in service.slots],
+                                  "caches": [slot.info["kernel_cache"] for slot in service.slots],
+                                  "warm": [slot.info["warm_for"] for slot in service.slots]}))
 finally:
     ray.shutdown()
 """
@@ -445,3 +447,6 @@ def test_each_tt_actor_gets_one_card_through_ttnpu(loopback, tmp_path):
         shutil.rmtree(folder, ignore_errors=True)
     assert result["kind"] == "done" and result["png"] == b"\x89PNG".hex(), result
     assert sorted(result["slots"]) == [["tt", "0"], ["tt", "1"]]
+    # warmed before serving (--warm-up 4), each card compiling into a kernel cache of its own
+    assert result["warm"] == ["4 steps, 512x512"] * 2 and len(set(result["caches"])) == 2
+    assert all(cache.endswith(("card-0", "card-1")) for cache in result["caches"])

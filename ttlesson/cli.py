@@ -626,6 +626,11 @@ def _add_serve_command(commands) -> None:
                        help="CPU actors per host without accelerators (default: its cores / --threads)")
     serve.add_argument("--per-client", type=_whole_value("--per-client", 1024), default=None, metavar="N",
                        help="frames one client may have on devices at once (default: no cap; clients take turns)")
+    serve.add_argument("--warm-up", type=_whole_value("--warm-up", 1000), default=None, metavar="STEPS",
+                       help="before serving, each device compiles and captures for frames of STEPS steps (a "
+                       "Tenstorrent card: minutes, once); give the steps the room will ask for")
+    serve.add_argument("--warm-up-size", default=None, metavar="N|WxH", help="with --warm-up: the frame size "
+                       "(default: the model's own)")
     serve.set_defaults(run=_run_serve)
 
 
@@ -642,8 +647,13 @@ def _run_serve(args) -> int:
         tokens[shared] = ""
     if args.threads < 1 or args.cpu_actors == 0 or args.per_client == 0:
         raise TTLessonError("--threads, --cpu-actors and --per-client count from 1.")
+    if args.warm_up_size is not None:
+        from .values import parse_size
+
+        parse_size(args.warm_up_size)
     options = ServiceOptions(models=tuple(args.model or ["sd14"]), address=args.address, threads=args.threads,
-                             cpu_actors=args.cpu_actors, per_client=args.per_client)
+                             cpu_actors=args.cpu_actors, per_client=args.per_client, warm_up_steps=args.warm_up,
+                             warm_up_size=args.warm_up_size)
     serve(options, host=args.host, port=args.port, tokens=tokens, announce=lambda line: print(line, flush=True))
     return 0
 

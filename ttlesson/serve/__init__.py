@@ -64,8 +64,11 @@ def _ready_line(service, host: str, port: int, locked: bool) -> str:
     models = ", ".join(service.models())
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     access = "a token is required" if locked else "no token (loopback only)"
+    warmed = "".join(f"\n  {slot.name} warmed for {slot.info['warm_for']} in {slot.info['warm_up_seconds']} s"
+                     + (f", kernels kept in {slot.info['kernel_cache']}" if slot.info.get("kernel_cache") else "")
+                     for slot in service.live_slots() if "warm_up_seconds" in slot.info)
     return (f"ttlesson serve: {models} on {len(service.live_slots())} device(s): {devices}; listening at {url}, "
-            f"{access}. Clients: TTLESSON_SERVER={url}")
+            f"{access}. Clients: TTLESSON_SERVER={url}{warmed}")
 
 
 def _require_the_serve_extra() -> None:

@@ -52,6 +52,23 @@ class FrameMaker:
     def describe(self) -> dict:
         return self.info
 
+    def warm_up(self, steps: int, size: str | None = None) -> dict:
+        """Compile and capture for frames of ``steps`` steps (and ``size``) now, before any client waits for it;
+        the seconds it took and where the kernels are kept go into ``info``."""
+        from ..values import parse_size
+
+        spec = self.backend.spec
+        width, height = parse_size(size) if size else (spec.width, spec.height)
+        request = FrameRequest("warm-up", seed=0, steps=steps, guidance=spec.guidance, width=width, height=height)
+        with self._lock:
+            started = time.perf_counter()
+            self.backend.check_request(request)
+            self.backend.warm_up(request)
+            self._warm.add(_warm_key(request))
+        self.info = {**self.info, "warm_up_seconds": round(time.perf_counter() - started, 1),
+                     "warm_for": f"{steps} steps, {width}x{height}", "kernel_cache": os.environ.get(env.TT_METAL_CACHE)}
+        return self.info
+
     def count_tokens(self, texts: list[str]) -> list[int]:
         with self._lock:
             return [self.backend.count_tokens(text) for text in texts]
@@ -75,10 +92,9 @@ class FrameMaker:
                 self.backend.check_request(request)
                 self.backend.check_scheduler(request)
                 started = time.perf_counter()
-                key = (request.steps, request.guidance, request.width, request.height, request.scheduler)
-                if key not in self._warm:
+                if _warm_key(request) not in self._warm:
                     self.backend.warm_up(request)
-                    self._warm.add(key)
+                    self._warm.add(_warm_key(request))
                 image = self.backend.generate(request, on_step=_every(STEP_EVENT_SECONDS, events.put))
                 from ..frames import encode_png
 
@@ -88,6 +104,11 @@ class FrameMaker:
                 events.put(("refused", describe(err, debug=False)))
             except BaseException as err:  # the service reports it; this actor keeps serving
                 events.put(("failed", f"{type(err).__name__}: {err}"))
+
+
+def _warm_key(request: FrameRequest) -> tuple:
+    """What a warm-up (a TT device's compile and trace capture) is good for: frames of these settings."""
+    return (request.steps, request.guidance, request.width, request.height, request.scheduler)
 
 
 def _backend(model: str, kind: str, precision: str, tt_runtime: str | None):

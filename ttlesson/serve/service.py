@@ -37,6 +37,8 @@ class ServiceOptions:
     precision: str = "auto"
     per_client: int | None = None  # frames on devices at once per client; None: no cap (clients still take turns)
     tt_runtime: str | None = None  # "module:function" giving the tt backend's Runtime (tests: a stand-in device layer)
+    warm_up_steps: int | None = None  # each actor compiles and captures for frames of this many steps before serving
+    warm_up_size: str | None = None  # … at this size (None: the model's own)
 
 
 @dataclass(eq=False)
@@ -123,6 +125,8 @@ class RenderService:
         for slot in new:
             try:
                 slot.info = await slot.actor.describe.remote()
+                if self.options.warm_up_steps:  # all actors at once: each compiles on its own card
+                    slot.info = await slot.actor.warm_up.remote(self.options.warm_up_steps, self.options.warm_up_size)
             except Exception as err:  # the model did not load there: the others serve
                 self.failures.append(f"{slot.name} on {slot.host}: {_first_line(err)}")
                 continue
