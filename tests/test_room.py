@@ -98,6 +98,7 @@ def test_fetch_downloads_every_file_checked_and_keeps_what_a_killed_fetch_finish
                            timeout=300, stdin=subprocess.DEVNULL)
     assert again.returncode == 0, again.stderr
     assert "12 files" in again.stdout and "(12 of 12)" in again.stdout and "HF_HUB_OFFLINE=1" in again.stdout
+    assert "Fetching 12 files" in again.stderr  # huggingface_hub's own progress
     # Whole files are kept; the file cut short is fetched again (huggingface_hub 1.x and later download each
     # file to a temporary file of its own process), and what the killed run left of it is removed.
     asked_again = {name for name, _ in hub.gets[asked_before:]}
@@ -180,8 +181,9 @@ def test_heavy_cells_are_the_instructors_demo_and_the_cost_is_said_first(tmp_pat
     assert "instructor's demo" in lesson.measure_scaling(cfg).verdict
     assert "instructor's demo" in str(next_steps.try_sd35(cfg))
     monkeypatch.setenv("TTLESSON_INSTRUCTOR", "1")
-    assert lesson.step_cost(settings.current(), 10) == "This notebook makes up to 2 frames: the time per frame " \
-        "shows with the first frame (none made with these settings here yet)."
+    assert lesson.step_cost(settings.current(), 10) == "This notebook makes up to 2 frames, after downloading " \
+        "sd35-large (about 27 GB, once, into the Hugging Face cache): the time per frame shows with the first frame " \
+        "(none made with these settings here yet)."
 
 
 @settings(max_examples=300, deadline=None)

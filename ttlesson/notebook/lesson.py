@@ -58,7 +58,20 @@ def step_cost(cfg: settings.Settings, step: int) -> str | None:
         when = "the time per frame shows with the first frame (none made with these settings here yet)"
     else:
         when = f"about {duration(frames * each)} at {each:.2g} s a frame, as this machine made them"
-    return f"This notebook makes up to {frames} frames{made}: {when}."
+    download = _download_first(cfg, step)
+    return f"This notebook makes up to {frames} frames{made}{download}: {when}."
+
+
+def _download_first(cfg: settings.Settings, step: int) -> str:
+    """", after downloading SD 3.5 Large (about 27 GB)" where step 10 would download it first; else ""."""
+    if step != 10:
+        return ""
+    from ..machine.hf import cache_state
+    from ..models import resolve
+    from .next_steps import MODEL
+
+    return "" if cache_state(resolve(MODEL).source) == "complete" else \
+        f", after downloading {MODEL} (about 27 GB, once, into the Hugging Face cache)"
 
 
 def _frames_made_by(cfg: settings.Settings, step: int) -> int:
