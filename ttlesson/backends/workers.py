@@ -15,6 +15,7 @@ spreads frames over its chips itself, see ``ttlesson.backends.tt``.)
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import sys
@@ -22,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 
@@ -150,16 +152,16 @@ class WorkerPool(Backend):
                                            initargs=(pid_queue, os.getpid()))
             self._workers.append(_Worker(f"cpu#{number}" if name == "cpu" and cpu_count > 1 else name, name,
                                          executor, pid_queue))
-        loads = {worker.executor.submit(_load, self.spec, worker.torch_device, threads, self.precision): worker
-                 for worker in self._workers}
+        with _ctrl_c_held():  # the first submit starts each worker process
+            loads = {worker.executor.submit(_load, self.spec, worker.torch_device, threads, self.precision): worker
+                     for worker in self._workers}
         for worker in self._workers:
             worker.busy = True
         for future, worker in loads.items():
-            try:
-                device, pid, seconds = future.result()
-            except BrokenProcessPool as err:
+            if _died_or_stopped(future):
                 raise TTLessonError(f"Worker {worker.name} died while loading {self.spec.name}, probably out of "
-                                    "memory; give fewer --devices.") from err
+                                    "memory; give fewer --devices.") from future.exception()
+            device, pid, seconds = future.result()
             worker.info, worker.busy = WorkerInfo(worker.name, device, pid, seconds), False
         self._token_limit, _ = self._workers[0].executor.submit(_count_tokens, []).result()
 
@@ -189,12 +191,11 @@ class WorkerPool(Backend):
                 yield LostFrame(job.index, "")
                 continue
             job.worker.busy = False
-            try:
-                png, seconds = job.handle.result()
-            except BrokenProcessPool:
+            if _died_or_stopped(job.handle):
                 job.worker.dead = job.retire = True
                 yield LostFrame(job.index, job.worker.name)
                 continue
+            png, seconds = job.handle.result()
             yield MadeImage(job.index, png, job.worker.info.device, seconds)
 
     @property
@@ -207,15 +208,37 @@ class WorkerPool(Backend):
 
     def close(self) -> None:
         """Stop every worker: idle ones as they finish, busy ones (an error or Ctrl-C is unwinding) at once
-        instead of waiting for their frame or model load to finish."""
+        instead of waiting for their frame or model load to finish: SIGTERM ends a busy worker's task
+        (``_stop_on_sigterm``), then the shutdown ends the process, each through its usual exit."""
         workers, self._workers = self._workers, []
-        for worker in workers:
+        for worker in workers:  # all at once: a stopping worker takes a moment to reach its exit
             if worker.busy and not worker.dead and worker.pid is not None:
                 try:
                     os.kill(worker.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
+        for worker in workers:
             worker.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _died_or_stopped(future: Future) -> bool:
+    """Whether the worker that held ``future`` died (the pool broke) or SIGTERM stopped its task."""
+    return isinstance(future.exception(), (BrokenProcessPool, SystemExit))
+
+
+@contextmanager
+def _ctrl_c_held():
+    """Hold back SIGINT in this thread while it starts worker processes. A child starts with its parent's
+    signal mask, so a Ctrl-C in a worker's first moments (before ``_start_worker`` ignores SIGINT) is discarded
+    there instead of ending its interpreter start-up with a traceback; here it arrives when the block ends."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 # --- what runs inside a worker process ---------------------------------------------------------------------
@@ -227,9 +250,29 @@ def _start_worker(pid_queue, parent_pid: int) -> None:
     # A worker holds a whole model: it must not outlive the render that started it, even one killed with SIGKILL.
     end_with_parent(parent_pid)
     watch_parent(parent_pid)
-    # Ctrl-C reaches the whole process group; the parent decides what stops (and ends busy workers itself).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _ignore_ctrl_c()
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     pid_queue.put(os.getpid())
+
+
+def _ignore_ctrl_c() -> None:
+    """Ctrl-C reaches the whole process group; the parent decides what stops (and ends busy workers itself).
+    Ignoring SIGINT discards one that arrived while the parent held it back (``_ctrl_c_held``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _stop_on_sigterm(signum, frame) -> None:
+    # SIGTERM's default action ends the process without multiprocessing's exit handlers, and the named
+    # semaphore tqdm made here (diffusers' progress bar) stays registered with the resource tracker, which warns
+    # about it as the render exits. SystemExit unwinds instead: a task it interrupts goes back to the parent as
+    # its result and the worker leaves at the shutdown that follows; between tasks the worker leaves at once.
+    # Either way multiprocessing runs its exit handlers before the interpreter shuts down; the os._exit then
+    # skips the interpreter's teardown of the loaded model (seconds), which a stopped worker does not need.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut those handlers short
+    atexit.register(os._exit, 128 + signum)
+    raise SystemExit(128 + signum)
 
 
 def _load(spec: ModelSpec, torch_device: str, threads: int | None, precision: str = "auto") -> tuple[str, int, float]:
