@@ -24,7 +24,7 @@ def _runs_notebooks(path: Path) -> bool:
 
 # Files that take minutes of wall time but little CPU (clusters and services starting, processes waited for):
 # handed out right after the notebooks, so the waiting overlaps the other workers' work instead of ending the run.
-LONG_WAITS = ("test_serve.py", "test_tt_topologies.py")
+LONG_WAITS = ("test_serve.py", "test_tt_topologies.py", "test_room.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -67,11 +67,11 @@ def _download_first(cfg: settings.Settings, step: int) -> str:
     if step != 10:
         return ""
     from ..machine.hf import cache_state
-    from ..models import resolve
-    from .next_steps import MODEL
+    from ..models import REGISTRY
 
-    return "" if cache_state(resolve(MODEL).source) == "complete" else \
-        f", after downloading {MODEL} (about 27 GB, once, into the Hugging Face cache)"
+    sd35 = REGISTRY["sd35-large"]  # what step 10 renders (next_steps.MODEL)
+    return "" if cache_state(sd35.source) == "complete" else \
+        f", after downloading {sd35.name} (about 27 GB, once, into the Hugging Face cache)"
 
 
 def _frames_made_by(cfg: settings.Settings, step: int) -> int:
