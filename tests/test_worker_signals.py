@@ -9,6 +9,7 @@ import time
 
 import pytest
 from helpers import ttlesson_command
+from test_cli import assert_only_whole_frames
 from test_workers import worker_processes
 
 from ttlesson.fileio import sha256_file
@@ -78,4 +79,5 @@ def test_a_stopped_render_says_one_sentence_and_leaves_nothing_behind(tmp_path, 
     for frame in frames:
         png = out / frame["file"]
         assert png.is_file() and sha256_file(png) == frame["sha256"], frame["file"]
+    assert_only_whole_frames(out)  # and every PNG on disk is whole and listed
     assert wait_for_no_workers(marker) == []

@@ -109,31 +109,6 @@ def worker_processes(marker: str) -> list[int]:
     return found
 
 
-@pytest.mark.slow
-def test_ctrl_c_stops_the_workers_and_keeps_finished_frames(tmp_path):
-    import subprocess
-    import time
-
-    from helpers import ttlesson_command
-    from test_cli import assert_only_whole_frames, wait_for_frames
-
-    marker = f"TTLESSON_TEST_RUN={tmp_path.name}"
-    env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
-    out = tmp_path / "o"
-    proc = subprocess.Popen([*ttlesson_command(), "render", "worlds-fair", "--model", "tiny", "--device", "cpu",
-                             "--steps", "40", "--size", "64", "--devices", "2", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    wait_for_frames(out, 2, proc, timeout=180)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "interrupted; finished frames are kept" in stderr and "Traceback" not in stderr
-    assert_only_whole_frames(out)
-    deadline = time.monotonic() + 10
-    while worker_processes(marker) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert worker_processes(marker) == []  # no worker left behind
-
-
 def test_how_many_workers(monkeypatch):
     import torch
 
