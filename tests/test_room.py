@@ -312,3 +312,26 @@ def test_a_check_tt_run_is_recorded_and_the_first_cell_says_so(tmp_path, monkeyp
     assert "in 4.91 s after 212.4 s of compiling" in said and silicon.NOT_YET not in said
     silicon.record_path().write_text("{not json")
     assert silicon.note() == silicon.NOT_YET  # a damaged record is no record
+
+
+# --- the room check, the evening before -----------------------------------------------------------------------
+
+def test_the_room_check_on_a_machine_without_a_card(tmp_path):
+    room = write_room(tmp_path / "room.json", model="tiny", steps=2, size=64, workdir=str(tmp_path / "{user}"),
+                      film={"keyframes": 2, "transition_frames": 1}, instructor_only=["scaling", "sd35"])
+    proc = call_cli("doctor", "--room", "--attendees", "20", "--json",
+                    env={"TTLESSON_ROOM": str(room), "TTLESSON_MODEL": "", "TTLESSON_SERVER": ""})
+    report = json.loads(proc.stdout)
+    rows = {check["name"]: check for check in report["checks"]}
+    assert list(rows) == ["room file", "Jupyter kernels", "devices", "model", "kernel cache", "disk",
+                          "attendees per hour"]
+    assert rows["devices"]["status"] == "warn" and "no Tenstorrent card" in rows["devices"]["detail"]
+    assert "19 frames per attendee" in rows["attendees per hour"]["detail"]  # 10 + 2 + 2 × 3 + 1
+    assert "one frame measured here" in rows["attendees per hour"]["detail"] and proc.returncode == 0
+
+
+def test_the_room_check_says_when_the_service_is_not_there(tmp_path):
+    room = write_room(tmp_path / "room.json", model="tiny", server="http://127.0.0.1:9")
+    proc = call_cli("doctor", "--room", env={"TTLESSON_ROOM": str(room), "TTLESSON_MODEL": "", "TTLESSON_SERVER": ""})
+    assert proc.returncode == 1 and "[fail] render service" in proc.stdout and "cannot be reached" in proc.stdout
+    assert "Traceback" not in proc.stderr

@@ -45,9 +45,9 @@ def run(attendees: int = 20) -> DoctorReport:
     except TTLessonError as err:
         return DoctorReport([Check("room file", FAIL, str(err), "fix the value it names")], heading="room")
     frames = sum(lesson._frames_made_by(cfg, step) for step in ATTENDEE_STEPS)
-    devices, device_check = _devices(cfg)
-    plan = _plan(cfg, frames, devices)
-    checks = [_room_file(cfg), _kernels(), device_check, _model_cache(cfg), _tt_kernel_cache(devices, cfg),
+    devices, tenstorrent, device_check = _devices(cfg)
+    plan = _plan(cfg, frames, devices, tenstorrent)
+    checks = [_room_file(cfg), _kernels(), device_check, _model_cache(cfg), _tt_kernel_cache(cfg),
               _disk(cfg, attendees, frames), _capacity(plan, attendees)]
     return DoctorReport(checks, time.perf_counter() - started, heading="room")
 
@@ -76,24 +76,25 @@ def _kernels() -> Check:
                  "" if specs else "ttlesson kernel install (with the attendee's TTLESSON_* variables set)")
 
 
-def _devices(cfg) -> tuple[int, Check]:
+def _devices(cfg) -> tuple[int, bool, Check]:
+    """How many devices make the room's frames, whether they are Tenstorrent chips, and the line that says so."""
     if cfg.server is not None:
         return _service(cfg)
     from . import device_holders, read_kernel_driver
 
     cards, _ = read_kernel_driver(None)
     if not cards:
-        return 1, Check("devices", WARN, "no Tenstorrent card and no render service: attendees' frames are made "
+        return 1, False, Check("devices", WARN, "no Tenstorrent card and no render service: attendees' frames are made "
                         "on their own CPUs, one at a time each", "a room of laptops: use the tiny model")
     holders = device_holders()
     busy = f"; held now by {', '.join(f'{h.command} (pid {h.pid})' for h in holders)}" if holders else ""
     chips = sum(card.chips for card in cards)
-    return chips, Check("devices", WARN if holders else OK, f"{len(cards)} Tenstorrent card(s), {chips} chip(s)"
+    return chips, True, Check("devices", WARN if holders else OK, f"{len(cards)} Tenstorrent card(s), {chips} chip(s)"
                         f"{busy}", "stop those processes before the session" if holders else
                         "one kernel per card, or ttlesson serve for the room")
 
 
-def _service(cfg) -> tuple[int, Check]:
+def _service(cfg) -> tuple[int, bool, Check]:
     from ..backends.remote import RemoteBackend, server_token
     from ..models import resolve
 
@@ -102,10 +103,14 @@ def _service(cfg) -> tuple[int, Check]:
         with RemoteBackend(resolve(str(cfg.model.value)), url, server_token()).connect() as client:
             status = client._status
     except TTLessonError as err:
-        return 1, Check("render service", FAIL, str(err), f"start ttlesson serve on {url}'s host with the room's "
-                        "model")
-    devices = max(1, len(status.get("devices", [])))
-    return devices, Check("render service", OK, f"{url} answers: {devices} device(s), models "
+        return 1, False, Check("render service", FAIL, str(err), f"start ttlesson serve on {url}'s host with the "
+                               "room's model")
+    from .boards import is_tt_device
+
+    served = status.get("devices", [])
+    tenstorrent = bool(served) and all(is_tt_device(str(device.get("device", ""))) for device in served)
+    devices = max(1, len(served))
+    return devices, tenstorrent, Check("render service", OK, f"{url} answers: {devices} device(s), models "
                           f"{', '.join(status.get('models', {})) or 'none'}")
 
 
@@ -133,7 +138,7 @@ def _model_cache(cfg) -> Check:
     return Check("model", OK if not offline else WARN, f"{spec.source} is in the Hugging Face cache{offline}")
 
 
-def _tt_kernel_cache(devices: int, cfg) -> Check:
+def _tt_kernel_cache(cfg) -> Check:
     from . import read_kernel_driver
 
     if cfg.server is not None or not read_kernel_driver(None)[0]:
@@ -159,24 +164,18 @@ def _disk(cfg, attendees: int, frames: int) -> Check:
                  "free space there, or give the attendees work folders on a larger disk (the room file's workdir)")
 
 
-def _plan(cfg, frames: int, devices: int) -> RoomPlan:
+def _plan(cfg, frames: int, devices: int, tenstorrent: bool) -> RoomPlan:
     from ..models import TINY_MODELS
 
     model = str(cfg.model.value)
     if model in TINY_MODELS and cfg.server is None:
         seconds = _one_tiny_frame(cfg)
         return RoomPlan(frames, seconds, "one frame measured here", devices)
-    if model == "sd14" and devices > 1 or (model == "sd14" and cfg.server is None and _has_cards()):
+    if model == "sd14" and tenstorrent:
         steps = cfg.steps.value or 50
         return RoomPlan(frames, N150_SECONDS_50_STEPS * steps / 50, "tt-metal's published N150 time per frame, "
                         "scaled by steps (not measured here)", devices)
     return RoomPlan(frames, None, "not measured: render one frame and read its seconds in the manifest", devices)
-
-
-def _has_cards() -> bool:
-    from . import read_kernel_driver
-
-    return bool(read_kernel_driver(None)[0])
 
 
 def _one_tiny_frame(cfg) -> float:
