@@ -246,11 +246,8 @@ def _check_walk_pace(args) -> None:
     for the walk, a crossfade that does not fit it, a soundtrack too long or short are told now, not after."""
     from . import storyboard
     from .video import check_audio, plan_walk, walk_keyframes
-    from .walk import MAX_TRANSITION_FRAMES
 
-    if args.transition_frames is not None and not 0 <= args.transition_frames <= MAX_TRANSITION_FRAMES:
-        return  # the render refuses it, naming the range
-    board = storyboard.load(args.storyboard)
+    board = storyboard.load(args.storyboard)  # --transition-frames is in range: the parser checked it
     keyframes, count = walk_keyframes(board.transition_gaps(args.transition_frames))
     soundtrack = check_audio(args.audio) if args.fit_audio else None
     plan_walk(keyframes, count, args.seconds_per_keyframe, args.hold, args.crossfade, soundtrack)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import os
 import re
@@ -79,14 +80,10 @@ def staging_folder(parent: Path, label: str) -> Path:
 def remove_stale_staging(parent: Path, label: str) -> None:
     """Remove the ``staging_folder``s of ``label`` whose process is gone (a SIGKILL leaves them)."""
     pattern = re.compile(re.escape(f".{label}.") + r"([0-9]+)\.[A-Za-z0-9_]+$")
-    for path in parent.glob(f".{glob_escape(label)}.*") if parent.is_dir() else ():
+    for path in parent.glob(f".{glob.escape(label)}.*") if parent.is_dir() else ():
         named = pattern.match(path.name)
         if named and path.is_dir() and not path.is_symlink() and not process_alive(int(named.group(1))):
             shutil.rmtree(path, ignore_errors=True)
-
-
-def glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", text)
 
 
 def current_umask() -> int:

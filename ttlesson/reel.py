@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import lifeline, manifest
+from . import manifest
 from .errors import TTLessonError, VideoError
 from .fileio import remove_partials, resolved_path, staging_folder
 from .presenting import Presentable
@@ -41,8 +41,8 @@ from .video import (
     FrameSource,
     VideoInfo,
     check_output,
+    encode_checked,
     encoded_output,
-    ffmpeg_failure,
     find_ffmpeg,
     probe,
     verify_video,
@@ -163,17 +163,13 @@ def collect(sources: Sequence[str | os.PathLike], output: str | os.PathLike | No
         segments = []
         for card, film, count in zip(card_paths, films, counts):
             segments += [_card_stream(ffmpeg, card, title_frames), _film_stream(ffmpeg, film, size, count)]
-        stream = encoded_output(ffmpeg, ffmpeg.concat(*segments, v=1, a=0), want_frames, want_frames / REEL_FPS, None,
-                         DEFAULT_CRF, partial, CONTAINERS[target.suffix.lower()], str(REEL_FPS))
+        stream = encoded_output(ffmpeg, ffmpeg.concat(*segments, v=1, a=0), want_frames, want_frames / REEL_FPS,
+                                None, DEFAULT_CRF, partial, CONTAINERS[target.suffix.lower()], str(REEL_FPS))
         command = tuple(ffmpeg.compile(stream, cmd=exe, overwrite_output=True))
-        code, _, err = lifeline.run(command)
-        if code != 0:
-            raise VideoError(ffmpeg_failure(target, err))
         # 7. decode and check, then the reel takes its name
-        info = probe(partial)
-        verify_video(info, want_frames, want_frames / REEL_FPS, target)
-        check_reel_length(info, films, title_frames, target)
-        os.replace(partial, target)
+        info = encode_checked(command, partial, target, lambda made: (
+            verify_video(made, want_frames, want_frames / REEL_FPS, target),
+            check_reel_length(made, films, title_frames, target)))
     except BaseException:
         partial.unlink(missing_ok=True)
         raise

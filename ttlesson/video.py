@@ -28,6 +28,7 @@ import os
 import re
 import shlex
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -201,16 +202,11 @@ def stitch(source: str | os.PathLike, output: str | os.PathLike | None = None, *
         else:
             stream = _uniform_stream(ffmpeg, frames.folder, count, timing)
         stream = encoded_output(ffmpeg, stream, want_frames, want_seconds, soundtrack, crf, partial,
-                         CONTAINERS[target.suffix.lower()], _q(timing.rate))
+                                CONTAINERS[target.suffix.lower()], _q(timing.rate))
         command = tuple(ffmpeg.compile(stream, cmd=exe, overwrite_output=True))
-        code, _, err = lifeline.run(command)
-        if code != 0:
-            raise VideoError(ffmpeg_failure(target, err))
-        # 5. decode and check
-        info = probe(partial)
-        verify_video(info, want_frames, want_seconds, target, soundtrack is not None)
-        # 6. the checked video takes its name
-        os.replace(partial, target)
+        # 5. decode and check, then 6. the checked video takes its name
+        info = encode_checked(command, partial, target, lambda made: verify_video(
+            made, want_frames, want_seconds, target, soundtrack is not None))
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
@@ -218,6 +214,19 @@ def stitch(source: str | os.PathLike, output: str | os.PathLike | None = None, *
         if sequence is not None:
             shutil.rmtree(sequence, ignore_errors=True)
     return replace(info, path=target, command=command)
+
+
+def encode_checked(command: tuple[str, ...], partial: Path, target: Path, check: Callable[[VideoInfo], None]
+                   ) -> VideoInfo:
+    """Run ffmpeg's ``command`` (it writes ``partial``), decode what it made and ``check`` it; only then does the
+    video take its name ``target``. The caller removes the partial when this raises."""
+    code, _, err = lifeline.run(command)
+    if code != 0:
+        raise VideoError(ffmpeg_failure(target, err))
+    info = probe(partial)
+    check(info)
+    os.replace(partial, target)
+    return info
 
 
 def video_partial(target: Path) -> Path:

@@ -44,7 +44,7 @@ def run(attendees: int = 20) -> DoctorReport:
         cfg = settings.current()
     except TTLessonError as err:
         return DoctorReport([Check("room file", FAIL, str(err), "fix the value it names")], heading="room")
-    frames = sum(lesson._frames_made_by(cfg, step) for step in ATTENDEE_STEPS)
+    frames = sum(lesson.frames_made_by(cfg, step) for step in ATTENDEE_STEPS)
     devices, tenstorrent, device_check = _devices(cfg)
     plan = _plan(cfg, frames, devices, tenstorrent)
     checks = [_room_file(cfg), _kernels(), device_check, _model_cache(cfg), _tt_kernel_cache(cfg),

@@ -67,7 +67,7 @@ TINY_RANDOM_ARCHITECTURE = {
 
 def tiny_model_folder(name: str = "tiny") -> Path:
     """Build the tiny pipeline ``name`` once into the cache and return its folder; later calls reuse it."""
-    folder = env.cache_root() / "models" / _tiny_folder_name(name)
+    folder = _tiny_folder(name)
     if (folder / "model_index.json").is_file():
         return folder
     staging = staging_folder(folder.parent, "tiny")
@@ -88,13 +88,13 @@ def tiny_model_folder(name: str = "tiny") -> Path:
 
 def tiny_model_folder_if_built(name: str = "tiny") -> Path | None:
     """The tiny pipeline's folder in the cache, or None when it is not built there yet (nothing is built)."""
-    folder = env.cache_root() / "models" / _tiny_folder_name(name)
+    folder = _tiny_folder(name)
     return folder if (folder / "model_index.json").is_file() else None
 
 
 def rebuild_tiny_model_folder(name: str = "tiny") -> Path:
     """Build the tiny pipeline ``name`` again in place of a damaged copy (a truncated or missing file)."""
-    folder = env.cache_root() / "models" / _tiny_folder_name(name)
+    folder = _tiny_folder(name)
     damaged = staging_folder(folder.parent, "tiny")
     with contextlib.suppress(FileNotFoundError):  # another process may have moved it already
         os.rename(folder, damaged / "damaged")
@@ -105,6 +105,10 @@ def rebuild_tiny_model_folder(name: str = "tiny") -> Path:
 def shipped_tiny_weights() -> Path:
     """The folder of the trained tiny model's weights and tokenizer, as installed with the package."""
     return Path(str(resources.files("ttlesson.data").joinpath(TINY_WEIGHTS_DIR)))
+
+
+def _tiny_folder(name: str) -> Path:
+    return env.cache_root() / "models" / _tiny_folder_name(name)
 
 
 def _tiny_folder_name(name: str) -> str:

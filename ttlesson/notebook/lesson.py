@@ -49,7 +49,7 @@ def step_cost(cfg: settings.Settings, step: int) -> str | None:
     """One line: how many frames step ``step`` makes with these settings, and how long that takes at the time
     per frame this work folder's manifest records for the same model, size and steps (else: said after the
     first frame). None for a step that makes no frames."""
-    frames = _frames_made_by(cfg, step)
+    frames = frames_made_by(cfg, step)
     if not frames:
         return None
     made = "" if cfg.server is None else " on the render service"
@@ -74,19 +74,24 @@ def _download_first(cfg: settings.Settings, step: int) -> str:
         f", after downloading {sd35.name} (about 27 GB, once, into the Hugging Face cache)"
 
 
-def _frames_made_by(cfg: settings.Settings, step: int) -> int:
+def frames_made_by(cfg: settings.Settings, step: int) -> int:
+    """How many frames step ``step`` makes with these settings (and the room file's), at most."""
     room = cfg.room
-    keyframes, gaps = _film_shape(cfg)
-    film = keyframes + 2 * (keyframes + (keyframes - 1) * gaps)  # the slideshow, the walk, the walk in colour
-    board = len(storyboard.load(storyboard_path(cfg))) if storyboard_path(cfg).is_file() else \
-        len(storyboard.load("worlds-fair"))
+    if step == 4:
+        path = storyboard_path(cfg)
+        return len(storyboard.load(path if path.is_file() else "worlds-fair"))
+    if step == 6:
+        keyframes, gaps = _film_shape(cfg)
+        return keyframes + 2 * (keyframes + (keyframes - 1) * gaps)  # the slideshow, the walk, the walk in colour
+    if step == 7:
+        return 1
     if step == 8:
         from .. import bench
 
         return 0 if room is not None and not room.runs("scaling") else 6 * len(bench.device_counts())
     if step == 10:
         return 0 if room is not None and not room.runs("sd35") else 2
-    return {4: board, 6: film, 7: 1}.get(step, 0)
+    return 0
 
 
 def _seconds_per_frame(cfg: settings.Settings) -> float | None:
