@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from helpers import call_cli, one_line_error, ttlesson_command
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ttlesson import storyboard
@@ -200,6 +200,7 @@ def test_heavy_cells_are_the_instructors_demo_and_the_cost_is_said_first(tmp_pat
                              st.sampled_from(["model", "steps", "size", "film", "keyframes", "transition_frames",
                                               "instructor_only", "workdir", "server", "x"]), inner, max_size=4),
                          max_leaves=8))
+@example(data={"instructor_only": [[]]})  # a list in the list: once a TypeError
 def test_a_room_file_is_read_or_refused_in_one_sentence(data):
     from ttlesson.notebook import room
 

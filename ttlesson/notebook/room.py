@@ -103,7 +103,7 @@ def parse(data: object, path: Path) -> Room:
     transitions = _whole(film.get("transition_frames", 4), f'{where}: "film.transition_frames"', 0,
                          MAX_FILM_TRANSITIONS)
     heavy = data.get("instructor_only") or []
-    if not isinstance(heavy, list) or any(cell not in HEAVY_CELLS for cell in heavy):
+    if not isinstance(heavy, list) or any(not isinstance(cell, str) or cell not in HEAVY_CELLS for cell in heavy):
         raise TTLessonError(f'{where}: "instructor_only" must be a list of {", ".join(HEAVY_CELLS)}, not '
                             f"{shown(heavy)}.")
     return Room(path, settings, keyframes, transitions, tuple(dict.fromkeys(heavy)))
