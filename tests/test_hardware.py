@@ -168,6 +168,51 @@ def test_text_html_and_json_forms(tmp_path):
     assert json.loads(report.to_json())["tenstorrent"]["cards"][0]["board"] == "p150a"
 
 
+def test_without_a_card_the_rows_about_one_fold_into_the_first(tmp_path, monkeypatch):
+    for name in ("TT_METAL_HOME", "TT_METAL_RUNTIME_ROOT", "TT_METAL_ARCH_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    report = machine.detect(sysfs_root=tmp_path)
+    rows = report.rows()
+    labels = [label for label, _ in rows]
+    assert labels[0] == "Tenstorrent" and labels[-4:] == ["NVIDIA GPUs", "torch", "CPU", "auto backend"]
+    assert set(labels) <= {"Tenstorrent", "Python", "ttnn", "NVIDIA GPUs", "torch", "CPU", "auto backend"}
+    assert ("ttnn" in labels) == report.ttnn.installed
+    assert rows[0][1] == (f"none (kernel driver: no Tenstorrent device in {tmp_path}), so MESH_DEVICE, "
+                          "TT_METAL_ARCH_NAME and the tt backend do not apply here")
+    sentences = [text for _, text in rows] + [report.auto.why]
+    assert len(set(sentences)) == len(sentences)
+    page = report._repr_html_()
+    assert "MESH_DEVICE" in page and "auto backend" in page  # what notebook 01's test looks for on screen
+
+
+def test_a_container_not_given_the_devices_says_so_in_the_folded_row(tmp_path):
+    host = machine.HostPaths.under(tmp_path)
+    make_sysfs(host.sys, ["n150"])  # listed by the driver, but no /dev/tenstorrent/0 here
+    first = machine.detect(host=host, tt_smi_timeout=5).rows()[0]
+    assert first[0] == "Tenstorrent" and "was not given the devices" in first[1]
+
+
+def test_with_a_card_each_sentence_is_said_once(tmp_path):
+    report = machine.detect(sysfs_root=make_sysfs(tmp_path, ["n300"]))
+    labels = [label for label, _ in report.rows()]
+    assert {"MESH_DEVICE", "TT_METAL_ARCH_NAME", "kernel driver", "tt-metal", "source: kernel driver"} <= set(labels)
+    assert "source: ttnn" not in labels  # the ttnn row says what ttnn answered
+    assert str(report).count("ttlesson detect --ttnn asks") <= 1
+
+
+@pytest.mark.parametrize("board, value, says", [
+    ("p150a", "", "needed: export TT_METAL_ARCH_NAME=blackhole (it is unset now)"),
+    ("p150a", "wormhole_b0", "needed: export TT_METAL_ARCH_NAME=blackhole (it is 'wormhole_b0' now)"),
+    ("p150a", "blackhole", "blackhole, as Blackhole cards need"),
+    ("n150", "", "unset (not needed: no Blackhole card)"),
+    ("n150", "blackhole", "blackhole, but there is no Blackhole card here: unset TT_METAL_ARCH_NAME"),
+])
+def test_arch_name_row(tmp_path, monkeypatch, board, value, says):
+    monkeypatch.setenv("TT_METAL_ARCH_NAME", value)
+    rows = dict(machine.detect(sysfs_root=make_sysfs(tmp_path, [board])).rows())
+    assert rows["TT_METAL_ARCH_NAME"] == says
+
+
 @pytest.mark.parametrize("gpus, cuda, where", [
     ([], "12.8", "the CPU"),
     (["NVIDIA H100 80GB HBM3"], "12.8", "the NVIDIA H100 80GB HBM3 GPU (CUDA)"),

@@ -372,6 +372,8 @@ def _add_machine_commands(commands) -> None:
         "the Hugging Face login and package versions. Exits 1 when a check fails.")
     doctor.add_argument("--json", action="store_true", help="print the checklist as JSON")
     doctor.add_argument("--ttnn", action="store_true", help="also import ttnn and ask it for chips (seconds)")
+    doctor.add_argument("--tt", action="store_true", help="run the Tenstorrent checks even on a machine with no "
+                        "card, where they are otherwise one n/a line (--ttnn implies it)")
     doctor.add_argument("--room", action="store_true", help="check a workshop room instead (TTLESSON_ROOM's "
                         "settings): kernels, devices or the render service, the shared model cache, the disk and "
                         "attendees per hour (renders one tiny frame to time it)")
@@ -441,7 +443,7 @@ def _run_doctor(args) -> int:
         return 0 if report.ok else 1
     from .machine.doctor import run
 
-    report = run(ttnn=args.ttnn)
+    report = run(ttnn=args.ttnn, tt=args.tt)
     _print_report(report, args.json)
     return 0 if report.ok else 1
 

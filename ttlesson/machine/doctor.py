@@ -3,6 +3,10 @@
 Needs nothing beyond the package's base dependencies and imports none of the heavy ones: versions come from
 package metadata, Tenstorrent cards from the kernel driver, ttnn from its install record. ``ttnn=True`` also
 imports ttnn in a child process and asks it for chips (seconds).
+
+On a machine with no Tenstorrent card and nothing of a Tenstorrent set-up (a laptop, a GPU box), the checks in
+``TENSTORRENT_ONLY`` would fail on every run without anything to fix: they stand down as one ``n/a`` line, and the
+verdict is about the CPU/GPU fallback. ``tt=True`` (``ttlesson doctor --tt``) runs them anyway.
 """
 
 from __future__ import annotations
@@ -20,13 +24,16 @@ from pathlib import Path
 
 from .. import env, machine
 from ..backends.tt.metal import SD14_FOLDERS
+from ..levers import lever
 from . import hf
+from .host import read_text
 
-OK, WARN, FAIL = "ok", "warn", "fail"
+OK, WARN, FAIL, NOT_APPLICABLE = "ok", "warn", "fail", "n/a"
+TENSTORRENT_SETUP = "Tenstorrent set-up"  # the one line that stands for TENSTORRENT_ONLY on a machine without a card
+TENSTORRENT_PCI_VENDOR = "0x1e52"  # in /sys/bus/pci/devices/*/vendor: a card shows there before tt-kmd is loaded
 TT_METAL_CLONE = ("git clone --recurse-submodules https://github.com/tenstorrent/tt-metal.git ~/tt-metal && "
                   "cd ~/tt-metal && ./build_metal.sh && ./create_venv.sh")
 GIB = 1024 ** 3
-SD14_DOWNLOAD_GIB = 6  # CompVis/stable-diffusion-v1-4 as diffusers downloads it, safety checker included
 # Memory a model needs to make frames with the torch backend on a CPU (float32 weights and 512² activations):
 # SD 1.4 holds 1.07 B parameters (4.3 GB); SD 3.5 Large about 13 B with its T5-XXL text encoder (52 GB).
 MODEL_MEMORY_GIB = {"tiny": 1, "tiny-random": 1, "sd14": 6, "sd35-large": 60}
@@ -41,7 +48,7 @@ SLOW, RESET, MODULES, HUGGING_FACE, DISPATCH, MEMORY = (
 @dataclass(frozen=True)
 class Check:
     name: str
-    status: str  # ok, warn or fail
+    status: str  # ok, warn, fail, or n/a (the Tenstorrent set-up on a machine without a card)
     detail: str
     fix: str = ""
     see: str = ""  # the section of the troubleshooting notebook that explains this line
@@ -57,10 +64,13 @@ class DoctorReport:
     checks: list[Check]
     seconds: float = 0.0
     heading: str = ""  # set on a section (``section``): shown without the overall verdict
+    tenstorrent: bool = True  # the Tenstorrent set-up was checked (False: no card here, one n/a line stands for it)
 
     def section(self, see: str) -> DoctorReport:
-        """The lines that the troubleshooting notebook's section ``see`` is about."""
-        return DoctorReport([check for check in self.checks if check.see == see], heading=see)
+        """The lines that the troubleshooting notebook's section ``see`` is about; on a machine without a card, the
+        n/a line stands for the section's Tenstorrent checks."""
+        return DoctorReport([check for check in self.checks if _about(check, see)], heading=see,
+                            tenstorrent=self.tenstorrent)
 
     @property
     def ok(self) -> bool:
@@ -72,14 +82,22 @@ class DoctorReport:
 
     def verdict(self) -> str:
         counts = self.counts()
-        verdict = ("ready for the lesson on Tenstorrent hardware" if self.ok
-                   else "fix the failed lines to run the lesson on Tenstorrent hardware; the CPU fallback "
-                        "(--backend torch) works without them")
-        return f"{counts[OK]} ok, {counts[WARN]} warn, {counts[FAIL]} fail: {verdict}."
+        return f"{counts[OK]} ok, {counts[WARN]} warn, {counts[FAIL]} fail: {self._conclusion()}."
+
+    def _conclusion(self) -> str:
+        if not self.tenstorrent:
+            fallback = ("no Tenstorrent card here, so the lesson runs on the CPU/GPU fallback "
+                        f"({lever('backend', 'torch')})")
+            return f"{fallback}, and it is ready" if self.ok else f"{fallback} once the failed lines are fixed"
+        if self.ok:
+            return "ready for the lesson on Tenstorrent hardware"
+        return ("fix the failed lines to run the lesson on Tenstorrent hardware; the CPU fallback "
+                f"({lever('backend', 'torch')}) works without them")
 
     def to_dict(self) -> dict:
-        return {"ok": self.ok, "counts": self.counts(), "checks": [asdict(check) for check in self.checks],
-                "summary": self.verdict(), "seconds": round(self.seconds, 3)}
+        return {"ok": self.ok, "counts": self.counts(), "tenstorrent_checked": self.tenstorrent,
+                "checks": [asdict(check) for check in self.checks], "summary": self.verdict(),
+                "seconds": round(self.seconds, 3)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
@@ -95,29 +113,36 @@ class DoctorReport:
         return "\n".join(lines + ([] if self.heading else [self.verdict()]))
 
     def _repr_html_(self) -> str:
-        colours = {OK: "#2e7d32", WARN: "#b26a00", FAIL: "#c62828"}
+        colours = {OK: "#2e7d32", WARN: "#b26a00", FAIL: "#c62828", NOT_APPLICABLE: "#757575"}
+        # A section is already where the links lead; elsewhere the column shows only when a line has a link.
+        links = not self.heading and any(_see_html(check) for check in self.checks)
         rows = "".join(
             f"<tr><td style='color:{colours[check.status]};font-weight:bold'>{check.status}</td>"
             f"<td style='text-align:left'>{html.escape(check.name)}</td>"
             f"<td style='text-align:left'>{html.escape(check.detail)}</td>"
             f"<td style='text-align:left'>{f'<code>{html.escape(check.fix)}</code>' if check.fix else ''}</td>"
-            + ("" if self.heading else f"<td style='text-align:left'>{_see_html(check)}</td>") + "</tr>"
+            + (f"<td style='text-align:left'>{_see_html(check)}</td>" if links else "") + "</tr>"
             for check in self.checks)
-        help_column = "" if self.heading else "<th>help</th>"  # a section is already where the links lead
+        help_column = "<th>help</th>" if links else ""
         table = f"<table><tr><th></th><th>check</th><th>found</th><th>fix</th>{help_column}</tr>{rows}</table>"
         return table if self.heading else f"{table}<p><b>{html.escape(self.verdict())}</b></p>"
 
 
 def _see_html(check: Check) -> str:
-    if not check.see:
+    """The link to ``check``'s troubleshooting section, for a line that is not ok."""
+    if not check.see or check.status == OK:
         return ""
     # Notebooks sit side by side, so the link is relative to this one's folder.
     target = check.see_link.split("/", 1)[1]
     return f"<a href='{html.escape(target)}'>{html.escape(check.see)}</a>"
 
 
-def run(*, ttnn: bool = False, host: machine.HostPaths | None = None, prefix: Path | None = None) -> DoctorReport:
+def run(*, ttnn: bool = False, tt: bool = False, host: machine.HostPaths | None = None,
+        prefix: Path | None = None) -> DoctorReport:
     """Run every check. ``ttnn=True`` also imports ttnn (in a child process) and asks it for chips.
+
+    On a machine with no Tenstorrent card and no sign of a Tenstorrent set-up, the ``TENSTORRENT_ONLY`` checks are
+    one n/a line; ``tt=True`` (or ``ttnn=True``, which asks a Tenstorrent question) shows them anyway.
 
     ``host`` (the roots of /sys, /dev, /proc, /opt, home) and ``prefix`` (the Python environment's) stand for
     this machine unless given: tests point them at fake trees.
@@ -151,7 +176,10 @@ def run(*, ttnn: bool = False, host: machine.HostPaths | None = None, prefix: Pa
         *[check_package(name) for name in ("torch", "diffusers", "transformers")],
     ]
     checks = [replace(check, see=check.see or SEE.get(check.name, "")) for check in checks]
-    return DoctorReport(checks=checks, seconds=time.perf_counter() - started)
+    tenstorrent = tt or ttnn or tenstorrent_machine(cards, host, environment, home)
+    if not tenstorrent:
+        checks = [tenstorrent_not_checked(host), *[check for check in checks if check.name not in TENSTORRENT_ONLY]]
+    return DoctorReport(checks=checks, seconds=time.perf_counter() - started, tenstorrent=tenstorrent)
 
 
 # Each line's section of the troubleshooting notebook.
@@ -160,6 +188,46 @@ SEE = {"Tenstorrent device": SLOW, "kernel driver": SLOW, "devices free": RESET,
        "TT_METAL_HOME": MODULES, "tt-metal python_env": MODULES, "PYTHONPATH": MODULES,
        "tt-metal models package": MODULES, "ttnn": MODULES, "torch": MODULES, "diffusers": MODULES,
        "transformers": MODULES, "TT_METAL_ARCH_NAME": DISPATCH, "memory": MEMORY, "Hugging Face": HUGGING_FACE}
+
+# The checks that matter only where frames are made on Tenstorrent hardware (the driver and the chips, tt-smi,
+# tt-metal and its environment, ttnn), and the troubleshooting sections they belong to.
+TENSTORRENT_ONLY = frozenset({
+    "Tenstorrent device", "kernel driver", "devices free", "tt-smi", "Python environment", "TT_METAL_HOME",
+    "TT_METAL_RUNTIME_ROOT", "tt-metal python_env", "PYTHONPATH", "tt-metal models package", "TT_METAL_ARCH_NAME",
+    "ttnn", "ttnn and tt-metal"})
+TENSTORRENT_SECTIONS = frozenset(SEE[name] for name in TENSTORRENT_ONLY if name in SEE)
+
+
+def _about(check: Check, see: str) -> bool:
+    """Whether ``check`` belongs to the troubleshooting section ``see`` (the n/a line to each of its sections)."""
+    return see in TENSTORRENT_SECTIONS if check.name == TENSTORRENT_SETUP else check.see == see
+
+
+def tenstorrent_machine(cards: list[machine.Card], host: machine.HostPaths, environment: machine.PythonEnvironment,
+                        home: Path | None) -> bool:
+    """Whether this machine has, or is being set up for, Tenstorrent hardware: a card the kernel driver lists (even
+    one this container was not given), a Tenstorrent device on the PCI bus, tt-kmd loaded, a tt-metal checkout or
+    one of the lesson's Tenstorrent environments, or TT_METAL_RUNTIME_ROOT / TT_METAL_ARCH_NAME set.
+
+    Any of these keeps every Tenstorrent check, so that a card that does not show still fails "Tenstorrent device".
+    """
+    return bool(cards or any(host.tenstorrent_class.glob("tenstorrent!*")) or _tenstorrent_on_pci_bus(host)
+                or machine.driver_version(host) or home is not None or environment.recognised
+                or environment.runtime_root is not None or env.text(env.TT_METAL_ARCH_NAME))
+
+
+def _tenstorrent_on_pci_bus(host: machine.HostPaths) -> bool:
+    vendors = (host.sys / "bus" / "pci" / "devices").glob("*/vendor")
+    return any((read_text(vendor) or "").lower() == TENSTORRENT_PCI_VENDOR for vendor in vendors)
+
+
+def tenstorrent_not_checked(host: machine.HostPaths) -> Check:
+    """The one line that stands for the Tenstorrent checks on a machine without a card."""
+    return Check(TENSTORRENT_SETUP, NOT_APPLICABLE,
+                 f"not checked: no Tenstorrent card on this machine (none in {host.device_nodes} or on the PCI bus) "
+                 f"and no tt-metal set-up. These {len(TENSTORRENT_ONLY)} checks (kernel driver, tt-smi, "
+                 "TT_METAL_HOME, python_env, PYTHONPATH, TT_METAL_ARCH_NAME, ttnn…) matter only on a machine with a "
+                 "card: ttlesson doctor --tt shows them")
 
 
 def check_frames_made_on(cards: list[machine.Card]) -> Check:
@@ -176,9 +244,10 @@ def check_frames_made_on(cards: list[machine.Card]) -> Check:
     made = f"; the work folder's frames were made on {last}" if last else ""
     why = "no Tenstorrent device" if not cards else "ttnn is not installed in this Python"
     slow = " (real SD 1.4 takes minutes per frame there)" if where == "the CPU" else ""
-    return Check(name, WARN, f"{where}, not Tenstorrent hardware: {why}{slow}{made}",
-                 "on a Tenstorrent machine, run ttlesson from the environment that has ttnn (see the lines below); "
-                 "elsewhere this is expected: TTLESSON_MODEL=tiny, TTLESSON_STEPS or TTLESSON_SIZE make it quicker")
+    fix = ("run ttlesson from the environment that has ttnn (see the lines below)" if cards
+           else "expected without a Tenstorrent card: TTLESSON_MODEL=tiny, TTLESSON_STEPS or TTLESSON_SIZE make it "
+                "quicker")
+    return Check(name, WARN, f"{where}, not Tenstorrent hardware: {why}{slow}{made}", fix)
 
 
 def _last_render_devices() -> str:
@@ -275,7 +344,7 @@ def check_tenstorrent_device(cards: list[machine.Card], driver: machine.SourceAn
         return Check(name, OK, f"{listed}" + (f"; MESH_DEVICE={mesh}" if mesh else ""))
     return Check(name, FAIL, f"none: {driver.summary}",
                  "install the card and its kernel driver (https://github.com/tenstorrent/tt-kmd), then check "
-                 "with tt-smi; without one, frames are made on the CPU (--backend torch)")
+                 f"with tt-smi; without one, frames are made on the CPU ({lever('backend', 'torch')})")
 
 
 def check_kernel_driver(host: machine.HostPaths | None = None) -> Check:
@@ -285,7 +354,7 @@ def check_kernel_driver(host: machine.HostPaths | None = None) -> Check:
         return Check("kernel driver", OK, f"tt-kmd {version}")
     return Check("kernel driver", FAIL, "not loaded (/sys/module/tenstorrent/version is missing)",
                  "install tt-kmd (https://github.com/tenstorrent/tt-kmd, or tt-installer), then sudo modprobe "
-                 "tenstorrent; without it, frames are made on the CPU (--backend torch)")
+                 f"tenstorrent; without it, frames are made on the CPU ({lever('backend', 'torch')})")
 
 
 def check_device_holders(host: machine.HostPaths | None = None) -> Check:
@@ -406,7 +475,7 @@ def check_arch_name(cards: list[machine.Card]) -> Check:
                      "export TT_METAL_ARCH_NAME=blackhole")
     if value == "blackhole" and "wormhole" in arches:
         return Check(name, FAIL, "blackhole, but this machine has Wormhole cards", "unset TT_METAL_ARCH_NAME")
-    return Check(name, OK, f"{value or 'unset'}; only Blackhole cards need it (export TT_METAL_ARCH_NAME=blackhole)")
+    return Check(name, OK, f"{value or 'unset'} (not needed: no Blackhole card)")
 
 
 def check_ttnn(ask: bool) -> Check:
@@ -468,17 +537,20 @@ def check_work_disk() -> Check:
 def check_model_disk() -> Check:
     from huggingface_hub import constants
 
+    from ..models import REGISTRY
+
+    sd14 = REGISTRY["sd14"]
     name = "disk (Hugging Face cache)"
     cache = Path(constants.HF_HUB_CACHE)
     blocker = next((path for path in [cache, *cache.parents] if path.exists() and not path.is_dir()), None)
     if blocker is not None:
         return Check(name, FAIL, f"{blocker} is a file, so the cache {cache} cannot be made",
                      "point HF_HOME at a folder (or unset it)")
-    if hf.cache_state("CompVis/stable-diffusion-v1-4") == "complete":
+    if hf.cache_state(sd14.source) == "complete":
         return Check(name, OK, f"SD 1.4 is already in {cache}")
     free = shutil.disk_usage(_existing_ancestor(cache)).free
-    detail = f"{free / GIB:.1f} GiB free for {cache}; SD 1.4 needs about {SD14_DOWNLOAD_GIB} GiB"
-    if free < SD14_DOWNLOAD_GIB * GIB:
+    detail = f"{free / 1e9:.1f} GB free for {cache}; SD 1.4's download is {sd14.download_size}"  # the Hub's units
+    if free < sd14.download_bytes:
         return Check(name, WARN, detail, "free some space, or set HF_HOME to a folder on a larger disk")
     return Check(name, OK, detail)
 
@@ -498,7 +570,7 @@ def check_hugging_face() -> Check:
     sd14 = hf.model_access("sd14")
     if state.offline and sd14.cached != "complete":
         return Check(name, WARN, f"{state.describe()} {sd14.describe()}",
-                     "unset HF_HUB_OFFLINE to download SD 1.4, or use --model tiny")
+                     f"unset HF_HUB_OFFLINE to download SD 1.4, or use {lever('model', 'tiny')}")
     if state.token:
         return Check(name, OK, f"{state.describe()} sd14 needs no login; sd35-large also needs its licence accepted.")
     return Check(name, WARN, state.describe(), "optional for sd14; for sd35-large: ttlesson auth login")

@@ -135,25 +135,50 @@ class HardwareReport(Presentable):
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
     def rows(self) -> list[tuple[str, str]]:
-        """(label, text) pairs: the report as the text and HTML forms show it."""
+        """(label, text) pairs: the report as the text and HTML forms show it.
+
+        Without a Tenstorrent card, the rows that describe one (its cards, MESH_DEVICE, TT_METAL_ARCH_NAME, the tt
+        backend, the sources that found none) fold into the first row, and the kernel driver, ttnn and tt-metal
+        rows stay only when there is something to name.
+        """
+        if not self.cards:
+            return [("Tenstorrent", self._no_card_text()), *self._software_rows(only_present=True),
+                    *self._compute_rows(), self._auto_row()]
         return [
             ("Tenstorrent", self._tenstorrent_summary()),
             *[("  card", card.describe()) for card in self.cards],
             ("MESH_DEVICE", self.mesh_device or f"none ({self.mesh_device_note})"),
             ("TT_METAL_ARCH_NAME", self._arch_env_text()),
             *[(f"tt backend, {verdict.model}", verdict.describe()) for verdict in self.tt_models],
+            *self._software_rows(only_present=False),
+            *self._compute_rows(),
+            # the ttnn row already says what ttnn answered
+            *[(f"source: {source.name}", source.summary) for source in self.sources if source.name != "ttnn"],
+            self._auto_row(),
+        ]
+
+    def _software_rows(self, only_present: bool) -> list[tuple[str, str]]:
+        """The kernel driver, Python, ttnn and tt-metal rows; ``only_present`` leaves out those with nothing there."""
+        rows = [
             ("kernel driver", f"tt-kmd {self.driver_version}" if self.driver_version
-             else "not loaded (/sys/module/tenstorrent/version is missing)"),
-            ("Python", self.environment.describe() if self.environment else sys.prefix),
-            ("ttnn", self.ttnn.describe()),
-            ("tt-metal", self.tt_metal.describe_text() if self.tt_metal else "no checkout (TT_METAL_HOME unset)"),
+             else "not loaded (/sys/module/tenstorrent/version is missing)", self.driver_version is not None),
+            ("Python", self.environment.describe() if self.environment else sys.prefix, True),
+            ("ttnn", self.ttnn.describe(), self.ttnn.installed),
+            ("tt-metal", self.tt_metal.describe_text() if self.tt_metal else "no checkout (TT_METAL_HOME unset)",
+             self.tt_metal is not None),
+        ]
+        return [(label, text) for label, text, present in rows if present or not only_present]
+
+    def _compute_rows(self) -> list[tuple[str, str]]:
+        return [
             ("NVIDIA GPUs", ", ".join(self.gpus) + f" (from {self.gpu_source})" if self.gpus
              else f"none ({self.gpu_source})"),
             ("torch", _torch_text(self.torch)),
             ("CPU", self.cpu.describe()),
-            *[(f"source: {source.name}", source.summary) for source in self.sources],
-            ("auto backend", f"{self.auto.backend} on {self.auto.device}"),
         ]
+
+    def _auto_row(self) -> tuple[str, str]:
+        return "auto backend", f"{self.auto.backend} on {self.auto.device}"
 
     def __str__(self) -> str:
         width = max(len(label) for label, _ in self.rows()) + 2
@@ -176,18 +201,24 @@ class HardwareReport(Presentable):
         }
 
     def _tenstorrent_summary(self) -> str:
-        if not self.cards:
-            return "no Tenstorrent device"
         mock = f" (mock cluster {self.mock_cluster}: nothing can run on it)" if not self.tt_device else ""
         count = len(self.cards)
         return f"{count} card{'s' if count != 1 else ''}, {chips_text(self.total_chips)}, {self.arch}{mock}"
 
+    def _no_card_text(self) -> str:
+        said = "; ".join(f"{source.name}: {source.summary}" for source in self.sources if source.answered)
+        found = f"none ({said})" if said else "none"
+        return f"{found}, so MESH_DEVICE, TT_METAL_ARCH_NAME and the tt backend do not apply here"
+
     def _arch_env_text(self) -> str:
-        current = env.text(env.TT_METAL_ARCH_NAME) or None
-        now = f" (now {current!r})" if current else " (now unset)"
+        current = env.text(env.TT_METAL_ARCH_NAME)
         if self.needs_blackhole_env:
-            return f"needed: export TT_METAL_ARCH_NAME=blackhole{now}"
-        return f"not needed{now}"
+            if current == "blackhole":
+                return "blackhole, as Blackhole cards need"
+            return f"needed: export TT_METAL_ARCH_NAME=blackhole (it is {repr(current) if current else 'unset'} now)"
+        if current == "blackhole":
+            return "blackhole, but there is no Blackhole card here: unset TT_METAL_ARCH_NAME"
+        return f"{current or 'unset'} (not needed: no Blackhole card)"
 
 
 def _torch_text(torch: TorchInfo) -> str:
