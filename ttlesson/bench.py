@@ -7,6 +7,7 @@ a real stitch. Numbers are reported, never asserted: speed targets and results l
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import platform
 import tempfile
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from . import env
 from .fileio import sha256_file, write_atomic
+from .machine.boards import is_tt_device
 from .manifest import frames_dir
 from .presenting import Presentable
 from .progress import FrameDone, ModelLoaded, steady_seconds_per_frame
@@ -122,8 +124,22 @@ class Scaling:
 
     @property
     def verdict(self) -> str:
-        return ("The frames were byte-identical for every device count." if self.identical
-                else "The frames differed between device counts: spreading frames changed them.")
+        """What this measurement says: the most devices against one, and why on this machine; then whether the
+        frames were the same bytes."""
+        frames = ("The frames were byte-identical for every device count." if self.identical
+                  else "The frames differed between device counts: spreading frames changed them.")
+        return f"{self.comparison} {frames}"
+
+    @property
+    def comparison(self) -> str:
+        """``2 workers made frames 2.8× slower than 1 here: on a CPU the workers share the same cores.``"""
+        one = _one_device(self.points)
+        most = max(self.points, key=lambda point: point.devices, default=None)
+        if one is None or most is None or most.devices == 1 or not most.frames_per_second:
+            return "Too few frames were made to compare device counts."
+        pace = _pace(most, one)
+        unit, why = _devices_and_why(one.device, faster=pace.endswith("faster than"))
+        return f"{most.devices} {unit} made frames {pace} 1 here: {why}."
 
     @property
     def work(self) -> str:
@@ -132,10 +148,40 @@ class Scaling:
         return f"{name}, {self.width}×{self.height}, {self.steps} steps"
 
     def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><td>{p.devices}</td><td>{p.frames_per_second:.3f}</td><td>{p.seconds:.1f}</td>"
-                       f"<td>{p.device}</td></tr>" for p in self.points)
+        one = _one_device(self.points)
+        rows = "".join(f"<tr><td>{p.devices}</td><td>{p.frames_per_second:.3f}</td><td>{_against(p, one)}</td>"
+                       f"<td>{p.seconds:.1f}</td><td>{html.escape(p.device)}</td></tr>" for p in self.points)
         return (f"<p>Each frame: {self.work}.</p><table><tr><th>devices</th><th>frames/s (steady)</th>"
-                f"<th>render s (with loads)</th><th>device</th></tr>{rows}</table>")
+                f"<th>against 1 device</th><th>render s (with loads)</th><th>device</th></tr>{rows}</table>"
+                f"<p>{html.escape(self.verdict)}</p>")
+
+
+def _one_device(points: list[ScalingPoint]) -> ScalingPoint | None:
+    """The measurement on one device, the others' yardstick (None when it made too few frames for a rate)."""
+    return next((point for point in points if point.devices == 1 and point.frames_per_second), None)
+
+
+def _against(point: ScalingPoint, one: ScalingPoint | None) -> str:
+    """The table's cell: ``2.8× slower than 1``, or a dash for the one device itself or a rate not measured."""
+    return f"{_pace(point, one)} 1" if one and point is not one and point.frames_per_second else "–"
+
+
+def _pace(point: ScalingPoint, one: ScalingPoint) -> str:
+    """``2.8× slower than``, ``1.9× faster than`` or ``about as fast as`` (within 5 %); both rates above 0."""
+    ratio = point.frames_per_second / one.frames_per_second
+    if 0.95 <= ratio <= 1.05:
+        return "about as fast as"
+    return f"{ratio:.1f}× faster than" if ratio > 1 else f"{1 / ratio:.1f}× slower than"
+
+
+def _devices_and_why(device: str, faster: bool) -> tuple[str, str]:
+    """What the devices are called on this machine, and why more of them were faster or not."""
+    if is_tt_device(device) or device.startswith("cuda"):
+        unit = "chips" if is_tt_device(device) else "GPUs"
+        return unit, (f"each of the {unit} makes its own frames" if faster
+                      else f"the host (text encoder, PNG writing) is the limit here, not the {unit}")
+    return "workers", ("one worker left some of this CPU's cores idle" if faster
+                       else "on a CPU the workers share the same cores")
 
 
 def device_counts() -> list[int]:

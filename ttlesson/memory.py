@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import TTLessonError
+from .levers import lever
 from .models import TINY_MODELS, ModelSpec
 
 RUNTIME_BYTES = 1000 * 1024 ** 2  # Python, torch, diffusers and the pipeline objects (tiny at 64x64: 983 MiB)
@@ -98,12 +99,12 @@ def _largest_fitting(guess: Estimate, width: int, height: int, copies: int, have
     spare = have / copies - RUNTIME_BYTES - guess.weights
     if spare <= guess.per_pixel * 64 * 64:
         more = " or fewer --devices" if copies > 1 else ""
-        return f"even 64x64 does not fit: free some memory{more}, or use a smaller model (--model tiny)"
+        return f"even 64x64 does not fit: free some memory{more}, or use a smaller model ({lever('model', 'tiny')})"
     scale = min(1.0, (spare / (guess.per_pixel * width * height)) ** 0.5)
     fit_w, fit_h = (max(64, int(side * scale) // 8 * 8) for side in (width, height))
     size = f"{fit_w}" if fit_w == fit_h else f"{fit_w}x{fit_h}"
     more = ", or fewer --devices" if copies > 1 else ""
-    return f"give --size {size} or smaller{more}"
+    return f"give {lever('size', size)} or smaller{more}"
 
 
 def _cuda_visible() -> bool:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import FrameVerificationError
+from .levers import lever
 from .machine.boards import is_tt_device
 from .presenting import Presentable
 from .values import user_path
@@ -94,7 +95,7 @@ def verify_frames(out_dir: str | os.PathLike, expect: str | None = None) -> Fram
 
 def _not_on_tt_message(origins: FrameOrigins) -> str:
     if not origins.frames:
-        return f"{origins.out_dir} has no frames yet; render them with --backend tt first."
+        return f"{origins.out_dir} has no frames yet; render them with {lever('backend', 'tt')} first."
     (backend, device), indices = next((maker, indices) for maker, indices in origins.by_maker.items()
                                       if indices[0] in origins.not_on_tt)
     return (f"{len(origins.not_on_tt)} of {len(origins.frames)} frames in {origins.out_dir} were not made on "

@@ -136,6 +136,29 @@ def mesh_device_for(cards: list[Card]) -> tuple[str | None, str]:
                   f"use one card ({_MESH_NAMES.get((family, 1), family.upper())}) with TT_VISIBLE_DEVICES")
 
 
+def card_kinds() -> list[BoardKind]:
+    """One ``BoardKind`` per card in the board table (N150, N300, P100, P150, P300), in its order; a Galaxy is a
+    system of 32 chips, not a card."""
+    return [kind for kind in dict.fromkeys(BOARD_KINDS.values()) if kind.family != "galaxy"]
+
+
+_NUMBERS = {2: "two"}
+
+
+def sd14_cards_sentence() -> str:
+    """The cards tt-metal's SD 1.4 demo runs on, from the board table: "SD 1.4 runs on one chip of every Tenstorrent
+    card: the N150, P100 and P150 have one chip each; the N300 and P300 have two, and the demo uses one of them"."""
+    by_chips: dict[int, list[str]] = {}
+    for kind in card_kinds():
+        by_chips.setdefault(kind.chips, []).append(kind.family.upper())
+    single = f"the {_and(by_chips.pop(1))} have one chip each"
+    several = [f"the {_and(names)} have {_NUMBERS.get(chips, chips)}, and the demo uses one of them"
+               for chips, names in sorted(by_chips.items())]
+    return f"SD 1.4 runs on one chip of every Tenstorrent card: {'; '.join([single, *several])}."
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def is_tt_device(device: str) -> bool:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .. import env
 from ..errors import HubAuthError
+from ..levers import lever
 from ..models import REGISTRY, ModelSpec, resolve
 from ..notebook import in_notebook
 
@@ -195,7 +196,7 @@ class ModelAccess:
                  else "is not in the local cache yet")
         if self.offline:
             return (f"{name} {cache}, and HF_HUB_OFFLINE is set: download it on a connected machine first, "
-                    "or use --model tiny.")
+                    f"or use {lever('model', 'tiny')}.")
         if not self.gated:
             return (f"{name} {cache}: it is not gated (per {self.gated_from}), so it downloads on first use "
                     "without a login; logging in is optional.")

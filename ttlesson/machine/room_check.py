@@ -18,7 +18,7 @@ from .. import env
 from ..errors import TTLessonError
 from .doctor import FAIL, OK, WARN, Check, DoctorReport, _existing_ancestor
 
-ATTENDEE_STEPS = (4, 6, 7, 8, 10)  # the notebooks that make frames (lesson.step_cost)
+ATTENDEE_STEPS = (3, 4, 6, 7, 8, 10)  # the notebooks that make frames (lesson.step_cost)
 PNG_BYTES_PER_PIXEL = 3  # at most, as the render's own disk check counts
 N150_SECONDS_50_STEPS = 4.83  # tt-metal's published SD 1.4 time per 512×512 frame on one Wormhole chip
 
@@ -132,8 +132,8 @@ def _model_cache(cfg) -> Check:
     state = cache_state(spec.source)
     if state != "complete":
         return Check("model", FAIL, f"{spec.source} is {state} in the Hugging Face cache: each attendee would "
-                     "download it (4–27 GB) on the day", f"ttlesson fetch {spec.name}, then HF_HUB_OFFLINE=1 "
-                     "for the attendees")
+                     f"download it ({spec.download_size}) on the day",
+                     f"ttlesson fetch {spec.name}, then HF_HUB_OFFLINE=1 for the attendees")
     offline = "" if env.hub_offline() else " (set HF_HUB_OFFLINE=1 for the attendees: nothing is asked of the Hub)"
     return Check("model", OK if not offline else WARN, f"{spec.source} is in the Hugging Face cache{offline}")
 

@@ -38,6 +38,12 @@ class ModelSpec:
     steps: int
     guidance: float
     gated: bool = False
+    download_bytes: int = 0  # what the first run (or ttlesson fetch) puts in the Hugging Face cache; 0: nothing
+
+    @property
+    def download_size(self) -> str:
+        """The download in words: ``about 5.5 GB``."""
+        return about_gigabytes(self.download_bytes)
 
     @property
     def is_local(self) -> bool:
@@ -48,13 +54,25 @@ class ModelSpec:
         return f"https://huggingface.co/{self.source}"
 
 
+# Download sizes: what diffusers' DiffusionPipeline.download fetches (each component folder's safetensors, no
+# variant), as parameters × bytes per stored weight, counted on torch's meta device (tests/test_facts.py), plus a few
+# MB of tokenizer and config files. SD 1.4 stores float32: UNet 859.5 M, safety checker 304.0 M, text encoder
+# 123.1 M, VAE 83.7 M parameters. SD 3.5 Large stores 16-bit weights: MMDiT 8.06 B, T5-XXL encoder 4.76 B,
+# OpenCLIP bigG 0.69 B, CLIP-L 0.12 B, VAE 0.08 B.
 REGISTRY: dict[str, ModelSpec] = {
-    "sd14": ModelSpec("sd14", "CompVis/stable-diffusion-v1-4", "sd1", 512, 512, 50, 7.5),
+    "sd14": ModelSpec("sd14", "CompVis/stable-diffusion-v1-4", "sd1", 512, 512, 50, 7.5,
+                      download_bytes=5_482_000_000),
     "sd35-large": ModelSpec("sd35-large", "stabilityai/stable-diffusion-3.5-large", "sd3", 1024, 1024, 28, 3.5,
-                            gated=True),
+                            gated=True, download_bytes=27_445_000_000),
     "tiny": ModelSpec("tiny", "tiny", "sd1", 128, 128, 10, 2.5),  # its best guidance: docs/offline-model.md
     "tiny-random": ModelSpec("tiny-random", "tiny-random", "sd1", 128, 128, 10, 7.5),
 }
+
+
+def about_gigabytes(size_bytes: int) -> str:
+    """``5_482_000_000`` → ``about 5.5 GB``: decimal gigabytes, as the Hub shows file sizes; whole ones from 10 GB."""
+    gigabytes = size_bytes / 1e9
+    return f"about {gigabytes:.1f} GB" if gigabytes < 10 else f"about {gigabytes:.0f} GB"
 
 
 def resolve(name_or_path: str | os.PathLike) -> ModelSpec:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from .. import env
 from ..errors import ModelNotAvailableError
 from ..expectations import duration
+from ..levers import lever
 
 if TYPE_CHECKING:
     from . import ModelSpec
@@ -67,7 +68,7 @@ def _download_index(spec: ModelSpec) -> None:
 def _not_cached_message(spec: ModelSpec, why: str) -> str:
     login = " after accepting its licence on the Hub and logging in (ttlesson auth login)" if spec.gated else ""
     return (f"The weights of {spec.source} ({spec.name}) are not in the Hugging Face cache and {why}; "
-            f"download them on a connected machine{login}, or use --model tiny to try the lesson offline.")
+            f"download them on a connected machine{login}, or use {lever('model', 'tiny')} to try the lesson offline.")
 
 
 def _download_failure_message(spec: ModelSpec, err: Exception) -> str:
@@ -81,9 +82,10 @@ def _download_failure_message(spec: ModelSpec, err: Exception) -> str:
     status = getattr(getattr(hub_error, "response", None), "status_code", None)
     if isinstance(hub_error, GatedRepoError) or (spec.gated and status == 401):
         return (f"{spec.source} is gated on the Hugging Face Hub: accept its licence at {spec.hub_url} and log "
-                "in (ttlesson auth login), or use --model sd14, which needs no login.")
+                f"in (ttlesson auth login), or use {lever('model', 'sd14')}, which needs no login.")
     if isinstance(hub_error, RepositoryNotFoundError):
-        return f"The Hub has no model {spec.source!r} (or it is private); check the name, or use --model sd14."
+        return (f"The Hub has no model {spec.source!r} (or it is private); check the name, or use "
+                f"{lever('model', 'sd14')}.")
     return _not_cached_message(spec, "the Hub could not be reached")
 
 
@@ -100,7 +102,7 @@ class FetchResult:
 
     def __str__(self) -> str:
         cache = self.folder.parents[2] if self.folder.parent.name == "snapshots" else self.folder
-        size = f"{self.size / 1024 ** 3:.2f} GB" if self.size >= 1024 ** 3 else f"{self.size / 1024 ** 2:.1f} MB"
+        size = f"{self.size / 1e9:.2f} GB" if self.size >= 1e9 else f"{self.size / 1e6:.1f} MB"  # the Hub's units
         return (f"{self.model}: {self.files} files, {size} in {self.folder}, each checked "
                 f"against the Hub's hash ({self.checked} of {self.files}), in {duration(self.seconds)}.\n"
                 f"Others read it without a network: HF_HUB_CACHE={cache} HF_HUB_OFFLINE=1 (read-only is enough).")

@@ -1,14 +1,10 @@
 """The settings the notebooks read from the environment, so one set of notebooks serves a TT workshop, a laptop
 and CI (which runs them small and offline). Each value remembers where it came from, and notebooks print them.
 
-| variable            | default                              | meaning                                  |
-| ------------------- | ------------------------------------ | ---------------------------------------- |
-| ``TTLESSON_MODEL``   | ``sd14``                             | model name or local diffusers folder     |
-| ``TTLESSON_BACKEND`` | ``auto``                             | ``auto``, ``torch`` or ``tt``            |
-| ``TTLESSON_WORKDIR`` | ``~/tt-scratchpad/worldsfair-video`` | where prompts, frames and the video go   |
-| ``TTLESSON_STEPS``   | the model's own (sd14: 50)           | denoising steps                          |
-| ``TTLESSON_SIZE``    | the model's own (sd14: 512)          | frame size, ``512`` or ``768x512``       |
-| ``TTLESSON_SERVER``  | none: this machine makes the frames  | a render service's URL (``ttlesson serve``) |
+``variables()`` lists the variables (``TTLESSON_MODEL``, ``TTLESSON_BACKEND``, ``TTLESSON_WORKDIR``,
+``TTLESSON_STEPS``, ``TTLESSON_SIZE``, ``TTLESSON_SERVER``) with their defaults and what each sets, the choices
+taken from the code that checks them: the model registry, the backend names, the sizes each backend makes
+(``accepted_sizes``).
 """
 
 from __future__ import annotations
@@ -21,6 +17,7 @@ from pathlib import Path
 from .. import env
 from ..errors import TTLessonError
 from ..fileio import writable_folder
+from ..levers import SETTINGS
 from ..values import parse_size, shown, user_path
 from .room import Room
 
@@ -57,12 +54,65 @@ class Settings:
         return user_path(str(self.workdir.value))
 
     def __str__(self) -> str:
-        return "\n".join(f"{s.name:<8} {_shown(s.value):<36} ({s.source})" for s in self.items)
+        """One line: "Settings: tiny model, auto backend, the model's own steps and size; work folder …"."""
+        steps = "the model's own steps" if self.steps.value is None else f"{self.steps.value} steps"
+        size = "the model's own size" if self.size.value is None else f"size {self.size.value}"
+        served = f"; frames from {self.server.value}" if self.server else ""
+        room = f"; {self.room.source}" if self.room is not None else ""
+        return (f"Settings: {self.model.value} model, {self.backend.value} backend, {steps}, {size}; "
+                f"work folder {self.workdir.value}{served}{room}")
 
     def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><td><code>{s.name}</code></td><td><code>{html.escape(_shown(s.value))}</code></td>"
-                       f"<td>{html.escape(s.source)}</td></tr>" for s in self.items)
-        return f"<table><tr><th>setting</th><th>value</th><th>from</th></tr>{rows}</table>"
+        meaning = {variable: sets for variable, _, sets in variables().rows}
+        rows = "".join(f"<tr><td><code>{VARIABLES[s.name]}</code></td><td><code>{html.escape(_shown(s.value))}"
+                       f"</code></td><td>{html.escape(s.source)}</td><td>{html.escape(meaning[VARIABLES[s.name]])}"
+                       "</td></tr>" for s in self.items)
+        return (f"<table><tr><th>variable</th><th>value</th><th>from</th><th>what it sets</th></tr>{rows}</table>")
+
+
+VARIABLES = {name: variable for name, (variable, _flag) in SETTINGS.items()} | {"workdir": env.WORKDIR}
+
+
+def accepted_sizes() -> dict[str, str]:
+    """The frame sizes each backend makes, in words, from the sizes the backends check: tt-metal's traced SD 1.4
+    makes one size only (its SD 3.5 Large another); torch any width × height in multiples of 8."""
+    from ..backends.tt.chip import SIZE as TT_SD14_SIZE
+    from ..backends.tt.sd35 import SIZE as TT_SD35_SIZE
+    from ..values import MAX_SIDE
+
+    return {"tt": f"{TT_SD14_SIZE} only (SD 3.5 Large: {TT_SD35_SIZE})",
+            "torch": f"one number (512) or width x height (768x512), multiples of 8 from 64 to {MAX_SIDE}"}
+
+
+@dataclass(frozen=True)
+class VariableTable:
+    rows: list[tuple[str, str, str]]  # variable, default, what it sets
+
+    def __str__(self) -> str:
+        return "\n".join(f"{variable} (default: {default}): {meaning}" for variable, default, meaning in self.rows)
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><td><code>{variable}</code></td><td>{html.escape(default)}</td>"
+                       f"<td>{html.escape(meaning)}</td></tr>" for variable, default, meaning in self.rows)
+        return f"<table><tr><th>variable</th><th>default</th><th>what it sets</th></tr>{rows}</table>"
+
+
+def variables() -> VariableTable:
+    """The ``TTLESSON_*`` variables the notebooks read, each with its default and what it sets."""
+    from ..backends import BACKEND_NAMES
+    from ..models import REGISTRY
+
+    sd14 = REGISTRY["sd14"]
+    sizes = "; ".join(f"on the {backend} backend {text}" for backend, text in accepted_sizes().items())
+    return VariableTable([
+        (env.MODEL, "sd14", f"the model: {', '.join(REGISTRY)}, or a diffusers pipeline folder"),
+        (env.BACKEND, "auto", f"{', '.join(name for name in BACKEND_NAMES if name != 'auto')}, or auto to choose "
+                              "from what is here"),
+        (env.WORKDIR, env.DEFAULT_WORKDIR, "where the prompts, frames and video go"),
+        (env.STEPS, f"the model's own; {sd14.steps} for SD 1.4", "denoising steps per frame"),
+        (env.SIZE, f"the model's own; {sd14.width} for SD 1.4", f"frame size: {sizes}"),
+        (env.SERVER, "none: this machine makes the frames", "a render service's URL (ttlesson serve)"),
+    ])
 
 
 def current() -> Settings:
@@ -171,8 +221,8 @@ def _read_size(room: Room | None) -> Setting:
     try:
         parse_size(str(setting.value))
     except TTLessonError as err:
-        raise _refuse(env.SIZE, str(setting.value), "is not a frame size; set it to one number (512) or "
-                      "width x height (768x512), multiples of 8 from 64 to 8192") from err
+        raise _refuse(env.SIZE, str(setting.value), f"is not a frame size; set it to {accepted_sizes()['torch']}"
+                      ) from err
     return setting
 
 

@@ -26,20 +26,25 @@ from pathlib import Path
 
 from ... import env
 from ...errors import BackendUnavailableError, NoTTDeviceError, Terminated, TTDeviceError, TTLessonError
+from ...levers import lever
 from .plan import BLACKHOLE, WORMHOLE, TTSystem
 
 DEVICE_NODES = Path("/dev/tenstorrent")
 SYSFS_CLASS = Path("/sys/class/tenstorrent")
 
-NO_DEVICE = ("No Tenstorrent device found (the kernel driver lists no /dev/tenstorrent/* and ttnn sees no chip): "
-             "run on a machine with a Tenstorrent card and its driver (tt-smi -s lists it), "
-             "or use --backend torch to render on this machine's CPU or GPU.")
 RESET_ADVICE = "run tt-smi -r to reset it, wait until tt-smi -s lists it again, then retry"
 SHARE_ADVICE = ("wait for it to finish (or ask whoever runs it), and never reset a card another process is using; "
                 "to share the cards, run ttlesson serve on this host and render with --server")
 # Words in ttnn's errors when a chip did not come up: typically the state a killed process leaves behind.
 BAD_STATE_SIGNS = ("timeout", "timed out", "0xffffffff", "failed to initialize", "try resetting", "bad state",
                    "not responding", "hang")
+
+
+def no_device() -> str:
+    """The refusal where no chip is found, with the fix for where the learner is."""
+    return ("No Tenstorrent device found (the kernel driver lists no /dev/tenstorrent/* and ttnn sees no chip): "
+            "run on a machine with a Tenstorrent card and its driver (tt-smi -s lists it), "
+            f"or use {lever('backend', 'torch')} to render on this machine's CPU or GPU.")
 
 
 @dataclass(frozen=True)
@@ -137,7 +142,7 @@ def refuse_unrunnable(problems: list[tuple[str, str]], driver_check=driver_sees_
     fixes = " and ".join(fix for _, fix in problems)
     if not driver_check():
         also = f"; on a machine with one, this run would also need {fixes}." if problems else ""
-        raise NoTTDeviceError(NO_DEVICE[:-1] + also if also else NO_DEVICE)
+        raise NoTTDeviceError(no_device()[:-1] + also if also else no_device())
     if len(problems) == 1:
         raise BackendUnavailableError(problems[0][0])
     if problems:
@@ -192,11 +197,11 @@ def _cards_here() -> dict[int, int]:
 def require_chips(ttnn_loader=import_ttnn, driver_check=driver_sees_a_chip) -> tuple[object, int]:
     """(ttnn, number of chips), or ``NoTTDeviceError`` before anything heavy is loaded."""
     if not driver_check():
-        raise NoTTDeviceError(NO_DEVICE)
+        raise NoTTDeviceError(no_device())
     ttnn = ttnn_loader()
     chips = count_chips(ttnn)
     if chips == 0:
-        raise NoTTDeviceError(NO_DEVICE)
+        raise NoTTDeviceError(no_device())
     return ttnn, chips
 
 

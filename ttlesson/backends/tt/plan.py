@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ... import env
+from ...levers import lever
 
 WORMHOLE, BLACKHOLE = "wormhole_b0", "blackhole"
 
@@ -97,7 +98,8 @@ def grid_problem(arch: str, grid: tuple[int, int], chip: str) -> str | None:
         if override:
             fix = f"{env.GRID_OVERRIDE} is {override!r}; set it to {wanted[0] - 1},{wanted[1] - 1}"
     else:
-        fix = "this chip has fewer cores than the demo uses, so run on another board or use --backend torch"
+        fix = ("this chip has fewer cores than the demo uses, so run on another board or use "
+               f"{lever('backend', 'torch')}")
     return (f"Chip {chip} has a {grid[0]}×{grid[1]} compute grid but tt-metal's SD 1.4 is built for "
             f"{wanted[0]}×{wanted[1]} on {arch}; {fix}.")
 
@@ -106,7 +108,7 @@ def steps_problem(steps: int) -> str | None:
     if steps <= SD14_MAX_STEPS:
         return None
     return (f"Steps {steps} do not fit tt-metal's SD 1.4 trace, whose region is sized for its {SD14_MAX_STEPS}-step "
-            f"loop; give --steps {SD14_MAX_STEPS} or fewer (or --backend torch for more).")
+            f"loop; give {lever('steps', SD14_MAX_STEPS)} or fewer (or {lever('backend', 'torch')} for more).")
 
 
 # --- SD 3.5 Large: one image over a whole mesh (tt_dit) -----------------------------------------------------
@@ -142,9 +144,9 @@ def sd35_refusal(system: TTSystem) -> str:
     """Why SD 3.5 Large does not run on ``system``, in one sentence with what to do instead."""
     if (system.arch, system.shape) == (BLACKHOLE, (2, 4)):
         fix = ("make four chips that are linked in a ring the only visible ones (TT_VISIBLE_DEVICES=a,b,c,d, which "
-               "ttnn then sees as a 4-chip QuietBox), or use --model sd14")
+               f"ttnn then sees as a 4-chip QuietBox), or use {lever('model', 'sd14')}")
     else:
-        fix = "use --model sd14, which runs on every Tenstorrent chip"
+        fix = f"use {lever('model', 'sd14')}, which runs on every Tenstorrent chip"
     return f"SD 3.5 Large runs on {SD35_SYSTEMS}, not on this {system.describe()}; {fix}."
 
 

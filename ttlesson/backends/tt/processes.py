@@ -32,7 +32,7 @@ from ...errors import NoTTDeviceError, TTDeviceError, TTLessonError
 from ...models import ModelSpec
 from ..base import Backend, FrameRequest, MadeImage, StepCallback
 from ..scheduling import Job, keep_busy
-from .device import DEVICE_NODES, NO_DEVICE, TerminationGuard, refuse_unrunnable
+from .device import DEVICE_NODES, TerminationGuard, no_device, refuse_unrunnable
 from .sd14 import PER_FRAME_NOTE, check_sd14_model, chips_wanted, sd14_problems
 
 START_SECONDS = 3600.0  # loading weights and opening a chip; the first compile comes later, in warm_up
@@ -107,7 +107,7 @@ class TTProcessesBackend(Backend):
         check_sd14_model(self.spec)
         ids = pcie_device_ids()
         if not ids:
-            raise NoTTDeviceError(NO_DEVICE)
+            raise NoTTDeviceError(no_device())
         ids = ids[:chips_wanted(self.devices, len(ids))]
         self._guard.install()
         try:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ... import env
 from ...errors import BackendUnavailableError
+from ...levers import lever
 from ...models import ModelSpec
 from ..base import Backend, FrameRequest, MadeImage, StepCallback
 from ..scheduling import keep_busy
@@ -65,9 +66,9 @@ def check_sd14_model(spec: ModelSpec) -> None:
 def model_problem(spec: ModelSpec) -> tuple[str, str] | None:
     if spec.name == "sd14":
         return None
-    return (f"The tt backend runs tt-metal's own models, --model sd14 (every chip) or sd35-large "
-            f"(T3K/Galaxy/QuietBox); {spec.name} runs with --backend torch.",
-            f"--model sd14 (tt-metal's own model, not {spec.name})")
+    return (f"The tt backend runs tt-metal's own models, {lever('model', 'sd14')} (every chip) or sd35-large "
+            f"(T3K/Galaxy/QuietBox); {spec.name} runs with {lever('backend', 'torch')}.",
+            f"{lever('model', 'sd14')} (tt-metal's own model, not {spec.name})")
 
 
 def sd14_problems(spec: ModelSpec, request: FrameRequest) -> list[tuple[str, str]]:
@@ -76,13 +77,14 @@ def sd14_problems(spec: ModelSpec, request: FrameRequest) -> list[tuple[str, str
     problems = [problem for problem in (model_problem(spec),) if problem]
     if (request.width, request.height) != (SIZE, SIZE):
         problems.append((f"Size {request.width}x{request.height} does not run on the tt backend: tt-metal's "
-                         f"SD 1.4 makes {SIZE}x{SIZE} frames only (give --size {SIZE}).", f"--size {SIZE}"))
+                         f"SD 1.4 makes {SIZE}x{SIZE} frames only (give {lever('size', SIZE)}).", lever("size", SIZE)))
     if request.steps < MIN_STEPS:
-        problems.append((f"Steps {request.steps} is too few for tt-metal's PNDM scheduler; give --steps "
-                         f"{MIN_STEPS} or more (sd14 uses 50).", f"--steps {MIN_STEPS} or more"))
+        fewest = lever("steps", MIN_STEPS)
+        problems.append((f"Steps {request.steps} is too few for tt-metal's PNDM scheduler; give {fewest} or more "
+                         "(sd14 uses 50).", f"{fewest} or more"))
     too_many = steps_problem(request.steps)
     if too_many:
-        problems.append((too_many, f"--steps {SD14_MAX_STEPS} or fewer"))
+        problems.append((too_many, f"{lever('steps', SD14_MAX_STEPS)} or fewer"))
     return problems
 
 

@@ -19,6 +19,7 @@ import warnings
 from contextlib import ExitStack
 
 from ...errors import BackendUnavailableError, GatedCheckpointWarning, ModelNotAvailableError
+from ...levers import lever
 from ...models import ModelSpec
 from ..base import Backend, FrameRequest, StepCallback
 from .device import (
@@ -54,10 +55,10 @@ def gated_checkpoint_notice(spec: ModelSpec) -> None:
     if not huggingface_hub.get_token():
         raise ModelNotAvailableError(f"{spec.source} is gated on the Hugging Face Hub and not downloaded yet: accept "
                                      f"its licence at {spec.hub_url} and log in (ttlesson auth login), or use "
-                                     "--model sd14, which needs no login.")
+                                     f"{lever('model', 'sd14')}, which needs no login.")
     warnings.warn(GatedCheckpointWarning(
-        f"{spec.source} is gated: tt-metal's pipeline now downloads it (tens of GB) with your Hugging Face login, "
-        f"which works only if you accepted its licence at {spec.hub_url}."), stacklevel=3)
+        f"{spec.source} is gated: tt-metal's pipeline now downloads it ({spec.download_size}) with your Hugging Face "
+        f"login, which works only if you accepted its licence at {spec.hub_url}."), stacklevel=3)
 
 
 class TTSD35Backend(Backend):
@@ -92,7 +93,7 @@ class TTSD35Backend(Backend):
         problems = []
         if (request.width, request.height) != (SIZE, SIZE):
             problems.append((f"Size {request.width}x{request.height} does not run on the tt backend's SD 3.5 Large, "
-                             f"which makes {SIZE}x{SIZE} frames (give --size {SIZE}).", f"--size {SIZE}"))
+                             f"which makes {SIZE}x{SIZE} frames (give {lever('size', SIZE)}).", lever("size", SIZE)))
         refuse_unrunnable(problems, self.runtime.driver_check)
 
     def load(self) -> None:
