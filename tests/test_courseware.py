@@ -2,6 +2,7 @@
 gallery and player, the interactive studio, and the lesson helpers."""
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -84,7 +85,6 @@ def test_gallery_table_and_chart_from_a_render(rendered):
 
 def series_and_legend(chart) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     """Colours of every plotted series and of every legend entry, by label, read from the chart's SVG."""
-    import re
     from collections import defaultdict
 
     svg = chart.svg()
@@ -101,6 +101,15 @@ def test_seconds_per_frame_legend_matches_its_series(rendered, tmp_path):
     assert set(series) == set(legend) and len(series) == 3  # warm-up bars, later frames, the steady-state line
     for label, colours in legend.items():
         assert colours & series[label], (label, colours, series[label])
+
+
+def test_seconds_per_frame_legend_covers_no_bar(rendered):
+    chart = display.seconds_per_frame_chart(rendered[0].out_dir)
+    chart.figure.canvas.draw()
+    axes = chart.figure.axes[0]
+    legend, plot = axes.get_legend().get_window_extent(), axes.get_window_extent()
+    assert legend.x0 > plot.x1  # beside the axes, where the bars are not
+    assert [int(tick) for tick in axes.get_xticks()] == list(range(10))  # every frame numbered
 
 
 def test_seconds_per_frame_chart_without_warm_up_frames(rendered, tmp_path):
@@ -140,6 +149,76 @@ def test_stitch_returns_the_command_it_ran(rendered, tmp_path):
     assert partial.startswith(".v.mp4.") and partial.endswith(".partial.mp4")
 
 
+def test_side_by_side_captions_say_which_version_and_the_shared_facts_once(rendered, tmp_path):
+    from ttlesson.video import stitch
+
+    sharp = stitch(rendered[0].out_dir, tmp_path / "sharp" / "film.mp4")
+    small = stitch(rendered[0].out_dir, tmp_path / "small" / "film.mp4", crf=40)
+    html = display.side_by_side({"near-lossless": sharp.path, "smallest": small.path}).html
+    assert html.count("<video") == 2 and html.count(" autoplay") == 0 and html.count("film.mp4") == 1
+    assert html.count("<figcaption") == 2 and "<b>near-lossless</b><br>" in html and "<b>smallest</b><br>" in html
+    text = re.sub(r"<[^>]+>", "", html)
+    assert "All 2: film.mp4 · 5.0 s · 10 frames at 2 fps · 128×128 · h264/yuv420p" in text
+    assert f"{sharp.size_bytes / 1024:.0f} KiB" in text and f"{small.size_bytes / 1024:.0f} KiB" in text
+    assert "<span style='white-space:nowrap'>10 frames at 2 fps</span>" in html  # a fact is never split
+
+
+def test_preview_shows_the_film_else_the_frames_else_the_sample(rendered, tmp_path):
+    from html import unescape
+
+    from ttlesson.video import stitch
+
+    out = rendered[0].out_dir
+    sample = unescape(display.preview(tmp_path, tmp_path / "film.mp4", autoplay=False).html)
+    assert "Not made yet: this is what the offline tiny model makes of the World's Fair storyboard" in sample
+    assert sample.count("<video") == 1 and " autoplay" not in sample and " muted" in sample
+    assert 'data-duration="5.000"' in sample and 'height="160"' in sample
+    frames = display.preview(out, tmp_path / "film.mp4").html
+    assert "Your frames so far: 10 of 10;" in frames and frames.count("<img") == 10 and "<video" not in frames
+    film = stitch(out, tmp_path / "film.mp4")
+    shown = display.preview(out, film.path).html
+    assert "Your film so far: 10 frames, 5.0 s (film.mp4)" in shown
+    assert shown.count("<video") == 1 and all(word in shown for word in (" autoplay", " muted", " loop"))
+
+
+def test_preview_of_a_long_render_samples_its_frames(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "frames").mkdir()
+    for index in range(30):
+        Image.new("RGB", (16, 16), (index * 8, 0, 0)).save(tmp_path / "frames" / f"frame_{index:03d}.png")
+    strip = display.preview(tmp_path, tmp_path / "film.mp4").html
+    assert "Your frames so far: 30;" in strip and strip.count("<img") == 10 and 'alt="frame 027"' in strip
+
+
+def test_the_shipped_sample_is_small_and_plays():
+    from importlib import resources
+
+    from ttlesson.video import probe
+
+    sample = probe(resources.files("ttlesson.data").joinpath(display.SAMPLE_FILM))
+    assert sample.facts == "10 frames at 2 fps = 5.0 s, h264/yuv420p, 128×128" and sample.size_bytes < 64 * 1024
+
+
+def test_text_and_commands_never_break_inside_a_word(rendered, tmp_path):
+    from ttlesson.notebook import by_hand
+    from ttlesson.video import stitch
+
+    board = tmp_path / "prompts.json"
+    board.write_text('[{"prompt": "' + "a very long prompt " * 20 + '"}]')
+    view = display.file_view(board).html
+    assert "white-space:pre-wrap;word-break:normal;overflow-wrap:normal" in view
+    frames = tmp_path / "frames"
+    frames.symlink_to(rendered[0].out_dir / "frames")
+    info = stitch(frames, tmp_path / "film.mp4")
+    guide = by_hand.step6(info, tmp_path)
+    assert guide.ran.startswith(f"cd {tmp_path}\n") and "-i frames/frame_%03d.png" in guide.ran
+    assert guide.ran.endswith(" film.mp4 -y") and ".partial" not in guide.ran
+    assert all(len(line) <= 90 or " " not in line.strip() for line in guide.ran.splitlines()[2:])
+    page = guide._repr_html_()
+    assert page.count("<pre style='white-space:pre;word-break:normal;overflow-wrap:normal;overflow-x:auto'>") == 2
+
+
 def test_display_without_frames_is_one_sentence(tmp_path):
     with pytest.raises(TTLessonError, match="no rendered frames yet"):
         display.gallery(tmp_path)
@@ -159,7 +238,8 @@ def test_scaling_chart_keeps_unlike_work_apart():
     here, published = chart.figure.axes
     assert "tiny model, 128×128, 10 steps" in here.get_title() and not here.texts
     assert "SD 1.4, 512×512, 50 steps" in published.get_title()
-    assert {t.get_text() for t in published.texts} == {"N150", "P150", "N300", "T3K"}
+    assert {t.get_text() for t in published.texts} == {"N150 · tt-metal 4.83 s", "P150 · tt-metal 3.15 s",
+                                                        "N150 · lesson 35 s", "N300 · lesson 20 s", "T3K · lesson 7 s"}
     labels = [text.get_text() for text in published.get_legend().get_texts()]
     assert labels == ["tt-metal published (SD 1.4, 512×512, 50 steps)", "lesson text (SD 1.4, 512×512, 50 steps)"]
     series, legend = series_and_legend(chart)
@@ -230,7 +310,7 @@ def test_lesson_helpers_make_what_is_missing(monkeypatch, tmp_path, tiny_folder,
     monkeypatch.setenv("TTLESSON_STEPS", "2")
     monkeypatch.setenv("TTLESSON_WORKDIR", str(tmp_path))
     cfg = lesson.start()
-    assert "environment (TTLESSON_WORKDIR)" in capsys.readouterr().out
+    assert f"work folder {tmp_path};" in capsys.readouterr().out  # TTLESSON_WORKDIR is in use
     assert lesson.frame_facts(cfg) == "no frames yet"
     info = lesson.ensure_video(cfg)
     out = capsys.readouterr().out

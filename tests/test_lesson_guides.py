@@ -11,6 +11,7 @@ import pytest
 from ttlesson import expectations, machine, storyboard
 from ttlesson.backends.tt.metal import SD14_FOLDERS
 from ttlesson.machine import doctor
+from ttlesson.models import REGISTRY
 from ttlesson.notebook import by_hand, next_steps
 from ttlesson.notebook.widgets import NotebookProgress
 from ttlesson.render import render
@@ -44,7 +45,8 @@ def test_step4_names_the_demo_where_this_checkout_has_it(monkeypatch, tmp_path, 
     assert f"{SD14_FOLDERS[layout]}/demo/demo.py::test_demo" in guide.commands
     assert shlex.quote(str(tmp_path / "work folder" / "prompts.json")) in guide.commands
     notes = " ".join(guide.notes)
-    assert "about 4 GB" in notes and "compiles the kernels" in notes and "--input-path does not reach it" in notes
+    assert f"({REGISTRY['sd14'].download_size}, not the lesson's" in notes and "compiles the kernels" in notes
+    assert "--input-path does not reach it" in notes
 
 
 def test_step4_without_a_checkout(monkeypatch, tmp_path):
@@ -58,7 +60,7 @@ def test_step6_shows_the_lessons_command_and_the_one_that_ran(rendered, tmp_path
     info = stitch(rendered[0].out_dir, tmp_path / "v.mp4")
     guide = by_hand.step6(info, tmp_path)
     assert "-pattern_type glob -i 'frames/frame_*.png'" in guide.commands
-    assert guide.ran == info.command_line and "frame_%03d.png" in guide.ran
+    assert "frame_%03d.png" in guide.ran and guide.ran.endswith(" v.mp4 -y") and ".partial" not in guide.ran
     assert "<pre" in guide._repr_html_()
 
 
@@ -68,13 +70,14 @@ def test_step7_says_which_releases_have_the_interactive_demo():
     assert any("only in older tt-metal releases" in note for note in guide.notes)
 
 
-def test_per_board_table_next_to_published_numbers():
+def test_per_board_table_shows_the_published_numbers():
     table = expectations.per_board()
     rows = {row.board: row for row in table.rows}
-    assert rows["N150"].lesson == "30–45 s" and rows["N150"].published == 4.83
-    assert str(table).splitlines()[1].split()[-1] == "7.2×"  # 35 s against 4.83 s
+    assert rows["N150"].published == 4.83 and rows["N300"].published_text == "4.83 s (the N150's)"
+    assert "The lesson's text says 30–45 s." in rows["N150"].full_note
     page = table._repr_html_()
-    assert "about 7×" in page and "uses one chip" in page and "not measured by this project" in page
+    assert "published by tt-metal" in page and "the demo uses one" in page and "not measured by this project" in page
+    assert "×</td>" not in page  # no ratio column
 
 
 @pytest.mark.parametrize("seconds, text", [(45, "45 s"), (75, "1 min 15 s"), (600, "10 min"), (5400, "1 h 30 min")])
@@ -86,7 +89,7 @@ def test_long_run_warning_only_when_long():
     assert expectations.long_run_warning(0.05, 10, 10, "the CPU") is None  # the tiny model: 5 s
     warning = expectations.long_run_warning(4.0, 50, 10, "the CPU")  # SD 1.4 on two cores
     assert warning.startswith("This will take about 33 min on the CPU: the first step took 4.0 s")
-    assert "finished frames are kept" in warning and "TTLESSON_STEPS=20" in warning
+    assert "finished frames are kept" in warning and "--steps 20" in warning  # a terminal's lever
 
 
 def test_progress_displays_say_a_long_run_after_its_first_step(monkeypatch, tmp_path, tiny_backend):
@@ -105,7 +108,7 @@ def test_no_long_run_warning_for_a_quick_render(tmp_path, tiny_backend):
 
 
 def test_doctor_lines_point_into_the_troubleshooting_notebook():
-    report = doctor.run()
+    report = doctor.run(tt=True)
     names = {check.name: check for check in report.checks}
     assert names["frames made on"].see == doctor.SLOW and names["memory"].see == doctor.MEMORY
     assert names["TT_METAL_ARCH_NAME"].see == doctor.DISPATCH and names["tt-smi"].see == doctor.RESET

@@ -141,3 +141,57 @@ def test_crossfade_longer_than_a_frame_is_refused(tmp_path):
     with pytest.raises(VideoError, match=r"--crossfade 1 does not fit --fps 2: each frame shows for 0.5 s .*; give "
                                          r"--crossfade 0.5, or 0 for cuts\."):
         video.stitch(frames_folder(tmp_path), crossfade=1.0)
+
+
+def test_the_command_in_the_work_folder_makes_the_same_video(tmp_path):
+    import shlex
+    import subprocess
+
+    frames_folder(tmp_path)
+    info = video.stitch(tmp_path / "frames", tmp_path / "film.mp4")
+    typed = info.command_in(tmp_path)
+    assert "frames/frame_%03d.png" in typed and typed[-2:] == ("film.mp4", "-y")  # the final name, not the partial
+    made = info.path.rename(tmp_path / "by-ttlesson.mp4")
+    subprocess.run(shlex.join(typed), shell=True, cwd=tmp_path, check=True, capture_output=True)
+    assert video.probe(info.path).facts == info.facts and colours_of(info.path) == colours_of(made)
+
+
+def moving_square(tmp_path, lefts=(8, 24, 40)):
+    """Stills of a white square moving right on black, one still per left edge."""
+    from PIL import ImageDraw
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, left in enumerate(lefts):
+        image = Image.new("RGB", (64, 64), "black")
+        ImageDraw.Draw(image).rectangle([left, 24, left + 15, 39], fill="white")
+        image.save(folder / f"frame_{i:03d}.png")
+    return folder
+
+
+def bright_columns(path, frame):
+    """The columns where row 32 of a video's frame is bright, decoded by the real ffmpeg."""
+    import subprocess
+
+    raw = subprocess.run([video.find_ffmpeg(), "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "gray",
+                          "-"], capture_output=True, check=True).stdout
+    row = raw[frame * 64 * 64 + 32 * 64:][:64]
+    return [column for column, value in enumerate(row) if value > 200]
+
+
+def test_minterpolate_invents_motion_and_shows_every_still(tmp_path):
+    info = video.stitch_minterpolate(moving_square(tmp_path), tmp_path / "smooth.mp4")
+    assert (info.fps, info.frames) == (24.0, 36) and info.duration == pytest.approx(1.5, abs=0.05)
+    assert "[s1]tpad=stop=2:stop_mode=clone[s2];[s2]minterpolate=fps=24:mi_mode=mci[s3]" in info.command_line
+    assert bright_columns(info.path, 0) == list(range(8, 24))
+    # halfway from the second still to the third: the whole square midway, not two half-bright ones (a dissolve)
+    assert bright_columns(info.path, 18) == list(range(32, 48))
+    assert bright_columns(info.path, 35) == list(range(40, 56))  # the last still is held to the end
+
+
+def test_minterpolate_from_a_render_is_checked_like_a_stitch(rendered, tmp_path):
+    info = video.stitch_minterpolate(rendered[0].out_dir, tmp_path / "smooth.mp4")
+    assert info.facts == "120 frames at 24 fps = 5.0 s, h264/yuv420p, 128×128"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    with pytest.raises(VideoError, match=r"--fps 24 leaves nothing for minterpolate to invent .* give --fps below 24"):
+        video.stitch_minterpolate(rendered[0].out_dir, tmp_path / "fast.mp4", fps=24)

@@ -17,6 +17,9 @@ Reading ``stitch`` top to bottom is the algorithm:
 5. decode the partial and check codec, pixel format, frame count and length (and the soundtrack's);
 6. only then rename it over the output. On any failure the old video is untouched and the partial removed.
 
+``stitch_minterpolate`` makes the lesson's other version from the same frames (ffmpeg's motion interpolation in
+place of the dissolve) through the same steps 3 to 6.
+
 The ffmpeg binary is the one on ``PATH``, else the one the ``imageio-ffmpeg`` wheel ships (``IMAGEIO_FFMPEG_EXE``
 points that wheel elsewhere). Commands are built with ffmpeg-python; the result carries the exact command.
 """
@@ -37,6 +40,7 @@ from . import lifeline, manifest
 from .errors import FFmpegNotFoundError, VideoError
 from .fileio import (
     LOCK_NAME,
+    PARTIAL_SUFFIX,
     folder_lock,
     os_error_sentence,
     partial_path,
@@ -81,6 +85,19 @@ class VideoInfo(Presentable):
     def command_line(self) -> str:
         """The ffmpeg command as one shell line (its output is the partial file, renamed once checked)."""
         return shlex.join(self.command)
+
+    def command_in(self, folder: str | os.PathLike) -> tuple[str, ...]:
+        """The command that makes this video when run in ``folder``: the paths under ``folder`` relative to it,
+        and the video's own name where ffmpeg wrote the partial file that took that name once checked."""
+        base = os.path.abspath(os.path.expanduser(folder))
+        own = os.path.abspath(self.path)
+        return tuple(_relative(own if self._is_partial(arg) else arg, base) for arg in self.command)
+
+    def _is_partial(self, arg: str) -> bool:
+        """Whether ``arg`` names the hidden partial file (``fileio.partial_path``) this video was written to."""
+        written = Path(arg)
+        return written.parent == self.path.parent and written.name.startswith(f".{self.path.name}.") and \
+            PARTIAL_SUFFIX in written.name
 
     @property
     def facts(self) -> str:
@@ -136,6 +153,14 @@ class Soundtrack:
     duration: float  # seconds, as the file's header says
 
 
+def _relative(arg: str, base: str) -> str:
+    """``arg`` relative to the folder ``base`` when it is a path inside it; else as it is."""
+    if not os.path.isabs(arg):
+        return arg
+    inside = os.path.relpath(arg, base)
+    return arg if inside.startswith(os.pardir) else inside
+
+
 def find_ffmpeg() -> str:
     """Path of the ffmpeg binary to use: PATH first, then the one bundled with imageio-ffmpeg."""
     on_path = shutil.which("ffmpeg")
@@ -181,9 +206,7 @@ def stitch(source: str | os.PathLike, output: str | os.PathLike | None = None, *
     if soundtrack is not None and resolved_path(soundtrack.path) == resolved_path(target):
         raise VideoError(f"--audio {soundtrack.path} is the video's own path; give the soundtrack another file.")
     exe = find_ffmpeg()
-    if frames.render_dir:  # a render started since locate_frames looked
-        _not_being_rendered(frames.render_dir)
-    count = frames.check()
+    count = _checked_stills(frames)
     if timing is None:
         timing = plan_walk(frames.keyframes(count), count, seconds_per_keyframe, hold, crossfade,
                            soundtrack if fit_audio else None)
@@ -191,8 +214,6 @@ def stitch(source: str | os.PathLike, output: str | os.PathLike | None = None, *
     else:
         want_frames, want_seconds = timing.frames(count), timing.duration(count)
     # 4. ffmpeg into a partial only this process uses
-    remove_partials(target.parent, others_only=True)  # what stitches killed outright left behind
-    partial = video_partial(target)
     sequence = None
     try:
         if isinstance(timing, Timeline):
@@ -201,18 +222,66 @@ def stitch(source: str | os.PathLike, output: str | os.PathLike | None = None, *
             stream = _timeline_stream(ffmpeg, sequence, timing)
         else:
             stream = _uniform_stream(ffmpeg, frames.folder, count, timing)
-        stream = encoded_output(ffmpeg, stream, want_frames, want_seconds, soundtrack, crf, partial,
-                                CONTAINERS[target.suffix.lower()], _q(timing.rate))
-        command = tuple(ffmpeg.compile(stream, cmd=exe, overwrite_output=True))
         # 5. decode and check, then 6. the checked video takes its name
-        info = encode_checked(command, partial, target, lambda made: verify_video(
-            made, want_frames, want_seconds, target, soundtrack is not None))
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+        return _encode_into(target, exe, stream, want_frames, want_seconds, crf, timing.rate, soundtrack)
     finally:
         if sequence is not None:
             shutil.rmtree(sequence, ignore_errors=True)
+
+
+def stitch_minterpolate(source: str | os.PathLike, output: str | os.PathLike | None = None, *,
+                        fps: float = DEFAULT_FPS, crf: int = DEFAULT_CRF) -> VideoInfo:
+    """The lesson's "crossfade" (its Customize section): ffmpeg's ``minterpolate=fps=24:mi_mode=mci`` invents
+    24 frames a second between the stills by motion compensation, where ``stitch(crossfade=…)`` blends them.
+
+    Where two neighbouring stills differ too much, minterpolate sees a scene change and cuts, halfway between
+    them. The lesson's command ends its film where the last still starts (that still never shows, and the film is
+    1/fps short); here the last still is held like the others, so the film lasts stills ÷ ``fps``, as
+    ``stitch``'s does. Checked like every stitched video: codec, pixel format, frame count and length.
+    """
+    import ffmpeg
+
+    timing, crf = check_settings(fps, crf, 0.0)
+    if timing.fps >= SMOOTH_FPS:
+        raise VideoError(f"--fps {fps:g} leaves nothing for minterpolate to invent between stills at "
+                         f"{SMOOTH_FPS} fps; give --fps below {SMOOTH_FPS} (the lesson uses 2).")
+    frames = locate_frames(source)
+    target = check_output(output, frames)
+    exe = find_ffmpeg()
+    count = _checked_stills(frames)
+    want_frames = round(timing.duration(count) * SMOOTH_FPS)
+    stream = (_uniform_stream(ffmpeg, frames.folder, count, timing)
+              # minterpolate's film ends where the last frame it is given starts: two more copies of the last still
+              # give it its own 1/fps seconds, then -frames:v ends the film there
+              .filter("tpad", stop=2, stop_mode="clone")
+              .filter("minterpolate", fps=SMOOTH_FPS, mi_mode="mci"))
+    return _encode_into(target, exe, stream, want_frames, want_frames / SMOOTH_FPS, crf, Fraction(SMOOTH_FPS))
+
+
+def _checked_stills(frames: FrameSource) -> int:
+    """How many stills there are, each checked, once no render is writing them."""
+    if frames.render_dir:  # a render started since locate_frames looked
+        _not_being_rendered(frames.render_dir)
+    return frames.check()
+
+
+def _encode_into(target: Path, exe: str, stream, frames: int, seconds: float, crf: int, rate: Fraction,
+                 soundtrack: Soundtrack | None = None) -> VideoInfo:
+    """Encode ``stream`` as H.264 into a partial only this process uses, check it has ``frames`` frames lasting
+    ``seconds``, and only then give it the name ``target``; the partial is removed on any failure."""
+    import ffmpeg
+
+    remove_partials(target.parent, others_only=True)  # what stitches killed outright left behind
+    partial = video_partial(target)
+    try:
+        output = encoded_output(ffmpeg, stream, frames, seconds, soundtrack, crf, partial,
+                                CONTAINERS[target.suffix.lower()], _q(rate))
+        command = tuple(ffmpeg.compile(output, cmd=exe, overwrite_output=True))
+        info = encode_checked(command, partial, target, lambda made: verify_video(
+            made, frames, seconds, target, soundtrack is not None))
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return replace(info, path=target, command=command)
 
 

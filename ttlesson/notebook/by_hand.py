@@ -14,11 +14,14 @@ from __future__ import annotations
 import html
 import os
 import shlex
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import env
 from ..backends.tt.metal import SD14_FOLDERS
+from ..models import REGISTRY
+from .display import preformatted
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,7 @@ class ByHand:
     commands: str  # shell lines, as the learner would type them
     ttlesson: str  # what ttlesson does in their place
     notes: list[str] = field(default_factory=list)
-    ran: str = ""  # the command ttlesson itself ran, where there is one
+    ran: str = ""  # the command ttlesson itself ran, where there is one, as the learner would type it
 
     def __str__(self) -> str:
         notes = [f"* {note}" for note in self.notes]
@@ -37,9 +40,8 @@ class ByHand:
 
     def _repr_html_(self) -> str:
         notes = "".join(f"<li>{html.escape(note)}</li>" for note in self.notes)
-        ran = f"<pre style='white-space:pre-wrap'>{html.escape(self.ran)}</pre>" if self.ran else ""
-        return (f"<p><b>{html.escape(self.step)}, by hand</b> (in a terminal):</p>"
-                f"<pre style='white-space:pre-wrap'>{html.escape(self.commands)}</pre>"
+        ran = preformatted(self.ran) if self.ran else ""
+        return (f"<p><b>{html.escape(self.step)}, by hand</b> (in a terminal):</p>{preformatted(self.commands)}"
                 f"<p><b>ttlesson instead:</b> {html.escape(self.ttlesson)}</p>{ran}"
                 + (f"<ul>{notes}</ul>" if notes else ""))
 
@@ -119,7 +121,7 @@ def step4(workdir: str | os.PathLike) -> ByHand:
                   "pipeline on every chip you allow, writes frames/frame_000.png … into the work folder with a "
                   "manifest, keeps the frames already made, and gives each frame its own seed.",
                   [found,
-                   "The first run downloads SD 1.4's UNet, VAE and text encoder (about 4 GB, not the lesson's "
+                   f"The first run downloads SD 1.4 ({REGISTRY['sd14'].download_size}, not the lesson's "
                    "'few hundred MB') into the Hugging Face cache, then compiles the kernels and captures the 50-step "
                    "loop as a device trace before the first image (minutes; compiled kernels are cached for later "
                    "runs, the trace is captured again by every run).",
@@ -132,23 +134,64 @@ def step4(workdir: str | os.PathLike) -> ByHand:
 
 
 def step6(info, workdir: str | os.PathLike) -> ByHand:
-    """Step 6: the lesson's ffmpeg command, and the exact one ttlesson's stitch ran (``info``: what it returned)."""
+    """Step 6: the lesson's ffmpeg command, and the one ttlesson's stitch ran (``info``: what it returned), as a
+    learner would type it in the work folder."""
     folder = Path(workdir).expanduser()
-    lesson = "\n".join([f"cd {shlex.quote(str(folder))}",
+    lesson = "\n".join([f"cd {typed_path(folder)}",
                         "ffmpeg -framerate 2 -pattern_type glob -i 'frames/frame_*.png' \\",
                         "  -vf 'format=yuv420p,scale=512:512' -c:v libx264 -crf 18 \\",
                         "  tenstorrent_worldsfair_1964.mp4"])
-    ran = info.command_line or "(not recorded: this video was not stitched in this session)"
+    if not info.command:
+        return ByHand("Step 6 · Stitch the video", lesson, "video.stitch builds the command with ffmpeg-python and "
+                      "runs it; this video was not stitched in this session, so its command is not known.")
+    program = "ffmpeg" if shutil.which("ffmpeg") == info.command[0] else '"$FFMPEG"'
+    ran = "\n".join([f"cd {typed_path(folder)}"]
+                    + ([f"FFMPEG={shlex.quote(info.command[0])}"] if program != "ffmpeg" else [])
+                    + [continued_lines(program, info.command_in(folder)[1:])])
+    bundled = ["There is no ffmpeg on this kernel's PATH, so stitch ran the one the imageio-ffmpeg package ships, "
+               "named once above as FFMPEG; in a terminal with ffmpeg installed (sudo apt-get install -y ffmpeg) "
+               "type ffmpeg in place of \"$FFMPEG\"."] if program != "ffmpeg" else []
     return ByHand("Step 6 · Stitch the video", lesson,
-                  "video.stitch built this command with ffmpeg-python, and ran it:", ran=ran,
-                  notes=["-i frames/frame_%03d.png -start_number 0 reads the frames in number order like the lesson's "
-                         "glob; stitch first checks that none is missing, since ffmpeg would stop at a gap.",
-                         "scale=trunc(iw/2)*2:trunc(ih/2)*2 only rounds odd sizes down to even ones (yuv420p needs "
-                         "them); the lesson's scale=512:512 would stretch any frame that is not 512×512.",
-                         "-frames:v and -r fix the exact length; -movflags +faststart lets a browser start playing "
-                         "before the whole file is there.",
-                         "ffmpeg writes a hidden partial file that is renamed into place only when it succeeded, and "
-                         "the video is then decoded again to check codec, pixel format, frame count and duration."])
+                  "video.stitch built this command with ffmpeg-python and ran it; pasted into a terminal, it makes "
+                  "the same video:", ran=ran,
+                  notes=bundled + [
+                      "-i frames/frame_%03d.png -start_number 0 reads the frames in number order like the lesson's "
+                      "glob; stitch first checks that none is missing, since ffmpeg would stop at a gap.",
+                      "scale=trunc(iw/2)*2:trunc(ih/2)*2 only rounds odd sizes down to even ones (yuv420p needs "
+                      "them); the lesson's scale=512:512 would stretch any frame that is not 512×512.",
+                      "-frames:v and -r fix the exact length; -movflags +faststart lets a browser start playing "
+                      "before the whole file is there; -y replaces an earlier video without asking.",
+                      f"stitch itself had ffmpeg write a hidden partial file, renamed to {info.path.name} only once "
+                      "it was decoded again and its codec, pixel format, frame count and duration checked."])
+
+
+def typed_path(folder: Path) -> str:
+    """``folder`` as a learner types it in a shell: ``~/…`` inside the home folder, quoted only where needed."""
+    home = Path.home()
+    if folder == home:
+        return "~"
+    if home in folder.parents:
+        return "~/" + shlex.quote(str(folder.relative_to(home)))
+    return shlex.quote(str(folder))
+
+
+def continued_lines(program: str, arguments: tuple[str, ...], width: int = 88) -> str:
+    """``program arguments…`` as shell lines of about ``width`` characters, continued with a backslash; an
+    option stays on one line with its value, and no word is split."""
+    words, pending = [], list(arguments)
+    while pending:
+        word = shlex.quote(pending.pop(0))
+        if word.startswith("-") and pending and not pending[0].startswith("-"):
+            word += " " + shlex.quote(pending.pop(0))
+        words.append(word)
+    lines = [program]
+    for word in words:
+        if len(lines[-1]) + 1 + len(word) > width:
+            lines[-1] += " \\"
+            lines.append("  " + word)
+        else:
+            lines[-1] += " " + word
+    return "\n".join(lines)
 
 
 def step7() -> ByHand:

@@ -1,5 +1,5 @@
-"""What a notebook shows: a frame gallery, inline video players (side by side), a keyframe walk's strip of
-in-between frames, and timing charts.
+"""What a notebook shows: a preview of the learner's film, a frame gallery, inline video players (side by side),
+a keyframe walk's strip of in-between frames, and timing charts.
 
 Everything is embedded in the notebook's output (base64 images and video), so it shows in JupyterLab, VS Code
 and a saved HTML export alike, with no file server behind it.
@@ -12,6 +12,7 @@ import html
 import io
 import os
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from .. import expectations, manifest
@@ -20,6 +21,9 @@ from ..errors import TTLessonError
 # Published and claimed speeds, each with where it comes from (seconds per 512×512 SD 1.4 image, 50 steps).
 REFERENCE_SPEEDS = expectations.reference_speeds()
 REFERENCE_WORK = expectations.SD14_WORK
+# The World's Fair storyboard as the offline tiny model makes it, stitched at 2 fps (tools/make_preview_sample.py).
+SAMPLE_FILM = "preview-sample.mp4"
+STRIP_MOST = 12  # thumbnails in a preview's strip of frames; a longer render is sampled evenly
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ def gallery(out_dir: str | os.PathLike, width: int = 160, columns: int = 5) -> H
         path = out_dir / record.file
         if not path.is_file():
             continue
-        caption = html.escape(record.prompt if len(record.prompt) <= 90 else record.prompt[:87] + "…")
+        caption = html.escape(_shortened(record.prompt, 90))
         cells.append(
             f'<figure style="margin:4px;width:{width}px">'
             f'<img src="data:image/png;base64,{_thumbnail_base64(path, width)}" width="{width}" '
@@ -61,13 +65,14 @@ def manifest_table(out_dir: str | os.PathLike) -> HTMLView:
     """The manifest as a table: per frame, its seed, settings, the device that made it and its seconds."""
     book = _manifest_or_fail(Path(out_dir))
     header = ["frame", "prompt", "seed", "steps", "size", "model", "backend", "device", "seconds"]
+    words = {"prompt", "model", "backend", "device"}  # read from the left; numbers stay aligned on the right
+    align = [f" style='text-align:{'left' if name in words else 'right'}'" for name in header]
     rows = []
     for index, r in sorted(book.frames.items()):
-        prompt = r.prompt if len(r.prompt) <= 60 else r.prompt[:57] + "…"
-        cells = [f"{index:03d}", prompt, r.seed, r.steps, f"{r.width}×{r.height}", r.model, r.backend, r.device,
-                 f"{r.seconds:.2f}" + (" (warm-up)" if r.warmup else "")]
-        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
-    head = "<tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>"
+        cells = [f"{index:03d}", _shortened(r.prompt, 60), r.seed, r.steps, f"{r.width}×{r.height}", r.model,
+                 r.backend, r.device, f"{r.seconds:.2f}" + (" (warm-up)" if r.warmup else "")]
+        rows.append("<tr>" + "".join(f"<td{a}>{html.escape(str(c))}</td>" for a, c in zip(align, cells)) + "</tr>")
+    head = "<tr>" + "".join(f"<th{a}>{h}</th>" for a, h in zip(align, header)) + "</tr>"
     return HTMLView(f"<table>{head}{''.join(rows)}</table>")
 
 
@@ -78,20 +83,74 @@ def video_player(path: str | os.PathLike, width: int | None = None, loop: bool =
     ``autoplay`` starts it muted as soon as it shows; give it to one player per notebook at most, so a page never
     plays several videos at once.
     """
+    info = _probed(path)
+    facts = html.escape(" · ".join(_facts(info)))
+    return HTMLView(_player(info, f' width="{width or max(info.width, 256)}"', loop, autoplay)
+                    + f"<div style='font-size:12px'>{facts}</div>")
+
+
+def _probed(path: str | os.PathLike):
     from ..video import probe
 
     path = Path(path)
     if not path.is_file():
         raise TTLessonError(f"{path} does not exist; stitch the frames first (step 6).")
-    info = probe(path)
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    size = f' width="{width or max(info.width, 256)}"'
+    return probe(path)
+
+
+def _facts(info) -> list[str]:
+    """A video's facts, each on its own, so the facts several videos share can be told once."""
+    return [info.path.name, f"{info.duration:.1f} s", f"{info.frames} frames at {info.fps:g} fps",
+            f"{info.width}×{info.height}", f"{info.codec}/{info.pix_fmt}", f"{info.size_bytes / 1024:.0f} KiB"]
+
+
+def _player(info, size: str, loop: bool, autoplay: bool) -> str:
+    """The ``<video>`` tag of a probed video, embedded (muted: a page never starts sound by itself)."""
+    data = base64.b64encode(info.path.read_bytes()).decode("ascii")
     attributes = "controls muted playsinline" + (" autoplay" if autoplay else "") + (" loop" if loop else "")
-    facts = (f"{html.escape(path.name)} · {info.duration:.1f} s · {info.frames} frames at {info.fps:g} fps · "
-             f"{info.width}×{info.height} · {info.codec}/{info.pix_fmt} · {info.size_bytes / 1024:.0f} KiB")
-    return HTMLView(f'<video {attributes}{size} data-duration="{info.duration:.3f}">'
-                    f'<source type="video/mp4" src="data:video/mp4;base64,{data}"/>'
-                    f"Your viewer cannot play H.264 video.</video><div style='font-size:12px'>{facts}</div>")
+    return (f'<video {attributes}{size} data-duration="{info.duration:.3f}">'
+            f'<source type="video/mp4" src="data:video/mp4;base64,{data}"/>'
+            "Your viewer cannot play H.264 video.</video>")
+
+
+def preview(workdir: str | os.PathLike, video: str | os.PathLike, autoplay: bool = True,
+            height: int = 160) -> HTMLView:
+    """What the learner will make, in one row for the top of a notebook: the film ``video`` playing muted and
+    looped, else the work folder's frames as a strip, else a sample film the offline tiny model made.
+
+    ``autoplay=False`` where the notebook has an autoplaying player of its own: one per page at most.
+    """
+    workdir, video = Path(workdir).expanduser(), Path(video).expanduser()
+    book = manifest.load(workdir)
+    if video.is_file():
+        info = _probed(video)
+        stills = f"{book.frame_count} frames, " if book is not None else ""
+        return _preview_row(f"Your film so far: {stills}{info.duration:.1f} s ({video.name})",
+                            _player(info, f' height="{height}"', True, autoplay))
+    frames = manifest.frame_indices(manifest.frames_dir(workdir))
+    if frames:
+        made = f"{len(frames)} of {book.frame_count}" if book is not None else str(len(frames))
+        return _preview_row(f"Your frames so far: {made}; step 6 stitches them into your film.",
+                            _frame_strip(manifest.frames_dir(workdir), frames, min(height, 120)))
+    sample = _probed(resources.files("ttlesson.data").joinpath(SAMPLE_FILM))
+    return _preview_row("Not made yet: this is what the offline tiny model makes of the World's Fair storyboard; "
+                        "yours comes from the model you choose.",
+                        _player(sample, f' height="{height}"', True, autoplay))
+
+
+def _preview_row(caption: str, media: str) -> HTMLView:
+    return HTMLView(f"<div style='font-size:13px;margin-bottom:4px'>{html.escape(caption)}</div>{media}")
+
+
+def _frame_strip(folder: Path, indices: list[int], height: int) -> str:
+    """Thumbnails of the frames in one row that scrolls sideways; at most ``STRIP_MOST``, evenly spaced."""
+    step = -(-len(indices) // STRIP_MOST)
+    images = []
+    for index in indices[::step]:
+        data = _thumbnail_base64(folder / manifest.frame_filename(index), height)
+        images.append(f'<img src="data:image/png;base64,{data}" height="{height}" alt="frame {index:03d}" '
+                      f'title="frame {index:03d}" style="margin-right:2px"/>')
+    return f"<div style='white-space:nowrap;overflow-x:auto'>{''.join(images)}</div>"
 
 
 def storyboard_table(board, start: int = 0) -> HTMLView:
@@ -112,7 +171,15 @@ def file_view(path: str | os.PathLike, max_lines: int = 40) -> HTMLView:
     lines = path.read_text(encoding="utf-8").splitlines()
     shown = lines[:max_lines] + ([f"… {len(lines) - max_lines} more lines"] if len(lines) > max_lines else [])
     return HTMLView(f"<div style='font-size:12px'><b>{html.escape(path.name)}</b> ({len(lines)} lines)</div>"
-                    f"<pre style='white-space:pre-wrap'>{html.escape(chr(10).join(shown))}</pre>")
+                    + preformatted("\n".join(shown), wrap=True))
+
+
+def preformatted(text: str, wrap: bool = False) -> str:
+    """``text`` in a ``<pre>`` that never breaks a word: long lines scroll sideways, or with ``wrap`` break at
+    spaces only (JupyterLab's own style for an output's ``<pre>`` breaks anywhere, mid-word)."""
+    flow = "pre-wrap" if wrap else "pre"
+    return (f"<pre style='white-space:{flow};word-break:normal;overflow-wrap:normal;overflow-x:auto'>"
+            f"{html.escape(text)}</pre>")
 
 
 class Chart:
@@ -140,10 +207,27 @@ class Chart:
 
 
 def side_by_side(videos: dict[str, str | os.PathLike], width: int = 256) -> HTMLView:
-    """Several videos next to each other, each under its label, all looping (to compare versions of a film)."""
-    cells = [f'<div style="margin:4px"><div style="font-weight:bold;font-size:13px">{html.escape(label)}</div>'
-             f"{video_player(path, width=width).html}</div>" for label, path in videos.items()]
-    return HTMLView('<div style="display:flex;flex-wrap:wrap;gap:8px">' + "".join(cells) + "</div>")
+    """Several videos next to each other, all looping (to compare versions of a film): each captioned with its
+    label and the facts that set it apart; the facts they all share are said once, underneath."""
+    infos = {label: _probed(path) for label, path in videos.items()}
+    facts = {label: _facts(info) for label, info in infos.items()}
+    shared = [fact for fact in _facts(next(iter(infos.values())))
+              if all(fact in own for own in facts.values())] if len(infos) > 1 else []
+    cells = []
+    for label, info in infos.items():
+        own = _unbroken([fact for fact in facts[label] if fact not in shared])
+        player = _player(info, f' width="{width}"', loop=True, autoplay=False)
+        cells.append(f'<figure style="margin:0;width:{width}px">{player}'
+                     f'<figcaption style="font-size:12px"><b>{html.escape(label)}</b>'
+                     f"{'<br>' + own if own else ''}</figcaption></figure>")
+    common = (f"<div style='font-size:12px;margin-top:4px'>All {len(infos)}: {_unbroken(shared)}</div>"
+              if shared else "")
+    return HTMLView('<div style="display:flex;flex-wrap:wrap;gap:12px">' + "".join(cells) + "</div>" + common)
+
+
+def _unbroken(facts: list[str]) -> str:
+    """Facts joined by " · ", a line breaking only between them ("21 KiB" never becomes "21" and "KiB")."""
+    return " · ".join(f"<span style='white-space:nowrap'>{html.escape(fact)}</span>" for fact in facts)
 
 
 def walk_strip(out_dir: str | os.PathLike, pair: int = 0, width: int = 112) -> HTMLView:
@@ -189,7 +273,9 @@ def seconds_per_frame_chart(out_dir: str | os.PathLike) -> Chart:
     first = records[0]
     axes.set_title(f"Seconds per frame · {first.model}, {first.width}×{first.height}, {first.steps} steps, "
                    f"on {records[-1].device}")
-    _legend(axes, loc="upper right")
+    if len(records) <= 30:
+        axes.set_xticks([r.index for r in records])
+    _legend(axes, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)  # beside the bars, never on them
     figure.tight_layout()
     plt.close(figure)
     return Chart(figure)
@@ -229,9 +315,10 @@ def scaling_chart(measured, references: list[expectations.ReferenceSpeed] | None
         dots = published.scatter([r.devices for r in refs], [1 / r.seconds_per_image for r in refs],
                                  marker=marker, color=color, label=label)
         _tag([dots], label)
-        for ref in refs:
-            published.annotate(ref.label.split(",")[0], (ref.devices, 1 / ref.seconds_per_image),
-                               fontsize=8, xytext=(4, 4), textcoords="offset points")
+        for ref in refs:  # whose figure each is: the N150 has a published point and a lesson point at 1 device
+            text = f"{ref.board} · {source} {ref.seconds_per_image:g} s"
+            published.annotate(text, (ref.devices, 1 / ref.seconds_per_image), fontsize=8, color=color,
+                               xytext=(4, 4), textcoords="offset points")
     if not same_work:
         published.set_title(f"{REFERENCE_WORK} · published, not measured here")
     for axes in panels[0]:
@@ -252,7 +339,7 @@ def scaling_chart(measured, references: list[expectations.ReferenceSpeed] | None
             axes.set_ylim(min(rates) / 1.3, max(rates) * 1.3)
         else:
             axes.set_ylim(bottom=0)
-        _legend(axes, loc="lower right", fontsize=8)
+        _legend(axes, loc="best" if axes is published else "lower right", fontsize=8)  # clear of the labels
     figure.tight_layout()
     plt.close(figure)
     return Chart(figure)
@@ -271,6 +358,14 @@ def _legend(axes, **options):
     for handle, text in zip(legend.legend_handles, legend.get_texts()):
         handle.set_gid(f"legend:{text.get_text()}")
     return legend
+
+
+def _shortened(text: str, most: int) -> str:
+    """``text`` cut to at most ``most`` characters at a space, ending in "…" when it was cut."""
+    if len(text) <= most:
+        return text
+    cut = text[:most - 1]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut).rstrip(" ,;:") + "…"
 
 
 def _manifest_or_fail(out_dir: Path) -> manifest.Manifest:
