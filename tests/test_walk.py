@@ -1,4 +1,5 @@
-"""Keyframe walks, seed modes and colour coherence: the real diffusers pipeline on the offline tiny model."""
+"""Keyframe walks, how far they travel, seed modes and colour coherence: the real diffusers pipeline on the
+offline tiny model."""
 
 from __future__ import annotations
 
@@ -241,19 +242,148 @@ def test_seed_modes(tmp_path, tiny_backend, alone):
         render_tiny(tmp_path / "x", tiny_backend, seed_mode="random")
 
 
-def test_colour_coherence_brings_frames_closer_to_the_first_keyframe(tmp_path, tiny_backend, walked):
-    matched = render_tiny(tmp_path, tiny_backend, transition_frames=3, colour=True)
-    records = [r for _, r in sorted(matched.manifest.frames.items())]
-    assert records[0].colour_match == "" and all(r.colour_match == "lab" for r in records[1:])
-    assert len({r.colour_reference for r in records[1:]}) == 1 and records[1].colour_reference.startswith("frame 0 (")
-    plain_paths, matched_paths = frame_paths(walked), frame_paths(matched)
-    assert matched_paths[0].read_bytes() == plain_paths[0].read_bytes()
-    with Image.open(plain_paths[0]) as reference:
-        for plain, after in zip(plain_paths[1:], matched_paths[1:]):
-            with Image.open(plain) as before, Image.open(after) as now:
-                assert colour.histogram_distance(now, reference) < colour.histogram_distance(before, reference)
-    again = render_tiny(tmp_path, tiny_backend, transition_frames=3, colour=True)  # resumes: nothing remade
-    assert again.made == [] and len(again.kept) == 9
+# --- how far a walk travels, on the tiny model ----------------------------------------------------------------
+
+WALK_DEMO = storyboard.load("worlds-fair-walk")  # notebook 06's walk: only the structure changes
+
+
+def steps_of(along):
+    return [b - a for a, b in zip(along, along[1:])]
+
+
+def test_travel_measures_how_far_along_each_frame_looks():
+    black, white = np.zeros((4, 4, 3)), np.full((4, 4, 3), 200.0)
+    assert walk.travel([black, white * 0.25, white * 0.5, white]) == pytest.approx([0, 0.25, 0.5, 1])
+    assert walk.travel([Image.new("RGB", (4, 4), "red")] * 3) == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="two keyframes"):
+        walk.travel([black])
+
+
+def test_the_walk_demo_travels_steadily_on_the_tiny_model(tmp_path, tiny_backend):
+    # At the tiny model's own settings (128×128, 10 steps), as notebook 06 renders it: each in-between looks
+    # further along than the one before, and no step between neighbours carries most of the way (an even walk
+    # with 4 in-betweens moves 0.2 a step; a cut moves 0.8 or more in one).
+    result = render(WALK_DEMO, tmp_path, model="tiny", backend=tiny_backend, transition_frames=4)
+    frames = [Image.open(path) for path in frame_paths(result)]
+    keyframes = result.manifest.keyframes
+    for start, end in zip(keyframes, keyframes[1:]):
+        along = walk.travel(frames[start:end + 1])
+        assert along == sorted(along) and max(steps_of(along)) < 0.6, along
+
+
+def test_a_walk_between_two_times_of_day_cuts_on_the_tiny_model(tmp_path, tiny_backend):
+    # What the measure tells apart, and what docs/offline-model.md says: the tiny model learned four separate
+    # times of day and nothing between them, so the same walk from day to night jumps in one step.
+    day = WALK_DEMO[0].prompt
+    board = storyboard.loads(json.dumps([day, day.replace("on a sunny day", "at night")]))
+    result = render(board, tmp_path, model="tiny", backend=tiny_backend, transition_frames=4)
+    along = walk.travel([Image.open(path) for path in frame_paths(result)])
+    assert max(steps_of(along)) > 0.7, along
+
+
+# --- colour coherence: keyframes keep their colours, in-betweens move between theirs --------------------------
+
+DAY_NIGHT = storyboard.loads(json.dumps([WALK_DEMO[0].prompt, WALK_DEMO[0].prompt.replace("on a sunny day", "at night"),
+                                         WALK_DEMO[2].prompt]))
+
+
+@pytest.fixture(scope="module")
+def day_night(tmp_path_factory, tiny_backend):
+    """A day → night → day walk, plain and with colour coherence."""
+    def made(name, **kwargs):
+        return render(DAY_NIGHT, tmp_path_factory.mktemp(name), model="tiny", backend=tiny_backend, steps=4,
+                      transition_frames=3, **kwargs)
+
+    return made("plain"), made("coherent", colour="lab")
+
+
+def test_colour_coherence_keeps_each_keyframe_and_its_story(day_night):
+    plain, coherent = day_night
+    records = [r for _, r in sorted(coherent.manifest.frames.items())]
+    assert [r.colour_match for r in records] == ["", "lab", "lab", "lab", "", "lab", "lab", "lab", ""]
+    assert {r.colour_reference.split(" (")[0] for r in records if r.pair} == {"frames 0 and 4", "frames 4 and 8"}
+    for index in coherent.manifest.keyframes:  # keyframes are the story: not matched to anything
+        assert frame_paths(coherent)[index].read_bytes() == frame_paths(plain)[index].read_bytes()
+    lightness = [colour.mean_lightness(Image.open(path)) for path in frame_paths(coherent)]
+    assert lightness[4] < 25 < 45 < min(lightness[0], lightness[8])  # the night keyframe stays dark
+
+
+def test_colour_coherence_moves_each_in_between_by_its_weight(day_night):
+    plain, coherent = day_night
+    lightness = [colour.mean_lightness(Image.open(path)) for path in frame_paths(coherent)]
+    for record in (r for _, r in sorted(coherent.manifest.frames.items()) if r.pair):
+        first, second = (lightness[4 * k] for k in record.pair)
+        assert lightness[record.index] == pytest.approx((1 - record.weight) * first + record.weight * second, abs=1.5)
+    plain_lightness = [colour.mean_lightness(Image.open(path)) for path in frame_paths(plain)]
+    jumps = [abs(b - a) for a, b in zip(lightness, lightness[1:])]
+    assert max(jumps) < max(abs(b - a) for a, b in zip(plain_lightness, plain_lightness[1:]))
+
+
+def test_colour_coherence_resumes_from_kept_keyframes_to_the_same_bytes(tmp_path, tiny_backend, day_night):
+    _, coherent = day_night
+    done = []
+
+    def stop_after_keyframes(event):
+        if isinstance(event, FrameDone):
+            done.append(event.index)
+            if len(done) == 3:
+                raise KeyboardInterrupt
+
+    def again(**kwargs):
+        return render(DAY_NIGHT, tmp_path, model="tiny", backend=tiny_backend, steps=4, transition_frames=3,
+                      colour="lab", **kwargs)
+
+    with pytest.raises(KeyboardInterrupt):
+        again(on_event=stop_after_keyframes)
+    assert done == [0, 4, 8]  # keyframes first: each in-between needs both of its own
+    resumed = again()  # the in-betweens matched to keyframes read back from the folder
+    assert resumed.kept == [0, 4, 8] and resumed.made == [1, 2, 3, 5, 6, 7]
+    assert [p.read_bytes() for p in frame_paths(resumed)] == [p.read_bytes() for p in frame_paths(coherent)]
+    assert again().made == []  # deterministic and recorded: nothing made twice
+
+
+def test_an_in_between_takes_the_mean_and_spread_of_its_keyframes_colours_by_its_weight():
+    from skimage.color import rgb2lab
+
+    from ttlesson import scenes
+
+    day, night, frame = (scenes.Scene.random(seed, time=time).draw(64)
+                         for seed, time in ((1, "day"), (2, "night"), (3, "sunset")))
+
+    def moments(image):
+        lab = rgb2lab(np.asarray(image, dtype=np.float64) / 255).reshape(-1, 3)
+        return np.concatenate([lab.mean(0), lab.std(0)])
+
+    weights = [0, 0.25, 0.5, 0.75, 1]
+    matched = [colour.match_colours_between(frame, day, night, w) for w in weights]
+    for w, image in zip(weights, matched):
+        expected = (1 - w) * moments(day) + w * moments(night)
+        # lightness exactly, up to 8-bit rounding; colours as near as sRGB's gamut lets them come
+        assert colour.mean_lightness(image) == pytest.approx(expected[0], abs=2.5), w
+        assert np.linalg.norm(moments(image) - expected) < 0.3 * np.linalg.norm(moments(frame) - expected), w
+    light = [colour.mean_lightness(image) for image in matched]
+    assert light == sorted(light, reverse=True) and light[0] > 50 > 20 > light[-1]
+    again = colour.match_colours_between(frame, day, night, 0.25)
+    assert again.tobytes() == matched[1].tobytes()  # deterministic
+    flat = Image.new("RGB", (8, 8), (90, 90, 90))  # no spread to scale: shifted only
+    assert colour.match_colours_between(flat, day, night, 0.5).size == (8, 8)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        colour.match_colours_between(frame, day, night, 1.5)
+
+
+def test_whole_histogram_matching_is_scikit_images():
+    from skimage.color import lab2rgb, rgb2lab
+    from skimage.exposure import match_histograms
+
+    from ttlesson import scenes
+
+    day, frame = scenes.Scene.random(1, time="day").draw(64), scenes.Scene.random(3, time="sunset").draw(64)
+
+    def lab(image):
+        return rgb2lab(np.asarray(image, dtype=np.float64) / 255)
+
+    expected = np.clip(np.rint(lab2rgb(match_histograms(lab(frame), lab(day), channel_axis=-1)) * 255), 0, 255)
+    assert np.array_equal(np.asarray(colour.match_colours(frame, day)), expected.astype(np.uint8))
 
 
 def test_a_walk_on_sd3_is_refused_before_anything_loads(tmp_path):

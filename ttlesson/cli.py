@@ -107,10 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_render_arguments(parser: argparse.ArgumentParser) -> None:
     from .backends import BACKEND_NAMES
     from .models import REGISTRY
-    from .storyboard import MAX_SEED
+    from .storyboard import MAX_SEED, builtin_names
 
     parser.add_argument("storyboard", metavar="STORYBOARD",
-                        help="a .json (lesson form) or .txt (one prompt a line) file, or a built-in name: worlds-fair")
+                        help="a .json (lesson form) or .txt (one prompt a line) file, or a built-in name: "
+                        f"{', '.join(builtin_names())}")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for frames/, manifest.json and the video")
     parser.add_argument("--model", default="sd14",
                         help=f"{', '.join(REGISTRY)} or a local diffusers folder (default: sd14; tiny runs offline)")
@@ -150,8 +151,8 @@ def _add_walk_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise-mix", type=float, default=None, metavar="S",
                         help="with --seed-mode mixed: the share (0 to 1) of each keyframe's own noise (default: 0.3)")
     parser.add_argument("--colour-coherence", action="store_true",
-                        help="match every frame's colours to the first keyframe's (histograms in LAB; recorded per "
-                        "frame)")
+                        help="keep the palette steady through a walk: each in-between's colours (LAB mean and spread) "
+                        "move from its first keyframe's to its second's by its weight; keyframes keep their own")
 
 
 def _add_speed_arguments(parser: argparse.ArgumentParser) -> None:

@@ -100,8 +100,8 @@ class FrameRecord:
     to_seed: int | None = None
     noise_base: int | None = None  # mixed seed mode: the shared base noise's seed
     noise_mix: float = 0.0  # mixed seed mode: the share of the frame's own noise
-    colour_match: str = ""  # "lab": colours matched to the reference frame's (ttlesson.colour); "" not matched
-    colour_reference: str = ""  # which frame, and a digest of its identity: "frame 0 (1a2b3c4d5e6f7a8b)"
+    colour_match: str = ""  # "lab": an in-between's colours moved between its keyframes' (ttlesson.colour); "" not
+    colour_reference: str = ""  # its two keyframes, and a digest of their identities: "frames 0 and 5 (1a2b…)"
 
     @property
     def is_keyframe(self) -> bool:

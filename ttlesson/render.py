@@ -16,8 +16,8 @@ Reading ``render`` top to bottom is the algorithm:
    the manifest), so a model that fails to load leaves the folder as it was;
 6. warm up (the tt backend compiles and captures its device trace);
 7. one loop over the frames as the engine makes them (``generate_many``: one after another, or side by side):
-   match each frame's colours to the first keyframe's (``colour="lab"``, ``ttlesson.colour``), write the PNG
-   atomically, record it in the manifest, report progress.
+   match each in-between's colours to its two keyframes' at its weight (``colour="lab"``, ``ttlesson.colour``;
+   the keyframes are then made first), write the PNG atomically, record it in the manifest, report progress.
 
 With ``devices`` ("all" or a number) frames are made side by side: on Tenstorrent by one pipeline per chip in
 this process, on torch by worker processes (``ttlesson.backends.workers``, a pool with the same ``generate_many``
@@ -89,7 +89,7 @@ class WalkSettings:
     easing: str | None = None  # None: the storyboard's, else linear
     seed_mode: Literal["per-frame", "shared", "mixed"] = "per-frame"  # ttlesson.walk.SEED_MODES
     noise_mix: float = 0.3  # mixed seed mode: the share of each keyframe's own noise
-    colour: Literal["", "lab"] = ""  # "lab": match every frame's colours to the first keyframe's; "": leave them
+    colour: Literal["", "lab"] = ""  # "lab": match each in-between's colours to its keyframes'; "": leave them
 
 
 @dataclass
@@ -151,8 +151,8 @@ def render(
     ``easing`` (``linear``, ``ease-in-out``); a keyframe's own ``transition_frames`` wins for its gap. Frames are
     numbered in order: n keyframes give n + (n - 1) K frames. ``seed_mode`` is ``per-frame`` (keyframe k uses
     ``seed + k``), ``shared`` (every keyframe uses ``seed``) or ``mixed`` (the noise of ``seed`` shared by all
-    keyframes plus ``noise_mix``, default 0.3, of each one's own). ``colour="lab"`` matches every frame's colours
-    to the first keyframe's.
+    keyframes plus ``noise_mix``, default 0.3, of each one's own). ``colour="lab"`` matches each in-between's colours to
+    its two keyframes' at its weight (``ttlesson.colour``); keyframes keep their own.
 
     ``backend`` is a name (``auto``, ``torch``, ``tt``) or an already loaded ``Backend``, which is then reused
     and left open. Frames already made with the same settings are kept; ``overwrite`` allows remaking frames
@@ -211,7 +211,9 @@ def render(
             #    manifest written) only now: a model that fails to load leaves the folder as it was
             _prepare_folder(out_dir, book, stale)
             if to_make:
-                requests = [(index, _request(wanted[index])) for index in to_make]
+                # with colour coherence the keyframes come first: each in-between's colours need its two keyframes
+                order = sorted(to_make, key=lambda i: wanted[i].keyframe is None) if options.colour else to_make
+                requests = [(index, _request(wanted[index])) for index in order]
                 # 6. the one-off work (TT: compile and capture the device trace)
                 warm_up = engine.warm_up(requests[0][1])
                 if warm_up:
@@ -308,8 +310,9 @@ class _FrameRecorder:
         self._started = 0
         self._durations: list[float] = []
         self._warmed_up: set[str] = set()
-        self._reference = None  # the first keyframe as an image, once known (colour coherence)
-        self._waiting: list[tuple] = []  # frames that arrived before the reference, to colour-match once it has
+        self._keyframes: dict = {}  # frame index → a keyframe as an image, once known (colour coherence)
+        self._colour = any(record.colour_match for record in wanted)
+        self._waiting: list[tuple] = []  # in-betweens that arrived before their keyframes, matched once they have
 
     def stepped(self, index: int, step: int, total: int) -> None:
         self.emit(StepDone(index, step, total))
@@ -320,27 +323,30 @@ class _FrameRecorder:
                                prompt=_label(self.wanted[index]), device=device))
 
     def store(self, index: int, png: bytes, device: str, seconds: float) -> None:
-        """Record frame ``index`` (its colours matched to the first keyframe's first, when asked)."""
-        if not self.wanted[index].colour_match:
+        """Record frame ``index`` (an in-between's colours first matched to its two keyframes', when asked)."""
+        record = self.wanted[index]
+        if not record.colour_match:
             self._store(index, png, device, seconds)
-            if index == 0 and any(record.colour_match for record in self.wanted):
-                self._reference = _decode(png)
+            if self._colour and record.keyframe is not None:
+                self._keyframes[index] = _decode(png)
                 waiting, self._waiting = self._waiting, []
                 for item in waiting:
                     self.store(*item)
             return
-        reference = self._reference_image()
-        if reference is None:  # the first keyframe is still being made on another device
+        first, second = (self._keyframe_image(self.keyframe_frames[k]) for k in record.pair)
+        if first is None or second is None:  # a keyframe is still being made on another device
             self._waiting.append((index, png, device, seconds))
             return
-        from .colour import match_colours
+        from .colour import match_colours_between
 
-        self._store(index, encode_png(match_colours(_decode(png), reference)), device, seconds)
+        self._store(index, encode_png(match_colours_between(_decode(png), first, second, record.weight)), device,
+                    seconds)
 
-    def _reference_image(self):
-        if self._reference is None and 0 not in self.to_make:  # kept from an earlier run
-            self._reference = _decode((manifest.frames_dir(self.out_dir) / manifest.frame_filename(0)).read_bytes())
-        return self._reference
+    def _keyframe_image(self, index: int):
+        if index not in self._keyframes and index not in self.to_make:  # kept from an earlier run
+            self._keyframes[index] = _decode((manifest.frames_dir(self.out_dir) /
+                                              manifest.frame_filename(index)).read_bytes())
+        return self._keyframes.get(index)
 
     def _store(self, index: int, png: bytes, device: str, seconds: float) -> None:
         warmup = device not in self._warmed_up  # each device's first frame pays for caches, compilation, capture
@@ -507,11 +513,15 @@ def wanted_records(board: Storyboard, settings: RenderSettings, options: WalkSet
             records.append(replace(first, index=step.index, keyframe=None, pair=step.pair, weight=step.weight,
                                    to_prompt=second.prompt, to_negative_prompt=second.negative_prompt,
                                    to_seed=second.seed))
-    if options.colour and len(records) > 1:
-        identity = json.dumps(records[0].identity(), sort_keys=True, ensure_ascii=False)
-        reference = f"frame 0 ({hashlib.sha256(identity.encode()).hexdigest()[:16]})"
-        records[1:] = [replace(record, colour_match=options.colour, colour_reference=reference)
-                       for record in records[1:]]
+    if options.colour:  # each in-between matched to its two keyframes (named, with a digest of their identities)
+        at = {record.keyframe: record for record in records if record.keyframe is not None}
+        for position, record in enumerate(records):
+            if record.pair is not None:
+                first, second = (at[k] for k in record.pair)
+                identity = json.dumps([first.identity(), second.identity()], sort_keys=True, ensure_ascii=False)
+                reference = (f"frames {first.index} and {second.index} "
+                             f"({hashlib.sha256(identity.encode()).hexdigest()[:16]})")
+                records[position] = replace(record, colour_match=options.colour, colour_reference=reference)
     return records
 
 

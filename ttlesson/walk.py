@@ -17,6 +17,14 @@ Seed modes (``SEED_MODES``) say where each keyframe's noise comes from:
   keyframe whose own seed is the base seed (keyframe 0 by default) starts from the base noise itself.
 
 Frames are numbered in order: n keyframes give ``n + sum(K)`` frames, none repeated at a boundary.
+
+How far along its walk an in-between looks is measured by ``travel``: its mean pixel distance to the first
+keyframe over the sum of its distances to both (0 looks like the first keyframe, 1 like the second). A walk that
+travels climbs steadily; one that cuts jumps from near 0 to near 1 between two in-betweens. Which it does depends
+on the model as much as on the walk: a model that learned an attribute only as separate kinds (the offline
+``tiny`` model knows four times of day and nothing between them) cuts from one kind to the other at some weight,
+whatever the easing, the guidance or the seeds, while what it learned as a continuum (where and how big a
+structure is, its shape, its colours) travels (docs/offline-model.md, "Walks").
 """
 
 from __future__ import annotations
@@ -142,3 +150,23 @@ def blend_embeddings(request, encode: Callable[[str, str | None], tuple]) -> tup
         return first
     second = encode(request.to_prompt, request.to_negative_prompt)
     return tuple(None if x is None else lerp(x, y, request.weight) for x, y in zip(first, second))
+
+
+# --- how far a walk travels -------------------------------------------------------------------------------------
+
+def travel(frames) -> list[float]:
+    """For frames ``first keyframe, in-betweens…, second keyframe`` (PIL images or arrays of one size), how far
+    along the walk each looks: its mean absolute pixel distance to the first keyframe over the sum of its distances
+    to both; 0.0 for the first keyframe, 1.0 for the second (0.0 throughout when the two keyframes are equal)."""
+    import numpy as np
+
+    images = [np.asarray(frame.convert("RGB") if hasattr(frame, "convert") else frame, dtype=np.float64)
+              for frame in frames]
+    if len(images) < 2:
+        raise ValueError("travel needs the two keyframes of a walk, and the frames between them")
+    first, second = images[0], images[-1]
+    shares = []
+    for image in images:
+        to_first, to_second = float(np.abs(image - first).mean()), float(np.abs(image - second).mean())
+        shares.append(to_first / (to_first + to_second) if to_first + to_second else 0.0)
+    return shares
