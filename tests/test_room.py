@@ -189,6 +189,9 @@ def test_heavy_cells_are_the_instructors_demo_and_the_cost_is_said_first(tmp_pat
     assert "instructor's demo" in lesson.measure_scaling(cfg).verdict
     assert "instructor's demo" in str(next_steps.try_sd35(cfg))
     monkeypatch.setenv("TTLESSON_INSTRUCTOR", "1")
+    assert lesson.step_cost(settings.current(), 10) is None  # no machine here that SD 3.5 Large runs on
+    # a STAND-IN plan: the instructor's machine as if it were a T3K, which this machine is not
+    monkeypatch.setattr(next_steps, "sd35_plan", lambda report=None: next_steps.SD35Plan(True, "a T3K (stand-in)"))
     assert lesson.step_cost(settings.current(), 10) == "This notebook makes up to 2 frames, after downloading " \
         "sd35-large (about 27 GB, once, into the Hugging Face cache): the time per frame shows with the first frame " \
         "(none made with these settings here yet)."
@@ -209,7 +212,7 @@ def test_a_room_file_is_read_or_refused_in_one_sentence(data):
     except TTLessonError as err:
         assert str(err).startswith("TTLESSON_ROOM file room.json") and "\n" not in str(err)
         return
-    assert set(parsed.settings) <= set(room.SETTING_KEYS) and 1 <= parsed.film_keyframes <= 10
+    assert set(parsed.settings) <= set(room.SETTING_KEYS) and 1 <= parsed.film_keyframes <= room.MAX_FILM_KEYFRAMES
 
 
 # --- a simulated room: three attendees at once ----------------------------------------------------------------
@@ -307,7 +310,7 @@ def test_a_check_tt_run_is_recorded_and_the_first_cell_says_so(tmp_path, monkeyp
                          steps=50, load_seconds=31.0, compile_seconds=212.4, capture_seconds=9.0, frame_seconds=4.912,
                          path=tmp_path / "frame.png", log_file=None, comparison=None)
     silicon.record_run(result)
-    lesson.start()
+    lesson.start(step=1)
     said = capsys.readouterr().out
     assert "made tt-metal's demo frame on this machine's n300 (Tenstorrent n300 (chip 0)) on 20" in said
     assert "in 4.91 s after 212.4 s of compiling" in said and silicon.NOT_YET not in said
@@ -327,7 +330,7 @@ def test_the_room_check_on_a_machine_without_a_card(tmp_path):
     assert list(rows) == ["room file", "Jupyter kernels", "devices", "model", "kernel cache", "disk",
                           "attendees per hour"]
     assert rows["devices"]["status"] == "warn" and "no Tenstorrent card" in rows["devices"]["detail"]
-    assert "19 frames per attendee" in rows["attendees per hour"]["detail"]  # 10 + 2 + 2 × 3 + 1
+    assert "24 frames per attendee" in rows["attendees per hour"]["detail"]  # 5 + 10 + 2 + 2 × 3 + 1
     assert "one frame measured here" in rows["attendees per hour"]["detail"] and proc.returncode == 0
 
 

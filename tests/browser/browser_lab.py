@@ -33,6 +33,7 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-network
                   "--disable-breakpad", "--metrics-recording-only", "--mute-audio"]
 FAKE_HF_TOKEN = "hf_" + "ScreenCheckToken" + "0123456789abcdefgh"  # the page must show it masked, never whole
 VIEWPORT = {"width": 1280, "height": 900}
+FIRST_SCREEN = {"width": 1280, "height": 800}  # a laptop's window: what a learner sees before scrolling
 
 # JupyterLab settings for a test run: every cell in the DOM (no windowing), the kernel starts without asking,
 # and no news or update checks (no network).
@@ -170,6 +171,15 @@ _BUSY = """() => [...document.querySelectorAll('.jp-Notebook .jp-InputPrompt')]
     .some(p => p.textContent.includes('*'))"""
 
 
+# Run in the page: what of the notebook's outputs lies inside the window.
+_IN_VIEW = """() => { const seen = e => { const r = e.getBoundingClientRect();
+        return r.width > 0 && r.height > 0 && r.top < window.innerHeight && r.bottom > 0; };
+    const all = s => [...document.querySelectorAll(s)].filter(seen);
+    return {pictures: all('.jp-OutputArea-output img, .jp-OutputArea-output video').length,
+            text: all('.jp-OutputArea-output').map(o => o.innerText).join('\\n'),
+            tables: all('.jp-OutputArea-output table').map(t => t.innerText)}; }"""
+
+
 class NotebookRun:
     """One notebook opened in JupyterLab and run top to bottom, with what the page then shows."""
 
@@ -220,6 +230,20 @@ class NotebookRun:
 
     def text(self) -> str:
         return self.page.locator(".jp-Notebook").inner_text()
+
+    def first_screen(self) -> dict:
+        """What the learner sees first after Run All (the notebook scrolled to its top, the window VIEWPORT): the
+        pictures and videos in view, the text of the outputs in view, and that screen saved as
+        ``<notebook>-first.png``."""
+        self.page.set_viewport_size(FIRST_SCREEN)
+        self.page.evaluate("() => { const o = document.querySelector('.jp-WindowedPanel-outer'); "
+                           "if (o) o.scrollTop = 0; }")
+        self.page.wait_for_timeout(300)
+        self.shots.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(self.shots / f"{self.name}-first.png"))
+        seen = self.page.evaluate(_IN_VIEW)
+        self.page.set_viewport_size(VIEWPORT)
+        return seen
 
     def screenshot(self) -> Path:
         """The whole notebook in one image: the window is made as tall as the notebook, scrolled to its top, and

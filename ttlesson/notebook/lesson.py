@@ -17,6 +17,7 @@ from pathlib import Path
 from .. import env, manifest, silicon, storyboard
 from ..errors import TTLessonError, describe
 from ..expectations import duration
+from ..fileio import write_atomic
 from ..render import RenderResult, render
 from ..video import VideoInfo, probe, stitch
 from . import room as room_file
@@ -24,25 +25,42 @@ from . import settings
 
 STORYBOARD_FILE = "prompts.json"  # the lesson's names
 VIDEO_FILE = "tenstorrent_worldsfair_1964.mp4"
+THEME = "worlds-fair-day"  # step 3's theme: one the offline tiny model can draw (docs/offline-model.md)
+THEME_FILE = "my-theme.txt"
+WALK = "worlds-fair-walk"  # step 6's keyframes: they differ in what the tiny model blends (docs/offline-model.md)
 
 
-SETTINGS_HINT = "(TTLESSON_* variables set before starting Jupyter change these: step 1 explains them)"
+SETTINGS_HINT = "TTLESSON_* variables set before Jupyter starts change them (step 1)"
 
 
 def start(step: int | None = None) -> settings.Settings:
-    """Read and print the settings; show ttlesson's errors (a bad TTLESSON_* value among them) in one line. With
-    ``step``, also say what the notebook will cost here (frames, and the time where this machine has made such
-    frames before) before it costs it."""
+    """Read the settings and say them in one line; show ttlesson's errors (a bad TTLESSON_* value among them) in one
+    line. ``step`` is the notebook's step: step 1 also says whether ttlesson's Tenstorrent path has run on silicon
+    here; a step that makes frames says how many, and how long they take here, before it costs it."""
     _one_line_errors()
     cfg = settings.current()
     settings.make_workdir(cfg)
-    print(cfg)
-    print(SETTINGS_HINT)
-    print(silicon.note())
+    lines = [f"{cfg}." if step == 1 else f"{cfg}; {SETTINGS_HINT}."]
+    if step == 1:
+        lines.append(silicon.note())
     cost = step_cost(cfg, step) if step is not None else None
     if cost:
-        print(cost)
+        lines.append(cost)
+    _say(lines)
     return cfg
+
+
+def _say(lines: list[str]) -> None:
+    """Print the lines; in a notebook, as a paragraph that wraps between words (a printed path would break
+    mid-word)."""
+    from ..levers import in_notebook
+
+    if not in_notebook():
+        print("\n".join(lines))
+        return
+    from IPython.display import HTML, display
+
+    display(HTML("<p style='font-size: 0.9em; margin: 0'>" + "<br>".join(map(html.escape, lines)) + "</p>"))
 
 
 def step_cost(cfg: settings.Settings, step: int) -> str | None:
@@ -53,7 +71,7 @@ def step_cost(cfg: settings.Settings, step: int) -> str | None:
     if not frames:
         return None
     made = "" if cfg.server is None else " on the render service"
-    each = _seconds_per_frame(cfg)
+    each = _seconds_per_frame(cfg) if step != 10 else None  # step 10's frames are SD 3.5 Large's, not cfg.model's
     if each is None:
         when = "the time per frame shows with the first frame (none made with these settings here yet)"
     else:
@@ -63,7 +81,7 @@ def step_cost(cfg: settings.Settings, step: int) -> str | None:
 
 
 def _download_first(cfg: settings.Settings, step: int) -> str:
-    """", after downloading SD 3.5 Large (about 27 GB)" where step 10 would download it first; else ""."""
+    """", after downloading SD 3.5 Large (about 27 GB, …)" where step 10 would download it first; else ""."""
     if step != 10:
         return ""
     from ..machine.hf import cache_state
@@ -71,12 +89,15 @@ def _download_first(cfg: settings.Settings, step: int) -> str:
 
     sd35 = REGISTRY["sd35-large"]  # what step 10 renders (next_steps.MODEL)
     return "" if cache_state(sd35.source) == "complete" else \
-        f", after downloading {sd35.name} (about 27 GB, once, into the Hugging Face cache)"
+        f", after downloading {sd35.name} ({sd35.download_size}, once, into the Hugging Face cache)"
 
 
 def frames_made_by(cfg: settings.Settings, step: int) -> int:
     """How many frames step ``step`` makes with these settings (and the room file's), at most."""
     room = cfg.room
+    if step == 3:
+        path = cfg.workdir_path / THEME_FILE
+        return len(storyboard.load(path if path.is_file() else THEME))
     if step == 4:
         path = storyboard_path(cfg)
         return len(storyboard.load(path if path.is_file() else "worlds-fair"))
@@ -90,7 +111,9 @@ def frames_made_by(cfg: settings.Settings, step: int) -> int:
 
         return 0 if room is not None and not room.runs("scaling") else 6 * len(bench.device_counts())
     if step == 10:
-        return 0 if room is not None and not room.runs("sd35") else 2
+        from .next_steps import sd35_plan
+
+        return 0 if room is not None and not room.runs("sd35") or not sd35_plan().runnable else 2
     return 0
 
 
@@ -150,14 +173,32 @@ def ensure_storyboard(cfg: settings.Settings) -> storyboard.Storyboard:
 
 def render_frames(cfg: settings.Settings, overwrite: bool = False, gallery: bool = True) -> RenderResult:
     """Render the work folder's storyboard with live progress (widgets in a notebook, tqdm in a terminal)."""
+    return _render_shown(ensure_storyboard(cfg), cfg.workdir_path, cfg, overwrite=overwrite, gallery=gallery)
+
+
+def _render_shown(board: storyboard.Storyboard, out_dir: Path, cfg: settings.Settings, **options) -> RenderResult:
     from . import for_environment
 
-    board = ensure_storyboard(cfg)
-    display = for_environment(gallery=gallery)
+    display = for_environment(gallery=options.pop("gallery", True))
     try:
-        return render(board, cfg.workdir_path, overwrite=overwrite, on_event=display, **cfg.render_kwargs)
+        return render(board, out_dir, on_event=display, **options, **cfg.render_kwargs)
     finally:
         getattr(display, "close", lambda: None)()
+
+
+def theme_file(cfg: settings.Settings) -> Path:
+    """The work folder's ``my-theme.txt`` for step 3's exercise, started from the shipped theme (``THEME``) when
+    there is none; the learner's own edits are kept."""
+    path = cfg.workdir_path / THEME_FILE
+    if not path.exists():
+        write_atomic(path, storyboard.builtin_path(THEME).read_text(encoding="utf-8"))
+    return path
+
+
+def try_theme(cfg: settings.Settings, path: str | os.PathLike) -> RenderResult:
+    """Step 3's exercise: the theme file's frames, made into ``<workdir>/theme`` with the notebook's settings (a
+    changed prompt remakes its frame), shown as they come."""
+    return _render_shown(storyboard.load(path), cfg.workdir_path / "theme", cfg, overwrite=True)
 
 
 def ensure_frames(cfg: settings.Settings) -> RenderResult | None:
@@ -250,17 +291,17 @@ FILM_VERSIONS = {  # name → what it shows, and the render's walk and consisten
 
 def film_versions(cfg: settings.Settings, keyframes: int | None = None, transition_frames: int | None = None
                   ) -> dict[str, RenderResult]:
-    """The storyboard's first ``keyframes`` prompts made three ways (``FILM_VERSIONS``), each into
-    ``<workdir>/film/<name>`` (resuming: made once), with the settings of the other steps. The sizes default to
-    the room file's ``film`` (else 3 keyframes, 4 in-betweens)."""
+    """The first ``keyframes`` prompts of the walk storyboard (``WALK``) made three ways (``FILM_VERSIONS``), each
+    into ``<workdir>/film/<name>`` (made once; remade when the settings changed: the folders are this demo's own),
+    with the settings of the other steps. The sizes default to the room file's ``film`` (else 3 keyframes, 4
+    in-betweens)."""
     room_keyframes, room_gaps = _film_shape(cfg)
     keyframes = room_keyframes if keyframes is None else keyframes
     transition_frames = room_gaps if transition_frames is None else transition_frames
     from .. import models
     from ..backends.remote import local_or_remote
 
-    board = ensure_storyboard(cfg)
-    short = storyboard.Storyboard(frames=board.frames[:keyframes], name="film")
+    short = storyboard.Storyboard(frames=storyboard.load(WALK).frames[:keyframes], name="film")
     settings = dict(cfg.render_kwargs)
     results = {}
     # loaded once for all three (the render service's devices when a server is set)
@@ -268,7 +309,8 @@ def film_versions(cfg: settings.Settings, keyframes: int | None = None, transiti
                          server=settings.pop("server")) as engine:
         for name, (_, options) in FILM_VERSIONS.items():
             options = {key: transition_frames if value is None else value for key, value in options.items()}
-            results[name] = render(short, cfg.workdir_path / "film" / name, backend=engine, **options, **settings)
+            results[name] = render(short, cfg.workdir_path / "film" / name, backend=engine, overwrite=True,
+                                   **options, **settings)
             print(f"{name}: {results[name]}")
     return results
 

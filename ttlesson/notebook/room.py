@@ -35,7 +35,7 @@ INSTRUCTOR = "TTLESSON_INSTRUCTOR"
 SETTING_KEYS = ("model", "backend", "workdir", "steps", "size", "server")
 HEAVY_CELLS = {"scaling": "step 8's scaling measurement", "sd35": "step 10's SD 3.5 Large frames"}
 MAX_ROOM_BYTES = 64 * 1024
-MAX_FILM_KEYFRAMES, MAX_FILM_TRANSITIONS = 10, 24
+MAX_FILM_KEYFRAMES, MAX_FILM_TRANSITIONS = 3, 24  # step 6 walks the 3 keyframes of lesson.WALK at most
 
 
 @dataclass(frozen=True)

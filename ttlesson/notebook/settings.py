@@ -64,10 +64,12 @@ class Settings:
 
     def _repr_html_(self) -> str:
         meaning = {variable: sets for variable, _, sets in variables().rows}
-        rows = "".join(f"<tr><td><code>{VARIABLES[s.name]}</code></td><td><code>{html.escape(_shown(s.value))}"
-                       f"</code></td><td>{html.escape(s.source)}</td><td>{html.escape(meaning[VARIABLES[s.name]])}"
-                       "</td></tr>" for s in self.items)
-        return (f"<table><tr><th>variable</th><th>value</th><th>from</th><th>what it sets</th></tr>{rows}</table>")
+        left = "style='text-align: left'"
+        rows = "".join(f"<tr><td {left}><code>{VARIABLES[s.name]}</code></td><td {left}><code>"
+                       f"{html.escape(_shown(s.value))}</code></td><td {left}>{html.escape(s.source)}</td>"
+                       f"<td {left}>{html.escape(meaning[VARIABLES[s.name]])}</td></tr>" for s in self.items)
+        heads = "".join(f"<th {left}>{name}</th>" for name in ("variable", "value", "from", "what it sets"))
+        return f"<table><tr>{heads}</tr>{rows}</table>"
 
 
 VARIABLES = {name: variable for name, (variable, _flag) in SETTINGS.items()} | {"workdir": env.WORKDIR}
