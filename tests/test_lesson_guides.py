@@ -27,12 +27,20 @@ def test_step1_fills_in_the_checkout_and_blackhole(monkeypatch, tmp_path):
     assert "\n# export TT_METAL_ARCH_NAME=blackhole" in str(by_hand.step1())
 
 
-def test_step2_says_why_sd14_needs_no_login_and_sd35_does():
+def test_step2_says_which_model_needs_the_login_once():
     guide = by_hand.step2()
     assert guide.commands.startswith("hf auth login") and "hf auth whoami" in guide.commands
     notes = " ".join(guide.notes)
-    assert "SD 1.4 (CompVis/stable-diffusion-v1-4) is not gated" in notes and "SD 3.5 Large" in notes
-    assert "accepted the licence" in notes
+    assert "optional for SD 1.4 and needed for SD 3.5 Large" in notes and "gated" not in notes
+
+
+def test_offline_advice_offers_the_tiny_model_only_for_sd1_models(monkeypatch, tmp_path):
+    from ttlesson.machine import hf
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    assert "--model tiny" in hf.model_access("sd14").describe()
+    assert "tiny" not in hf.model_access("sd35-large").describe()
 
 
 @pytest.mark.parametrize("layout", ["older", "current"])

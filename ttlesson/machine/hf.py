@@ -195,8 +195,8 @@ class ModelAccess:
         cache = ("is partly in the local cache (some weights are missing)" if self.cached == "partial"
                  else "is not in the local cache yet")
         if self.offline:
-            return (f"{name} {cache}, and HF_HUB_OFFLINE is set: download it on a connected machine first, "
-                    f"or use {lever('model', 'tiny')}.")
+            return f"{name} {cache}, and HF_HUB_OFFLINE is set: download it on a connected machine first" \
+                   f"{self._instead}."
         if not self.gated:
             return (f"{name} {cache}: it is not gated (per {self.gated_from}), so it downloads on first use "
                     "without a login; logging in is optional.")
@@ -205,6 +205,15 @@ class ModelAccess:
                     f"the licence at {self.url} (it is gated, per {self.gated_from}).")
         return (f"{name} {cache}, and it is gated (per {self.gated_from}): accept its licence at {self.url} and log "
                 "in (ttlesson auth login) before it can download.")
+
+    @property
+    def _instead(self) -> str:
+        """", or use TTLESSON_MODEL=tiny" for an SD 1.x model, which the offline tiny model is a small one of; ""
+        for SD 3.5 Large, which it does not stand in for."""
+        from ..models import REGISTRY
+
+        spec = REGISTRY.get(self.model)
+        return f", or use {lever('model', 'tiny')}" if spec is None or spec.family == "sd1" else ""
 
     @property
     def needs_login(self) -> bool:

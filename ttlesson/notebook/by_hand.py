@@ -90,15 +90,12 @@ def step1() -> ByHand:
 
 
 def step2() -> ByHand:
-    """Step 2: Hugging Face login, and why SD 1.4 does not need it."""
+    """Step 2: Hugging Face login (which models need it, the notebook's access table says once)."""
     return ByHand("Step 2 · Hugging Face", "hf auth login        # paste a token from huggingface.co/settings/tokens\n"
                   "hf auth whoami       # prints the account the stored token belongs to",
                   "ttlesson auth status shows whether a token is there (masked), ttlesson auth login runs the same "
                   "login, ttlesson auth whoami asks the Hub whose token it is; the notebook shows the same.",
-                  ["SD 1.4 (CompVis/stable-diffusion-v1-4) is not gated on the Hub: anyone can download it without "
-                   "an account, so the lesson's login step is optional for it.",
-                   "SD 3.5 Large (stabilityai/stable-diffusion-3.5-large) is gated: its weights download only for "
-                   "an account that accepted the licence on the model's page, so a token of that account is needed.",
+                  ["The lesson's login is optional for SD 1.4 and needed for SD 3.5 Large.",
                    "Older huggingface_hub releases spell the commands huggingface-cli login and "
                    "huggingface-cli whoami."])
 
