@@ -3,7 +3,9 @@
 Nothing here is ttnn or tt-metal. ``StandInTTNN`` has the names the tt backend calls on the ``ttnn`` module
 and records every call; its "device" computes a trace's output from what is in the trace's input buffers when
 the trace runs, so a test can tell which frame's embeddings and latents a picture came from.
-``standin_sd14_modules`` plays tt-metal's SD 1.4 package (compile_trace_sd, UNet, VAE, PNDM scheduler).
+``standin_sd14_modules`` plays tt-metal's SD 1.4 package (compile_trace_sd, UNet, VAE, PNDM scheduler),
+``StandInTTDiTPipeline`` tt_dit's SD 3.5 pipeline; ``standin_n300_cards_runtime`` plays the cards Ray gave a
+render service actor as N300s (four: a T3K).
 ``write_standin_checkout`` writes a fake tt-metal checkout tree (either package layout) for import-level tests.
 
 The stand-in refuses what the real ttnn 0.81.1 refuses on the paths the backend takes (checked against the
@@ -362,6 +364,43 @@ def standin_runtime(**stub_options):
 def slow_standin_runtime():
     """``standin_runtime`` whose frames take half a second each, so a test can signal a process mid-render."""
     return standin_runtime(execute_seconds=0.5)
+
+
+class StandInTTDiTPipeline:
+    """Plays tt_dit's ``StableDiffusion3Pipeline`` (the newer API): ``create_pipeline`` on a mesh, then one
+    1024×1024 image per call whose red channel is the seed, so a test can tell which request made it."""
+
+    def __init__(self, mesh):
+        self.mesh = mesh
+
+    @classmethod
+    def create_pipeline(cls, *, mesh_device, width=1024, height=1024, cfg_enabled=True, max_t5_sequence_length=256,
+                        checkpoint_name="stabilityai/stable-diffusion-3.5-large"):
+        return cls(mesh_device)
+
+    def __call__(self, *, prompts, negative_prompts=None, num_inference_steps, seed=0, guidance_scale=3.5,
+                 traced=False):
+        from PIL import Image
+
+        return [Image.new("RGB", (1024, 1024), (seed % 256, 0, 0))]
+
+
+def standin_n300_cards_runtime():
+    """A Runtime for the cards Ray made visible to this process (``TT_VISIBLE_DEVICES``), each played as an N300
+    (two Wormhole chips): one card is an N300's 2×1 system mesh, four a T3K's 2×4. tt-metal's SD 1.4 package and
+    tt_dit's SD 3.5 pipeline are the stand-ins; the host is the SD-1.4-shaped tiny model, loaded only when SD 1.4
+    asks for it."""
+    import os
+
+    from ttlesson import models
+    from ttlesson.backends.tt.chip import load_host_models
+    from ttlesson.backends.tt.runtime import Runtime
+
+    cards = len(os.environ.get("TT_VISIBLE_DEVICES", "0").split(","))
+    stub = StandInTTNN(chips=2 * cards, mesh_shape=(2, cards))
+    return Runtime(ttnn_loader=lambda: stub, driver_check=lambda: True,
+                   sd14_loader=lambda arch: standin_sd14_modules(stub), sd35_loader=lambda: StandInTTDiTPipeline,
+                   host_loader=lambda spec: sd14_shaped_host(load_host_models(models.resolve("tiny"))))
 
 
 # --- stand-in tt-metal checkouts on disk --------------------------------------------------------------------

@@ -450,3 +450,100 @@ def test_each_tt_actor_gets_one_card_through_ttnpu(loopback, tmp_path):
     # warmed before serving (--warm-up 4), each card compiling into a kernel cache of its own
     assert result["warm"] == ["4 steps, 512x512"] * 2 and len(set(result["caches"])) == 2
     assert all(cache.endswith(("card-0", "card-1")) for cache in result["caches"])
+
+
+TT_GROUPS = """
+import asyncio, json, os, sys, tempfile
+import ray
+from ray.cluster_utils import Cluster
+from ttlesson.backends import FrameRequest
+from ttlesson.serve.protocol import FrameOrder
+from ttlesson.serve.service import RenderService, ServiceOptions
+
+FRAMES = {"sd14": FrameRequest("a fair at dusk", seed=3, steps=4, guidance=7.5, width=512, height=512),
+          "sd35-large": FrameRequest("a pier at dawn", seed=9, steps=28, guidance=3.5, width=1024, height=1024)}
+
+async def serve(models, warm_up_steps=None):
+    service = RenderService(ServiceOptions(models=models, tt_runtime="standin_tt:standin_n300_cards_runtime",
+                                           warm_up_steps=warm_up_steps))
+    await service.start()
+    try:
+        made = {}
+        for model in models:
+            ticket = await service.submit("alice", FrameOrder(model, FRAMES[model]))
+            while (event := await ticket.events.get())[0] not in ("done", "error"):
+                pass
+            kind, data = event
+            made[model] = {"kind": kind, "png": data.pop("png", b"")[:4].hex(), **data}
+        return {"made": made, "status": service.status(), "notices": service.notices, "failures": service.failures,
+                "slots": [{"name": slot.name, "model": slot.model, "node": slot.node,
+                           "cards": slot.info["visible_devices"], "cache": slot.info.get("kernel_cache")}
+                          for slot in service.slots]}
+    finally:
+        await service.stop()  # in a Ray it did not start: kills its actors, so the cards go back for the next service
+
+os.makedirs(os.path.join(tempfile.gettempdir(), "ray"), exist_ok=True)  # where Cluster writes its address
+cluster = Cluster(initialize_head=True, head_node_args={
+    "num_cpus": 1, "resources": {"TTNPU": 4}, "include_dashboard": False, "temp_dir": sys.argv[1]})
+try:
+    ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+    result = {"alone": asyncio.run(serve(("sd35-large",)))}
+    cluster.add_node(num_cpus=0, resources={"TTNPU": 2})
+    cluster.wait_for_nodes()
+    result["both"] = asyncio.run(serve(("sd14", "sd35-large"), warm_up_steps=4))
+    print("RESULT " + json.dumps(result))
+finally:
+    ray.shutdown()
+    cluster.shutdown()
+"""
+
+
+def _cached_model_index(hub: Path, repo: str) -> None:
+    """A Hugging Face cache holding ``repo``'s model_index.json, as after ttlesson fetch: a gated checkpoint
+    already downloaded, so the SD 3.5 backend asks for no login."""
+    commit = "0" * 40
+    folder = hub / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(commit)
+    (folder / "snapshots" / commit).mkdir(parents=True)
+    (folder / "snapshots" / commit / "model_index.json").write_text("{}")
+
+
+def test_sd35_gets_one_actor_over_all_of_a_nodes_cards(loopback, tmp_path):
+    """SD 3.5 Large on Ray's TTNPU resource: a node of 4 cards gets one group actor whose TT_VISIBLE_DEVICES is all
+    four and whose backend makes an SD 3.5 frame over the mesh; beside SD 1.4, a 2-card node serves SD 1.4 one
+    actor per card and the 4-card node the SD 3.5 group, no card in two actors. The cards, ttnn and tt_dit's
+    pipeline are the STAND-IN device layer (tests/standin_tt.py: four cards play a T3K's 2×4 mesh); the gated
+    checkpoint is a cached model_index.json."""
+    folder = short_folder()
+    _cached_model_index(tmp_path / "hub", "stabilityai/stable-diffusion-3.5-large")
+    try:
+        env = {**ray_environment(tmp_path), "PYTHONPATH": str(Path(__file__).parent),
+               "HF_HUB_CACHE": str(tmp_path / "hub")}
+        proc = subprocess.run([sys.executable, "-c", TT_GROUPS, str(folder)], capture_output=True, text=True,
+                              env=env, timeout=400, stdin=subprocess.DEVNULL)
+        line = next((line for line in proc.stdout.splitlines() if line.startswith("RESULT ")), None)
+        assert line is not None, (proc.stdout[-2000:], proc.stderr[-3000:])
+        result = json.loads(line[len("RESULT "):])
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    group = "Tenstorrent wormhole_b0 mesh 2×4 (tt group: cards 0,1,2,3)"
+    alone, both = result["alone"], result["both"]
+    assert [(slot["name"], slot["cards"]) for slot in alone["slots"]] == [("tt-group#1", "0,1,2,3")], alone
+    made = alone["made"]["sd35-large"]
+    assert made["kind"] == "done" and made["png"] == b"\x89PNG".hex() and made["device"] == group, made
+    assert [device["device"] for device in alone["status"]["devices"]] == [group]
+    assert alone["status"]["models"]["sd35-large"]["devices"] == 1 and alone["notices"] == []
+    # beside SD 1.4: the 2-card node one actor per card, the 4-card node the group; no card in two actors
+    by_node: dict[str, list] = {}
+    for slot in both["slots"]:
+        by_node.setdefault(slot["node"], []).append((slot["model"], slot["cards"]))
+    assert sorted(map(sorted, by_node.values())) == [[("sd14", "0"), ("sd14", "1")], [("sd35-large", "0,1,2,3")]]
+    for model, made in both["made"].items():
+        assert made["kind"] == "done" and made["png"] == b"\x89PNG".hex(), (model, made)
+    assert both["made"]["sd35-large"]["device"] == group and "tt group" not in both["made"]["sd14"]["device"]
+    assert {model: entry["devices"] for model, entry in both["status"]["models"].items()} == \
+        {"sd14": 2, "sd35-large": 1}
+    # each actor its own kernel cache, keyed by its cards
+    assert sorted(Path(slot["cache"]).name for slot in both["slots"]) == ["card-0", "card-0,1,2,3", "card-1"]
+    assert both["notices"] == [] and both["failures"] == []

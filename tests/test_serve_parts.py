@@ -1,5 +1,6 @@
-"""The render service's parts that need no Ray: the fair queue, the request checks, the tokens file, and the
-client's settings. Property-based where they read what users (or other programs) send."""
+"""The render service's parts that need no Ray: the fair queue, the request checks, the tokens file, the client's
+settings, and which Tenstorrent nodes serve SD 3.5 Large. Property-based where they read what users (or other
+programs) send, and for the cards each actor is given."""
 
 from __future__ import annotations
 
@@ -10,9 +11,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ttlesson.errors import TTLessonError
-from ttlesson.serve import is_loopback, read_tokens
+from ttlesson.serve import _ready_line, is_loopback, read_tokens
 from ttlesson.serve.fairness import FairQueue
 from ttlesson.serve.protocol import RequestError, checked_request, order_from_json, read_body
+from ttlesson.serve.service import (
+    GROUP,
+    PER_CARD,
+    SD35_MIN_CARDS,
+    RenderService,
+    ServiceOptions,
+    TTNode,
+    deal_tt_nodes,
+    sd35_notice,
+)
 
 QUICK = settings(max_examples=150, deadline=None)
 
@@ -202,3 +213,90 @@ def test_serve_without_the_serve_extra_says_what_to_install(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
     with pytest.raises(TTLessonError, match=r"needs ray.*pip install 'ttlesson\[serve\]'"):
         serve(ServiceOptions())
+
+
+# --- which Tenstorrent nodes serve SD 3.5 Large (a group of all their cards) and which the per-card models ----
+
+def _serves(cards: dict[str, int], models: tuple[str, ...], groups: int = 0, per_card: int = 0) -> dict:
+    nodes = [TTNode(name, "host", count) for name, count in cards.items()]
+    return {node.node: node.serves for node in deal_tt_nodes(nodes, models, groups, per_card)}
+
+
+@pytest.mark.parametrize("cards,models,serves", [
+    ({"t3k": 4}, ("sd35-large",), {"t3k": GROUP}),
+    ({"n300": 1, "t3k": 4}, ("sd35-large",), {"n300": None, "t3k": GROUP}),  # too small for the mesh: nothing
+    ({"t3k": 4}, ("sd14", "sd35-large"), {"t3k": PER_CARD}),  # one node: the model named first
+    ({"t3k": 4}, ("sd35-large", "sd14"), {"t3k": GROUP}),
+    ({"t3k": 4, "n300": 2}, ("sd14", "sd35-large"), {"n300": PER_CARD, "t3k": GROUP}),  # small nodes dealt first
+    ({"a": 4, "b": 4, "c": 4}, ("sd14", "sd35-large"), {"a": PER_CARD, "b": GROUP, "c": PER_CARD}),  # in turn
+    ({"galaxy": 32, "t3k": 4}, ("sd35-large", "sd14"), {"t3k": GROUP, "galaxy": PER_CARD}),
+    ({"t3k": 4, "n300": 1}, ("sd14", "tiny"), {"t3k": PER_CARD, "n300": PER_CARD}),  # no SD 3.5: every card
+], ids=["alone", "too-small", "one-node", "one-node-sd35-first", "small-first", "alternate", "sd35-first",
+        "no-sd35"])
+def test_tenstorrent_nodes_are_dealt_between_sd35_and_the_per_card_models(cards, models, serves):
+    assert _serves(cards, models) == serves
+
+
+def test_a_node_that_joins_later_goes_to_what_fewer_nodes_serve():
+    assert _serves({"late": 4}, ("sd14", "sd35-large"), groups=1, per_card=2) == {"late": GROUP}
+    assert _serves({"late": 4}, ("sd14", "sd35-large"), groups=1, per_card=1) == {"late": PER_CARD}
+
+
+def test_without_an_sd35_node_the_service_says_why_in_one_sentence():
+    def notice(cards: dict[str, int], models: tuple[str, ...]) -> str | None:
+        nodes = [TTNode(f"{name}-{'0' * 20}", "room-1", count) for name, count in cards.items()]
+        return sd35_notice(deal_tt_nodes(nodes, models), models)
+
+    small = notice({"n300": 1, "p300": 2}, ("sd14", "sd35-large"))
+    assert small == ("SD 3.5 Large has no Tenstorrent node here (node n300-0000000 on room-1: 1 card; node "
+                     "p300-0000000 on room-1: 2 cards): tt_dit runs it over all the cards of one node, which must be "
+                     "a T3K (2×4), a Wormhole Galaxy (opened 4×8) or a 4-chip Blackhole QuietBox (opened as a 1×4 "
+                     "ring), 4 cards or more; these cards serve sd14 instead.")
+    assert notice({"n300": 1}, ("sd35-large",)).endswith("; run it on such a system, or serve --model sd14 on "
+                                                          "these cards.")
+    assert notice({"t3k": 4}, ("sd14", "sd35-large")).endswith(
+        "the node that could hold it serves sd14, named before it: give --model sd35-large first to serve it there.")
+    assert notice({"t3k": 4}, ("sd35-large", "sd14")) is None and notice({"n300": 1}, ("sd14",)) is None
+    assert sd35_notice([], ("sd35-large",)) is None  # GPU and CPU nodes only: they serve it as before
+    service = RenderService(ServiceOptions(models=("sd14", "sd35-large")))
+    service.notices.append(small)
+    assert _ready_line(service, "127.0.0.1", 8470, locked=False).endswith(f"TTLESSON_SERVER=http://127.0.0.1:8470"
+                                                                           f"\n  {small}")
+
+
+def _ray_node(name: str, **resources) -> dict:
+    """A node as ``ray.nodes()`` lists it."""
+    return {"NodeID": name * 8, "NodeManagerHostname": f"host-{name}", "Alive": True,
+            "Resources": {"CPU": 1.0, **{key: float(value) for key, value in resources.items()}}}
+
+
+def test_a_group_holds_all_its_nodes_cards_and_gpu_and_cpu_nodes_are_as_before():
+    service = RenderService(ServiceOptions(models=("sd14", "sd35-large"), cpu_actors=2))
+    slots = service._slots_for_nodes([_ray_node("a", TTNPU=4), _ray_node("b", TTNPU=2), _ray_node("c", GPU=2),
+                                      _ray_node("d")])
+    placed = [(slot.name, slot.kind, slot.model, slot.host, slot.cards) for slot in slots]
+    assert placed == [("tt-group#1", "tt", "sd35-large", "host-a", 4),
+                      ("tt#2", "tt", "sd14", "host-b", 1), ("tt#3", "tt", "sd14", "host-b", 1),
+                      ("gpu#4", "gpu", "sd35-large", "host-c", 1), ("gpu#5", "gpu", "sd14", "host-c", 1),
+                      ("cpu#6", "cpu", "sd35-large", "host-d", 1), ("cpu#7", "cpu", "sd14", "host-d", 1)]
+
+
+@QUICK
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=6),
+       st.lists(st.sampled_from(["sd14", "sd35-large", "tiny"]), min_size=1, max_size=3, unique=True))
+def test_no_tenstorrent_card_is_given_twice_and_a_group_is_a_whole_node_that_can_hold_the_mesh(cards, models):
+    service = RenderService(ServiceOptions(models=tuple(models)))
+    nodes = [_ray_node(chr(ord("a") + number), TTNPU=count) for number, count in enumerate(cards) if count]
+    slots = service._slots_for_nodes(nodes)
+    for node in nodes:
+        mine = [slot for slot in slots if slot.node == node["NodeID"]]
+        held = sum(slot.cards for slot in mine)
+        assert held in (0, node["Resources"]["TTNPU"])
+        groups = [slot for slot in mine if slot.is_group]
+        if groups:
+            assert mine == groups and len(groups) == 1 and groups[0].model == "sd35-large"
+            assert groups[0].cards >= SD35_MIN_CARDS
+        assert all(slot.model != "sd35-large" for slot in mine if not slot.is_group)
+    assert len({slot.name for slot in slots}) == len(slots)
+    if "sd35-large" in models and any(count >= SD35_MIN_CARDS for count in cards) and len(nodes) > 1:
+        assert any(slot.is_group for slot in slots)

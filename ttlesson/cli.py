@@ -603,8 +603,9 @@ def _add_serve_command(commands) -> None:
 
     serve = commands.add_parser(
         "serve", help="a render service: owns this host's devices (or a Ray cluster's) and makes frames for clients",
-        description="Start one Ray actor per device (Tenstorrent card, GPU, or CPU slots) on this host or on every "
-        "host of a Ray cluster, each loading the model once, and answer HTTP: render --server URL, the notebooks "
+        description="Start one Ray actor per device (Tenstorrent card, GPU, or CPU slots; for SD 3.5 Large one per "
+        "Tenstorrent node of 4 cards or more, over all its cards) on this host or on every host of a Ray cluster, "
+        "each loading the model once, and answer HTTP: render --server URL, the notebooks "
         "with TTLESSON_SERVER, or tt-inference-server's POST /v1/images/generations. Needs ttlesson[serve].")
     serve.add_argument("--model", action="append", default=None, metavar="NAME",
                        help=f"a model to hold: {', '.join(REGISTRY)} (repeat for several; default: sd14)")

@@ -2,7 +2,8 @@
 makes frames for any number of clients (``render --server URL``, the notebooks with ``TTLESSON_SERVER``, or tools
 written for tt-inference-server).
 
-* ``service``: Ray actors that own the devices (one per card, GPU or CPU slot), fed by a fair queue;
+* ``service``: Ray actors that own the devices (one per card, GPU or CPU slot; SD 3.5 Large's one per Tenstorrent
+  node, over all its cards), fed by a fair queue;
 * ``actor``: what each actor runs (the same backend a local render uses, loaded once);
 * ``fairness``: clients take turns, with a cap on frames in flight per client;
 * ``api``: the HTTP API and its tokens; ``protocol``: the requests and events client and service share.
@@ -67,8 +68,9 @@ def _ready_line(service, host: str, port: int, locked: bool) -> str:
     warmed = "".join(f"\n  {slot.name} warmed for {slot.info['warm_for']} in {slot.info['warm_up_seconds']} s"
                      + (f", kernels kept in {slot.info['kernel_cache']}" if slot.info.get("kernel_cache") else "")
                      for slot in service.live_slots() if "warm_up_seconds" in slot.info)
+    notices = "".join(f"\n  {notice}" for notice in service.notices)
     return (f"ttlesson serve: {models} on {len(service.live_slots())} device(s): {devices}; listening at {url}, "
-            f"{access}. Clients: TTLESSON_SERVER={url}{warmed}")
+            f"{access}. Clients: TTLESSON_SERVER={url}{warmed}{notices}")
 
 
 def _require_the_serve_extra() -> None:

@@ -2,8 +2,10 @@
 
 The service starts one per device: a Tenstorrent card (Ray's ``TTNPU`` resource; Ray sets ``TT_VISIBLE_DEVICES``
 to the card it gave the actor, so the tt backend opens that card alone), a GPU (``num_gpus=1``, Ray sets
-``CUDA_VISIBLE_DEVICES``), or CPU slots. The actor is the same backend a local render uses, so a frame is the
-same frame: same request, same model, same precision, same thread count, same bytes.
+``CUDA_VISIBLE_DEVICES``), or CPU slots. SD 3.5 Large's actor is a *group*: it holds all of a node's cards
+(``devices="all"``; ``TT_VISIBLE_DEVICES`` lists them) and its backend opens them as one mesh. The actor is the
+same backend a local render uses, so a frame is the same frame: same request, same model, same precision, same
+thread count, same bytes.
 
 ``make`` is a generator (a Ray streaming method): the step events as the backend reports them, then the PNG.
 """
@@ -28,7 +30,7 @@ STEP_EVENT_SECONDS = 0.25
 
 class FrameMaker:
     def __init__(self, model: str, kind: str, name: str, threads: int | None = None, precision: str = "auto",
-                 tt_runtime: str | None = None):
+                 tt_runtime: str | None = None, devices: int | str = 1):
         started = time.perf_counter()
         if kind == "tt":
             # tt-metal's kernel cache is per process: actors sharing one would rebuild each other's kernels
@@ -39,11 +41,11 @@ class FrameMaker:
 
             torch.set_num_threads(threads)
         self.name, self.kind = name, kind
-        self.backend = _backend(model, kind, precision, tt_runtime)
+        self.backend = _backend(model, kind, precision, tt_runtime, devices)
         self.backend.load()
         self._warm: set[tuple] = set()
         self._lock = threading.Lock()  # one frame at a time; describe and count_tokens answer meanwhile
-        self.info = {"name": name, "kind": kind, "model": model, "device": self.backend.device,
+        self.info = {"name": name, "kind": kind, "model": model, "device": _device_name(self.backend.device, devices),
                      "backend": self.backend.name, "precision": self.backend.precision,
                      "host": socket.gethostname(), "pid": os.getpid(), "load_seconds": time.perf_counter() - started,
                      "max_prompt_tokens": self.backend.max_prompt_tokens,
@@ -69,9 +71,13 @@ class FrameMaker:
                      "warm_for": f"{steps} steps, {width}x{height}", "kernel_cache": os.environ.get(env.TT_METAL_CACHE)}
         return self.info
 
-    def count_tokens(self, texts: list[str]) -> list[int]:
+    def count_tokens(self, texts: list[str]) -> list[int] | None:
+        """Each text's tokens, or None where the backend cannot count them (``Backend.count_tokens``)."""
         with self._lock:
-            return [self.backend.count_tokens(text) for text in texts]
+            try:
+                return [self.backend.count_tokens(text) for text in texts]
+            except NotImplementedError:
+                return None
 
     def make(self, request: FrameRequest):
         """Yield ``("step", step, total)`` as the frame is made, then ``("done", png, seconds)``, or
@@ -111,7 +117,14 @@ def _warm_key(request: FrameRequest) -> tuple:
     return (request.steps, request.guidance, request.width, request.height, request.scheduler)
 
 
-def _backend(model: str, kind: str, precision: str, tt_runtime: str | None):
+def _device_name(device: str, devices: int | str) -> str:
+    """The device as the status shows it: a Tenstorrent group's also names the cards Ray gave it."""
+    if devices != "all":
+        return device
+    return f"{device} (tt group: cards {env.text(env.VISIBLE_DEVICES) or 'all'})"
+
+
+def _backend(model: str, kind: str, precision: str, tt_runtime: str | None, devices: int | str):
     from ..backends import create
     from ..models import resolve
 
@@ -121,8 +134,8 @@ def _backend(model: str, kind: str, precision: str, tt_runtime: str | None):
             from ..backends.tt import create_tt
             from ..backends.tt.processes import load_factory
 
-            return create_tt(spec, devices=1, runtime=load_factory(tt_runtime)())
-        return create("tt", spec, devices=1)
+            return create_tt(spec, devices=devices, runtime=load_factory(tt_runtime)())
+        return create("tt", spec, devices=devices)
     return create("torch", spec, device="cuda" if kind == "gpu" else "cpu", precision=precision)
 
 

@@ -4,8 +4,10 @@ Reading ``RenderService`` top to bottom is the algorithm:
 
 1. join the Ray cluster (``address``), or start one on this host;
 2. on every node, one ``FrameMaker`` actor per device: a Tenstorrent card (``TTNPU``), a GPU, or CPU slots of
-   ``threads`` cores; each loads the model once. Ray's own restarts and retries are off (a restart is minutes of
-   loading and compiling): a lost frame is made again by another actor instead;
+   ``threads`` cores; SD 3.5 Large runs over a whole system mesh instead, so its actor on a Tenstorrent node
+   holds all of that node's cards (a *group*), and ``deal_tt_nodes`` says which Tenstorrent nodes serve it and
+   which serve the per-card models. Each actor loads its model once. Ray's own restarts and retries are off (a
+   restart is minutes of loading and compiling): a lost frame is made again by another actor instead;
 3. each actor takes the next frame from the fair queue (clients take turns, ``fairness``), streams its steps
    back to the frame's client and ends with the PNG;
 4. a frame whose actor or node died goes back to the front of its client's line for another actor; nodes that
@@ -20,12 +22,18 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from ..backends.tt.plan import SD35_SYSTEMS
 from ..errors import TTLessonError
 from .fairness import FairQueue
 from .protocol import FrameOrder, RequestError
 
 MAX_ATTEMPTS = 3  # a frame whose device dies under it this many times is given up (it may be what kills them)
 NODE_WATCH_SECONDS = 2.0
+SD35 = "sd35-large"  # tt_dit runs it over a whole system mesh: on Tenstorrent, one actor holds all of a node's cards
+# The fewest cards (Ray's TTNPU: PCIe devices) of a system tt_dit has an SD 3.5 preset for: a T3K's 4 N300 cards,
+# a 4-chip Blackhole QuietBox. The actor's backend then checks the system itself (plan.sd35_layout).
+SD35_MIN_CARDS = 4
+GROUP, PER_CARD = "SD 3.5 group", "per-card models"  # what a Tenstorrent node serves
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,17 @@ class Ticket:
     finished: bool = False
 
 
+@dataclass(frozen=True)
+class TTNode:
+    """A node with Tenstorrent cards, as the service dealt it: its Ray node id, host, cards and what it serves
+    (``GROUP``, ``PER_CARD``, or None: none of the models asked for fits it)."""
+
+    node: str
+    host: str
+    cards: int
+    serves: str | None = None
+
+
 @dataclass(eq=False)
 class Slot:
     """One device actor: where it runs and what it is doing."""
@@ -63,11 +82,16 @@ class Slot:
     model: str
     node: str
     host: str
+    cards: int = 1  # Tenstorrent cards the actor holds: all of its node's for an SD 3.5 group
     actor: object = None
     info: dict | None = None
     ticket: Ticket | None = None
     dead: bool = False
     frames: int = 0
+
+    @property
+    def is_group(self) -> bool:
+        return self.cards > 1
 
     def public(self) -> dict:
         info = self.info or {}
@@ -81,11 +105,15 @@ class RenderService:
         self.queue: FairQueue[Ticket] = FairQueue(options.per_client)
         self.slots: list[Slot] = []
         self.failures: list[str] = []  # why actors could not start, newest last
+        self.notices: list[str] = []  # what the service says at start besides its devices
+        self.tt_nodes: dict[str, TTNode] = {}  # by Ray node id
         self._numbers = itertools.count(1)
+        self._slot_numbers = itertools.count(1)
         self._changed: asyncio.Condition | None = None
         self._tasks: set[asyncio.Task] = set()
         self._started_ray = False
         self._nodes: set[str] = set()  # nodes given actors (or tried)
+        self._actors: list = []  # every actor started, loaded or not: stop() frees their devices
         self.started = time.time()
 
     # --- 1. and 2.: the cluster and the actors ---------------------------------------------------------------
@@ -94,8 +122,12 @@ class RenderService:
         self._changed = asyncio.Condition()
         self._join_cluster()  # in the main thread, where Ray sets its signal handlers; nothing else runs yet
         await self._place_actors()
+        notice = sd35_notice(list(self.tt_nodes.values()), self.options.models)
+        if notice:
+            self.notices.append(notice)
         if not self.live_slots():
-            why = self.failures[-1] if self.failures else "the cluster has no CPU, GPU or TTNPU to give"
+            reasons = self.failures + self.notices
+            why = reasons[-1] if reasons else "the cluster has no CPU, GPU or TTNPU to give"
             raise TTLessonError(f"No device of the cluster could load {', '.join(self.options.models)}: {why}")
         self._spawn(self._watch_nodes())
 
@@ -119,9 +151,10 @@ class RenderService:
         await self._forget_dead_nodes(alive)
         fresh = [node for node in nodes if node["NodeID"] in alive - self._nodes]
         self._nodes |= alive
-        new = [slot for node in fresh for slot in self._slots_for(node)]
+        new = self._slots_for_nodes(fresh)
         for slot in new:
             slot.actor = self._actor(slot)
+            self._actors.append(slot.actor)
         for slot in new:
             try:
                 slot.info = await slot.actor.describe.remote()
@@ -133,21 +166,38 @@ class RenderService:
             self.slots.append(slot)
             self._spawn(self._serve(slot))
 
+    def _slots_for_nodes(self, nodes: list[dict]) -> list[Slot]:
+        """The actors to start on ``nodes`` (as ``ray.nodes()`` lists them), Tenstorrent nodes dealt first."""
+        dealt = deal_tt_nodes([TTNode(node["NodeID"], _host(node), _cards(node)) for node in nodes if _cards(node)],
+                              self.options.models, *self._tt_nodes_serving())
+        self.tt_nodes.update((node.node, node) for node in dealt)
+        return [slot for node in nodes for slot in self._slots_for(node)]
+
     def _slots_for(self, node: dict) -> list[Slot]:
         resources = node.get("Resources", {})
-        cards, gpus, cores = int(resources.get("TTNPU", 0)), int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
+        cards, gpus, cores = _cards(node), int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
         if cards:
-            kind, count = "tt", cards
+            serves = self.tt_nodes[node["NodeID"]].serves
+            if serves == GROUP:
+                return [self._slot("tt", (SD35,), node, cards)]
+            kind, count, models = "tt", cards if serves == PER_CARD else 0, per_card_models(self.options.models)
         elif gpus:
-            kind, count = "gpu", gpus
+            kind, count, models = "gpu", gpus, self.options.models
         else:
-            kind = "cpu"
+            kind, models = "cpu", self.options.models
             count = self.options.cpu_actors or max(1, cores // max(1, self.options.threads))
-        host = node.get("NodeManagerHostname") or node.get("NodeManagerAddress", "")
-        first = len(self.slots) + 1
-        models = self.options.models
-        return [Slot(f"{kind}#{first + n}", kind, models[(first + n - 1) % len(models)], node["NodeID"], host)
-                for n in range(count)]
+        return [self._slot(kind, models, node) for _ in range(count)]
+
+    def _slot(self, kind: str, models: tuple[str, ...], node: dict, cards: int = 1) -> Slot:
+        """The next slot, named by its number over the service's life; models are dealt to slots in turn."""
+        number = next(self._slot_numbers)
+        name = f"{'tt-group' if cards > 1 else kind}#{number}"
+        return Slot(name, kind, models[(number - 1) % len(models)], node["NodeID"], _host(node), cards)
+
+    def _tt_nodes_serving(self) -> tuple[int, int]:
+        """How many nodes serve an SD 3.5 group and how many the per-card models, counting live actors."""
+        tt = [slot for slot in self.live_slots() if slot.kind == "tt"]
+        return len({slot.node for slot in tt if slot.is_group}), len({slot.node for slot in tt if not slot.is_group})
 
     def _actor(self, slot: Slot):
         import ray
@@ -155,13 +205,14 @@ class RenderService:
 
         from .actor import FrameMaker
 
-        need = {"tt": {"resources": {"TTNPU": 1}, "num_cpus": 0}, "gpu": {"num_gpus": 1, "num_cpus": 0},
+        need = {"tt": {"resources": {"TTNPU": slot.cards}, "num_cpus": 0}, "gpu": {"num_gpus": 1, "num_cpus": 0},
                 "cpu": {"num_cpus": self.options.threads}}[slot.kind]
         remote = ray.remote(FrameMaker).options(
             **need, max_restarts=0, max_task_retries=0, max_concurrency=4,
             scheduling_strategy=NodeAffinitySchedulingStrategy(slot.node, soft=False))
         return remote.remote(slot.model, slot.kind, slot.name, self.options.threads if slot.kind == "cpu" else None,
-                             self.options.precision, self.options.tt_runtime)
+                             self.options.precision, self.options.tt_runtime,
+                             devices="all" if slot.is_group else 1)
 
     async def _forget_dead_nodes(self, alive: set[str]) -> None:
         """Slots on a node Ray no longer sees are dead: their frames (if any) fail over as their actor's do."""
@@ -200,7 +251,10 @@ class RenderService:
         slot = next((slot for slot in self.live_slots() if slot.model == model), None)
         if slot is None:
             raise RequestError(f"This service does not hold model {model!r}.", 404)
-        return await slot.actor.count_tokens.remote(texts)
+        counts = await slot.actor.count_tokens.remote(texts)
+        if counts is None:
+            raise RequestError(f"This service's {model} cannot count its text encoder's tokens.", 501)
+        return counts
 
     def cancel(self, ticket: Ticket) -> None:
         """The client went away: its frame leaves the queue (a frame on a device finishes, unseen)."""
@@ -295,17 +349,82 @@ class RenderService:
         }
 
     async def stop(self) -> None:
+        """Stop serving and free the devices: Ray shut down where the service started it, else (a Ray the caller
+        runs) every actor it started killed, so no card stays held."""
+        import ray
+
         for task in list(self._tasks):
             task.cancel()
         if self._started_ray:
-            import ray
-
             await asyncio.to_thread(ray.shutdown)
+            return
+        for actor in self._actors:
+            ray.kill(actor, no_restart=True)
 
     def _spawn(self, coroutine) -> None:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+# --- which Tenstorrent nodes serve SD 3.5 Large ---------------------------------------------------------------
+
+def per_card_models(models: tuple[str, ...]) -> tuple[str, ...]:
+    """The models a Tenstorrent node serves with one actor per card: all but SD 3.5 Large."""
+    return tuple(model for model in models if model != SD35)
+
+
+def deal_tt_nodes(nodes: list[TTNode], models: tuple[str, ...], groups: int = 0, per_card: int = 0) -> list[TTNode]:
+    """``nodes`` with what each serves; ``groups`` and ``per_card``: how many nodes serve each already.
+
+    Smallest nodes first (ties: by node id), so that nodes too small for SD 3.5's mesh (fewer than
+    ``SD35_MIN_CARDS`` cards) go to the per-card models before a larger node is weighed. A node that can hold the
+    mesh goes to whichever of the two fewer nodes serve, on a tie to the one named first in ``models``; when only
+    one of them is asked for, every node that fits it serves it."""
+    dealt = []
+    for node in sorted(nodes, key=lambda node: (node.cards, node.node)):
+        serves = _what_a_tt_node_serves(node.cards, models, groups, per_card)
+        groups, per_card = groups + (serves == GROUP), per_card + (serves == PER_CARD)
+        dealt.append(TTNode(node.node, node.host, node.cards, serves))
+    return dealt
+
+
+def _what_a_tt_node_serves(cards: int, models: tuple[str, ...], groups: int, per_card: int) -> str | None:
+    others = per_card_models(models)
+    if SD35 not in models or cards < SD35_MIN_CARDS:
+        return PER_CARD if others else None
+    if not others or groups < per_card:
+        return GROUP
+    if groups > per_card:
+        return PER_CARD
+    return GROUP if models.index(SD35) < models.index(others[0]) else PER_CARD
+
+
+def sd35_notice(nodes: list[TTNode], models: tuple[str, ...]) -> str | None:
+    """One sentence when SD 3.5 Large is asked for and no Tenstorrent node was dealt to it: each node and its
+    cards, what the mesh needs, and what to do; None otherwise."""
+    if SD35 not in models or not nodes or any(node.serves == GROUP for node in nodes):
+        return None
+    listed = "; ".join(f"node {node.node[:12]} on {node.host}: {node.cards} card{'s' if node.cards != 1 else ''}"
+                       for node in nodes)
+    others = ", ".join(per_card_models(models))
+    if any(node.cards >= SD35_MIN_CARDS for node in nodes):
+        instead = (f"the node that could hold it serves {others}, named before it: give --model {SD35} first to "
+                   "serve it there")
+    elif others:
+        instead = f"these cards serve {others} instead"
+    else:
+        instead = "run it on such a system, or serve --model sd14 on these cards"
+    return (f"SD 3.5 Large has no Tenstorrent node here ({listed}): tt_dit runs it over all the cards of one node, "
+            f"which must be {SD35_SYSTEMS}, {SD35_MIN_CARDS} cards or more; {instead}.")
+
+
+def _cards(node: dict) -> int:
+    return int(node.get("Resources", {}).get("TTNPU", 0))
+
+
+def _host(node: dict) -> str:
+    return node.get("NodeManagerHostname") or node.get("NodeManagerAddress", "")
 
 
 def _cluster_error(address: str | None, err: Exception) -> str:
