@@ -425,6 +425,23 @@ def test_sd35_on_a_t3k_says_gated_then_makes_seeded_frames_and_closes(hub):
         backend.check_request(FrameRequest("x", 0, 28, 3.5, 512, 512))
 
 
+def test_a_render_with_sd35_on_a_t3k_makes_its_frames_without_counting_tokens(hub, tmp_path):
+    """tt-metal's SD 3.5 pipeline keeps its tokenizers to itself: the render makes the frames and warns about no
+    prompt (it once stopped with NotImplementedError before the first frame). STAND-IN device layer."""
+    import warnings
+
+    from ttlesson import storyboard
+    from ttlesson.render import render
+
+    hub["token"] = "hf_standin"
+    backend, _, _ = sd35_backend((2, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the gated-checkpoint notice, tested above
+        result = render(storyboard.loads('["a pier at dawn", "a pier at dusk"]'), tmp_path, backend=backend,
+                        model="sd35-large")
+    assert result.made == [0, 1] and len(list((tmp_path / "frames").glob("frame_*.png"))) == 2
+
+
 def test_sd35_older_tt_dit_api(hub):
     hub["token"] = "hf_standin"
     StandInOlderSD35Pipeline.calls.clear()

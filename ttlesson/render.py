@@ -374,7 +374,11 @@ class _FrameRecorder:
             for keyframe in (record.pair or (record.keyframe,)):
                 keyframes.setdefault(keyframe, self.keyframe_frames[keyframe])
         subset = Storyboard(frames=[self.board[k] for k in keyframes])
-        for position, tokens in storyboard_mod.long_prompts(subset, count_tokens, limit):
+        try:
+            long = storyboard_mod.long_prompts(subset, count_tokens, limit)
+        except NotImplementedError:  # a backend that cannot count its encoder's tokens (Backend.count_tokens)
+            return
+        for position, tokens in long:
             warnings.warn(PromptTooLongWarning(
                 f"Frame {list(keyframes.values())[position]}'s prompt is {tokens} tokens; the text encoder reads "
                 f"{limit}, so the end of it will be cut (shorten it to keep every word)."), stacklevel=4)

@@ -133,7 +133,9 @@ class Backend(ABC):
         return 77
 
     def count_tokens(self, text: str) -> int:
-        """Tokens the text encoder sees for ``text`` (start and end markers included)."""
+        """Tokens the text encoder sees for ``text`` (start and end markers included). A backend that cannot
+        count them (tt-metal's SD 3.5 Large keeps its tokenizers inside its pipeline) raises NotImplementedError,
+        and no prompt is warned about."""
         raise NotImplementedError
 
     def __enter__(self) -> Backend:

@@ -149,6 +149,8 @@ class RemoteBackend(Backend):
         if self._client is None:
             self.connect()
         response = self._client.post("/v1/tokens", json={"model": self.spec.name, "texts": [text]})
+        if response.status_code == 501:  # the service's backend cannot count them either (Backend.count_tokens)
+            raise NotImplementedError(response.text)
         _raise_for_refusal(response, self.url)
         return int(response.json()["counts"][0])
 
