@@ -212,7 +212,7 @@ def test_sd35_plan_by_mesh(monkeypatch, tmp_path, cards, runnable, system):
 
 
 def test_try_sd35_renders_nothing_where_it_cannot_run(tmp_path):
-    from ttlesson.notebook import settings
+    from ttlesson.notebook import lesson, settings
 
     plan = next_steps.SD35Plan(False, "", ["no mesh"], ["a mesh"])
-    assert next_steps.try_sd35(settings.current(), plan=plan) is plan
+    assert lesson.try_sd35(settings.current(), plan=plan) is plan

@@ -187,7 +187,7 @@ def test_heavy_cells_are_the_instructors_demo_and_the_cost_is_said_first(tmp_pat
     assert "This notebook makes up to 8 frames" in capsys.readouterr().out  # 2 + 2 × (2 + 1 × 1)
     assert lesson.step_cost(cfg, 8) is None and lesson.step_cost(cfg, 10) is None
     assert "instructor's demo" in lesson.measure_scaling(cfg).verdict
-    assert "instructor's demo" in str(next_steps.try_sd35(cfg))
+    assert "instructor's demo" in str(lesson.try_sd35(cfg))
     monkeypatch.setenv("TTLESSON_INSTRUCTOR", "1")
     assert lesson.step_cost(settings.current(), 10) is None  # no machine here that SD 3.5 Large runs on
     # a STAND-IN plan: the instructor's machine as if it were a T3K, which this machine is not

@@ -289,7 +289,7 @@ def scaling_chart(measured, references: list[expectations.ReferenceSpeed] | None
     """
     import matplotlib.pyplot as plt
 
-    from .lesson import InstructorDemo
+    from .room import InstructorDemo
 
     if isinstance(measured, InstructorDemo):  # nothing measured here: the note says whose demo it is
         return measured

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from .. import env, manifest, silicon, storyboard
@@ -136,24 +135,6 @@ def _film_shape(cfg: settings.Settings) -> tuple[int, int]:
     return (room.film_keyframes, room.film_transition_frames) if room is not None else (3, 4)
 
 
-@dataclass(frozen=True)
-class InstructorDemo:
-    """What an attendee's notebook shows in place of a heavy cell the room file leaves to the instructor."""
-
-    cell: str
-
-    @property
-    def verdict(self) -> str:
-        return (f"In this room, {room_file.HEAVY_CELLS[self.cell]} is the instructor's demo (TTLESSON_ROOM's "
-                f"instructor_only), so it is not run here; the instructor runs it with {room_file.INSTRUCTOR}=1.")
-
-    def __str__(self) -> str:
-        return self.verdict
-
-    def _repr_html_(self) -> str:
-        return f"<p><i>{html.escape(self.verdict)}</i></p>"
-
-
 def storyboard_path(cfg: settings.Settings) -> Path:
     return cfg.workdir_path / STORYBOARD_FILE
 
@@ -177,11 +158,12 @@ def render_frames(cfg: settings.Settings, overwrite: bool = False, gallery: bool
 
 
 def _render_shown(board: storyboard.Storyboard, out_dir: Path, cfg: settings.Settings, **options) -> RenderResult:
+    """``board`` rendered into ``out_dir`` with the notebook's settings (``options`` override them), shown live."""
     from . import for_environment
 
     display = for_environment(gallery=options.pop("gallery", True))
     try:
-        return render(board, out_dir, on_event=display, **options, **cfg.render_kwargs)
+        return render(board, out_dir, on_event=display, **{**cfg.render_kwargs, **options})
     finally:
         getattr(display, "close", lambda: None)()
 
@@ -248,7 +230,7 @@ def measure_scaling(cfg: settings.Settings, frames: int = 6, again: bool = False
     if cfg.room is not None and not cfg.room.runs("scaling"):
         saved = bench.saved_scaling(bench.scaling_key(cfg.model.value, bench.device_counts(), frames,
                                                       cfg.backend.value, cfg.steps.value, cfg.size.value))
-        return saved or InstructorDemo("scaling")  # the instructor's measurement, where the cache is shared
+        return saved or room_file.InstructorDemo("scaling")  # the instructor's measurement, where the cache is shared
     counts = bench.device_counts()
     key = bench.scaling_key(cfg.model.value, counts, frames, cfg.backend.value, cfg.steps.value, cfg.size.value)
     saved = None if again else bench.saved_scaling(key)
@@ -320,6 +302,21 @@ def stitch_film_versions(results: dict[str, RenderResult], seconds_per_keyframe:
     """Each version stitched at the same pace (``seconds_per_keyframe``), so the films last equally long."""
     return {FILM_VERSIONS[name][0]: stitch(result.out_dir, seconds_per_keyframe=seconds_per_keyframe)
             for name, result in results.items()}
+
+
+def try_sd35(cfg: settings.Settings, frames: int = 2, plan=None):
+    """Step 10: the storyboard's first ``frames`` prompts made with SD 3.5 Large into ``<workdir>/sd35`` where this
+    machine can (``next_steps.sd35_plan``); where it cannot, the plan that says why (nothing is rendered)."""
+    from .next_steps import MODEL, sd35_plan
+
+    if cfg.room is not None and not cfg.room.runs("sd35"):
+        return room_file.InstructorDemo("sd35")
+    plan = plan or sd35_plan()
+    if not plan.runnable:
+        return plan
+    first = storyboard.Storyboard(frames=ensure_storyboard(cfg).frames[:frames], name="sd35")
+    return _render_shown(first, cfg.workdir_path / "sd35", cfg, model=MODEL, backend="tt", steps=None, size=None,
+                         server=None)  # SD 3.5 Large's own steps and size, on this machine's mesh
 
 
 def import_demo_frames(cfg: settings.Settings, src: str | os.PathLike | None = None):

@@ -3,7 +3,7 @@
 SD 3.5 Large runs through tt-metal's tt_dit pipeline on the systems that pipeline has parallel presets for (a T3K
 or Wormhole QuietBox, a Wormhole Galaxy, a 4-chip Blackhole QuietBox), never on a single chip or an N300; its
 checkpoint is gated on the Hugging Face Hub. ``sd35_plan`` says, without opening a device, whether both hold
-here, and ``try_sd35`` then renders the first frames of the storyboard with it — or shows the plan's reasons.
+here; ``lesson.try_sd35`` then renders the first frames of the storyboard with it — or shows the plan's reasons.
 
 The system is judged as ``ttlesson detect`` judges it (``ttlesson.backends.tt.plan``: the system mesh ttnn
 reports for these cards, and tt_dit's presets for it); the tt backend checks the real mesh shape when it opens
@@ -94,21 +94,3 @@ def _instead() -> str:
     return (f"make the film with SD 1.4 ({lever('model', 'sd14')}), the lesson's model, which runs on one chip of "
             "every Tenstorrent card and, slowly, on a CPU or GPU; render SD 3.5 Large frames on a machine with one "
             "of the systems above.")
-
-
-def try_sd35(cfg, frames: int = 2, plan: SD35Plan | None = None):
-    """Render the storyboard's first ``frames`` prompts with SD 3.5 Large into ``<workdir>/sd35`` where this
-    machine can; where it cannot, return the plan that says why (nothing is rendered)."""
-    from ..render import render
-    from ..storyboard import Storyboard
-    from . import for_environment, lesson
-
-    if cfg.room is not None and not cfg.room.runs("sd35"):
-        return lesson.InstructorDemo("sd35")
-    plan = plan or sd35_plan()
-    if not plan.runnable:
-        return plan
-    board = lesson.ensure_storyboard(cfg)
-    first = Storyboard(frames=board.frames[:frames], name="sd35")
-    display = for_environment()
-    return render(first, cfg.workdir_path / "sd35", model=MODEL, backend="tt", on_event=display)

@@ -20,6 +20,7 @@ every device; ``sd35``: step 10's SD 3.5 Large frames, a 27 GB download and a wh
 from __future__ import annotations
 
 import getpass
+import html
 import json
 import os
 from dataclasses import dataclass
@@ -118,3 +119,21 @@ def _whole(value: object, name: str, low: int, high: int) -> int:
 def _kind(value: object) -> str:
     return {list: "a list", str: "a string", int: "a number", float: "a number", bool: "true/false",
             type(None): "null"}.get(type(value), type(value).__name__)
+
+
+@dataclass(frozen=True)
+class InstructorDemo:
+    """What an attendee's notebook shows in place of a heavy cell the room file leaves to the instructor."""
+
+    cell: str
+
+    @property
+    def verdict(self) -> str:
+        return (f"In this room, {HEAVY_CELLS[self.cell]} is the instructor's demo (TTLESSON_ROOM's "
+                f"instructor_only), so it is not run here; the instructor runs it with {INSTRUCTOR}=1.")
+
+    def __str__(self) -> str:
+        return self.verdict
+
+    def _repr_html_(self) -> str:
+        return f"<p><i>{html.escape(self.verdict)}</i></p>"
