@@ -236,11 +236,26 @@ def one_sitting(notebooks: list[Path], path: Path) -> Path:
     return path
 
 
-def attendee_script(cache: Path, notebook: Path) -> str:
+# The notebook run top to bottom in a kernel of its own, which talks over Unix sockets named by argv[2]: three
+# kernels started at once over TCP pick their ports in a race, and one lost it on a loaded machine ("Kernel died
+# before replying to kernel_info").
+RUN_NOTEBOOK = """
+import sys
+import nbformat
+from jupyter_client import KernelManager
+from nbclient import NotebookClient
+
+notebook = nbformat.read(sys.argv[1], as_version=4)
+NotebookClient(notebook, km=KernelManager(kernel_name="python3", transport="ipc", ip=sys.argv[2]),
+               timeout=600, startup_timeout=300).execute()
+"""
+
+
+def attendee_script(cache: Path, notebook: Path, sockets: Path) -> str:
     """A shell line for one attendee: the shared cache read-only (a bind mount in a mount namespace of its own,
-    so EROFS even for root), then the notebook run top to bottom in a kernel (nbclient)."""
-    execute = shlex.join([str(Path(sys.executable).with_name("jupyter-execute")), "--kernel_name=python3",
-                          "--timeout=600", str(notebook)])
+    so EROFS even for root), then the notebook run top to bottom in a kernel (nbclient), its sockets named by
+    ``sockets``."""
+    execute = shlex.join([sys.executable, "-c", RUN_NOTEBOOK, str(notebook), str(sockets)])
     quoted = shlex.quote(str(cache))
     return f"mount --bind {quoted} {quoted} && mount -o remount,ro,bind {quoted} && exec {execute}"
 
@@ -263,9 +278,10 @@ def test_a_room_of_three_runs_notebooks_at_once_from_a_read_only_cache_and_the_r
                       film={"keyframes": 2, "transition_frames": 1}, instructor_only=["scaling", "sd35"])
     before = snapshot(cache)
     attendees = {name: tmp_path / "room" / name for name in ("ada", "bo", "cy")}
-    script = attendee_script(cache, one_sitting([NOTEBOOKS / name for name in ROOM_NOTEBOOKS],
-                                                tmp_path / "steps-3-4-6.ipynb"))
-    runs = {name: subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+    sitting = one_sitting([NOTEBOOKS / name for name in ROOM_NOTEBOOKS], tmp_path / "steps-3-4-6.ipynb")
+    (tmp_path / "kernels").mkdir()
+    runs = {name: subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                                    attendee_script(cache, sitting, tmp_path / "kernels" / name)],
                                    env={**os.environ, "TTLESSON_ROOM": str(room), "TTLESSON_CACHE": str(cache),
                                         "TTLESSON_WORKDIR": str(folder), "HF_HUB_OFFLINE": "1",
                                         "HF_HOME": str(tmp_path / "hf-nothing"), "TTLESSON_MODEL": "",
