@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ttlesson import notebook, progress, storyboard
+from ttlesson import manifest, notebook, progress, storyboard
 from ttlesson.errors import TTLessonError
 from ttlesson.notebook import display, lesson, settings
 from ttlesson.notebook import widgets as interactive
@@ -311,13 +311,12 @@ def test_lesson_helpers_make_what_is_missing(monkeypatch, tmp_path, tiny_folder,
     monkeypatch.setenv("TTLESSON_WORKDIR", str(tmp_path))
     cfg = lesson.start()
     assert f"work folder {tmp_path};" in capsys.readouterr().out  # TTLESSON_WORKDIR is in use
-    assert lesson.frame_facts(cfg) == "no frames yet"
-    info = lesson.ensure_video(cfg)
+    assert manifest.load(tmp_path) is None
+    made = lesson.ensure_frames(cfg)
     out = capsys.readouterr().out
     assert "starting from the lesson's World's Fair storyboard" in out and "making them now" in out
-    assert info.path == tmp_path / lesson.VIDEO_FILE and info.frames == 10
-    assert lesson.frame_facts(cfg) == "10 of 10 frames (all made)"
-    assert lesson.ensure_frames(cfg) is None and lesson.ensure_video(cfg) == info
+    assert made.made == list(range(10)) and manifest.load(tmp_path).complete
+    assert lesson.ensure_frames(cfg) is None
     assert capsys.readouterr().out.startswith(f"All 10 frames of step 4 are in {tmp_path}.")
 
 

@@ -18,7 +18,7 @@ from ..errors import TTLessonError, describe
 from ..expectations import duration
 from ..fileio import write_atomic
 from ..render import RenderResult, render
-from ..video import VideoInfo, probe, stitch
+from ..video import VideoInfo, stitch
 from . import room as room_file
 from . import settings
 
@@ -193,29 +193,6 @@ def ensure_frames(cfg: settings.Settings) -> RenderResult | None:
     return render_frames(cfg, gallery=False)
 
 
-def ensure_video(cfg: settings.Settings, fps: float = 2.0) -> VideoInfo:
-    """The stitched video of step 6, made if it is missing."""
-    path = video_path(cfg)
-    if path.exists():
-        return probe(path)
-    ensure_frames(cfg)
-    print(f"No video in {cfg.workdir_path} yet: stitching it now at {fps:g} fps.")
-    return stitch(cfg.workdir_path, path, fps=fps)
-
-
-def stitch_command(cfg: settings.Settings, output: str | os.PathLike | None = None, fps: float = 2.0,
-                   crossfade: float = 0.0) -> str:
-    """The ``ttlesson stitch`` command that makes the same video from a terminal, for the work folder in use."""
-    import shlex
-
-    words = ["ttlesson", "stitch", str(cfg.workdir_path), "--fps", f"{fps:g}"]
-    if crossfade:
-        words += ["--crossfade", f"{crossfade:g}"]
-    if output is not None:
-        words += ["--output", str(output)]
-    return shlex.join(words)
-
-
 def measure_scaling(cfg: settings.Settings, frames: int = 6, again: bool = False):
     """Step 8's measurement: the same frames rendered on 1, 2, … devices, with live progress per device count.
 
@@ -334,15 +311,6 @@ def import_demo_frames(cfg: settings.Settings, src: str | os.PathLike | None = N
     result = import_demo_outputs(folder, cfg.workdir_path / "from-demo", storyboard=ensure_storyboard(cfg))
     print(result)
     return result
-
-
-def frame_facts(cfg: settings.Settings) -> str:
-    """One stable line about the work folder's frames (for checks that must not depend on the machine)."""
-    book = manifest.load(cfg.workdir_path)
-    if book is None:
-        return "no frames yet"
-    state = "all made" if book.complete else f"{len(book.missing)} missing"
-    return f"{len(book.frames)} of {book.frame_count} frames ({state})"
 
 
 def _one_line_errors() -> None:
