@@ -1,10 +1,9 @@
 """The calls the lesson's notebooks make, so each code cell stays a line or two.
 
-Every notebook starts with ``cfg = lesson.start()`` (``step=N`` where the step makes frames: it then says how many,
-and how long they take here): it reads the settings (``ttlesson.notebook.settings``, and a workshop's room file,
-``ttlesson.notebook.room``), prints them, and makes ttlesson's errors show as one red line instead of a traceback.
-Notebooks run on their own:
-a step that needs the prompts, frames or video of an earlier step makes them if they are missing, and says so.
+Every notebook starts with ``cfg = lesson.start(step=N)``: it reads the settings (``ttlesson.notebook.settings``,
+and a workshop's room file, ``ttlesson.notebook.room``), says them in one line, says what the step will cost here
+when it makes frames, and makes ttlesson's errors show as one red line instead of a traceback. Notebooks run on
+their own: a step that needs the prompts or frames of an earlier step makes them if they are missing, and says so.
 """
 
 from __future__ import annotations
