@@ -88,7 +88,8 @@ def test_per_board_table_shows_the_published_numbers():
     assert "×</td>" not in page  # no ratio column
 
 
-@pytest.mark.parametrize("seconds, text", [(45, "45 s"), (75, "1 min 15 s"), (600, "10 min"), (5400, "1 h 30 min")])
+@pytest.mark.parametrize("seconds, text", [(0.34, "under a second"), (0.6, "1 s"), (45, "45 s"), (75, "1 min 15 s"),
+                                           (600, "10 min"), (5400, "1 h 30 min")])
 def test_durations(seconds, text):
     assert expectations.duration(seconds) == text
 

@@ -125,7 +125,9 @@ def long_run_warning(first_step_seconds: float, steps: int, frames: int, where: 
 
 
 def duration(seconds: float) -> str:
-    """``75`` → ``1 min 15 s``, ``5400`` → ``1 h 30 min``."""
+    """``75`` → ``1 min 15 s``, ``5400`` → ``1 h 30 min``, ``0.3`` → ``under a second``."""
+    if seconds < 0.5:
+        return "under a second"
     seconds = round(seconds)
     if seconds < 60:
         return f"{seconds} s"

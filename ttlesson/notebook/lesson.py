@@ -75,7 +75,8 @@ def step_cost(cfg: settings.Settings, step: int) -> str | None:
     else:
         when = f"about {duration(frames * each)} at {each:.2g} s a frame, as this machine made them"
     download = _download_first(cfg, step)
-    return f"This notebook makes up to {frames} frames{made}{download}: {when}."
+    counted = f"{frames} frame" + ("s" if frames != 1 else "")
+    return f"This notebook makes up to {counted}{made}{download}: {when}."
 
 
 def _download_first(cfg: settings.Settings, step: int) -> str:
