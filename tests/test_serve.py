@@ -432,19 +432,25 @@ finally:
 """
 
 
+def run_ray_script(script: str, tmp_path: Path, timeout: int, **env) -> dict:
+    """Run ``script`` (one Ray cluster of its own, its temp folder argv[1]) in a child Python with the STAND-IN
+    device layer importable; what it printed after ``RESULT ``, as JSON."""
+    folder = short_folder()
+    try:
+        env = {**ray_environment(tmp_path), "PYTHONPATH": str(Path(__file__).parent), **env}
+        proc = subprocess.run([sys.executable, "-c", script, str(folder)], capture_output=True, text=True, env=env,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+        line = next((line for line in proc.stdout.splitlines() if line.startswith("RESULT ")), None)
+        assert line is not None, (proc.stdout[-2000:], proc.stderr[-3000:])
+        return json.loads(line[len("RESULT "):])
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def test_each_tt_actor_gets_one_card_through_ttnpu(loopback, tmp_path):
     """Ray's TTNPU resource (2 cards declared on a one-node cluster) gives each tt actor its own card in
     TT_VISIBLE_DEVICES; the actors run the tt backend on the STAND-IN device layer (tests/standin_tt.py)."""
-    folder = short_folder()
-    try:
-        env = {**ray_environment(tmp_path), "PYTHONPATH": str(Path(__file__).parent)}
-        proc = subprocess.run([sys.executable, "-c", TT_SERVICE, str(folder)], capture_output=True, text=True,
-                              env=env, timeout=300, stdin=subprocess.DEVNULL)
-        line = next((line for line in proc.stdout.splitlines() if line.startswith("RESULT ")), None)
-        assert line is not None, (proc.stdout[-2000:], proc.stderr[-3000:])
-        result = json.loads(line[len("RESULT "):])
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    result = run_ray_script(TT_SERVICE, tmp_path, timeout=300)
     assert result["kind"] == "done" and result["png"] == b"\x89PNG".hex(), result
     assert sorted(result["slots"]) == [["tt", "0"], ["tt", "1"]]
     # warmed before serving (--warm-up 4), each card compiling into a kernel cache of its own
@@ -515,18 +521,8 @@ def test_sd35_gets_one_actor_over_all_of_a_nodes_cards(loopback, tmp_path):
     actor per card and the 4-card node the SD 3.5 group, no card in two actors. The cards, ttnn and tt_dit's
     pipeline are the STAND-IN device layer (tests/standin_tt.py: four cards play a T3K's 2×4 mesh); the gated
     checkpoint is a cached model_index.json."""
-    folder = short_folder()
     _cached_model_index(tmp_path / "hub", "stabilityai/stable-diffusion-3.5-large")
-    try:
-        env = {**ray_environment(tmp_path), "PYTHONPATH": str(Path(__file__).parent),
-               "HF_HUB_CACHE": str(tmp_path / "hub")}
-        proc = subprocess.run([sys.executable, "-c", TT_GROUPS, str(folder)], capture_output=True, text=True,
-                              env=env, timeout=400, stdin=subprocess.DEVNULL)
-        line = next((line for line in proc.stdout.splitlines() if line.startswith("RESULT ")), None)
-        assert line is not None, (proc.stdout[-2000:], proc.stderr[-3000:])
-        result = json.loads(line[len("RESULT "):])
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    result = run_ray_script(TT_GROUPS, tmp_path, timeout=400, HF_HUB_CACHE=str(tmp_path / "hub"))
     group = "Tenstorrent wormhole_b0 mesh 2×4 (tt group: cards 0,1,2,3)"
     alone, both = result["alone"], result["both"]
     assert [(slot["name"], slot["cards"]) for slot in alone["slots"]] == [("tt-group#1", "0,1,2,3")], alone
