@@ -14,13 +14,16 @@ from __future__ import annotations
 import html
 import json
 import os
-import re
 import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from .. import env, machine
 from ..backends.tt.metal import SD14_FOLDERS
@@ -597,36 +600,18 @@ def _requirement(package: str) -> str:
         requirements = metadata.requires("ttlesson") or []
     except metadata.PackageNotFoundError:
         return package
-    for requirement in requirements:
-        if ";" in requirement:
-            continue  # an extra's requirement
-        bare = requirement.split("[")[0]
-        for separator in "<>=!~ ":
-            bare = bare.split(separator)[0]
-        if bare.lower().replace("_", "-") == package.lower():
-            return requirement.replace(" ", "")
+    for text in requirements:
+        requirement = Requirement(text)
+        if requirement.marker is None and canonicalize_name(requirement.name) == canonicalize_name(package):
+            return f"{requirement.name}{requirement.specifier}"  # an extra's requirements have a marker
     return package
 
 
 def satisfies(version: str, requirement: str) -> bool:
-    """Whether ``version`` meets the ``>=``, ``<``, ``<=``, ``>``, ``==`` and ``!=`` clauses of ``requirement``.
-
-    Compares release numbers only (``2.15.0+cu132`` is 2.15.0), which is all ttlesson's ranges need; a version
-    without release numbers is not judged.
-    """
-    have = _release(version)
-    clauses = re.findall(r"(>=|<=|==|!=|<|>)\s*([0-9][0-9.]*)", requirement)
-    return not have or all(_holds(have, operator, _release(bound)) for operator, bound in clauses)
-
-
-def _holds(have: tuple[int, ...], operator: str, bound: tuple[int, ...]) -> bool:
-    width = max(len(have), len(bound))
-    have, bound = have + (0,) * (width - len(have)), bound + (0,) * (width - len(bound))
-    return {">=": have >= bound, "<=": have <= bound, "==": have == bound, "!=": have != bound,
-            "<": have < bound, ">": have > bound}[operator]
-
-
-def _release(version: str) -> tuple[int, ...]:
-    """``"2.15.0rc1+cu132"`` → ``(2, 15, 0)``."""
-    found = re.match(r"[0-9]+(?:\.[0-9]+)*", version.strip())
-    return tuple(int(part) for part in found.group().split(".")) if found else ()
+    """Whether ``version`` is in ``requirement``'s range (``"diffusers<1,>=0.30"``), as pip judges it, development
+    and pre-releases included; a version pip cannot read is not judged."""
+    try:
+        have = Version(version)
+    except InvalidVersion:
+        return True
+    return Requirement(requirement).specifier.contains(have, prereleases=True)
