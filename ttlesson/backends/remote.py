@@ -181,16 +181,21 @@ class RemoteBackend(Backend):
         waiting.reverse()
         stop = threading.Event()
         # one frame more than devices: the next one waits at the service, so a device never idles while this
-        # process writes the last PNG and sends the next request
+        # process writes the last PNG; and a finished frame's replacement is sent before it is written
         ahead = self.parallel + 1
         pool = ThreadPoolExecutor(ahead, thread_name_prefix="ttlesson-frame")
         running = 0
+
+        def top_up() -> None:
+            nonlocal running
+            while waiting and running < ahead:
+                index, request = waiting.pop()
+                pool.submit(self._one_frame, index, request, events.put, stop)
+                running += 1
+
         try:
-            while waiting or running:
-                while waiting and running < ahead:
-                    index, request = waiting.pop()
-                    pool.submit(self._one_frame, index, request, events.put, stop)
-                    running += 1
+            top_up()
+            while running:
                 kind, index, data = events.get()
                 if kind == "started" and on_start is not None:
                     on_start(index, data)
@@ -202,6 +207,7 @@ class RemoteBackend(Backend):
                     raise data
                 elif kind == "made":
                     running -= 1
+                    top_up()
                     yield data
         finally:
             stop.set()
