@@ -400,38 +400,6 @@ def test_a_killed_node_costs_no_frame(room, tmp_path):
         {record["sha256"] for record in book["frames"]}
 
 
-TT_SERVICE = """
-import asyncio, json, shutil, sys
-import ray
-from ttlesson.backends import FrameRequest
-from ttlesson.serve.protocol import FrameOrder
-from ttlesson.serve.service import RenderService, ServiceOptions
-
-ray.init(address="local", num_cpus=1, resources={"TTNPU": 2}, include_dashboard=False, _temp_dir=sys.argv[1])
-service = RenderService(ServiceOptions(models=("sd14",), tt_runtime="standin_tt:standin_runtime", warm_up_steps=4))
-
-async def one_frame():
-    await service.start()
-    order = FrameOrder("sd14", FrameRequest("a fair at dusk", seed=3, steps=4, guidance=7.5, width=512, height=512))
-    ticket = await service.submit("alice", order)
-    while True:
-        kind, data = await ticket.events.get()
-        if kind in ("done", "error"):
-            await service.stop()
-            return kind, data
-
-try:
-    kind, data = asyncio.run(one_frame())
-    png = data.pop("png", b"")
-    print("RESULT " + json.dumps({"kind": kind, "data": data, "png": png[:4].hex(),
-                                  "slots": [[slot.kind, slot.info["visible_devices"]] for slot in service.slots],
-                                  "caches": [slot.info["kernel_cache"] for slot in service.slots],
-                                  "warm": [slot.info["warm_for"] for slot in service.slots]}))
-finally:
-    ray.shutdown()
-"""
-
-
 def run_ray_script(script: str, tmp_path: Path, timeout: int, **env) -> dict:
     """Run ``script`` (one Ray cluster of its own, its temp folder argv[1]) in a child Python with the STAND-IN
     device layer importable; what it printed after ``RESULT ``, as JSON."""
@@ -445,17 +413,6 @@ def run_ray_script(script: str, tmp_path: Path, timeout: int, **env) -> dict:
         return json.loads(line[len("RESULT "):])
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def test_each_tt_actor_gets_one_card_through_ttnpu(loopback, tmp_path):
-    """Ray's TTNPU resource (2 cards declared on a one-node cluster) gives each tt actor its own card in
-    TT_VISIBLE_DEVICES; the actors run the tt backend on the STAND-IN device layer (tests/standin_tt.py)."""
-    result = run_ray_script(TT_SERVICE, tmp_path, timeout=300)
-    assert result["kind"] == "done" and result["png"] == b"\x89PNG".hex(), result
-    assert sorted(result["slots"]) == [["tt", "0"], ["tt", "1"]]
-    # warmed before serving (--warm-up 4), each card compiling into a kernel cache of its own
-    assert result["warm"] == ["4 steps, 512x512"] * 2 and len(set(result["caches"])) == 2
-    assert all(cache.endswith(("card-0", "card-1")) for cache in result["caches"])
 
 
 TT_GROUPS = """
@@ -483,7 +440,8 @@ async def serve(models, warm_up_steps=None):
             made[model] = {"kind": kind, "png": data.pop("png", b"")[:4].hex(), **data}
         return {"made": made, "status": service.status(), "notices": service.notices, "failures": service.failures,
                 "slots": [{"name": slot.name, "model": slot.model, "node": slot.node,
-                           "cards": slot.info["visible_devices"], "cache": slot.info.get("kernel_cache")}
+                           "cards": slot.info["visible_devices"], "cache": slot.info.get("kernel_cache"),
+                           "warm": slot.info.get("warm_for")}
                           for slot in service.slots]}
     finally:
         await service.stop()  # in a Ray it did not start: kills its actors, so the cards go back for the next service
@@ -516,9 +474,10 @@ def _cached_model_index(hub: Path, repo: str) -> None:
 
 
 def test_sd35_gets_one_actor_over_all_of_a_nodes_cards(loopback, tmp_path):
-    """SD 3.5 Large on Ray's TTNPU resource: a node of 4 cards gets one group actor whose TT_VISIBLE_DEVICES is all
+    """Ray's TTNPU resource: a node of 4 cards gets one SD 3.5 Large group actor whose TT_VISIBLE_DEVICES is all
     four and whose backend makes an SD 3.5 frame over the mesh; beside SD 1.4, a 2-card node serves SD 1.4 one
-    actor per card and the 4-card node the SD 3.5 group, no card in two actors. The cards, ttnn and tt_dit's
+    actor per card (TT_VISIBLE_DEVICES "0" and "1", each warmed into a kernel cache of its own) and the 4-card
+    node the SD 3.5 group, no card in two actors. The cards, ttnn and tt_dit's
     pipeline are the STAND-IN device layer (tests/standin_tt.py: four cards play a T3K's 2×4 mesh); the gated
     checkpoint is a cached model_index.json."""
     _cached_model_index(tmp_path / "hub", "stabilityai/stable-diffusion-3.5-large")
@@ -540,6 +499,7 @@ def test_sd35_gets_one_actor_over_all_of_a_nodes_cards(loopback, tmp_path):
     assert both["made"]["sd35-large"]["device"] == group and "tt group" not in both["made"]["sd14"]["device"]
     assert {model: entry["devices"] for model, entry in both["status"]["models"].items()} == \
         {"sd14": 2, "sd35-large": 1}
-    # each actor its own kernel cache, keyed by its cards
+    # each actor warmed before serving (--warm-up 4) into a kernel cache of its own, keyed by its cards
     assert sorted(Path(slot["cache"]).name for slot in both["slots"]) == ["card-0", "card-0,1,2,3", "card-1"]
+    assert sorted(slot["warm"] for slot in both["slots"] if slot["model"] == "sd14") == ["4 steps, 512x512"] * 2
     assert both["notices"] == [] and both["failures"] == []
