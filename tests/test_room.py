@@ -81,6 +81,14 @@ def hub_env(hub, home: Path, **more) -> dict:
             "HF_HUB_DISABLE_TELEMETRY": "1", **more}
 
 
+def _size(path: Path) -> int:
+    """A download's size now, 0 if it finished (and was renamed) since it was listed."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 @pytest.fixture(scope="module")
 def fetched(hub, tmp_path_factory):
     """``ttlesson fetch sd14`` killed mid-way through the UNet, then run again: the instructor's cache, and what
@@ -91,7 +99,7 @@ def fetched(hub, tmp_path_factory):
                              stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     blobs = home / "hub" / "models--CompVis--stable-diffusion-v1-4" / "blobs"
     deadline = time.monotonic() + 120
-    while not any(path.stat().st_size > 1024 ** 2 for path in blobs.glob("*.incomplete")):
+    while not any(_size(path) > 1024 ** 2 for path in blobs.glob("*.incomplete")):
         assert first.poll() is None and time.monotonic() < deadline, first.communicate()
         time.sleep(0.05)
     first.kill()  # mid-way through the 16 MB UNet
