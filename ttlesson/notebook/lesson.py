@@ -49,8 +49,8 @@ def start(step: int | None = None) -> settings.Settings:
 
 
 def _say(lines: list[str]) -> None:
-    """Print the lines; in a notebook, as a paragraph that wraps between words (a printed path would break
-    mid-word)."""
+    """Print the lines; in a notebook, as a paragraph that wraps between words (JupyterLab breaks printed text
+    anywhere, a path mid-word)."""
     from ..levers import in_notebook
 
     if not in_notebook():
@@ -148,7 +148,8 @@ def ensure_storyboard(cfg: settings.Settings) -> storyboard.Storyboard:
     path = storyboard_path(cfg)
     if not path.exists():  # made under the storyboard's lock: a kernel adding a frame at this moment keeps it
         storyboard.update_file(path, lambda board: None, start=lambda: storyboard.load("worlds-fair"))
-        print(f"No {STORYBOARD_FILE} in {cfg.workdir_path} yet: starting from the lesson's World's Fair storyboard.")
+        _say([f"No {STORYBOARD_FILE} in {cfg.workdir_path} yet: starting from the lesson's World's Fair "
+              "storyboard."])
     return storyboard.load(path)
 
 
@@ -187,9 +188,9 @@ def ensure_frames(cfg: settings.Settings) -> RenderResult | None:
     """Make the frames of step 4 when they are missing; returns the render, or None when they were all there."""
     book = manifest.load(cfg.workdir_path)
     if book is not None and book.complete:
-        print(f"All {book.frame_count} frames of step 4 are in {cfg.workdir_path}.")
+        _say([f"All {book.frame_count} frames of step 4 are in {cfg.workdir_path}."])
         return None
-    print(f"The frames of step 4 are not all in {cfg.workdir_path} yet: making them now.")
+    _say([f"The frames of step 4 are not all in {cfg.workdir_path} yet: making them now."])
     return render_frames(cfg, gallery=False)
 
 
@@ -212,8 +213,8 @@ def measure_scaling(cfg: settings.Settings, frames: int = 6, again: bool = False
     key = bench.scaling_key(cfg.model.value, counts, frames, cfg.backend.value, cfg.steps.value, cfg.size.value)
     saved = None if again else bench.saved_scaling(key)
     if saved is not None:
-        print(f"Measured on this machine at {saved.measured_at} with these settings; "
-              "lesson.measure_scaling(cfg, again=True) measures again.")
+        _say([f"Measured on this machine at {saved.measured_at} with these settings; "
+              "lesson.measure_scaling(cfg, again=True) measures again."])
         return saved
     display = NotebookProgress(gallery=False) if in_notebook() else None
     heading = None
@@ -270,7 +271,7 @@ def film_versions(cfg: settings.Settings, keyframes: int | None = None, transiti
             options = {key: transition_frames if value is None else value for key, value in options.items()}
             results[name] = render(short, cfg.workdir_path / "film" / name, backend=engine, overwrite=True,
                                    **options, **settings)
-            print(f"{name}: {results[name]}")
+            _say([f"{name}: {results[name]}"])
     return results
 
 
@@ -306,10 +307,10 @@ def import_demo_frames(cfg: settings.Settings, src: str | os.PathLike | None = N
 
     folder = Path(src or env.text(env.TT_METAL_HOME) or "~/tt-metal").expanduser()
     if not folder.is_dir() or not any(DEMO_FILE.match(p.name) for p in folder.iterdir()):
-        print(f"No demo images (input_data_<i>_512x512_ttnn.png) in {folder}: nothing to import.")
+        _say([f"No demo images (input_data_<i>_512x512_ttnn.png) in {folder}: nothing to import."])
         return None
     result = import_demo_outputs(folder, cfg.workdir_path / "from-demo", storyboard=ensure_storyboard(cfg))
-    print(result)
+    _say([str(result)])
     return result
 
 
