@@ -117,6 +117,11 @@ def remove_partials(folder: Path, others_only: bool = False) -> int:
     return len(stale)
 
 
+def is_partial_of(path: Path, target: Path) -> bool:
+    """Whether ``path`` is a partial file ``partial_path`` made for ``target`` (by any process)."""
+    return path.parent == target.parent and path.name.startswith(f".{target.name}.") and _writer(path) is not None
+
+
 def _writer(partial: Path) -> int | None:
     """The pid in a partial file's name (``.NAME.<pid>.<random>.partial[.ext]``), or None."""
     named = re.search(r"\.([0-9]+)\.[a-z0-9_]+" + re.escape(PARTIAL_SUFFIX) + r"(\.[A-Za-z0-9]+)?$", partial.name)

@@ -40,8 +40,8 @@ from . import lifeline, manifest
 from .errors import FFmpegNotFoundError, VideoError
 from .fileio import (
     LOCK_NAME,
-    PARTIAL_SUFFIX,
     folder_lock,
+    is_partial_of,
     os_error_sentence,
     partial_path,
     remove_partials,
@@ -91,13 +91,7 @@ class VideoInfo(Presentable):
         and the video's own name where ffmpeg wrote the partial file that took that name once checked."""
         base = os.path.abspath(os.path.expanduser(folder))
         own = os.path.abspath(self.path)
-        return tuple(_relative(own if self._is_partial(arg) else arg, base) for arg in self.command)
-
-    def _is_partial(self, arg: str) -> bool:
-        """Whether ``arg`` names the hidden partial file (``fileio.partial_path``) this video was written to."""
-        written = Path(arg)
-        return written.parent == self.path.parent and written.name.startswith(f".{self.path.name}.") and \
-            PARTIAL_SUFFIX in written.name
+        return tuple(_relative(own if is_partial_of(Path(arg), self.path) else arg, base) for arg in self.command)
 
     @property
     def facts(self) -> str:
