@@ -29,7 +29,6 @@ from .protocol import FrameOrder, RequestError
 
 MAX_ATTEMPTS = 3  # a frame whose device dies under it this many times is given up (it may be what kills them)
 NODE_WATCH_SECONDS = 2.0
-SD35 = "sd35-large"  # tt_dit runs it over a whole system mesh: on Tenstorrent, one actor holds all of a node's cards
 # The fewest cards (Ray's TTNPU: PCIe devices) of a system tt_dit has an SD 3.5 preset for: a T3K's 4 N300 cards,
 # a 4-chip Blackhole QuietBox. The actor's backend then checks the system itself (plan.sd35_layout).
 SD35_MIN_CARDS = 4
@@ -179,7 +178,7 @@ class RenderService:
         if cards:
             serves = self.tt_nodes[node["NodeID"]].serves
             if serves == GROUP:
-                return [self._slot("tt", (SD35,), node, cards)]
+                return [self._slot("tt", mesh_models(self.options.models), node, cards)]
             kind, count, models = "tt", cards if serves == PER_CARD else 0, per_card_models(self.options.models)
         elif gpus:
             kind, count, models = "gpu", gpus, self.options.models
@@ -369,9 +368,23 @@ class RenderService:
 
 # --- which Tenstorrent nodes serve SD 3.5 Large ---------------------------------------------------------------
 
+def mesh_models(models: tuple[str, ...]) -> tuple[str, ...]:
+    """The models tt-metal runs over a whole system mesh (SD 3.5 Large: the sd3 family, as ``backends.tt`` chooses
+    its backend), which a Tenstorrent node serves with one actor over all its cards."""
+    from ..models import resolve
+
+    def over_a_mesh(model: str) -> bool:
+        try:
+            return resolve(model).family == "sd3"
+        except TTLessonError:  # not a model: its actor says so when it fails to load
+            return False
+    return tuple(model for model in models if over_a_mesh(model))
+
+
 def per_card_models(models: tuple[str, ...]) -> tuple[str, ...]:
-    """The models a Tenstorrent node serves with one actor per card: all but SD 3.5 Large."""
-    return tuple(model for model in models if model != SD35)
+    """The models a Tenstorrent node serves with one actor per card: all but ``mesh_models``."""
+    meshes = mesh_models(models)
+    return tuple(model for model in models if model not in meshes)
 
 
 def deal_tt_nodes(nodes: list[TTNode], models: tuple[str, ...], groups: int = 0, per_card: int = 0) -> list[TTNode]:
@@ -390,26 +403,27 @@ def deal_tt_nodes(nodes: list[TTNode], models: tuple[str, ...], groups: int = 0,
 
 
 def _what_a_tt_node_serves(cards: int, models: tuple[str, ...], groups: int, per_card: int) -> str | None:
-    others = per_card_models(models)
-    if SD35 not in models or cards < SD35_MIN_CARDS:
+    meshes, others = mesh_models(models), per_card_models(models)
+    if not meshes or cards < SD35_MIN_CARDS:
         return PER_CARD if others else None
     if not others or groups < per_card:
         return GROUP
     if groups > per_card:
         return PER_CARD
-    return GROUP if models.index(SD35) < models.index(others[0]) else PER_CARD
+    return GROUP if models.index(meshes[0]) < models.index(others[0]) else PER_CARD
 
 
 def sd35_notice(nodes: list[TTNode], models: tuple[str, ...]) -> str | None:
     """One sentence when SD 3.5 Large is asked for and no Tenstorrent node was dealt to it: each node and its
     cards, what the mesh needs, and what to do; None otherwise."""
-    if SD35 not in models or not nodes or any(node.serves == GROUP for node in nodes):
+    meshes = mesh_models(models)
+    if not meshes or not nodes or any(node.serves == GROUP for node in nodes):
         return None
     listed = "; ".join(f"node {node.node[:12]} on {node.host}: {node.cards} card{'s' if node.cards != 1 else ''}"
                        for node in nodes)
     others = ", ".join(per_card_models(models))
     if any(node.cards >= SD35_MIN_CARDS for node in nodes):
-        instead = (f"the node that could hold it serves {others}, named before it: give --model {SD35} first to "
+        instead = (f"the node that could hold it serves {others}, named before it: give --model {meshes[0]} first to "
                    "serve it there")
     elif others:
         instead = f"these cards serve {others} instead"
