@@ -371,21 +371,6 @@ def test_an_in_between_takes_the_mean_and_spread_of_its_keyframes_colours_by_its
         colour.match_colours_between(frame, day, night, 1.5)
 
 
-def test_whole_histogram_matching_is_scikit_images():
-    from skimage.color import lab2rgb, rgb2lab
-    from skimage.exposure import match_histograms
-
-    from ttlesson import scenes
-
-    day, frame = scenes.Scene.random(1, time="day").draw(64), scenes.Scene.random(3, time="sunset").draw(64)
-
-    def lab(image):
-        return rgb2lab(np.asarray(image, dtype=np.float64) / 255)
-
-    expected = np.clip(np.rint(lab2rgb(match_histograms(lab(frame), lab(day), channel_axis=-1)) * 255), 0, 255)
-    assert np.array_equal(np.asarray(colour.match_colours(frame, day)), expected.astype(np.uint8))
-
-
 def test_a_walk_on_sd3_is_refused_before_anything_loads(tmp_path):
     with pytest.raises(TTLessonError, match="run on SD 1.x models"):
         render(BOARD, tmp_path, model="sd35-large", backend="torch", transition_frames=2)

@@ -10,9 +10,10 @@ a bright day to a dark night is a frame half as bright everywhere, not half day 
 in-between the model drew in the wrong light (a night frame between two day keyframes) is pulled back to its
 keyframes' light, while a walk from day to night gets darker step by step.
 
-Matching the whole histogram instead (``match_colours``, scikit-image's ``match_histograms`` on the LAB channels, as
-Deforum does) gives each pixel the value at its rank in the reference: where the frame's content differs from the
-reference's (sand where the reference has grass), that paints false colours (green sand, cyan fringes in the sky).
+Matching the whole histogram instead (scikit-image's ``match_histograms`` on the LAB channels, as Deforum does, and
+as ttlesson did before) gives each pixel the value at its rank in the reference: where the frame's content differs
+from the reference's (sand where the reference has grass), that paints false colours (green sand, cyan fringes in
+the sky).
 
 Everything is float64 numpy on the CPU: the same PNG bytes on every machine and run. ``histogram_distance``
 measures how far two images' colour distributions are, ``mean_lightness`` how light a frame is.
@@ -43,15 +44,6 @@ def match_colours_between(image, first, second, weight: float):
         scale = spread / own if own > FLAT else 1.0
         matched[..., channel] = (values - values.mean()) * scale + mean
     return _rgb_image(matched, Image)
-
-
-def match_colours(image, reference):
-    """``image`` (PIL, RGB) with its LAB histograms matched to ``reference``'s (every pixel takes the value at its
-    rank in the reference); a new RGB PIL image."""
-    from PIL import Image
-    from skimage.exposure import match_histograms
-
-    return _rgb_image(match_histograms(_lab(image), _lab(reference), channel_axis=-1), Image)
 
 
 def _lab(image):
