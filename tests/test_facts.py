@@ -135,12 +135,12 @@ def test_the_tt_backend_makes_the_sizes_it_is_said_to_make():
 def test_the_size_variable_is_described_from_the_backends():
     from ttlesson.values import parse_size
 
-    rows = {variable: meaning for variable, _default, meaning in settings.variables().rows}
+    rows = {variable: meaning for variable, _default, meaning in settings.variables()}
     sizes = settings.accepted_sizes()
     assert rows["TTLESSON_SIZE"] == (f"frame size: on the tt backend {sizes['tt']}; on the torch backend "
                                      f"{sizes['torch']}")
     assert parse_size("768x512") == (768, 512)  # the torch example works
-    assert "<code>TTLESSON_SIZE</code>" in settings.variables()._repr_html_()
+    assert "<code>TTLESSON_SIZE</code>" in settings.current()._repr_html_()
 
 
 # --- what to expect per board ------------------------------------------------------------------------------------

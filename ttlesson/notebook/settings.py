@@ -63,7 +63,7 @@ class Settings:
                 f"work folder {self.workdir.value}{served}{room}")
 
     def _repr_html_(self) -> str:
-        meaning = {variable: sets for variable, _, sets in variables().rows}
+        meaning = {variable: sets for variable, _, sets in variables()}
         left = "style='text-align: left'"
         rows = "".join(f"<tr><td {left}><code>{VARIABLES[s.name]}</code></td><td {left}><code>"
                        f"{html.escape(_shown(s.value))}</code></td><td {left}>{html.escape(s.source)}</td>"
@@ -86,27 +86,15 @@ def accepted_sizes() -> dict[str, str]:
             "torch": f"one number (512) or width x height (768x512), multiples of 8 from 64 to {MAX_SIDE}"}
 
 
-@dataclass(frozen=True)
-class VariableTable:
-    rows: list[tuple[str, str, str]]  # variable, default, what it sets
-
-    def __str__(self) -> str:
-        return "\n".join(f"{variable} (default: {default}): {meaning}" for variable, default, meaning in self.rows)
-
-    def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><td><code>{variable}</code></td><td>{html.escape(default)}</td>"
-                       f"<td>{html.escape(meaning)}</td></tr>" for variable, default, meaning in self.rows)
-        return f"<table><tr><th>variable</th><th>default</th><th>what it sets</th></tr>{rows}</table>"
-
-
-def variables() -> VariableTable:
-    """The ``TTLESSON_*`` variables the notebooks read, each with its default and what it sets."""
+def variables() -> list[tuple[str, str, str]]:
+    """The ``TTLESSON_*`` variables the notebooks read: (variable, its default, what it sets) each; step 1 shows
+    them beside their values (``Settings._repr_html_``)."""
     from ..backends import BACKEND_NAMES
     from ..models import REGISTRY
 
     sd14 = REGISTRY["sd14"]
     sizes = "; ".join(f"on the {backend} backend {text}" for backend, text in accepted_sizes().items())
-    return VariableTable([
+    return [
         (env.MODEL, "sd14", f"the model: {', '.join(REGISTRY)}, or a diffusers pipeline folder"),
         (env.BACKEND, "auto", f"{', '.join(name for name in BACKEND_NAMES if name != 'auto')}, or auto to choose "
                               "from what is here"),
@@ -114,7 +102,7 @@ def variables() -> VariableTable:
         (env.STEPS, f"the model's own; {sd14.steps} for SD 1.4", "denoising steps per frame"),
         (env.SIZE, f"the model's own; {sd14.width} for SD 1.4", f"frame size: {sizes}"),
         (env.SERVER, "none: this machine makes the frames", "a render service's URL (ttlesson serve)"),
-    ])
+    ]
 
 
 def current() -> Settings:
