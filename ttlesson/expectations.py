@@ -24,11 +24,18 @@ LONG_RUN_SECONDS = 300.0  # estimates above this get the warning
 @dataclass(frozen=True)
 class BoardExpectation:
     board: str
-    chips: int
     measured_on: str  # the board whose figure tt-metal publishes (a key of PUBLISHED)
     note: str  # what the figure means on this board
     lesson: str = ""  # the lesson's seconds per frame, as it writes them, where it gives one
     lesson_seconds: float | None = None  # the figure its own benchmark example uses (or the middle of its range)
+
+    @property
+    def chips(self) -> int:
+        """The board's chips, from the system meshes the tt backend knows (a P300c is tt-metal's P300)."""
+        from .backends.tt.plan import SYSTEM_SHAPES
+
+        rows, columns = SYSTEM_SHAPES[self.board.removesuffix("c")][1]
+        return rows * columns
 
     @property
     def published(self) -> float:
@@ -48,16 +55,16 @@ class BoardExpectation:
 FIRST_FRAME = ("A run's first frame takes longer: the kernels compile (the first time; then they are cached) and "
                "the 50-step loop is captured as a trace.")
 BOARDS = [
-    BoardExpectation("N150", 1, "N150", f"One Wormhole chip. {FIRST_FRAME}", "30–45 s", 35.0),
-    BoardExpectation("N300", 2, "N150", "Two Wormhole chips; the demo uses one, so a frame takes an N150's time. "
+    BoardExpectation("N150", "N150", f"One Wormhole chip. {FIRST_FRAME}", "30–45 s", 35.0),
+    BoardExpectation("N300", "N150", "Two Wormhole chips; the demo uses one, so a frame takes an N150's time. "
                      "With both chips busy, two frames are made at once (step 8).", "15–25 s", 20.0),
-    BoardExpectation("T3K", 8, "N150", "Eight Wormhole chips (four N300 cards); the demo uses one. With every chip "
+    BoardExpectation("T3K", "N150", "Eight Wormhole chips (four N300 cards); the demo uses one. With every chip "
                      "busy, up to eight frames at once, until the host (text encoder, PNG writing) is the limit.",
                      "5–10 s", 7.0),
-    BoardExpectation("P150", 1, "P150", f"One Blackhole chip. {FIRST_FRAME}"),
-    BoardExpectation("P100", 1, "P150", "One Blackhole chip; tt-metal publishes a P150's figure, not a P100's.",
+    BoardExpectation("P150", "P150", f"One Blackhole chip. {FIRST_FRAME}"),
+    BoardExpectation("P100", "P150", "One Blackhole chip; tt-metal publishes a P150's figure, not a P100's.",
                      "30–45 s", 35.0),
-    BoardExpectation("P300c", 2, "P150", "Two Blackhole chips; tt-metal publishes a P150's figure. The demo uses "
+    BoardExpectation("P300c", "P150", "Two Blackhole chips; tt-metal publishes a P150's figure. The demo uses "
                      "one chip; with both busy, two frames are made at once.", "30–45 s", 35.0),
 ]
 
