@@ -210,8 +210,6 @@ class ModelAccess:
     def _instead(self) -> str:
         """", or use TTLESSON_MODEL=tiny" for an SD 1.x model, which the offline tiny model is a small one of; ""
         for SD 3.5 Large, which it does not stand in for."""
-        from ..models import REGISTRY
-
         spec = REGISTRY.get(self.model)
         return f", or use {lever('model', 'tiny')}" if spec is None or spec.family == "sd1" else ""
 

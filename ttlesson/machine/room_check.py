@@ -20,7 +20,6 @@ from .doctor import FAIL, OK, WARN, Check, DoctorReport, _existing_ancestor
 
 ATTENDEE_STEPS = (3, 4, 6, 7, 8, 10)  # the notebooks that make frames (lesson.step_cost)
 PNG_BYTES_PER_PIXEL = 3  # at most, as the render's own disk check counts
-N150_SECONDS_50_STEPS = 4.83  # tt-metal's published SD 1.4 time per 512×512 frame on one Wormhole chip
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ def run(attendees: int = 20) -> DoctorReport:
     frames = sum(lesson.frames_made_by(cfg, step) for step in ATTENDEE_STEPS)
     devices, tenstorrent, device_check = _devices(cfg)
     plan = _plan(cfg, frames, devices, tenstorrent)
-    checks = [_room_file(cfg), _kernels(), device_check, _model_cache(cfg), _tt_kernel_cache(cfg),
+    checks = [_room_file(cfg), _kernels(), device_check, _model_cache(cfg), _tt_kernel_cache(cfg, tenstorrent),
               _disk(cfg, attendees, frames), _capacity(plan, attendees)]
     return DoctorReport(checks, time.perf_counter() - started, heading="room")
 
@@ -138,10 +137,8 @@ def _model_cache(cfg) -> Check:
     return Check("model", OK if not offline else WARN, f"{spec.source} is in the Hugging Face cache{offline}")
 
 
-def _tt_kernel_cache(cfg) -> Check:
-    from . import read_kernel_driver
-
-    if cfg.server is not None or not read_kernel_driver(None)[0]:
+def _tt_kernel_cache(cfg, tenstorrent: bool) -> Check:
+    if cfg.server is not None or not tenstorrent:
         return Check("kernel cache", OK, "nothing to compile here (no Tenstorrent card, or the service compiles)")
     cache = env.path(env.TT_METAL_CACHE) or Path.home() / ".cache" / "tt-metal-cache"
     warm = cache.is_dir() and any(cache.iterdir())
@@ -172,8 +169,10 @@ def _plan(cfg, frames: int, devices: int, tenstorrent: bool) -> RoomPlan:
         seconds = _one_tiny_frame(cfg)
         return RoomPlan(frames, seconds, "one frame measured here", devices)
     if model == "sd14" and tenstorrent:
+        from ..expectations import PUBLISHED
+
         steps = cfg.steps.value or 50
-        return RoomPlan(frames, N150_SECONDS_50_STEPS * steps / 50, "tt-metal's published N150 time per frame, "
+        return RoomPlan(frames, PUBLISHED["N150"] * steps / 50, "tt-metal's published N150 time per frame, "
                         "scaled by steps (not measured here)", devices)
     return RoomPlan(frames, None, "not measured: render one frame and read its seconds in the manifest", devices)
 
