@@ -297,7 +297,7 @@ def standin_picture(embeddings: torch.Tensor, latents: torch.Tensor) -> torch.Te
 
 def standin_sd14_modules(stub: StandInTTNN, package=None, fail_during_capture: BaseException | None = None):
     """Plays tt-metal's SD 1.4 package: same names and call shapes as the real one, none of its work."""
-    from ttlesson.backends.tt.metal import SD14Modules
+    from ttlesson.tenstorrent.checkout import SD14Modules
 
     class TtPNDMScheduler:
         def __init__(self, **kwargs):

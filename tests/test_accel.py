@@ -6,10 +6,13 @@ import json
 import pytest
 from helpers import call_cli, one_line_error
 
-from ttlesson import accel, arch, env, manifest, models, schedulers, storyboard
+from ttlesson import env, manifest, models, storyboard
 from ttlesson.backends import FrameRequest
+from ttlesson.backends.torch import precision as accel
+from ttlesson.bench import models as arch
 from ttlesson.errors import BackendUnavailableError, SettingsChangedError, TTLessonError
 from ttlesson.fileio import sha256_file
+from ttlesson.models import schedulers
 from ttlesson.render import render
 
 SD14, SD35, TINY = models.REGISTRY["sd14"], models.REGISTRY["sd35-large"], models.REGISTRY["tiny"]
@@ -139,7 +142,7 @@ def test_text_encoder_runs_once_per_distinct_prompt_and_pixels_do_not_change(tin
 @openvino_present
 @pytest.mark.slow
 def test_openvino_frames_are_reproducible_recorded_and_converted_once(tmp_path, tiny_folder, monkeypatch):
-    from ttlesson import openvino_runtime
+    from ttlesson.backends.torch import openvino as openvino_runtime
 
     first = render(BOARD, tmp_path / "a", model="tiny", device="cpu", steps=3, size=64, precision="openvino")
     expected = "openvino-bf16" if accel.cpu_has_native_bf16() else "openvino-f32"
@@ -166,7 +169,7 @@ def test_published_configs_build_the_published_sizes():
 
 
 def test_unet_flops_are_counted_from_shapes():
-    from ttlesson.bench_arch import unet_flops
+    from ttlesson.bench.full_size import unet_flops
 
     config = arch.published_config("sd14")["unet"]
     at_512 = unet_flops(config, 2, 64, 64, 77, 768)
@@ -185,7 +188,7 @@ def test_cli_refuses_bad_speed_settings(tmp_path):
 
 
 def test_sd35_architecture_is_refused_where_memory_does_not_allow(monkeypatch):
-    from ttlesson import bench_arch
+    from ttlesson.bench import full_size as bench_arch
 
     monkeypatch.setattr(arch, "memory_available", lambda: 8 * 2 ** 30)
     with pytest.raises(TTLessonError, match="SD 3.5 Large's MMDiT needs about 18 GiB in bfloat16 and this machine "

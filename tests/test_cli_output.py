@@ -12,7 +12,7 @@ from helpers import call_cli, one_line_error, run_cli, ttlesson_command
 from PIL import Image
 
 from ttlesson.errors import TTLessonError
-from ttlesson.values import MOST_DEVICES
+from ttlesson.inputs import MOST_DEVICES
 from ttlesson.video import probe
 
 
@@ -119,7 +119,8 @@ def test_an_ascii_stderr_escapes_the_refusal(tmp_path):
 @pytest.fixture
 def bench_runs(monkeypatch):
     """Stand-ins for both benchmarks that record each run and return a result at once."""
-    from ttlesson import bench, bench_arch
+    from ttlesson.bench import full_size as bench_arch
+    from ttlesson.bench import this_machine as bench
 
     runs = []
 

@@ -227,7 +227,7 @@ def test_display_without_frames_is_one_sentence(tmp_path):
 
 
 def _scaling(model, size, steps):
-    from ttlesson.bench import Scaling, ScalingPoint
+    from ttlesson.bench.this_machine import Scaling, ScalingPoint
 
     points = [ScalingPoint(1, 0.5, 9.0, "cpu", "measured here (cpu)"), ScalingPoint(2, 0.9, 7.0, "cpu", "x")]
     return Scaling(points, True, model=model, width=size, height=size, steps=steps)
@@ -330,7 +330,7 @@ def test_txt_storyboard_keeps_its_form_and_refuses_seeds(tmp_path):
 
 
 def test_a_scaling_measurement_is_kept_for_the_same_settings_on_this_machine(monkeypatch, tmp_path, capsys):
-    from ttlesson import bench
+    from ttlesson.bench import this_machine as bench
 
     monkeypatch.setenv("TTLESSON_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("TTLESSON_MODEL", "tiny")
@@ -351,6 +351,6 @@ def test_a_scaling_measurement_is_kept_for_the_same_settings_on_this_machine(mon
 
 
 def test_device_counts_on_a_machine_without_accelerators():
-    from ttlesson import bench
+    from ttlesson.bench import this_machine as bench
 
     assert bench.device_counts() == [1, 2]

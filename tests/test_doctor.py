@@ -13,8 +13,10 @@ from helpers import MOCK_ENV, run_json, run_ttlesson
 from machine_helpers import HAS_TT_DEVICE, make_sysfs
 
 from ttlesson import machine
-from ttlesson.backends.tt.metal import SD14_FOLDERS
-from ttlesson.machine import HostPaths, doctor
+from ttlesson.machine import HostPaths
+from ttlesson.setup import doctor
+from ttlesson.tenstorrent import boards
+from ttlesson.tenstorrent.checkout import SD14_FOLDERS
 
 NO_TT_METAL = {"TT_METAL_HOME": "", "TT_METAL_ARCH_NAME": "", "PYTHONPATH": ""}
 no_tt_here = pytest.mark.skipif(HAS_TT_DEVICE, reason="this machine has a Tenstorrent device")
@@ -195,7 +197,7 @@ def test_python_env_and_pythonpath(tmp_path, monkeypatch):
 ])
 def test_arch_name(monkeypatch, arches, value, status):
     monkeypatch.setenv("TT_METAL_ARCH_NAME", value)
-    cards = [machine.Card("p150a" if arch == "blackhole" else "n150", arch, 1, "kernel driver") for arch in arches]
+    cards = [boards.Card("p150a" if arch == "blackhole" else "n150", arch, 1, "kernel driver") for arch in arches]
     check = doctor.check_arch_name(cards)
     assert check.status == status
     if status == "fail":
@@ -207,7 +209,7 @@ def test_arch_name(monkeypatch, arches, value, status):
 def test_device_check_with_cards(tmp_path):
     cards, answer = machine.read_kernel_driver(tmp_path)
     assert doctor.check_tenstorrent_device(cards, answer).status == "fail"
-    check = doctor.check_tenstorrent_device([machine.Card("n300", "wormhole", 2, "kernel driver")] * 4, answer)
+    check = doctor.check_tenstorrent_device([boards.Card("n300", "wormhole", 2, "kernel driver")] * 4, answer)
     assert check.status == "ok" and "MESH_DEVICE=T3K" in check.detail
 
 

@@ -17,7 +17,8 @@ import pytest
 from helpers import MOCK_ENV
 
 from ttlesson import machine
-from ttlesson.machine import HostPaths, doctor
+from ttlesson.machine import HostPaths
+from ttlesson.setup import doctor
 
 SD14_DEMO = "models/demos/vision/generative/stable_diffusion/wormhole/demo/demo.py"
 
@@ -207,7 +208,7 @@ def test_tt_smi_is_found_in_any_of_the_environments(tmp_path, clean_env):
 
 def test_kernel_install_registers_this_python_with_the_tt_metal_variables(tmp_path, clean_env):
     pytest.importorskip("ipykernel")
-    from ttlesson.machine.kernel import install
+    from ttlesson.setup.kernel import install
 
     for name in ("TTLESSON_CACHE", "TTLESSON_WORKDIR"):
         clean_env.delenv(name, raising=False)
@@ -228,7 +229,7 @@ def test_kernel_install_on_the_cli_and_bad_names(tmp_path):
     pytest.importorskip("ipykernel")
     from helpers import call_cli, one_line_error
 
-    from ttlesson.machine.kernel import default_names
+    from ttlesson.setup.kernel import default_names
 
     assert default_names(Path("/home/u/.venv"))[0] == "ttlesson-venv"
     line = one_line_error(call_cli("kernel", "install", "--name", "bad name!", "--sys-prefix"))

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from ttlesson import bench, expectations, levers
+from ttlesson import presenting
 from ttlesson.backends.base import FrameRequest
-from ttlesson.bench import Scaling, ScalingPoint
-from ttlesson.machine import boards
+from ttlesson.bench import this_machine as bench
+from ttlesson.bench.this_machine import Scaling, ScalingPoint
 from ttlesson.models import REGISTRY, about_gigabytes, hub
 from ttlesson.notebook import next_steps, settings
+from ttlesson.tenstorrent import boards, speeds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +33,7 @@ def test_download_sizes_are_the_weights_diffusers_fetches():
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
     from transformers import CLIPConfig, CLIPTextConfig, CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
-    from ttlesson.arch import parameter_counts
+    from ttlesson.bench.models import parameter_counts
 
     with torch.device("meta"):  # the published configs of the parts ttlesson/data/arch does not hold
         safety_checker = StableDiffusionSafetyChecker(CLIPConfig(
@@ -89,7 +90,7 @@ def test_the_docs_state_the_registrys_download_sizes(path):
 
 
 def test_the_doctor_and_the_sd35_plan_state_the_registrys_download_sizes(monkeypatch, tmp_path):
-    from ttlesson.machine import doctor, hf
+    from ttlesson.setup import doctor, hf
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
@@ -133,7 +134,7 @@ def test_the_tt_backend_makes_the_sizes_it_is_said_to_make():
 
 
 def test_the_size_variable_is_described_from_the_backends():
-    from ttlesson.values import parse_size
+    from ttlesson.inputs import parse_size
 
     rows = {variable: meaning for variable, _default, meaning in settings.variables()}
     sizes = settings.accepted_sizes()
@@ -146,19 +147,19 @@ def test_the_size_variable_is_described_from_the_backends():
 # --- what to expect per board ------------------------------------------------------------------------------------
 
 def test_the_expectations_show_published_figures_with_their_source():
-    table = expectations.per_board()
+    table = speeds.per_board()
     for row in table.rows:
-        assert row.published == expectations.PUBLISHED[row.measured_on]
+        assert row.published == speeds.PUBLISHED[row.measured_on]
     text = str(table)
-    assert "published by tt-metal" in text and expectations.PUBLISHED_SOURCE in text
+    assert "published by tt-metal" in text and speeds.PUBLISHED_SOURCE in text
     assert "×" not in text.splitlines()[0] and "ratio" not in text
 
 
 def test_the_chart_references_still_come_from_the_same_figures():
-    speeds = expectations.reference_speeds()
-    published = {(ref.board, ref.seconds_per_image) for ref in speeds if ref.source == "tt-metal"}
-    assert published == set(expectations.PUBLISHED.items())
-    assert {(ref.board, ref.devices) for ref in speeds if ref.source == "lesson"} == {("N150", 1), ("N300", 2),
+    references = speeds.reference_speeds()
+    published = {(ref.board, ref.seconds_per_image) for ref in references if ref.source == "tt-metal"}
+    assert published == set(speeds.PUBLISHED.items())
+    assert {(ref.board, ref.devices) for ref in references if ref.source == "lesson"} == {("N150", 1), ("N300", 2),
                                                                                      ("T3K", 8)}
 
 
@@ -198,25 +199,25 @@ def test_a_saved_measurement_is_read_again(tmp_path):
 def test_fixes_name_the_lever_where_the_learner_is(monkeypatch, notebook, model, steps):
     from ttlesson.backends.tt.device import no_device
 
-    monkeypatch.setattr(levers, "in_notebook", lambda: notebook)
-    assert levers.lever("model", "tiny") == model
-    warning = expectations.long_run_warning(4.0, 50, 10, "the CPU")
+    monkeypatch.setattr(presenting, "in_notebook", lambda: notebook)
+    assert presenting.lever("model", "tiny") == model
+    warning = speeds.long_run_warning(4.0, 50, 10, "the CPU")
     assert steps in warning and model in warning
     assert ("interrupt the kernel" in warning) is notebook
     assert hub._not_cached_message(REGISTRY["sd14"], "HF_HUB_OFFLINE is set").endswith(
         f"or use {model} to try the lesson offline.")
-    assert levers.lever("backend", "torch") in no_device()
+    assert presenting.lever("backend", "torch") in no_device()
 
 
 def test_the_notebook_layer_and_the_levers_agree_on_the_variables():
-    for name, (variable, _flag) in levers.SETTINGS.items():
+    for name, (variable, _flag) in presenting.SETTINGS.items():
         assert settings.VARIABLES[name] == variable
 
 
 # --- SD 3.5 Large: what instead ----------------------------------------------------------------------------------
 
 def test_the_sd35_plan_offers_sd14_not_the_tiny_model(monkeypatch):
-    from ttlesson.machine import hf
+    from ttlesson.setup import hf
 
     monkeypatch.setattr(hf, "model_access", lambda model: hf.ModelAccess(model, "x", True, "list", "no", False, True))
     plan = next_steps.sd35_plan()

@@ -13,9 +13,10 @@ import pytest
 from helpers import MOCK_ENV, one_line_error, run_json, run_ttlesson
 from machine_helpers import CLUSTERS, HAS_TT_DEVICE, make_snapshot, make_sysfs, n300_entries, snapshot_entry
 
-from ttlesson import machine, verify
+from ttlesson import machine, manifest
 from ttlesson.errors import FrameVerificationError, HardwareSourceError
 from ttlesson.manifest import FrameRecord, Manifest
+from ttlesson.tenstorrent import boards
 
 no_tt_here = pytest.mark.skipif(HAS_TT_DEVICE, reason="this machine has a Tenstorrent device")
 
@@ -25,7 +26,7 @@ no_tt_here = pytest.mark.skipif(HAS_TT_DEVICE, reason="this machine has a Tensto
     ("P300C", "p300c"), ("p150a", "p150a"), ("bh-scrappy", "p100"), ("tt-galaxy-bh", "galaxy-blackhole"),
 ])
 def test_board_names_are_normalised(written, board):
-    assert machine.normalise_board(written) == board
+    assert boards.normalise_board(written) == board
 
 
 # --- kernel driver (sysfs) ---------------------------------------------------------------------------------
@@ -228,7 +229,7 @@ def test_fallback_sentence_names_where_frames_go(tmp_path, gpus, cuda, where):
 
 
 def test_a_card_without_ttnn_falls_back_and_says_so(tmp_path):
-    card = machine.Card("n150", "wormhole", 1, "kernel driver")
+    card = boards.Card("n150", "wormhole", 1, "kernel driver")
     report = machine.HardwareReport(cards=[card], sources=[], ttnn=machine.TtnnInfo(installed=False), gpus=[],
                                      gpu_source="test", torch=machine.TorchInfo(True, "2.8.0"),
                                      cpu=machine.cpu_info())
@@ -239,9 +240,9 @@ def test_a_card_without_ttnn_falls_back_and_says_so(tmp_path):
 
 
 def test_device_notice():
-    assert machine.device_notice("cpu") == "Frames are being made on the CPU, not Tenstorrent hardware."
-    assert "cuda:0 (NVIDIA H100)" in machine.device_notice("cuda:0 (NVIDIA H100)")
-    assert machine.device_notice("tt: n150 chip 0") is None and machine.device_notice(None) is None
+    assert boards.device_notice("cpu") == "Frames are being made on the CPU, not Tenstorrent hardware."
+    assert "cuda:0 (NVIDIA H100)" in boards.device_notice("cuda:0 (NVIDIA H100)")
+    assert boards.device_notice("tt: n150 chip 0") is None and boards.device_notice(None) is None
 
 
 # --- this machine ------------------------------------------------------------------------------------------
@@ -270,7 +271,7 @@ def test_auto_resolves_to_torch_here():
 
 
 def test_auto_picks_tt_only_with_a_device_and_ttnn(monkeypatch):
-    card = machine.Card("n150", "wormhole", 1, "kernel driver")
+    card = boards.Card("n150", "wormhole", 1, "kernel driver")
     answer = machine.SourceAnswer("kernel driver", True, "test")
     from ttlesson.machine import report  # where auto_backend looks the two sources up
 
@@ -346,43 +347,43 @@ def _render_folder(folder, makers: list[tuple[str, str]], frame_count: int | Non
 
 def test_verify_frames_made_on_the_cpu(tmp_path):
     folder = _render_folder(tmp_path, [("torch", "cpu")] * 3)
-    origins = verify.verify_frames(folder)
+    origins = manifest.verify_frames(folder)
     assert origins.lines() == ["3 by torch on cpu (frames 0–2)"] and not origins.all_on_tt
     assert "No frame was made on Tenstorrent hardware." in str(origins) and "<ul>" in origins._repr_html_()
     with pytest.raises(FrameVerificationError, match=r"3 of 3 frames .* were not made on Tenstorrent hardware "
                                                      r"\(frames 0–2; e\.g\. torch on cpu\)"):
-        verify.verify_frames(folder, expect="tt")
+        manifest.verify_frames(folder, expect="tt")
 
 
 def test_verify_frames_mixed_and_all_tt(tmp_path):
     mixed = _render_folder(tmp_path / "mixed", [("tt", "tt: n150 chip 0"), ("torch", "cuda:0 (NVIDIA H100)"),
                                                 ("tt", "tt: n150 chip 0")], frame_count=4)
-    origins = verify.verify_frames(mixed)
+    origins = manifest.verify_frames(mixed)
     assert origins.not_on_tt == [1] and "1 not made yet" in origins.lines()
     with pytest.raises(FrameVerificationError, match=r"1 of 3 frames .*\(frames 1; e\.g\. torch on cuda:0"):
-        verify.verify_frames(mixed, expect="tt")
+        manifest.verify_frames(mixed, expect="tt")
     all_tt = _render_folder(tmp_path / "tt", [("tt", "tt: n150 chip 0")] * 2)
-    assert verify.verify_frames(all_tt, expect="tt").verdict() == "Every frame was made on Tenstorrent hardware."
+    assert manifest.verify_frames(all_tt, expect="tt").verdict() == "Every frame was made on Tenstorrent hardware."
 
 
 def test_verify_frames_bad_input(tmp_path):
     with pytest.raises(FrameVerificationError, match="has no manifest.json"):
-        verify.verify_frames(tmp_path)
+        manifest.verify_frames(tmp_path)
     with pytest.raises(FrameVerificationError, match="expect='cuda' is not understood"):
-        verify.verify_frames(tmp_path, expect="cuda")
+        manifest.verify_frames(tmp_path, expect="cuda")
 
 
 def test_verify_names_frames_gone_or_changed_and_no_longer_counts_them(tmp_path):
     folder = _render_folder(tmp_path, [("tt", "tt: n150 chip 0")] * 4)
     (folder / "frames" / "frame_001.png").unlink()
     (folder / "frames" / "frame_002.png").write_bytes(b"\x89PNG truncated")
-    origins = verify.verify_frames(folder)
+    origins = manifest.verify_frames(folder)
     assert origins.frames.keys() == {0, 3} and origins.damaged == (1, 2)
     assert origins.lines() == ["2 by tt on tt: n150 chip 0 (frames 0, 3)",
                                "2 recorded but missing or changed on disk (frames 1–2)"]
     assert origins.problem.startswith(f"{folder / 'frames' / 'frame_001.png'} is missing (and 1 more frames); run")
     with pytest.raises(FrameVerificationError, match="frame_001.png is missing"):
-        verify.verify_frames(folder, expect="tt")
+        manifest.verify_frames(folder, expect="tt")
     proc = run_ttlesson("verify", folder)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "frames 1–2" in proc.stdout
     assert proc.stderr.strip().count("\n") == 0 and "frame_001.png is missing" in proc.stderr

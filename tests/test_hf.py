@@ -15,7 +15,7 @@ import pytest
 from helpers import run_ttlesson
 
 from ttlesson.errors import HubAuthError
-from ttlesson.machine import hf
+from ttlesson.setup import hf
 
 
 @pytest.fixture

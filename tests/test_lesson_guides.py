@@ -8,13 +8,14 @@ import sys
 
 import pytest
 
-from ttlesson import expectations, machine, storyboard
-from ttlesson.backends.tt.metal import SD14_FOLDERS
-from ttlesson.machine import doctor
+from ttlesson import machine, storyboard
 from ttlesson.models import REGISTRY
 from ttlesson.notebook import by_hand, next_steps
 from ttlesson.notebook.widgets import NotebookProgress
 from ttlesson.render import render
+from ttlesson.setup import doctor
+from ttlesson.tenstorrent import speeds
+from ttlesson.tenstorrent.checkout import SD14_FOLDERS
 
 
 def test_step1_fills_in_the_checkout_and_blackhole(monkeypatch, tmp_path):
@@ -35,7 +36,7 @@ def test_step2_says_which_model_needs_the_login_once():
 
 
 def test_offline_advice_offers_the_tiny_model_only_for_sd1_models(monkeypatch, tmp_path):
-    from ttlesson.machine import hf
+    from ttlesson.setup import hf
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
@@ -79,7 +80,7 @@ def test_step7_says_which_releases_have_the_interactive_demo():
 
 
 def test_per_board_table_shows_the_published_numbers():
-    table = expectations.per_board()
+    table = speeds.per_board()
     rows = {row.board: row for row in table.rows}
     assert rows["N150"].published == 4.83 and rows["N300"].published_text == "4.83 s (the N150's)"
     assert "The lesson's text says 30–45 s." in rows["N150"].full_note
@@ -91,18 +92,18 @@ def test_per_board_table_shows_the_published_numbers():
 @pytest.mark.parametrize("seconds, text", [(0.34, "under a second"), (0.6, "1 s"), (45, "45 s"), (75, "1 min 15 s"),
                                            (600, "10 min"), (5400, "1 h 30 min")])
 def test_durations(seconds, text):
-    assert expectations.duration(seconds) == text
+    assert speeds.duration(seconds) == text
 
 
 def test_long_run_warning_only_when_long():
-    assert expectations.long_run_warning(0.05, 10, 10, "the CPU") is None  # the tiny model: 5 s
-    warning = expectations.long_run_warning(4.0, 50, 10, "the CPU")  # SD 1.4 on two cores
+    assert speeds.long_run_warning(0.05, 10, 10, "the CPU") is None  # the tiny model: 5 s
+    warning = speeds.long_run_warning(4.0, 50, 10, "the CPU")  # SD 1.4 on two cores
     assert warning.startswith("This will take about 33 min on the CPU: the first step took 4.0 s")
     assert "finished frames are kept" in warning and "--steps 20" in warning  # a terminal's lever
 
 
 def test_progress_displays_say_a_long_run_after_its_first_step(monkeypatch, tmp_path, tiny_backend):
-    monkeypatch.setattr(expectations, "LONG_RUN_SECONDS", 0.0)  # every render counts as long here
+    monkeypatch.setattr(speeds, "LONG_RUN_SECONDS", 0.0)  # every render counts as long here
     bar = NotebookProgress(gallery=False)
     board = storyboard.loads('["one", "two"]')
     render(board, tmp_path, model="tiny", backend=tiny_backend, steps=3, on_event=bar)
@@ -202,7 +203,7 @@ def _report(sysfs):
 def test_sd35_plan_by_mesh(monkeypatch, tmp_path, cards, runnable, system):
     from machine_helpers import make_sysfs
 
-    from ttlesson.machine import hf
+    from ttlesson.setup import hf
 
     monkeypatch.setattr(hf, "model_access", lambda model: hf.ModelAccess(model, "x", True, "list", "complete",
                                                                            True, False))

@@ -110,7 +110,7 @@ def test_the_lesson_steps_are_there():
 
 
 def test_doctor_sections_are_headings_of_the_troubleshooting_notebook():
-    from ttlesson.machine import doctor
+    from ttlesson.setup import doctor
 
     notebook = nbformat.read(next(p for p in NOTEBOOKS if p.stem == "09_troubleshooting"), as_version=4)
     headings = {line[3:].strip() for cell in notebook.cells if cell.cell_type == "markdown"

@@ -8,12 +8,13 @@ import pytest
 from helpers import call_cli, one_line_error
 from safetensors import safe_open
 
-from ttlesson import classifier, scenes, storyboard, training
+from ttlesson import storyboard
+from ttlesson.offline import judge, scenes, training
 from ttlesson.render import render
 
 
 def test_demo_prompts_are_balanced_and_name_what_they_are_labelled():
-    prompts = classifier.demo_prompts()
+    prompts = judge.demo_prompts()
     assert len(prompts) == 96 and len({p.prompt for p in prompts}) == 96
     assert set(Counter(p.time for p in prompts).values()) == {24}
     assert set(Counter(p.structure for p in prompts).values()) == {16}
@@ -23,31 +24,31 @@ def test_demo_prompts_are_balanced_and_name_what_they_are_labelled():
 
 def test_the_shipped_judge_knows_scenes_it_never_saw():
     held_out = scenes.scenes(60, first_seed=30_000_000)
-    accuracy = classifier.judge_accuracy(classifier.shipped_judge(), [s.draw() for s in held_out], held_out)
+    accuracy = judge.judge_accuracy(judge.shipped_judge(), [s.draw() for s in held_out], held_out)
     assert min(accuracy.values()) >= 0.9, accuracy
 
 
 def test_shipped_score_covers_every_demo_prompt():
-    score = classifier.shipped_score()
+    score = judge.shipped_score()
     assert len(score.frames) == 96 and set(score.accuracy) == set(scenes.ATTRIBUTES)
-    assert [f["prompt"] for f in score.frames] == [p.prompt for p in classifier.demo_prompts()]
+    assert [f["prompt"] for f in score.frames] == [p.prompt for p in judge.demo_prompts()]
     for name, value in score.accuracy.items():
         assert value == sum(f["judged"][name] == f["named"][name] for f in score.frames) / 96
 
 
 def test_shipped_score_meets_the_acceptance_bar():
-    score = classifier.shipped_score()
+    score = judge.shipped_score()
     assert score.accuracy["time"] >= 0.8 and score.accuracy["structure"] >= 0.6
 
 
 @pytest.mark.slow
 def test_tiny_draws_the_time_of_day_and_structure_its_prompt_names(tiny_backend, tmp_path):
-    prompts = classifier.demo_prompts()[::12]  # two per time of day, eight structures and templates
+    prompts = judge.demo_prompts()[::12]  # two per time of day, eight structures and templates
     board = storyboard.loads(json.dumps([p.prompt for p in prompts]))
     result = render(board, tmp_path, model="tiny", backend=tiny_backend)
     from PIL import Image
 
-    verdicts = classifier.classify(classifier.shipped_judge(), [Image.open(p) for p in result.frame_paths])
+    verdicts = judge.classify(judge.shipped_judge(), [Image.open(p) for p in result.frame_paths])
     times = sum(v["time"] == p.time for v, p in zip(verdicts, prompts))
     structures = sum(v["structure"] == p.structure for v, p in zip(verdicts, prompts))
     assert times >= 6 and structures >= 4, (verdicts, prompts)

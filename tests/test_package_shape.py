@@ -32,13 +32,13 @@ def test_the_public_names_are_pinned():
 
 
 def test_every_public_name_is_the_object_its_module_defines():
-    from ttlesson import errors, machine, progress, storyboard, verify, video
+    from ttlesson import errors, machine, manifest, progress, storyboard, video
 
     render = importlib.import_module("ttlesson.render")  # the module; a submodule import must not replace the function
     assert ttlesson.render is render.render and ttlesson.RenderResult is render.RenderResult
     assert ttlesson.stitch is video.stitch and ttlesson.probe is video.probe and ttlesson.VideoInfo is video.VideoInfo
     assert ttlesson.load_storyboard is storyboard.load and ttlesson.Storyboard is storyboard.Storyboard
-    assert ttlesson.detect is machine.detect and ttlesson.verify_frames is verify.verify_frames
+    assert ttlesson.detect is machine.detect and ttlesson.verify_frames is manifest.verify_frames
     assert ttlesson.FrameDone is progress.FrameDone and ttlesson.TTLessonError is errors.TTLessonError
     for name in PUBLIC_NAMES:
         assert getattr(ttlesson, name) is not None
@@ -62,7 +62,7 @@ def test_the_package_is_typed():
 
 
 def test_importing_ttlesson_loads_no_public_module_until_asked():
-    code = ("import sys, ttlesson\nheavy = [m for m in ('ttlesson.video', 'ttlesson.verify', 'ttlesson.notebook', "
+    code = ("import sys, ttlesson\nheavy = [m for m in ('ttlesson.video', 'ttlesson.setup', 'ttlesson.notebook', "
             "'torch', 'diffusers', 'ttnn') if m in sys.modules]\nttlesson.stitch\n"
             "print(heavy, 'ttlesson.video' in sys.modules, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
@@ -165,8 +165,9 @@ def test_literal_types_name_the_same_choices_the_code_checks():
     import inspect
     import typing
 
-    from ttlesson import accel, walk
+    from ttlesson import walk
     from ttlesson.backends import BACKEND_NAMES
+    from ttlesson.backends.torch import precision as accel
     from ttlesson.machine import environment
 
     def choices(annotation) -> set:

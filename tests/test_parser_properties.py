@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from ttlesson import manifest, storyboard, values, video
+from ttlesson import inputs, manifest, storyboard, video
 from ttlesson.errors import TTLessonError
 
 # TTLESSON_HYPOTHESIS_EXAMPLES=5000 searches harder (the suite's default keeps the run short on a 2-core machine).
@@ -168,7 +168,7 @@ def test_any_environment_reads_or_is_refused_naming_the_variable(env):
     if "TTLESSON_STEPS" in env and env["TTLESSON_STEPS"].strip():
         assert 1 <= current.steps.value <= 1000
     if "TTLESSON_SIZE" in env and env["TTLESSON_SIZE"].strip():
-        values.parse_size(current.size.value)
+        inputs.parse_size(current.size.value)
 
 
 # --- sizes, numbers and the stitch timing -------------------------------------------------------------------
@@ -177,9 +177,9 @@ def test_any_environment_reads_or_is_refused_naming_the_variable(env):
 @given(st.one_of(JSON_VALUES, st.tuples(JSON_SCALARS, JSON_SCALARS), st.text(max_size=12),
                  st.from_regex(r"[0-9]{1,5}x[0-9]{1,5}", fullmatch=True)))
 def test_any_size_parses_or_is_refused_in_one_line(size):
-    parsed = reads_or_refuses(values.parse_size, size)
+    parsed = reads_or_refuses(inputs.parse_size, size)
     if parsed is not None:
-        assert all(64 <= side <= values.MAX_SIDE and side % 8 == 0 for side in parsed)
+        assert all(64 <= side <= inputs.MAX_SIDE and side % 8 == 0 for side in parsed)
 
 
 @QUICK
@@ -207,11 +207,11 @@ def test_stitch_timing_is_exact_or_names_values_that_work(fps, crossfade):
 @given(JSON_VALUES)
 def test_any_number_argument_is_checked_in_one_line(value):
     assume(not isinstance(value, bool))
-    reads_or_refuses(values.whole_number, value, "Steps", 1, 1000)
-    reads_or_refuses(values.real_number, value, "--fps", 0.1, 120)
+    reads_or_refuses(inputs.whole_number, value, "Steps", 1, 1000)
+    reads_or_refuses(inputs.real_number, value, "--fps", 0.1, 120)
 
 
 @pytest.mark.parametrize("value,shown", [(10 ** 5000, "a 5001-digit number"), ("x" * 500, "'" + "x" * 60 + "…'"),
                                          (3, "3")], ids=["huge", "long", "small"])
 def test_values_are_shown_short(value, shown):
-    assert values.shown(value) == shown
+    assert inputs.shown(value) == shown

@@ -11,8 +11,8 @@ import pytest
 from helpers import call_cli, one_line_error
 
 from ttlesson import Frame, Storyboard, render, stitch
-from ttlesson.reel import REEL_FPS, Film, collect, draw_card
 from ttlesson.video import VideoInfo, probe
+from ttlesson.video.reel import REEL_FPS, Film, collect, draw_card
 
 TT_DEVICE = "Tenstorrent wormhole_b0 (chip 0)"
 ONE_FRAME = 1 / REEL_FPS

@@ -8,9 +8,9 @@ from PIL import Image
 from ttlesson import manifest, storyboard
 from ttlesson.errors import PromptTooLongWarning, SettingsChangedError, TTLessonError
 from ttlesson.fileio import sha256_file
+from ttlesson.inputs import parse_size
 from ttlesson.progress import FrameDone, FrameStarted, ModelLoaded, RenderFinished, RenderStarted, StepDone
 from ttlesson.render import render
-from ttlesson.values import parse_size
 
 
 def render_tiny(board, out, backend, **kwargs):

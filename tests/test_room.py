@@ -321,9 +321,9 @@ def test_a_room_of_three_runs_notebooks_at_once_from_a_read_only_cache_and_the_r
 def test_a_check_tt_run_is_recorded_and_the_first_cell_says_so(tmp_path, monkeypatch, capsys):
     """The check result is a STAND-IN (no Tenstorrent device here): a CheckResult as check-tt returns it after a
     real chip made the demo frame."""
-    from ttlesson import silicon
-    from ttlesson.backends.tt.check import CheckResult
+    from ttlesson.backends.tt.selftest import CheckResult
     from ttlesson.notebook import lesson
+    from ttlesson.tenstorrent import silicon
 
     monkeypatch.setenv("TTLESSON_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("TTLESSON_WORKDIR", str(tmp_path / "work"))

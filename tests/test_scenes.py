@@ -6,8 +6,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from ttlesson import scenes
-from ttlesson.scenes import Scene, named_attributes
+from ttlesson.offline import scenes
+from ttlesson.offline.scenes import Scene, named_attributes
 
 
 def test_a_seed_gives_the_same_scene_and_pixels():

@@ -271,7 +271,7 @@ def test_cli_help_imports_neither_ttnn_nor_torch():
     import sys
 
     probe = ("import sys; from ttlesson import cli; cli.build_parser().format_help(); "
-             "import ttlesson.backends, ttlesson.backends.tt.metal, ttlesson.frames, ttlesson.backends.workers; "
+             "import ttlesson.backends, ttlesson.tenstorrent.checkout, ttlesson.frames, ttlesson.backends.workers; "
              "print(sorted(m for m in ('ttnn', 'torch', 'diffusers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -457,7 +457,7 @@ def test_sd35_older_tt_dit_api(hub):
 def test_check_tt_makes_the_demo_frame_compares_it_and_prints_a_report(tiny_host, tmp_path, monkeypatch):
     from PIL import Image
 
-    from ttlesson.backends.tt.check import DEMO_FIRST_PROMPT, run_check
+    from ttlesson.backends.tt.selftest import DEMO_FIRST_PROMPT, run_check
 
     monkeypatch.delenv("TT_METAL_HOME", raising=False)
     _, stub = standin_backend(tiny_host)
@@ -678,7 +678,7 @@ def test_frames_are_rounded_as_the_demo_rounds_its_bf16_output():
 
 
 def test_verdicts_for_every_system_tt_metal_runs():
-    from ttlesson.backends.tt.plan import BLACKHOLE, WORMHOLE, TTSystem, verdicts
+    from ttlesson.tenstorrent.presets import BLACKHOLE, WORMHOLE, TTSystem, verdicts
 
     def shapes(arch, chips, shape):
         return {v.model: (v.supported, v.mesh_shape) for v in verdicts(TTSystem(arch, chips, shape))}

@@ -21,7 +21,7 @@ pytestmark = [
 
 
 def test_the_demo_frame_on_silicon_with_timings(tmp_path):
-    from ttlesson.backends.tt.check import run_check
+    from ttlesson.backends.tt.selftest import run_check
 
     result = run_check(tmp_path, steps=50)  # compared with the demo's image when $TT_METAL_HOME holds one
     assert result.device.startswith("Tenstorrent ") and "tt:0" in result.device

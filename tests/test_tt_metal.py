@@ -10,8 +10,8 @@ import sys
 import pytest
 from standin_tt import write_standin_checkout
 
-from ttlesson.backends.tt import metal as tt_metal
 from ttlesson.errors import TTMetalNotFoundError
+from ttlesson.tenstorrent import checkout as tt_metal
 
 
 @pytest.fixture

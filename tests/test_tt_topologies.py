@@ -70,7 +70,7 @@ def test_detect_json_says_what_the_tt_backend_would_open(descriptor):
 DEVICE_LAYER = """
 import json, os
 from ttlesson.backends.tt import chip as tt_sd14
-from ttlesson.backends.tt import plan as tt_plan
+from ttlesson.tenstorrent import presets as tt_plan
 from ttlesson.backends.tt import device as tt_device
 from ttlesson.errors import TTDeviceError
 
@@ -148,7 +148,7 @@ def test_a_galaxy_chip_without_the_override_is_refused_with_the_fix(tmp_path):
     """tt's serving code narrows a Galaxy chip's 8×9 grid to 8×8 for diffusion; without it SD 1.4 is refused."""
     program = textwrap.dedent("""
         import json
-        from ttlesson.backends.tt import plan as tt_plan
+        from ttlesson.tenstorrent import presets as tt_plan
         from ttlesson.backends.tt import device as tt_device
         ttnn, chips = tt_device.require_chips()
         out = {}

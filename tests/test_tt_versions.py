@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from helpers import run_json
 
-from ttlesson.backends.tt.versions import CheckoutInfo, checkout_info, mismatch, read_git_commit
-from ttlesson.machine import doctor
+from ttlesson.setup import doctor
+from ttlesson.tenstorrent.versions import CheckoutInfo, checkout_info, mismatch, read_git_commit
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from test_parser_properties import JSON_SCALARS, QUICK, reads_or_refuses
 
-from ttlesson import colour, manifest, storyboard, walk
+from ttlesson import manifest, storyboard, walk
 from ttlesson.errors import TTLessonError
 from ttlesson.fileio import sha256_file
 from ttlesson.progress import FrameDone
@@ -304,17 +304,17 @@ def test_colour_coherence_keeps_each_keyframe_and_its_story(day_night):
     assert {r.colour_reference.split(" (")[0] for r in records if r.pair} == {"frames 0 and 4", "frames 4 and 8"}
     for index in coherent.manifest.keyframes:  # keyframes are the story: not matched to anything
         assert frame_paths(coherent)[index].read_bytes() == frame_paths(plain)[index].read_bytes()
-    lightness = [colour.mean_lightness(Image.open(path)) for path in frame_paths(coherent)]
+    lightness = [walk.mean_lightness(Image.open(path)) for path in frame_paths(coherent)]
     assert lightness[4] < 25 < 45 < min(lightness[0], lightness[8])  # the night keyframe stays dark
 
 
 def test_colour_coherence_moves_each_in_between_by_its_weight(day_night):
     plain, coherent = day_night
-    lightness = [colour.mean_lightness(Image.open(path)) for path in frame_paths(coherent)]
+    lightness = [walk.mean_lightness(Image.open(path)) for path in frame_paths(coherent)]
     for record in (r for _, r in sorted(coherent.manifest.frames.items()) if r.pair):
         first, second = (lightness[4 * k] for k in record.pair)
         assert lightness[record.index] == pytest.approx((1 - record.weight) * first + record.weight * second, abs=1.5)
-    plain_lightness = [colour.mean_lightness(Image.open(path)) for path in frame_paths(plain)]
+    plain_lightness = [walk.mean_lightness(Image.open(path)) for path in frame_paths(plain)]
     jumps = [abs(b - a) for a, b in zip(lightness, lightness[1:])]
     assert max(jumps) < max(abs(b - a) for a, b in zip(plain_lightness, plain_lightness[1:]))
 
@@ -345,7 +345,7 @@ def test_colour_coherence_resumes_from_kept_keyframes_to_the_same_bytes(tmp_path
 def test_an_in_between_takes_the_mean_and_spread_of_its_keyframes_colours_by_its_weight():
     from skimage.color import rgb2lab
 
-    from ttlesson import scenes
+    from ttlesson.offline import scenes
 
     day, night, frame = (scenes.Scene.random(seed, time=time).draw(64)
                          for seed, time in ((1, "day"), (2, "night"), (3, "sunset")))
@@ -355,20 +355,20 @@ def test_an_in_between_takes_the_mean_and_spread_of_its_keyframes_colours_by_its
         return np.concatenate([lab.mean(0), lab.std(0)])
 
     weights = [0, 0.25, 0.5, 0.75, 1]
-    matched = [colour.match_colours_between(frame, day, night, w) for w in weights]
+    matched = [walk.match_colours_between(frame, day, night, w) for w in weights]
     for w, image in zip(weights, matched):
         expected = (1 - w) * moments(day) + w * moments(night)
         # lightness exactly, up to 8-bit rounding; colours as near as sRGB's gamut lets them come
-        assert colour.mean_lightness(image) == pytest.approx(expected[0], abs=2.5), w
+        assert walk.mean_lightness(image) == pytest.approx(expected[0], abs=2.5), w
         assert np.linalg.norm(moments(image) - expected) < 0.3 * np.linalg.norm(moments(frame) - expected), w
-    light = [colour.mean_lightness(image) for image in matched]
+    light = [walk.mean_lightness(image) for image in matched]
     assert light == sorted(light, reverse=True) and light[0] > 50 > 20 > light[-1]
-    again = colour.match_colours_between(frame, day, night, 0.25)
+    again = walk.match_colours_between(frame, day, night, 0.25)
     assert again.tobytes() == matched[1].tobytes()  # deterministic
     flat = Image.new("RGB", (8, 8), (90, 90, 90))  # no spread to scale: shifted only
-    assert colour.match_colours_between(flat, day, night, 0.5).size == (8, 8)
+    assert walk.match_colours_between(flat, day, night, 0.5).size == (8, 8)
     with pytest.raises(ValueError, match="between 0 and 1"):
-        colour.match_colours_between(frame, day, night, 1.5)
+        walk.match_colours_between(frame, day, night, 1.5)
 
 
 def test_a_walk_on_sd3_is_refused_before_anything_loads(tmp_path):
@@ -430,10 +430,10 @@ def test_the_tt_trace_is_fed_interpolated_embeddings_and_latents_per_frame(tmp_p
 @pytest.fixture(scope="module")
 def tone(tmp_path_factory):
     """Four seconds of a 440 Hz tone, made by the same ffmpeg."""
-    from ttlesson import lifeline, video
+    from ttlesson import child_processes, video
 
     path = tmp_path_factory.mktemp("audio") / "tone.m4a"
-    code, _, err = lifeline.run([video.find_ffmpeg(), "-hide_banner", "-nostdin", "-f", "lavfi", "-i",
+    code, _, err = child_processes.run([video.find_ffmpeg(), "-hide_banner", "-nostdin", "-f", "lavfi", "-i",
                                  "sine=frequency=440:duration=4", "-c:a", "aac", str(path)])
     assert code == 0, err
     return path

@@ -3,8 +3,8 @@
     python tools/train_tiny.py --out build/tiny            # everything, about an hour on two CPU cores
     python tools/train_tiny.py --out build/tiny --ship     # then copy the results into ttlesson/data/
 
-1. train the tiny model (``ttlesson.training``: the recipe ``ttlesson train-tiny`` runs);
-2. train the judge (``ttlesson.classifier``) on scenes of its own, half of them after a round trip through the
+1. train the tiny model (``ttlesson.offline.training``: the recipe ``ttlesson train-tiny`` runs);
+2. train the judge (``ttlesson.offline.judge``) on scenes of its own, half of them after a round trip through the
    model's VAE (every frame it will judge is drawn by that decoder); measure it on held-out scenes, as drawn and
    through the VAE;
 3. score it and the random-weight model on the demo prompts; score it again at several guidance scales on other
@@ -28,8 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ttlesson import classifier, scenes, storyboard, training  # noqa: E402
+from ttlesson import storyboard  # noqa: E402
 from ttlesson.models.tiny import TINY_WEIGHTS_DIR  # noqa: E402
+from ttlesson.offline import judge as judges  # noqa: E402
+from ttlesson.offline import scenes, training  # noqa: E402
 
 DOCS = ROOT / "docs"
 STORYBOARD_SEEDS = (0, 100, 200, 300, 400)
@@ -66,20 +68,20 @@ def main() -> int:
 
     # 2. the judge, knowing what scenes look like after the model's VAE
     started = time.perf_counter(), time.process_time()
-    judge_path = out / classifier.JUDGE_FILE
+    judge_path = out / judges.JUDGE_FILE
     if args.judge_from:
         shutil.copyfile(args.judge_from, judge_path)
     else:
-        network = classifier.train_judge(classifier.JudgePlan(seed=args.seed), vae=vae, on_progress=log)
-        classifier.save_judge(network, judge_path)
-    judge = classifier.load_judge(judge_path)
+        network = judges.train_judge(judges.JudgePlan(seed=args.seed), vae=vae, on_progress=log)
+        judges.save_judge(network, judge_path)
+    judge = judges.load_judge(judge_path)
     report["judge_seconds"] = _since(started)
 
     held_out = scenes.scenes(600, first_seed=HELD_OUT_FIRST_SEED)
     drawn = [scene.draw() for scene in held_out]
-    report["judge_on_held_out_scenes"] = classifier.judge_accuracy(judge, drawn, held_out)
-    report["judge_on_vae_round_trip"] = classifier.judge_accuracy(
-        judge, classifier.round_trip(vae, drawn), held_out)
+    report["judge_on_held_out_scenes"] = judges.judge_accuracy(judge, drawn, held_out)
+    report["judge_on_vae_round_trip"] = judges.judge_accuracy(
+        judge, judges.round_trip(vae, drawn), held_out)
     log(f"judge on held-out scenes {report['judge_on_held_out_scenes']}, "
         f"through the VAE {report['judge_on_vae_round_trip']}")
 
@@ -87,12 +89,12 @@ def main() -> int:
     scores = {}
     for name, model in (("tiny", pipeline), ("tiny-random", "tiny-random")):
         started = time.perf_counter(), time.process_time()
-        scores[name] = classifier.score(model, judge, out / "judged" / name)
+        scores[name] = judges.score(model, judge, out / "judged" / name)
         log(f"{scores[name].line()}  ({_since(started)['wall_s']:.0f} s)")
     report["scores"] = {name: s.accuracy for name, s in scores.items()}
     report["guidance_sweep"] = {}
     for guidance in SWEEP_GUIDANCE:
-        swept = classifier.score(pipeline, judge, out / "judged" / f"guidance-{guidance:g}", seed=SWEEP_SEED,
+        swept = judges.score(pipeline, judge, out / "judged" / f"guidance-{guidance:g}", seed=SWEEP_SEED,
                                  guidance=guidance)
         report["guidance_sweep"][f"{guidance:g}"] = swept.accuracy
         log(f"guidance {guidance:g}, seeds from {SWEEP_SEED}: {swept.line()}")
@@ -106,7 +108,7 @@ def main() -> int:
     _curve(report["training"]["curve"], DOCS / "offline-model-curve.png")
     _scene_samples(DOCS / "offline-model-scenes.png")
     (out / "report.json").write_text(json.dumps(report, indent=1))
-    classifier.write_score(scores["tiny"], model_dir / TINY_WEIGHTS_DIR / "score.json")
+    judges.write_score(scores["tiny"], model_dir / TINY_WEIGHTS_DIR / "score.json")
     log(f"report: {out / 'report.json'}")
 
     # 5. ship
@@ -115,7 +117,7 @@ def main() -> int:
         target.mkdir(exist_ok=True)
         for name in ("model.safetensors", "vocab.json", "merges.txt", "score.json"):
             shutil.copyfile(model_dir / TINY_WEIGHTS_DIR / name, target / name)
-        shutil.copyfile(judge_path, ROOT / "ttlesson" / "data" / classifier.JUDGE_FILE)
+        shutil.copyfile(judge_path, ROOT / "ttlesson" / "data" / judges.JUDGE_FILE)
         log(f"shipped into {target}")
     return 0
 
@@ -136,8 +138,8 @@ def _storyboard_check(pipeline: str, judge, out: Path) -> dict:
     hits: dict[str, list[int]] = {}
     lines = []
     for seed in STORYBOARD_SEEDS:
-        result = classifier.render_as_demo(board, pipeline, out / f"seed-{seed}", seed=seed)
-        verdicts = classifier.classify(judge, [Image.open(p) for p in result.frame_paths])
+        result = judges.render_as_demo(board, pipeline, out / f"seed-{seed}", seed=seed)
+        verdicts = judges.classify(judge, [Image.open(p) for p in result.frame_paths])
         for index, (prompt, verdict) in enumerate(zip(board.prompts, verdicts)):
             for name, value in scenes.named_attributes(prompt).items():
                 if name in scenes.ATTRIBUTES:

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .env import __version__
 from .lazy import exports
 from .render import render
-from .version import __version__
 
 # public name → the module that defines it
 _EXPORTS = {
@@ -27,7 +27,7 @@ _EXPORTS = {
     "Frame": ("storyboard", "Frame"),
     "RenderResult": ("render", "RenderResult"),
     "stitch": ("video", "stitch"), "probe": ("video", "probe"), "VideoInfo": ("video", "VideoInfo"),
-    "verify_frames": ("verify", "verify_frames"), "FrameOrigins": ("verify", "FrameOrigins"),
+    "verify_frames": ("manifest", "verify_frames"), "FrameOrigins": ("manifest", "FrameOrigins"),
     "detect": ("machine", "detect"), "HardwareReport": ("machine", "HardwareReport"),
     # the progress events render sends to on_event
     **{name: ("progress", name) for name in ("RenderStarted", "WorkerStarted", "ModelLoaded", "WarmedUp",
@@ -40,15 +40,7 @@ _EXPORTS = {
         "TTDeviceError", "FramesLostError", "PromptTooLongWarning", "GatedCheckpointWarning")},
 }
 
-__all__ = [  # pinned by tests/test_public_api.py
-    "__version__", "BackendUnavailableError", "FFmpegNotFoundError", "FolderBusyError", "Frame", "FrameCheckError",
-    "FrameDone", "FrameOrigins", "FrameStarted", "FrameVerificationError", "FramesLostError",
-    "GatedCheckpointWarning", "HardwareReport", "HardwareSourceError", "HubAuthError", "ModelLoaded",
-    "ModelNotAvailableError", "NoTTDeviceError", "PromptTooLongWarning", "RenderFinished", "RenderResult",
-    "RenderStarted", "SettingsChangedError", "StepDone", "Storyboard", "StoryboardError", "TTDeviceError",
-    "TTLessonError", "TTMetalNotFoundError", "VideoError", "VideoInfo", "Waiting", "WarmedUp", "WorkerStarted",
-    "detect", "load_storyboard", "probe", "render", "stitch", "verify_frames",
-]
+__all__ = ["__version__", *sorted(["render", *_EXPORTS])]  # pinned by tests/test_package_shape.py
 
 
 __getattr__, __dir__ = exports(__name__, _EXPORTS, globals())
@@ -76,6 +68,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
         VideoError,
     )
     from .machine import HardwareReport, detect
+    from .manifest import FrameOrigins, verify_frames
     from .progress import (
         FrameDone,
         FrameStarted,
@@ -90,5 +83,4 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from .render import RenderResult
     from .storyboard import Frame, Storyboard
     from .storyboard import load as load_storyboard
-    from .verify import FrameOrigins, verify_frames
     from .video import VideoInfo, probe, stitch

@@ -17,9 +17,9 @@ import sys
 import warnings
 
 from . import env
+from .env import __version__
 from .errors import Terminated, TTLessonError, describe
-from .values import MOST_DEVICES
-from .version import __version__
+from .inputs import MOST_DEVICES
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -156,8 +156,8 @@ def _add_walk_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_speed_arguments(parser: argparse.ArgumentParser) -> None:
-    from .accel import PRECISION_CHOICES
-    from .schedulers import DPM_SOLVER_STEPS, SCHEDULER_CHOICES
+    from .backends.torch.precision import PRECISION_CHOICES
+    from .models.schedulers import DPM_SOLVER_STEPS, SCHEDULER_CHOICES
 
     parser.add_argument("--scheduler", default="default", choices=SCHEDULER_CHOICES,
                         help=f"sampler (default: the model's own, sd14: pndm; dpm-solver++ needs fewer steps and "
@@ -259,7 +259,7 @@ def _check_video_output(args) -> None:
     if args.output is None:
         return
     from . import manifest
-    from .values import user_path
+    from .inputs import user_path
     from .video import FrameSource, check_output
 
     out = user_path(args.out)
@@ -269,7 +269,7 @@ def _check_video_output(args) -> None:
 def _run_bench(args) -> int:
     json_path = _bench_json_path(args.json)  # before the benchmark's seconds, not after
     if args.arch_only:
-        from . import bench_arch
+        from .bench import full_size as bench_arch
 
         if args.compile or args.backend == "tt" or args.device not in (None, "cpu"):
             raise TTLessonError("--arch-only times the torch backend on this CPU; leave --compile, --device and "
@@ -280,7 +280,7 @@ def _run_bench(args) -> int:
                                 precision=args.precision, scheduler=args.scheduler,
                                 on_line=lambda text: print(text, file=sys.stderr, flush=True))
     else:
-        from .bench import run
+        from .bench.this_machine import run
 
         if args.compare:
             raise TTLessonError("--compare needs --arch-only (it times diffusers' pipeline on the full-size "
@@ -304,7 +304,7 @@ def _bench_json_path(text: str | None):
     if text is None or text == "-":
         return None
     from .fileio import writable_folder
-    from .values import user_path
+    from .inputs import user_path
 
     path = user_path(text, "--json")
     if path.is_dir():
@@ -316,18 +316,18 @@ def _bench_json_path(text: str | None):
 def _run_train_tiny(args) -> int:
     import dataclasses
 
-    from . import classifier, training
+    from .offline import judge, training
 
     plan = dataclasses.replace(training.TrainingPlan.quick() if args.quick else training.TrainingPlan(),
                                seed=args.seed)
     result = training.train(args.out, plan, overwrite=args.overwrite)
     if not args.no_score:
-        prompts = classifier.demo_prompts()[::12] if args.quick else None
-        score = classifier.score(str(result.pipeline_dir), classifier.shipped_judge(), result.out_dir / "judged",
+        prompts = judge.demo_prompts()[::12] if args.quick else None
+        score = judge.score(str(result.pipeline_dir), judge.shipped_judge(), result.out_dir / "judged",
                                  prompts=prompts)
-        classifier.write_score(score, result.out_dir / "score.json")
+        judge.write_score(score, result.out_dir / "score.json")
         print(f"prompt following, {score.line()}")
-        print(f"prompt following, shipped tiny: {classifier.shipped_score().line()}")
+        print(f"prompt following, shipped tiny: {judge.shipped_score().line()}")
     print(result.pipeline_dir)
     return 0
 
@@ -435,14 +435,14 @@ def _run_detect(args) -> int:
 
 def _run_doctor(args) -> int:
     if args.room:
-        from .machine import room_check
+        from .setup import room_check
 
         if not 1 <= args.attendees <= 10_000:
             raise TTLessonError(f"--attendees {args.attendees} is out of range; give a whole number from 1 to 10000.")
         report = room_check.run(args.attendees)
         _print_report(report, args.json)
         return 0 if report.ok else 1
-    from .machine.doctor import run
+    from .setup.doctor import run
 
     report = run(ttnn=args.ttnn, tt=args.tt)
     _print_report(report, args.json)
@@ -459,7 +459,7 @@ def _print_report(report, as_json: bool) -> None:
 def _run_auth_status(args) -> int:
     import json
 
-    from .machine import hf
+    from .setup import hf
 
     state = hf.status()
     access = [hf.model_access(name) for name in hf.known_models()]
@@ -471,21 +471,21 @@ def _run_auth_status(args) -> int:
 
 
 def _run_auth_whoami(args) -> int:
-    from .machine import hf
+    from .setup import hf
 
     print(hf.whoami())
     return 0
 
 
 def _run_auth_login(args) -> int:
-    from .machine import hf
+    from .setup import hf
 
     print(hf.login())
     return 0
 
 
 def _run_verify(args) -> int:
-    from .verify import verify_frames
+    from .manifest import verify_frames
 
     origins = verify_frames(args.dir, expect=args.expect)
     print(origins)
@@ -550,12 +550,12 @@ def _add_tt_commands(commands) -> None:
 
 
 def _run_check_tt(args) -> int:
-    from .backends.tt.check import run_check
+    from .backends.tt.selftest import run_check
 
     result = run_check(args.out, steps=args.steps, demo_image=args.demo_image)
     print(result.to_json() if args.json else result)
     if result.ok and not env.text(env.MOCK_CLUSTER):  # made on a real chip: the notebooks may say so
-        from .silicon import record_run
+        from .tenstorrent.silicon import record_run
 
         recorded = record_run(result)
         if not args.json:
@@ -589,7 +589,7 @@ def _add_kernel_command(commands) -> None:
 
 
 def _run_kernel_install(args) -> int:
-    from .machine.kernel import install
+    from .setup.kernel import install
 
     print(install(args.name, args.display_name, prefix=sys.prefix if args.sys_prefix else None))
     return 0
@@ -649,7 +649,7 @@ def _run_serve(args) -> int:
     if args.threads < 1 or args.cpu_actors == 0 or args.per_client == 0:
         raise TTLessonError("--threads, --cpu-actors and --per-client count from 1.")
     if args.warm_up_size is not None:
-        from .values import parse_size
+        from .inputs import parse_size
 
         parse_size(args.warm_up_size)
     options = ServiceOptions(models=tuple(args.model or ["sd14"]), address=args.address, threads=args.threads,
@@ -671,7 +671,7 @@ def _read_token_file(path: str) -> str:
 # --- collect: a workshop's finale --------------------------------------------------------------------------
 
 def _add_collect_command(commands) -> None:
-    from .reel import DEFAULT_TITLE_SECONDS, REEL_NAME
+    from .video.reel import DEFAULT_TITLE_SECONDS, REEL_NAME
 
     collect = commands.add_parser(
         "collect", help="a workshop's finale: every attendee's film in one reel, each after a title card",
@@ -693,7 +693,7 @@ def _add_collect_command(commands) -> None:
 
 
 def _run_collect(args) -> int:
-    from .reel import collect
+    from .video.reel import collect
 
     reel = collect(args.sources, args.output, title_seconds=args.title_seconds, names=args.names)
     print(reel)

@@ -2,11 +2,14 @@
 
 The values are read when asked (not at import), so a test or a notebook that sets a variable sees it take effect.
 Hugging Face's own variables are read as huggingface_hub reads them (``huggingface_hub.constants``).
+
+ttlesson's version, as installed (recorded in every manifest and benchmark).
 """
 
 from __future__ import annotations
 
 import os
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 # --- ttlesson's own ------------------------------------------------------------------------------------------
@@ -94,3 +97,9 @@ def cache_root() -> Path:
     if own is not None:
         return own
     return (path("XDG_CACHE_HOME") or Path.home() / ".cache") / "ttlesson"
+
+
+try:
+    __version__ = version("ttlesson")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0+unknown"

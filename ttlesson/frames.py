@@ -19,12 +19,12 @@ from pathlib import Path
 
 from . import manifest
 from . import storyboard as storyboard_mod
+from .env import __version__
 from .errors import SettingsChangedError, TTLessonError
 from .fileio import folder_lock, os_error_sentence, remove_partials, sha256_of, writable_folder, write_partial
+from .inputs import user_path, whole_number
 from .manifest import FrameRecord, Manifest
 from .presenting import Presentable
-from .values import user_path, whole_number
-from .version import __version__
 
 DEMO_FILE = re.compile(r"^input_data_(\d{1,6})_(\d{1,5})x(\d{1,5})_ttnn\.png$")
 DEMO_BACKEND = "tt-metal-demo"

@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .expectations import long_run_warning
-from .machine.boards import device_notice
+from .tenstorrent.boards import device_notice
+from .tenstorrent.speeds import long_run_warning
 
 
 @dataclass(frozen=True)

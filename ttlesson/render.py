@@ -5,8 +5,8 @@ Reading ``render`` top to bottom is the algorithm:
 1. check every argument and settle the settings (the model's defaults, overridden by the caller's), the frames
    (one per storyboard prompt, its keyframes, plus ``transition_frames`` in-betweens per gap: ``ttlesson.walk``),
    each frame's seed and noise, and the scheduler and numerics (``precision``: the fast path this machine allows,
-   ``ttlesson.accel``) it is made with; refuse what the backend cannot make (no device, a size it does not run)
-   and a frame too big for this machine's memory, all before anything is written or loaded;
+   ``backends.torch.precision``) it is made with; refuse what the backend cannot make (no device, a size it does
+   not run) and a frame too big for this machine's memory, all before anything is written or loaded;
 2. check the output folder (it can be created and written, ``frames/`` is a folder, ``manifest.json`` a file,
    the disk has room) and lock it for this run: a second render into the same folder is refused;
 3. compare with what the output folder already holds: frames made with the same settings are kept, frames
@@ -16,7 +16,7 @@ Reading ``render`` top to bottom is the algorithm:
    the manifest), so a model that fails to load leaves the folder as it was;
 6. warm up (the tt backend compiles and captures its device trace);
 7. one loop over the frames as the engine makes them (``generate_many``: one after another, or side by side):
-   match each in-between's colours to its two keyframes' at its weight (``colour="lab"``, ``ttlesson.colour``;
+   match each in-between's colours to its two keyframes' at its weight (``colour="lab"``, ``ttlesson.walk``;
    the keyframes are then made first), write the PNG atomically, record it in the manifest, report progress.
 
 With ``devices`` ("all" or a number) frames are made side by side: on Tenstorrent by one pipeline per chip in
@@ -40,14 +40,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from . import accel, manifest, models, schedulers
+from . import manifest, models
 from . import storyboard as storyboard_mod
 from . import walk as walk_mod
 from .backends import Backend, FrameRequest, LostFrame, create, resolve_name
+from .backends.torch import precision as accel
+from .env import __version__
 from .errors import FramesLostError, PromptTooLongWarning, SettingsChangedError, TTLessonError
 from .fileio import folder_lock, os_error_sentence, remove_partials, sha256_file, writable_folder
 from .frames import encode_png, store_frame
+from .inputs import MOST_DEVICES, parse_size, real_number, shown, user_path, whole_number, yes_or_no
 from .manifest import FrameRecord, Manifest
+from .models import schedulers
 from .presenting import Presentable
 from .progress import (
     Event,
@@ -63,8 +67,6 @@ from .progress import (
     steady_seconds_per_frame,
 )
 from .storyboard import MAX_SEED, Storyboard
-from .values import MOST_DEVICES, parse_size, real_number, shown, user_path, whole_number, yes_or_no
-from .version import __version__
 from .walk import EASINGS, MAX_TRANSITION_FRAMES, SEED_MODES
 
 
@@ -77,8 +79,8 @@ class RenderSettings:
     width: int
     height: int
     seed: int  # base seed: frame i uses seed + i unless the storyboard gives it its own
-    scheduler: str = "pndm"  # ttlesson.schedulers
-    precision: str = "float32"  # ttlesson.accel
+    scheduler: str = "pndm"  # ttlesson.models.schedulers
+    precision: str = "float32"  # ttlesson.backends.torch.precision
 
 
 @dataclass(frozen=True)
@@ -152,13 +154,13 @@ def render(
     numbered in order: n keyframes give n + (n - 1) K frames. ``seed_mode`` is ``per-frame`` (keyframe k uses
     ``seed + k``), ``shared`` (every keyframe uses ``seed``) or ``mixed`` (the noise of ``seed`` shared by all
     keyframes plus ``noise_mix``, default 0.3, of each one's own). ``colour="lab"`` matches each in-between's colours to
-    its two keyframes' at its weight (``ttlesson.colour``); keyframes keep their own.
+    its two keyframes' at its weight (``ttlesson.walk``); keyframes keep their own.
 
     ``backend`` is a name (``auto``, ``torch``, ``tt``) or an already loaded ``Backend``, which is then reused
     and left open. Frames already made with the same settings are kept; ``overwrite`` allows remaking frames
     whose settings changed. ``devices`` ("all" or a number, default 1) spreads the frames over that many
-    Tenstorrent chips, GPUs or CPU worker processes. ``scheduler`` (``ttlesson.schedulers``; None: the model's
-    own) and ``precision`` (``ttlesson.accel``; ``auto``: the fastest path this machine has for the model) and
+    Tenstorrent chips, GPUs or CPU worker processes. ``scheduler`` (``ttlesson.models.schedulers``; None: the model's
+    own) and ``precision`` (``backends.torch.precision``; ``auto``: the fastest path this machine has for the model) and
     ``compile`` (torch.compile the UNet) change the pixels, so they are recorded and compared like the seed.
     ``server`` (default: ``TTLESSON_SERVER``) is a render service's URL (``ttlesson serve``): its devices make
     the pixels, this process writes the frames and the manifest as always (``ttlesson.backends.remote``).
@@ -337,7 +339,7 @@ class _FrameRecorder:
         if first is None or second is None:  # a keyframe is still being made on another device
             self._waiting.append((index, png, device, seconds))
             return
-        from .colour import match_colours_between
+        from .walk import match_colours_between
 
         self._store(index, encode_png(match_colours_between(_decode(png), first, second, record.weight)), device,
                     seconds)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .errors import StoryboardError
 from .fileio import read_user_file, write_atomic
-from .values import shown, user_path
+from .inputs import shown, user_path
 from .walk import EASINGS, MAX_TRANSITION_FRAMES
 
 ALLOWED_KEYS = ("prompt", "seed", "negative_prompt", "transition_frames")

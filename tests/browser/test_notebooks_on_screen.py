@@ -175,7 +175,7 @@ def test_01_hardware_table_and_checklist(ran):
 
 @pytest.mark.parametrize("ran", ["02_hugging_face_auth"], indirect=True)
 def test_02_token_status_is_masked(ran):
-    from ttlesson.machine.hf import mask
+    from ttlesson.setup.hf import mask
 
     page = ran.text()
     assert f"Hugging Face token {mask(FAKE_HF_TOKEN)} from the HF_TOKEN environment variable" in page

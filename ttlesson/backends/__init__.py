@@ -22,7 +22,7 @@ def create(name: str, spec: ModelSpec, device: str | None = None, devices: int |
 
     ``devices`` (a number or ``"all"``) is how many Tenstorrent chips the tt backend uses in this process;
     the torch backend always makes frames on one ``device`` (``ttlesson.backends.workers`` spreads it over several).
-    ``precision`` is a choice of ``ttlesson.accel.PRECISION_CHOICES`` (torch) or a precision it resolved to.
+    ``precision`` is a choice of ``backends.torch.precision.PRECISION_CHOICES`` (torch) or a precision it resolved to.
     """
     if resolve_name(name) == "tt":
         if device is not None:

@@ -54,7 +54,7 @@ class FrameRequest:
     width: int
     height: int
     negative_prompt: str | None = None
-    scheduler: str = "default"  # a name from ttlesson.schedulers; "default" is the model's own
+    scheduler: str = "default"  # a name from ttlesson.models.schedulers; "default" is the model's own
     # A keyframe walk's in-between (ttlesson.walk): this frame lies at ``weight`` from the keyframe above (its
     # prompt, negative prompt and seed) to the one these name; None for a keyframe.
     to_prompt: str | None = None
@@ -74,7 +74,7 @@ class Backend(ABC):
     parallel = 1  # frames made at the same time by ``generate_many`` (the tt backend: one per chip)
     started_workers: tuple = ()  # worker processes ``load`` started (a worker pool's WorkerInfo), for the display
     schedulers: tuple[str, ...] | None = None  # the schedulers it runs; None: any that fits the model
-    precision = ""  # the numerics its frames are made with (see ttlesson.accel); recorded in the manifest
+    precision = ""  # the numerics its frames are made with (backends.torch.precision); recorded in the manifest
     log_folder = None  # where the device's own log goes (the tt backend: tt-metal's); render sets its out folder
     on_wait = None  # (index or None, why): told while frames wait outside this process (a render service's queue)
 

@@ -27,8 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 
+from ..child_processes import end_with_parent, watch_parent
 from ..errors import BackendUnavailableError, TTLessonError
-from ..lifeline import end_with_parent, watch_parent
 from ..models import ModelSpec
 from .base import Backend, LostFrame, MadeImage
 from .scheduling import Job, WorkerGone, keep_busy
@@ -111,8 +111,8 @@ class WorkerPool(Backend):
     def for_frames(self, count: int) -> Backend:
         """Plan the workers for ``count`` frames (never more workers than frames) and check they fit in memory; a
         single worker is the plain torch backend in this process."""
-        from ..memory import check_fits
         from .torch import TorchBackend
+        from .torch.memory import check_fits
 
         self.torch_devices = plan_workers(self.devices, self.torch_device, count)
         check_fits(self.spec, *self.size, self.torch_device, copies=self.torch_devices.count("cpu"))

@@ -4,7 +4,6 @@ a device, and which backend ``auto`` picks because of it.
 One concern per module:
 
 * ``host``: the roots read (``/sys``, ``/dev``, ``/proc``, ``/opt``, home), injectable as ``HostPaths``;
-* ``boards``: board types, cards, ``MESH_DEVICE`` names;
 * the detection sources, each optional and failing soft: ``driver`` (the kernel driver: cards reachable through
   ``/dev``, its version, the processes holding a chip), ``tt_smi``, ``ttnn_info`` (ttnn's install record and,
   when asked, a child process), ``compute`` (NVIDIA GPUs, torch, the CPU), ``environment`` (which of the
@@ -16,11 +15,9 @@ One concern per module:
 
 from ..lazy import exports
 
-# each module and the public names it defines: loaded on first use, so ``import ttlesson.machine.boards`` (what a
-# render needs) does not import the detection sources
+# each module and the public names it defines, loaded on first use: a render that only asks for the auto choice
+# does not import every detection source
 _MODULES = {
-    "boards": ("BLACKHOLE", "BOARD_KINDS", "WORMHOLE", "BoardKind", "Card", "device_notice", "group_into_cards",
-               "is_tt_device", "mesh_device_for", "normalise_board"),
     "compute": ("CpuInfo", "TorchInfo", "cpu_info", "find_nvidia_gpus", "torch_info"),
     "driver": ("Holder", "device_holders", "driver_version", "read_kernel_driver"),
     "environment": ("CLOUD", "INSTALLER", "OTHER", "SOURCE_BUILD", "KernelReport", "PythonEnvironment",
@@ -32,14 +29,6 @@ _MODULES = {
 }
 _EXPORTS = {name: (module, name) for module, names in _MODULES.items() for name in names}
 
-__all__ = [
-    "AutoChoice", "BLACKHOLE", "BOARD_KINDS", "BoardKind", "CLOUD", "Card", "CpuInfo",
-    "HardwareReport", "Holder", "HostPaths", "INSTALLER", "KernelReport", "OTHER",
-    "PythonEnvironment", "SOURCE_BUILD", "SourceAnswer", "TTNN_TIMEOUT", "TT_SMI_TIMEOUT", "TorchInfo", "TtnnInfo",
-    "WORMHOLE", "auto_backend", "choose_backend", "cpu_info", "detect", "device_holders", "device_notice",
-    "driver_version", "find_nvidia_gpus", "find_tt_smi", "group_into_cards", "is_tt_device", "kernel_report",
-    "mesh_device_for", "normalise_board", "parse_tt_smi_snapshot", "read_kernel_driver", "read_tt_smi", "read_ttnn",
-    "recognise", "torch_info", "tt_system_for", "ttnn_install_info",
-]
+__all__ = sorted(_EXPORTS)
 
 __getattr__, __dir__ = exports(__name__, _EXPORTS, globals())

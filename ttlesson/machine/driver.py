@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import HardwareSourceError
-from .boards import BOARD_KINDS, Card, ListedChip, group_into_cards, normalise_board
+from ..tenstorrent.boards import BOARD_KINDS, Card, ListedChip, group_into_cards, normalise_board
 from .host import HostPaths, SourceAnswer, entry_number, read_text
 
 NAME = "kernel driver"

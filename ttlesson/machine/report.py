@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from .. import env
 from ..presenting import Presentable
-from .boards import BLACKHOLE, WORMHOLE, Card, mesh_device_for
+from ..tenstorrent.boards import BLACKHOLE, WORMHOLE, Card, mesh_device_for
 from .compute import CpuInfo, TorchInfo, cpu_info, find_nvidia_gpus, torch_info
 from .driver import Holder, device_holders, driver_version, read_kernel_driver
 from .environment import PythonEnvironment, recognise
@@ -87,7 +87,7 @@ class HardwareReport(Presentable):
     @property
     def versions_note(self) -> str | None:
         """A sentence when the ttnn that imports and the tt-metal checkout come from different releases."""
-        from ..backends.tt.versions import mismatch
+        from ..tenstorrent.versions import mismatch
 
         return mismatch(self.ttnn.version, self.ttnn.location, self.tt_metal) if self.ttnn.installed else None
 
@@ -99,7 +99,7 @@ class HardwareReport(Presentable):
     @property
     def tt_models(self) -> list:
         """For each model the tt backend runs: supported here or not, the mesh it would open, and why."""
-        from ..backends.tt.plan import verdicts
+        from ..tenstorrent.presets import verdicts
 
         return verdicts(self.tt_system)
 
@@ -229,9 +229,9 @@ def _torch_text(torch: TorchInfo) -> str:
 
 def tt_system_for(cards: list[Card], ttnn: TtnnInfo):
     """The system the tt backend would plan for: ttnn's own answer when it was asked, else what the cards imply."""
-    from ..backends.tt.plan import BLACKHOLE as TT_BLACKHOLE
-    from ..backends.tt.plan import SYSTEM_SHAPES, TTSystem
-    from ..backends.tt.plan import WORMHOLE as TT_WORMHOLE
+    from ..tenstorrent.presets import BLACKHOLE as TT_BLACKHOLE
+    from ..tenstorrent.presets import SYSTEM_SHAPES, TTSystem
+    from ..tenstorrent.presets import WORMHOLE as TT_WORMHOLE
 
     if not cards:
         return None
@@ -304,7 +304,7 @@ def detect(sysfs_root: str | os.PathLike | None = None, tt_smi_snapshot: str | o
     ``False`` never does, ``None`` asks only when ``TT_METAL_MOCK_CLUSTER_DESC_PATH`` names a mock cluster.
     ``host``: the roots of /sys, /dev, /proc, /opt and the home folder (tests point it at fake trees).
     """
-    from ..backends.tt.versions import checkout_info
+    from ..tenstorrent.versions import checkout_info
 
     host = host or HostPaths()
     started = time.perf_counter()

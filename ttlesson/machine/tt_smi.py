@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .. import env
 from ..errors import HardwareSourceError
-from .boards import Card, ListedChip, group_into_cards, normalise_board
+from ..tenstorrent.boards import Card, ListedChip, group_into_cards, normalise_board
 from .host import HostPaths, SourceAnswer, chips_text, first_line
 
 TT_SMI_TIMEOUT = 20.0

@@ -23,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .. import env
-from .boards import BLACKHOLE, BOARD_KINDS, CLUSTER_TYPE_BOARDS, WORMHOLE, Card
+from ..tenstorrent.boards import BLACKHOLE, BOARD_KINDS, CLUSTER_TYPE_BOARDS, WORMHOLE, Card
 from .host import SourceAnswer, chips_text, last_line
 
 TTNN_TIMEOUT = 60.0

@@ -3,7 +3,7 @@
 * ``sd14``: ``CompVis/stable-diffusion-v1-4`` at tt-metal's demo settings (512×512, PNDM, 50 steps, guidance 7.5).
 * ``sd35-large``: ``stabilityai/stable-diffusion-3.5-large`` (1024×1024, 28 steps; gated on the Hub).
 * ``tiny``: a small Stable-Diffusion-1.x pipeline (CLIP text encoder, UNet, VAE, PNDM) that learned from a few
-  thousand procedural World's Fair scenes (``ttlesson.training``); its weights ship with the package (``tiny``).
+  thousand procedural World's Fair scenes (``ttlesson.offline.training``); its weights ship with the package (``tiny``).
   Its frames show the time of day, structure and palette a prompt names, crudely.
 * ``tiny-random``: the same kind of pipeline, smaller, with seeded random weights built from configs: coloured
   noise in seconds, for tests that need any pipeline.

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 from .. import env
 from ..errors import ModelNotAvailableError
-from ..expectations import duration
-from ..levers import lever
+from ..presenting import lever
+from ..tenstorrent.speeds import duration
 
 if TYPE_CHECKING:
     from . import ModelSpec

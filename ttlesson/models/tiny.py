@@ -1,8 +1,8 @@
 """The offline tiny models, written once into the ttlesson cache as diffusers folders and loaded back with
 ``from_pretrained`` like any downloaded model; the classes are SD 1.x's, so every path that runs SD 1.4 runs them.
 
-* ``tiny`` learned from a few thousand procedural World's Fair scenes (``ttlesson.scenes``, trained by
-  ``ttlesson.training``); its weights and tokenizer ship in ``ttlesson/data/tiny-sd/``.
+* ``tiny`` learned from a few thousand procedural World's Fair scenes (``ttlesson.offline.scenes``, trained by
+  ``ttlesson.offline.training``); its weights and tokenizer ship in ``ttlesson/data/tiny-sd/``.
 * ``tiny-random`` is a smaller pipeline of the same kind with seeded random weights (drawn from one generator, so
   transformers 4 and 5 build the same model), for tests that need a pipeline in seconds.
 
@@ -30,7 +30,7 @@ TINY_RECIPE_VERSION = 3  # bump when a tiny recipe changes, so a stale cached co
 TINY_MODELS = ("tiny", "tiny-random")
 TINY_WEIGHTS_DIR = "tiny-sd"  # in ttlesson/data: model.safetensors, vocab.json, merges.txt
 
-# The trained model's architecture (ttlesson.training trains exactly this): 128×128 frames, 16×16×4 latents.
+# The trained model's architecture (ttlesson.offline.training trains exactly this): 128×128 frames, 16×16×4 latents.
 # Group norms span several channels: over one channel alone, a norm erases that channel's mean, and the
 # decoder could no longer say what colour the sky is, nor the UNet how dark the night.
 TINY_ARCHITECTURE = {

@@ -7,7 +7,7 @@ Importing this package is cheap; the widgets import ipywidgets only when made.
 
 from __future__ import annotations
 
-from ..levers import in_notebook as in_notebook  # lives in a leaf: messages of every layer ask it (levers.lever)
+from ..presenting import in_notebook  # lives in a leaf: messages of every layer ask it (levers.lever)
 
 
 def for_environment(gallery: bool = True):

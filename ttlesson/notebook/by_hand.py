@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import env
-from ..backends.tt.metal import SD14_FOLDERS
 from ..models import REGISTRY
+from ..tenstorrent.checkout import SD14_FOLDERS
 from .display import preformatted
 
 

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .. import expectations, manifest
+from .. import manifest
 from ..errors import TTLessonError
+from ..tenstorrent import speeds
 
 # Published and claimed speeds, each with where it comes from (seconds per 512×512 SD 1.4 image, 50 steps).
-REFERENCE_SPEEDS = expectations.reference_speeds()
-REFERENCE_WORK = expectations.SD14_WORK
+REFERENCE_SPEEDS = speeds.reference_speeds()
+REFERENCE_WORK = speeds.SD14_WORK
 # The World's Fair storyboard as the offline tiny model makes it, stitched at 2 fps (tools/make_preview_sample.py).
 SAMPLE_FILM = "preview-sample.mp4"
 STRIP_MOST = 12  # thumbnails in a preview's strip of frames; a longer render is sampled evenly
@@ -281,10 +282,10 @@ def seconds_per_frame_chart(out_dir: str | os.PathLike) -> Chart:
     return Chart(figure)
 
 
-def scaling_chart(measured, references: list[expectations.ReferenceSpeed] | None = None) -> Chart:
+def scaling_chart(measured, references: list[speeds.ReferenceSpeed] | None = None) -> Chart:
     """Frames per second against number of devices: this machine's measurements and the published numbers.
 
-    ``measured``: a ``ttlesson.bench.Scaling``. The references are SD 1.4 at 512×512 and 50 steps; measurements
+    ``measured``: a ``bench.this_machine.Scaling``. The references are SD 1.4 at 512×512 and 50 steps; measurements
     of other work (another model, size or step count) go on their own axes, never on the same scale.
     """
     import matplotlib.pyplot as plt

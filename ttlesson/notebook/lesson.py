@@ -12,11 +12,12 @@ import html
 import os
 from pathlib import Path
 
-from .. import env, manifest, silicon, storyboard
+from .. import env, manifest, storyboard
 from ..errors import TTLessonError, describe
-from ..expectations import duration
 from ..fileio import write_atomic
 from ..render import RenderResult, render
+from ..tenstorrent import silicon
+from ..tenstorrent.speeds import duration
 from ..video import VideoInfo, stitch
 from . import room as room_file
 from . import settings
@@ -51,7 +52,7 @@ def start(step: int | None = None) -> settings.Settings:
 def _say(lines: list[str]) -> None:
     """Print the lines; in a notebook, as a paragraph that wraps between words (JupyterLab breaks printed text
     anywhere, a path mid-word)."""
-    from ..levers import in_notebook
+    from ..presenting import in_notebook
 
     if not in_notebook():
         print("\n".join(lines))
@@ -83,8 +84,8 @@ def _download_first(cfg: settings.Settings, step: int) -> str:
     """", after downloading SD 3.5 Large (about 27 GB, …)" where step 10 would download it first; else ""."""
     if step != 10:
         return ""
-    from ..machine.hf import cache_state
     from ..models import REGISTRY
+    from ..setup.hf import cache_state
 
     sd35 = REGISTRY["sd35-large"]  # what step 10 renders (next_steps.MODEL)
     return "" if cache_state(sd35.source) == "complete" else \
@@ -106,7 +107,7 @@ def frames_made_by(cfg: settings.Settings, step: int) -> int:
     if step == 7:
         return 1
     if step == 8:
-        from .. import bench
+        from ..bench import this_machine as bench
 
         return 0 if room is not None and not room.runs("scaling") else 6 * len(bench.device_counts())
     if step == 10:
@@ -200,7 +201,7 @@ def measure_scaling(cfg: settings.Settings, frames: int = 6, again: bool = False
     The result is kept in ttlesson's cache: running the notebook again on this machine with the same settings shows
     that measurement (and says when it was made) instead of paying for it twice; ``again=True`` measures anew.
     """
-    from .. import bench
+    from ..bench import this_machine as bench
     from ..progress import RenderStarted
     from . import in_notebook
     from .widgets import NotebookProgress

@@ -5,7 +5,7 @@ or Wormhole QuietBox, a Wormhole Galaxy, a 4-chip Blackhole QuietBox), never on 
 checkpoint is gated on the Hugging Face Hub. ``sd35_plan`` says, without opening a device, whether both hold
 here; ``lesson.try_sd35`` then renders the first frames of the storyboard with it — or shows the plan's reasons.
 
-The system is judged as ``ttlesson detect`` judges it (``ttlesson.backends.tt.plan``: the system mesh ttnn
+The system is judged as ``ttlesson detect`` judges it (``ttlesson.tenstorrent.presets``: the system mesh ttnn
 reports for these cards, and tt_dit's presets for it); the tt backend checks the real mesh shape when it opens
 the device. None of this has run on silicon.
 """
@@ -46,9 +46,10 @@ class SD35Plan:
 
 def sd35_plan(report=None) -> SD35Plan:
     """Whether SD 3.5 Large can run on this machine, and what it needs; opens no device, asks no network."""
-    from ..backends.tt.plan import SD35_SYSTEMS, sd35_layout, sd35_refusal
-    from ..machine import detect, hf
+    from ..machine import detect
     from ..models import REGISTRY
+    from ..setup import hf
+    from ..tenstorrent.presets import SD35_SYSTEMS, sd35_layout, sd35_refusal
 
     report = report or detect(ttnn=False)
     access = hf.model_access(MODEL)
@@ -89,7 +90,7 @@ def sd35_plan(report=None) -> SD35Plan:
 def _instead() -> str:
     """What to do where SD 3.5 Large cannot run. No model here stands in for it: the tiny model is a 128-pixel
     SD 1.4-shaped UNet, SD 3.5 Large an MMDiT."""
-    from ..levers import lever
+    from ..presenting import lever
 
     return (f"make the film with SD 1.4 ({lever('model', 'sd14')}), the lesson's model, which runs on one chip of "
             "every Tenstorrent card and, slowly, on a CPU or GPU; render SD 3.5 Large frames on a machine with one "

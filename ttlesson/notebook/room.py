@@ -29,7 +29,7 @@ from pathlib import Path
 from .. import env
 from ..errors import TTLessonError
 from ..fileio import read_user_file
-from ..values import shown, user_path
+from ..inputs import shown, user_path
 
 ROOM = env.ROOM
 INSTRUCTOR = "TTLESSON_INSTRUCTOR"

@@ -17,8 +17,8 @@ from pathlib import Path
 from .. import env
 from ..errors import TTLessonError
 from ..fileio import writable_folder
-from ..levers import SETTINGS
-from ..values import parse_size, shown, user_path
+from ..inputs import parse_size, shown, user_path
+from ..presenting import SETTINGS
 from .room import Room
 
 
@@ -80,7 +80,7 @@ def accepted_sizes() -> dict[str, str]:
     makes one size only (its SD 3.5 Large another); torch any width × height in multiples of 8."""
     from ..backends.tt.chip import SIZE as TT_SD14_SIZE
     from ..backends.tt.sd35 import SIZE as TT_SD35_SIZE
-    from ..values import MAX_SIDE
+    from ..inputs import MAX_SIDE
 
     return {"tt": f"{TT_SD14_SIZE} only (SD 3.5 Large: {TT_SD35_SIZE})",
             "torch": f"one number (512) or width x height (768x512), multiples of 8 from 64 to {MAX_SIDE}"}

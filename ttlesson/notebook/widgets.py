@@ -18,9 +18,8 @@ from .. import models
 from .. import storyboard as storyboard_mod
 from ..backends import Backend, FrameRequest, resolve_name
 from ..errors import TTLessonError
-from ..expectations import duration
 from ..frames import encode_png
-from ..machine.boards import device_notice
+from ..inputs import parse_size
 from ..manifest import frame_filename, frames_dir
 from ..progress import (
     Event,
@@ -35,7 +34,8 @@ from ..progress import (
     WarmedUp,
     WorkerStarted,
 )
-from ..values import parse_size
+from ..tenstorrent.boards import device_notice
+from ..tenstorrent.speeds import duration
 
 _LOADED: dict[tuple, Backend] = {}  # one loaded backend per (model, backend, device) for the kernel's lifetime
 

@@ -57,7 +57,7 @@ class FrameMaker:
     def warm_up(self, steps: int, size: str | None = None) -> dict:
         """Compile and capture for frames of ``steps`` steps (and ``size``) now, before any client waits for it;
         the seconds it took and where the kernels are kept go into ``info``."""
-        from ..values import parse_size
+        from ..inputs import parse_size
 
         spec = self.backend.spec
         width, height = parse_size(size) if size else (spec.width, spec.height)

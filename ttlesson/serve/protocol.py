@@ -22,8 +22,8 @@ from pathlib import Path
 from ..backends.base import FrameRequest
 from ..errors import TTLessonError
 from ..fileio import read_user_file
+from ..inputs import MAX_SIDE, real_number, shown, whole_number
 from ..storyboard import MAX_SEED
-from ..values import MAX_SIDE, real_number, shown, whole_number
 
 API = "/v1"
 NDJSON = "application/x-ndjson"

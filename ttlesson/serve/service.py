@@ -22,8 +22,8 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from ..backends.tt.plan import SD35_SYSTEMS
 from ..errors import TTLessonError
+from ..tenstorrent.presets import SD35_SYSTEMS
 from .fairness import FairQueue
 from .protocol import FrameOrder, RequestError
 

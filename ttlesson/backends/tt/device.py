@@ -26,8 +26,8 @@ from pathlib import Path
 
 from ... import env
 from ...errors import BackendUnavailableError, NoTTDeviceError, Terminated, TTDeviceError, TTLessonError
-from ...levers import lever
-from .plan import BLACKHOLE, WORMHOLE, TTSystem
+from ...presenting import lever
+from ...tenstorrent.presets import BLACKHOLE, WORMHOLE, TTSystem
 
 DEVICE_NODES = Path("/dev/tenstorrent")
 SYSFS_CLASS = Path("/sys/class/tenstorrent")

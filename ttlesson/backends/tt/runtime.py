@@ -11,9 +11,9 @@ from pathlib import Path
 
 from ... import env
 from ...models import ModelSpec
+from ...tenstorrent.checkout import import_sd14, import_sd35
 from .chip import load_host_models
 from .device import driver_sees_a_chip, import_ttnn
-from .metal import import_sd14, import_sd35
 
 LOG_NAME = "tt-metal.log"
 

@@ -26,8 +26,9 @@ from pathlib import Path
 
 from ... import env
 from ...errors import BackendUnavailableError
-from ...levers import lever
 from ...models import ModelSpec
+from ...presenting import lever
+from ...tenstorrent.presets import GRID_OVERRIDES, SD14_MAX_STEPS, grid_problem, plan_sd14, steps_problem
 from ..base import Backend, FrameRequest, MadeImage, StepCallback
 from ..scheduling import keep_busy
 from .chip import MIN_STEPS, SIZE, ChipPipeline, frame_inputs, to_image
@@ -44,7 +45,6 @@ from .device import (
     require_chips,
     split_into_chips,
 )
-from .plan import GRID_OVERRIDES, SD14_MAX_STEPS, grid_problem, plan_sd14, steps_problem
 from .runtime import LOG_NAME, Runtime, default_log_file
 
 PER_FRAME_NOTE = "progress is per frame: the denoising steps run inside one device trace"

@@ -19,8 +19,9 @@ import warnings
 from contextlib import ExitStack
 
 from ...errors import BackendUnavailableError, GatedCheckpointWarning, ModelNotAvailableError
-from ...levers import lever
 from ...models import ModelSpec
+from ...presenting import lever
+from ...tenstorrent.presets import SD35Layout, TTSystem, sd35_layout, sd35_refusal
 from ..base import Backend, FrameRequest, StepCallback
 from .device import (
     TerminationGuard,
@@ -31,7 +32,6 @@ from .device import (
     refuse_unrunnable,
     require_chips,
 )
-from .plan import SD35Layout, TTSystem, sd35_layout, sd35_refusal
 from .runtime import LOG_NAME, Runtime, default_log_file
 
 SIZE = 1024

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import torch  # this module is imported only by the OpenVINO path, which has torch loaded already
 
-from .fileio import staging_folder
+from ...fileio import staging_folder
 
 IR_VERSION = 1  # bump when the conversion changes, so stale cached IR is not reused
 
 
 def cache_dir(cache_key: str) -> Path:
-    from .env import cache_root
+    from ...env import cache_root
 
     digest = hashlib.sha256(f"{cache_key}|ir{IR_VERSION}|ov{_openvino_version()}".encode()).hexdigest()[:16]
     return cache_root() / "openvino" / digest
@@ -40,7 +40,7 @@ def use_openvino(pipe, *, bf16: bool, cache_key: str, label: str):
     if not (folder / "vae_decoder.xml").is_file():
         _convert(pipe, folder, label)
     core = ov.Core()
-    from .machine.compute import physical_cores
+    from ...machine.compute import physical_cores
 
     config = {"INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32", "INFERENCE_NUM_THREADS": physical_cores(),
               "PERFORMANCE_HINT": "LATENCY"}

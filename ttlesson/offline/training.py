@@ -2,7 +2,7 @@
 
 ``train(out_dir)`` reads top to bottom as the recipe:
 
-1. draw the scenes (``ttlesson.scenes``) and several captions for each, in the storyboard's words;
+1. draw the scenes (``ttlesson.offline.scenes``) and several captions for each, in the storyboard's words;
 2. train the VAE (AutoencoderKL) to rebuild random crops of the scenes through latents 8× smaller;
 3. encode every scene once; the spread of the latents gives the VAE's scaling factor (SD 1.x's is 0.18215);
 4. teach the CLIP text encoder to read a caption: from its token states it must tell which time of day, main
@@ -30,11 +30,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..errors import TTLessonError
+from ..fileio import writable_folder
+from ..inputs import user_path, whole_number
+from ..models import hub, tiny
 from . import scenes
-from .errors import TTLessonError
-from .fileio import writable_folder
-from .models import hub, tiny
-from .values import user_path, whole_number
 
 
 @dataclass(frozen=True)

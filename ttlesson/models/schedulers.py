@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import TTLessonError
-from .models import REGISTRY, ModelSpec
+from ..errors import TTLessonError
+from . import REGISTRY, ModelSpec
 
 SCHEDULER_CHOICES = ("default", "pndm", "dpm-solver++", "flow-match-euler")
 DPM_SOLVER_STEPS = 25

@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
-from .levers import how_to_stop, lever
+from ..presenting import how_to_stop, lever
 
 # Seconds per 512×512 SD 1.4 frame at 50 steps, after the first frame (the traced loop's steady state).
 PUBLISHED = {"N150": 4.83, "P150": 3.15}  # Wormhole n150, Blackhole p150
@@ -32,7 +32,7 @@ class BoardExpectation:
     @property
     def chips(self) -> int:
         """The board's chips, from the system meshes the tt backend knows (a P300c is tt-metal's P300)."""
-        from .backends.tt.plan import SYSTEM_SHAPES
+        from .presets import SYSTEM_SHAPES
 
         rows, columns = SYSTEM_SHAPES[self.board.removesuffix("c")][1]
         return rows * columns

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ... import env
-from ...errors import TTMetalNotFoundError
+from .. import env
+from ..errors import TTMetalNotFoundError
 
 SD14_PACKAGES = {
     "models.demos.vision.generative.stable_diffusion.wormhole": "current",

@@ -40,7 +40,7 @@ class CheckoutInfo:
 
 def find_checkout_root() -> tuple[Path, str] | None:
     """(checkout root, how it was found), as the tt backend looks for it (``tt_metal.checkout_candidates``)."""
-    from .metal import checkout_candidates
+    from .checkout import checkout_candidates
 
     candidates = checkout_candidates()
     return candidates[0] if candidates else None

@@ -26,8 +26,8 @@ from ... import env, models
 from ...errors import NoTTDeviceError
 from ...fileio import writable_folder, write_atomic
 from ...frames import encode_png
+from ...inputs import user_path
 from ...presenting import Presentable
-from ...values import user_path
 from ..base import FrameRequest
 
 DEMO_SEED = 174  # tt-metal's demo seeds its noise once with torch.manual_seed(174)
@@ -168,7 +168,7 @@ def run_check(out_dir: str | os.PathLike = ".", steps: int = DEMO_STEPS, runtime
 def demo_prompt() -> str:
     """The first prompt of the demo's input file in the tt-metal checkout, else the one the demo ships with."""
     from ...errors import TTMetalNotFoundError
-    from .metal import find_sd14
+    from ...tenstorrent.checkout import find_sd14
 
     try:
         text = (find_sd14().folder / "demo" / "input_data.json").read_text(encoding="utf-8")
@@ -215,7 +215,7 @@ def _ttnn_text() -> str:
 
 
 def _tt_metal_text() -> str:
-    from .versions import checkout_info
+    from ...tenstorrent.versions import checkout_info
 
     checkout = checkout_info()
     return checkout.describe_text() if checkout else "no checkout found"

@@ -30,12 +30,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import manifest
-from .errors import TTLessonError, VideoError
-from .fileio import remove_partials, resolved_path, staging_folder
-from .presenting import Presentable
-from .values import real_number, user_path
-from .video import (
+from .. import manifest
+from ..errors import TTLessonError, VideoError
+from ..fileio import remove_partials, resolved_path, staging_folder
+from ..inputs import real_number, user_path
+from ..presenting import Presentable
+from . import (
     CONTAINERS,
     DEFAULT_CRF,
     FrameSource,
@@ -227,7 +227,7 @@ def _source_folder(source: str | os.PathLike) -> Path:
 def is_work_folder(folder: Path) -> bool:
     """Whether ``folder`` is one attendee's work: a render (manifest, frames), the notebooks' prompts, or a video
     under a name stitch or the notebooks write."""
-    from .notebook.lesson import STORYBOARD_FILE
+    from ..notebook.lesson import STORYBOARD_FILE
 
     marks = (manifest.MANIFEST_NAME, manifest.FRAMES_DIR, STORYBOARD_FILE)
     return any((folder / mark).exists() for mark in marks) or bool(_videos(folder, video_stems(None)))
@@ -245,7 +245,7 @@ def attendee_folders(drop: Path) -> list[Path]:
 def video_stems(book: manifest.Manifest | None) -> list[str]:
     """The names a work folder's video can have: the notebooks', stitch's for a render (the storyboard's), and
     stitch's for a folder of frames."""
-    from .notebook.lesson import VIDEO_FILE
+    from ..notebook.lesson import VIDEO_FILE
 
     stems = [Path(VIDEO_FILE).stem, PLAIN_VIDEO_STEM]
     if book is not None:
@@ -298,8 +298,8 @@ def _why_no_video(folder: Path, book: manifest.Manifest | None) -> str:
 
 def where_made(folder: Path) -> tuple[str, bool, str]:
     """Where a work folder's frames were made, from its manifest: (devices, all intact on Tenstorrent, note)."""
-    from .machine.boards import is_tt_device
-    from .verify import verify_frames
+    from ..manifest import verify_frames
+    from ..tenstorrent.boards import is_tt_device
 
     try:
         origins = verify_frames(folder)

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import importlib.util
 
-from .errors import BackendUnavailableError
-from .models import TINY_MODELS, ModelSpec
+from ...errors import BackendUnavailableError
+from ...models import TINY_MODELS, ModelSpec
 
 PRECISION_CHOICES = ("auto", "float32", "bfloat16", "float16", "openvino")
 COMPILED = ", compiled"
@@ -98,7 +98,7 @@ def device_type(backend_name: str, device: str | None) -> str:
         return "tt"
     if device:
         return "cuda" if device.startswith("cuda") else "cpu"
-    from .machine import find_nvidia_gpus
+    from ...machine import find_nvidia_gpus
 
     if not find_nvidia_gpus()[0]:
         return "cpu"
@@ -109,7 +109,7 @@ def device_type(backend_name: str, device: str | None) -> str:
 
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 natively (AVX512-BF16, AMX or Arm's BF16), read from /proc/cpuinfo."""
-    from .machine import cpu_info
+    from ...machine import cpu_info
 
     return cpu_info().bf16
 
@@ -130,12 +130,12 @@ def prepare_pipeline(pipe, precision: str, device, cache_key: str | None, spec: 
     import torch
 
     base = precision.removesuffix(COMPILED)
-    from .machine.compute import physical_cores
+    from ...machine.compute import physical_cores
 
     if device.type == "cpu" and torch.get_num_threads() > physical_cores():
         torch.set_num_threads(physical_cores())  # hyper-threads only contend for the same matrix units
     if base.startswith("openvino"):
-        from .openvino_runtime import use_openvino
+        from .openvino import use_openvino
 
         pipe = pipe.to(device="cpu", dtype=torch.float32)
         return use_openvino(pipe, bf16=base == "openvino-bf16", cache_key=cache_key, label=label or spec.name)

@@ -1,7 +1,7 @@
 """Real-size speed without a download: ``ttlesson bench --arch-only``.
 
 1. measure this machine's matmul peak (float32, and bfloat16 where the CPU has it natively): the roofline;
-2. build the full-size architecture from its published configs with seeded random weights (``ttlesson.arch``)
+2. build the full-size architecture from its published configs with seeded random weights (``ttlesson.bench.models``)
    and count the FLOPs of one guided UNet step with torch's FlopCounterMode (on the meta device: no time);
 3. load ttlesson's path (the precision ``auto`` picks here, through the torch backend ttlesson renders with)
    and, with ``compare="diffusers-default"``, the plain diffusers pipeline with its defaults, on the same weights;
@@ -23,10 +23,10 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-from .errors import TTLessonError
-from .memory import meminfo
-from .presenting import Presentable
-from .version import __version__
+from ..backends.torch.memory import meminfo
+from ..env import __version__
+from ..errors import TTLessonError
+from ..presenting import Presentable
 
 COMPARE_CHOICES = ("diffusers-default",)
 PROMPT = "Tenstorrent pavilion at 1964 World's Fair, futuristic dome architecture, Kodachrome photo"
@@ -112,8 +112,8 @@ def run(model: str = "sd14", size: int | str | None = None, steps: int = 2, fram
         compare: str | None = None, precision: str = "auto", scheduler: str | None = None,
         seed: int = 0, on_line=None) -> ArchBenchResult:
     """Time ttlesson's path (and with ``compare``, diffusers' default) on the full-size architecture."""
-    from .arch import published_config
-    from .values import parse_size
+    from ..inputs import parse_size
+    from .models import published_config
 
     say = on_line or (lambda text: None)
     config = published_config(model)
@@ -132,10 +132,11 @@ def run(model: str = "sd14", size: int | str | None = None, steps: int = 2, fram
 def _run_sd14(width, height, steps, frames, compare, precision, scheduler, seed, say) -> ArchBenchResult:
     import torch
 
-    from . import accel, arch, schedulers
-    from .backends import FrameRequest
-    from .backends.torch import TorchBackend
-    from .models import REGISTRY
+    from ..backends import FrameRequest
+    from ..backends.torch import TorchBackend
+    from ..backends.torch import precision as accel
+    from ..models import REGISTRY, schedulers
+    from . import models as arch
 
     spec = REGISTRY["sd14"]
     scheduler = schedulers.resolve(scheduler, spec)
@@ -187,7 +188,7 @@ def _run_sd14(width, height, steps, frames, compare, precision, scheduler, seed,
 
 def _pipeline_for(reference, precision: str):
     """ttlesson's copy of the reference pipeline: sharing its float32 weights where the precision keeps them."""
-    from . import accel
+    from ..backends.torch import precision as accel
 
     deep = accel.torch_dtype_name(precision) != "float32" or precision.endswith(accel.COMPILED)
     # A shallow copy shares the weights but not the module objects, so the timing hooks of one stack stay its own.
@@ -285,7 +286,7 @@ def _figures(result: ArchBenchResult, peaks: dict, flops: int) -> None:
 
 
 def _model_steps(model: str) -> int:
-    from .models import REGISTRY
+    from ..models import REGISTRY
 
     return REGISTRY[model].steps
 
@@ -294,7 +295,7 @@ def _model_steps(model: str) -> int:
 
 def matmul_peaks(size: int = 2048, repeats: int = 5) -> dict:
     """GFLOP/s of the best of ``repeats`` square matmuls, float32 and (where native) bfloat16."""
-    from .accel import cpu_has_native_bf16
+    from ..backends.torch.precision import cpu_has_native_bf16
 
     peaks = {"float32": _matmul_gflops("float32", size, repeats)}
     peaks["bfloat16"] = _matmul_gflops("bfloat16", size, repeats) if cpu_has_native_bf16() else None
@@ -359,9 +360,9 @@ def _median(values: list[float]) -> float:
 def _machine(threads: int) -> dict:
     import torch
 
-    from .accel import openvino_installed
-    from .machine import cpu_info
-    from .machine.compute import physical_cores
+    from ..backends.torch.precision import openvino_installed
+    from ..machine import cpu_info
+    from ..machine.compute import physical_cores
 
     cpu = cpu_info()
     return {"cpu": cpu.model, "cores": cpu.cores, "physical_cores": physical_cores(), "threads": threads,
@@ -395,7 +396,7 @@ def _run_sd35(config, width, height, steps, frames, compare, seed, say) -> ArchB
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from . import arch
+    from . import models as arch
 
     if compare:
         raise TTLessonError("--compare runs diffusers' whole pipeline, which for sd35-large needs its three text "

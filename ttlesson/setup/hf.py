@@ -22,9 +22,9 @@ from pathlib import Path
 
 from .. import env
 from ..errors import HubAuthError
-from ..levers import lever
 from ..models import REGISTRY, ModelSpec, resolve
 from ..notebook import in_notebook
+from ..presenting import lever
 
 TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 # Pipeline parts whose weights must be in the cache for the model to load offline.

@@ -10,7 +10,7 @@ Reading ``stitch`` top to bottom is the algorithm:
    the SHA-256 recorded when it was made), a plain folder's PNGs are decoded once to prove they are whole;
 3. check the output path (``check_output``): a video name (.mp4, .m4v, .mov, .mkv), not a folder, not an input
    of the render, not a file that is not an earlier ttlesson video;
-4. run ffmpeg into a partial file only this process uses; ffmpeg dies with this process (``ttlesson.lifeline``);
+4. run ffmpeg into a partial file only this process uses; ffmpeg dies with this process (``ttlesson.child_processes``);
    paced by keyframes, ffmpeg reads a hidden sequence of the video's frames (links to the stills, and the
    dissolves' blends), so every still gets exactly its frames; a soundtrack is muxed as AAC, cut with a fade-out
    or padded with silence to the video's length;
@@ -36,9 +36,9 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
-from . import lifeline, manifest
-from .errors import FFmpegNotFoundError, VideoError
-from .fileio import (
+from .. import child_processes, manifest
+from ..errors import FFmpegNotFoundError, VideoError
+from ..fileio import (
     LOCK_NAME,
     folder_lock,
     is_partial_of,
@@ -49,8 +49,8 @@ from .fileio import (
     staging_folder,
     writable_folder,
 )
-from .presenting import Presentable
-from .values import real_number, user_path, whole_number
+from ..inputs import real_number, user_path, whole_number
+from ..presenting import Presentable
 
 DEFAULT_FPS = 2.0  # the lesson's pace: each frame shows for half a second
 DEFAULT_CRF = 18  # visually near-lossless H.264
@@ -283,7 +283,7 @@ def encode_checked(command: tuple[str, ...], partial: Path, target: Path, check:
                    ) -> VideoInfo:
     """Run ffmpeg's ``command`` (it writes ``partial``), decode what it made and ``check`` it; only then does the
     video take its name ``target``. The caller removes the partial when this raises."""
-    code, _, err = lifeline.run(command)
+    code, _, err = child_processes.run(command)
     if code != 0:
         raise VideoError(ffmpeg_failure(target, err))
     info = probe(partial)
@@ -630,7 +630,7 @@ def _replaceable(target: Path, frames: FrameSource) -> bool:
 def _header(path: Path) -> str:
     """What ffmpeg says about a file's container and streams, without decoding it ("" if it cannot say)."""
     try:
-        _, _, err = lifeline.run([find_ffmpeg(), "-hide_banner", "-nostdin", "-i", str(path)])
+        _, _, err = child_processes.run([find_ffmpeg(), "-hide_banner", "-nostdin", "-i", str(path)])
     except OSError:
         return ""
     return err.decode("utf-8", "replace")
@@ -723,7 +723,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     path = Path(path)
     if not path.is_file():
         raise VideoError(f"{path} is not a file; give the path of a video.")
-    code, _, err = lifeline.run([find_ffmpeg(), "-hide_banner", "-nostdin", "-i", str(path), "-f", "null", "-"])
+    code, _, err = child_processes.run([find_ffmpeg(), "-hide_banner", "-nostdin", "-i", str(path), "-f", "null", "-"])
     if code != 0:
         raise VideoError(f"{path} is not a video ffmpeg can read: {_last_line(err)}")
     log = err.decode("utf-8", "replace")
@@ -743,7 +743,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
 
 def _audio_seconds(path: Path) -> float:
     """Seconds of sound in ``path``'s first audio stream, by decoding it."""
-    code, _, err = lifeline.run([find_ffmpeg(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:a:0",
+    code, _, err = child_processes.run([find_ffmpeg(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:a:0",
                                  "-f", "null", "-"])
     times = re.findall(r"time=(\d+):(\d+):([\d.]+)", err.decode("utf-8", "replace"))
     if code != 0 or not times:

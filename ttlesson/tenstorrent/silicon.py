@@ -12,8 +12,8 @@ import json
 import time
 from pathlib import Path
 
-from . import env
-from .fileio import write_atomic
+from .. import env
+from ..fileio import write_atomic
 
 RECORD_NAME = "silicon-run.json"
 NOT_YET = ("ttlesson's Tenstorrent path has not run on silicon here yet: what the notebooks say about Tenstorrent "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from importlib import resources
 
-from .errors import TTLessonError
+from ..errors import TTLessonError
 
 ARCH_MODELS = ("sd14", "sd35-large")
 
@@ -63,8 +63,8 @@ def build_sd14(seed: int = 0):
     from diffusers import PNDMScheduler, StableDiffusionPipeline
     from transformers import CLIPTokenizer
 
-    from .models.hub import quiet_hf_libraries
-    from .models.tiny import tiny_model_folder
+    from ..models.hub import quiet_hf_libraries
+    from ..models.tiny import tiny_model_folder
 
     quiet_hf_libraries()
     torch.manual_seed(seed)
@@ -104,6 +104,6 @@ def bytes_needed(name: str, dtype_name: str = "float32") -> int:
 
 def memory_available() -> int:
     """Bytes the kernel says can be allocated without swapping (MemAvailable), or 0 when unknown."""
-    from .memory import meminfo
+    from ..backends.torch.memory import meminfo
 
     return meminfo().get("MemAvailable", 0)

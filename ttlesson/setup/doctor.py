@@ -26,10 +26,11 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .. import env, machine
-from ..backends.tt.metal import SD14_FOLDERS
-from ..levers import lever
+from ..machine.host import read_text
+from ..presenting import lever
+from ..tenstorrent import boards
+from ..tenstorrent.checkout import SD14_FOLDERS
 from . import hf
-from .host import read_text
 
 OK, WARN, FAIL, NOT_APPLICABLE = "ok", "warn", "fail", "n/a"
 TENSTORRENT_SETUP = "Tenstorrent set-up"  # the one line that stands for TENSTORRENT_ONLY on a machine without a card
@@ -206,7 +207,7 @@ def _about(check: Check, see: str) -> bool:
     return see in TENSTORRENT_SECTIONS if check.name == TENSTORRENT_SETUP else check.see == see
 
 
-def tenstorrent_machine(cards: list[machine.Card], host: machine.HostPaths, environment: machine.PythonEnvironment,
+def tenstorrent_machine(cards: list[boards.Card], host: machine.HostPaths, environment: machine.PythonEnvironment,
                         home: Path | None) -> bool:
     """Whether this machine has, or is being set up for, Tenstorrent hardware: a card the kernel driver lists (even
     one this container was not given), a Tenstorrent device on the PCI bus, tt-kmd loaded, a tt-metal checkout or
@@ -233,7 +234,7 @@ def tenstorrent_not_checked(host: machine.HostPaths) -> Check:
                  "card: ttlesson doctor --tt shows them")
 
 
-def check_frames_made_on(cards: list[machine.Card]) -> Check:
+def check_frames_made_on(cards: list[boards.Card]) -> Check:
     """Where frames will be made now, and where the work folder's last frames were made (slow means CPU)."""
     name = "frames made on"
     backend = machine.auto_backend()
@@ -331,7 +332,7 @@ def check_memory(model: str | None = None) -> Check:
 
 
 def _memory_gib() -> tuple[float | None, float]:
-    from ..memory import meminfo
+    from ..backends.torch.memory import meminfo
 
     counters = {key: value / 1024 ** 3 for key, value in meminfo().items()}
     if not counters:
@@ -339,11 +340,11 @@ def _memory_gib() -> tuple[float | None, float]:
     return counters.get("MemTotal"), counters.get("MemAvailable", counters.get("MemFree", 0.0))
 
 
-def check_tenstorrent_device(cards: list[machine.Card], driver: machine.SourceAnswer) -> Check:
+def check_tenstorrent_device(cards: list[boards.Card], driver: machine.SourceAnswer) -> Check:
     name = "Tenstorrent device"
     if cards:
         listed = ", ".join(card.describe() for card in cards)
-        mesh, _ = machine.mesh_device_for(cards)
+        mesh, _ = boards.mesh_device_for(cards)
         return Check(name, OK, f"{listed}" + (f"; MESH_DEVICE={mesh}" if mesh else ""))
     return Check(name, FAIL, f"none: {driver.summary}",
                  "install the card and its kernel driver (https://github.com/tenstorrent/tt-kmd), then check "
@@ -395,7 +396,7 @@ def check_environment(environment: machine.PythonEnvironment) -> Check:
 
 def _tt_metal_home(environment: machine.PythonEnvironment) -> tuple[Path | None, str]:
     """The checkout the tt backend would import model code from, and how it was found."""
-    from ..backends.tt.metal import checkout_candidates
+    from ..tenstorrent.checkout import checkout_candidates
 
     candidates = checkout_candidates(environment.prefix)
     return candidates[0] if candidates else (None, "TT_METAL_HOME")
@@ -467,7 +468,7 @@ def _same_path(first: Path, second: Path) -> bool:
         return False
 
 
-def check_arch_name(cards: list[machine.Card]) -> Check:
+def check_arch_name(cards: list[boards.Card]) -> Check:
     name = "TT_METAL_ARCH_NAME"
     value = env.text(env.TT_METAL_ARCH_NAME)
     arches = {card.arch for card in cards}
@@ -499,7 +500,7 @@ def check_ttnn(ask: bool) -> Check:
 
 def check_tt_versions() -> Check:
     """Which ttnn and which tt-metal checkout the tt backend will use, and whether they belong together."""
-    from ..backends.tt.versions import checkout_info, mismatch
+    from ..tenstorrent.versions import checkout_info, mismatch
 
     name = "ttnn and tt-metal"
     info = machine.ttnn_install_info()

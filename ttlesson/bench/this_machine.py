@@ -15,18 +15,18 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import env
-from .fileio import sha256_file, write_atomic
-from .machine.boards import is_tt_device
-from .manifest import frames_dir
-from .presenting import Presentable
-from .progress import FrameDone, ModelLoaded, steady_seconds_per_frame
-from .render import render
-from .storyboard import Storyboard
-from .storyboard import load as load_storyboard
-from .values import whole_number
-from .version import __version__
-from .video import stitch
+from .. import env
+from ..env import __version__
+from ..fileio import sha256_file, write_atomic
+from ..inputs import whole_number
+from ..manifest import frames_dir
+from ..presenting import Presentable
+from ..progress import FrameDone, ModelLoaded, steady_seconds_per_frame
+from ..render import render
+from ..storyboard import Storyboard
+from ..storyboard import load as load_storyboard
+from ..tenstorrent.boards import is_tt_device
+from ..video import stitch
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,7 @@ def _devices_and_why(device: str, faster: bool) -> tuple[str, str]:
 
 def device_counts() -> list[int]:
     """The device counts worth measuring here: 1, 2, 4 … up to every Tenstorrent chip or GPU; on a CPU, 1 and 2."""
-    from .machine import detect
+    from ..machine import detect
 
     report = detect()
     total = report.total_chips if report.tt_device else len(report.gpus)

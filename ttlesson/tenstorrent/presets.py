@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ... import env
-from ...levers import lever
+from .. import env
+from ..presenting import lever
 
 WORMHOLE, BLACKHOLE = "wormhole_b0", "blackhole"
 

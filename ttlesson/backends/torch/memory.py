@@ -18,9 +18,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import TTLessonError
-from .levers import lever
-from .models import TINY_MODELS, ModelSpec
+from ...errors import TTLessonError
+from ...models import TINY_MODELS, ModelSpec
+from ...presenting import lever
 
 RUNTIME_BYTES = 1000 * 1024 ** 2  # Python, torch, diffusers and the pipeline objects (tiny at 64x64: 983 MiB)
 ACTIVATION_TENSORS = 7  # full-resolution float32 tensors of the decoder alive at the peak (tiny measured: 6.4)
@@ -114,14 +114,14 @@ def _cuda_visible() -> bool:
     torch = sys.modules.get("torch")
     if torch is not None:
         return bool(torch.cuda.is_available())
-    from .machine import find_nvidia_gpus
+    from ...machine import find_nvidia_gpus
 
     return bool(find_nvidia_gpus()[0])
 
 
 def _folder(spec: ModelSpec) -> Path | None:
     if spec.name in TINY_MODELS:
-        from .models.tiny import tiny_model_folder
+        from ...models.tiny import tiny_model_folder
 
         return tiny_model_folder(spec.name)
     source = Path(spec.source)

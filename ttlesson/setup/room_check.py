@@ -79,7 +79,7 @@ def _devices(cfg) -> tuple[int, bool, Check]:
     """How many devices make the room's frames, whether they are Tenstorrent chips, and the line that says so."""
     if cfg.server is not None:
         return _service(cfg)
-    from . import device_holders, read_kernel_driver
+    from ..machine import device_holders, read_kernel_driver
 
     cards, _ = read_kernel_driver(None)
     if not cards:
@@ -104,7 +104,7 @@ def _service(cfg) -> tuple[int, bool, Check]:
     except TTLessonError as err:
         return 1, False, Check("render service", FAIL, str(err), f"start ttlesson serve on {url}'s host with the "
                                "room's model")
-    from .boards import is_tt_device
+    from ..tenstorrent.boards import is_tt_device
 
     served = status.get("devices", [])
     tenstorrent = bool(served) and all(is_tt_device(str(device.get("device", ""))) for device in served)
@@ -147,8 +147,8 @@ def _tt_kernel_cache(cfg, tenstorrent: bool) -> Check:
 
 
 def _disk(cfg, attendees: int, frames: int) -> Check:
+    from ..inputs import parse_size
     from ..models import resolve
-    from ..values import parse_size
 
     spec = resolve(str(cfg.model.value))
     width, height = parse_size(cfg.size.value) if cfg.size.value else (spec.width, spec.height)
@@ -169,7 +169,7 @@ def _plan(cfg, frames: int, devices: int, tenstorrent: bool) -> RoomPlan:
         seconds = _one_tiny_frame(cfg)
         return RoomPlan(frames, seconds, "one frame measured here", devices)
     if model == "sd14" and tenstorrent:
-        from ..expectations import PUBLISHED
+        from ..tenstorrent.speeds import PUBLISHED
 
         steps = cfg.steps.value or 50
         return RoomPlan(frames, PUBLISHED["N150"] * steps / 50, "tt-metal's published N150 time per frame, "

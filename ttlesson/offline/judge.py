@@ -1,6 +1,6 @@
 """Does a model draw what its prompt says? A small attribute classifier (the *judge*) answers, frame by frame.
 
-The judge is a little CNN trained on procedural scenes (``ttlesson.scenes``), whose time of day, main structure
+The judge is a little CNN trained on procedural scenes (``ttlesson.offline.scenes``), whose time of day, main structure
 and palette are known exactly. A model's frames are scored on prompts that name those attributes: for each
 attribute, the share of frames the judge assigns the value the prompt named. A model that ignores its prompt
 scores chance (a quarter for the four times of day, a sixth for the six structures, a fifth for the palettes).
@@ -15,8 +15,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import models, scenes
-from .models.tiny import shipped_tiny_weights
+from .. import models
+from ..models.tiny import shipped_tiny_weights
+from . import scenes
 
 JUDGE_FIRST_SEED = 10_000_000  # the judge's scenes never overlap the model's training scenes (seeds 0…N-1)
 JUDGE_SIZE = 64  # frames are judged at 64×64: enough for sky, structure and colour
@@ -250,7 +251,7 @@ def render_as_demo(board, model: str, out_dir, seed: int = 0, steps: int | None 
                    guidance: float | None = None, on_event=None):
     """Render ``board`` with ``model`` at the ``tiny`` model's settings (steps, guidance, size, torch float32 on the
     CPU) whatever ``model`` is, so that models are compared on the frames ``make demo`` would make."""
-    from .render import render
+    from ..render import render
 
     tiny = models.REGISTRY["tiny"]
     return render(board, out_dir, model=model, backend="torch", device="cpu", precision="float32", seed=seed,
@@ -264,7 +265,7 @@ def score(model: str, judge, out_dir, prompts: list[DemoPrompt] | None = None, s
     judge every frame."""
     from PIL import Image
 
-    from . import storyboard
+    from .. import storyboard
 
     prompts = prompts or demo_prompts()
     board = storyboard.loads(json.dumps([p.prompt for p in prompts]), source="judged prompts")

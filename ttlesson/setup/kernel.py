@@ -46,7 +46,7 @@ class InstalledKernel(Presentable):
 def default_names(prefix: Path | None = None) -> tuple[str, str]:
     """(kernel name, display name) for this environment, e.g. ("ttlesson-python-env", "ttlesson (tt-metal source
     build)")."""
-    from . import recognise
+    from ..machine import recognise
 
     environment = recognise(prefix)
     short = SHORT_NAMES.get(environment.kind) or re.sub(r"[^a-z0-9]+", "-", environment.prefix.name.lower())

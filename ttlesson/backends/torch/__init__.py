@@ -1,6 +1,6 @@
 """The diffusers pipeline through PyTorch, on CUDA when present, else the CPU.
 
-The pipeline runs in the numerics ``precision`` names (``ttlesson.accel``: float32, bfloat16 + channels-last,
+The pipeline runs in the numerics ``precision`` names (``precision``: float32, bfloat16 + channels-last,
 float16, or OpenVINO for the UNet and VAE decoder), with the frame's scheduler, and encodes each distinct prompt
 once: a storyboard that repeats a prompt, or a prompt box, does not run the text encoder again.
 A keyframe walk's in-between (``ttlesson.walk``) gets its starting latents and text embeddings interpolated in
@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from .. import accel, schedulers, walk
-from ..errors import BackendUnavailableError
-from ..memory import check_fits
-from ..models import ModelSpec, load_pipeline
-from .base import Backend, FrameRequest, StepCallback
+from ... import walk
+from ...errors import BackendUnavailableError
+from ...models import ModelSpec, load_pipeline, schedulers
+from ..base import Backend, FrameRequest, StepCallback
+from . import precision as accel
+from .memory import check_fits
 
 PROMPT_CACHE_SIZE = 64
 
@@ -37,7 +38,7 @@ class TorchBackend(Backend):
 
     @property
     def precision(self) -> str:
-        """The numerics its frames are made with (``ttlesson.accel``), settled without loading the model."""
+        """The numerics its frames are made with (``precision``), settled without loading the model."""
         if self._precision is None:
             requested, compile = self._requested
             if requested in accel.PRECISION_CHOICES:
@@ -145,7 +146,7 @@ class TorchBackend(Backend):
 
     def _cache_key(self) -> str | None:
         """What identifies the model's weights, for caching a converted copy (OpenVINO)."""
-        from ..models import local_folder
+        from ...models import local_folder
 
         folder = local_folder(self.spec).resolve()
         stamps = sorted((str(path.relative_to(folder)), path.stat().st_size, path.stat().st_mtime_ns)

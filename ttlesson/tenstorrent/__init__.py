@@ -1,0 +1,1 @@
+"""Facts about Tenstorrent hardware and software that open no device and import no ttnn."""
