@@ -275,7 +275,7 @@ def snapshot(folder: Path) -> list[tuple[str, int, int]]:
 @pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="a read-only bind mount needs root")
 def test_a_room_of_three_runs_notebooks_at_once_from_a_read_only_cache_and_the_reel_collects_them(tmp_path):
-    from ttlesson.notebook.lesson import VIDEO_FILE
+    from ttlesson.env import VIDEO_FILE
     from ttlesson.video import probe
 
     cache = tmp_path / "shared-cache"

@@ -420,7 +420,7 @@ import asyncio, json, os, sys, tempfile
 import ray
 from ray.cluster_utils import Cluster
 from ttlesson.backends import FrameRequest
-from ttlesson.serve.protocol import FrameOrder
+from ttlesson.backends.protocol import FrameOrder
 from ttlesson.serve.service import RenderService, ServiceOptions
 
 FRAMES = {"sd14": FrameRequest("a fair at dusk", seed=3, steps=4, guidance=7.5, width=512, height=512),

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ttlesson.backends.protocol import RequestError, checked_request, order_from_json, read_body
 from ttlesson.errors import TTLessonError
 from ttlesson.serve import _ready_line, is_loopback, read_tokens
 from ttlesson.serve.fairness import FairQueue
-from ttlesson.serve.protocol import RequestError, checked_request, order_from_json, read_body
 from ttlesson.serve.service import (
     GROUP,
     PER_CARD,

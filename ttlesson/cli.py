@@ -435,7 +435,7 @@ def _run_detect(args) -> int:
 
 def _run_doctor(args) -> int:
     if args.room:
-        from .setup import room_check
+        from .notebook import room_check
 
         if not 1 <= args.attendees <= 10_000:
             raise TTLessonError(f"--attendees {args.attendees} is out of range; give a whole number from 1 to 10000.")
@@ -598,8 +598,8 @@ def _run_kernel_install(args) -> int:
 # --- serve: one render service for a room or a farm ----------------------------------------------------------
 
 def _add_serve_command(commands) -> None:
+    from .backends.protocol import DEFAULT_PORT
     from .models import REGISTRY
-    from .serve.protocol import DEFAULT_PORT
 
     serve = commands.add_parser(
         "serve", help="a render service: owns this host's devices (or a Ray cluster's) and makes frames for clients",
@@ -660,7 +660,7 @@ def _run_serve(args) -> int:
 
 
 def _read_token_file(path: str) -> str:
-    from .serve.protocol import read_token
+    from .backends.protocol import read_token
 
     token = read_token(path, "--token-file")
     if len(token) < 8:

@@ -28,6 +28,8 @@ ROOM = "TTLESSON_ROOM"  # a workshop's room file: the instructor's settings for 
 SERVER_WAIT = "TTLESSON_SERVER_WAIT"  # seconds a client waits for a service that stopped answering (default 600)
 
 DEFAULT_WORKDIR = "~/tt-scratchpad/worldsfair-video"  # the lesson's own folder
+STORYBOARD_FILE = "prompts.json"  # the lesson's names for its files in the work folder
+VIDEO_FILE = "tenstorrent_worldsfair_1964.mp4"
 
 # --- tt-metal's and ttnn's ----------------------------------------------------------------------------------
 TT_METAL_HOME = "TT_METAL_HOME"  # the tt-metal checkout (its models/ package)

@@ -58,7 +58,7 @@ def server_token() -> str | None:
     path = env.path(env.SERVER_TOKEN_FILE)
     if path is None:
         return None
-    from ..serve.protocol import read_token
+    from .protocol import read_token
 
     return read_token(path, env.SERVER_TOKEN_FILE)
 
@@ -223,7 +223,7 @@ class RemoteBackend(Backend):
     def _frame(self, index: int, request: FrameRequest, tell, stop: threading.Event) -> MadeImage:
         import httpx
 
-        from ..serve.protocol import NDJSON, png_of, read_event
+        from .protocol import NDJSON, png_of, read_event
 
         body = {"model": self.spec.name, "request": asdict(request)}
         patience = _wait_seconds()

@@ -22,8 +22,6 @@ from ..video import VideoInfo, stitch
 from . import room as room_file
 from . import settings
 
-STORYBOARD_FILE = "prompts.json"  # the lesson's names
-VIDEO_FILE = "tenstorrent_worldsfair_1964.mp4"
 THEME = "worlds-fair-day"  # step 3's theme: one the offline tiny model can draw (docs/offline-model.md)
 THEME_FILE = "my-theme.txt"
 WALK = "worlds-fair-walk"  # step 6's keyframes: they differ in what the tiny model blends (docs/offline-model.md)
@@ -137,11 +135,11 @@ def _film_shape(cfg: settings.Settings) -> tuple[int, int]:
 
 
 def storyboard_path(cfg: settings.Settings) -> Path:
-    return cfg.workdir_path / STORYBOARD_FILE
+    return cfg.workdir_path / env.STORYBOARD_FILE
 
 
 def video_path(cfg: settings.Settings) -> Path:
-    return cfg.workdir_path / VIDEO_FILE
+    return cfg.workdir_path / env.VIDEO_FILE
 
 
 def ensure_storyboard(cfg: settings.Settings) -> storyboard.Storyboard:
@@ -149,7 +147,7 @@ def ensure_storyboard(cfg: settings.Settings) -> storyboard.Storyboard:
     path = storyboard_path(cfg)
     if not path.exists():  # made under the storyboard's lock: a kernel adding a frame at this moment keeps it
         storyboard.update_file(path, lambda board: None, start=lambda: storyboard.load("worlds-fair"))
-        _say([f"No {STORYBOARD_FILE} in {cfg.workdir_path} yet: starting from the lesson's World's Fair "
+        _say([f"No {env.STORYBOARD_FILE} in {cfg.workdir_path} yet: starting from the lesson's World's Fair "
               "storyboard."])
     return storyboard.load(path)
 

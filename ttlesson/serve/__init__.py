@@ -17,9 +17,9 @@ import ipaddress
 import socket
 from pathlib import Path
 
+from ..backends.protocol import DEFAULT_PORT
 from ..errors import TTLessonError
 from ..fileio import read_user_file
-from .protocol import DEFAULT_PORT
 from .service import ServiceOptions
 
 MAX_TOKENS_FILE = 4 * 1024 ** 2  # a line per client

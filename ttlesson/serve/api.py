@@ -22,7 +22,7 @@ import re
 import time
 
 from ..backends.base import FrameRequest
-from .protocol import (
+from ..backends.protocol import (
     NDJSON,
     RequestError,
     done_line,

@@ -22,10 +22,10 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from ..backends.protocol import FrameOrder, RequestError
 from ..errors import TTLessonError
 from ..tenstorrent.presets import SD35_SYSTEMS
 from .fairness import FairQueue
-from .protocol import FrameOrder, RequestError
 
 MAX_ATTEMPTS = 3  # a frame whose device dies under it this many times is given up (it may be what kills them)
 NODE_WATCH_SECONDS = 2.0

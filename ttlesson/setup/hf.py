@@ -23,8 +23,7 @@ from pathlib import Path
 from .. import env
 from ..errors import HubAuthError
 from ..models import REGISTRY, ModelSpec, resolve
-from ..notebook import in_notebook
-from ..presenting import lever
+from ..presenting import in_notebook, lever
 
 TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 # Pipeline parts whose weights must be in the cache for the model to load offline.

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .. import manifest
+from .. import env, manifest
 from ..errors import TTLessonError, VideoError
 from ..fileio import remove_partials, resolved_path, staging_folder
 from ..inputs import real_number, user_path
@@ -227,9 +227,8 @@ def _source_folder(source: str | os.PathLike) -> Path:
 def is_work_folder(folder: Path) -> bool:
     """Whether ``folder`` is one attendee's work: a render (manifest, frames), the notebooks' prompts, or a video
     under a name stitch or the notebooks write."""
-    from ..notebook.lesson import STORYBOARD_FILE
 
-    marks = (manifest.MANIFEST_NAME, manifest.FRAMES_DIR, STORYBOARD_FILE)
+    marks = (manifest.MANIFEST_NAME, manifest.FRAMES_DIR, env.STORYBOARD_FILE)
     return any((folder / mark).exists() for mark in marks) or bool(_videos(folder, video_stems(None)))
 
 
@@ -245,9 +244,8 @@ def attendee_folders(drop: Path) -> list[Path]:
 def video_stems(book: manifest.Manifest | None) -> list[str]:
     """The names a work folder's video can have: the notebooks', stitch's for a render (the storyboard's), and
     stitch's for a folder of frames."""
-    from ..notebook.lesson import VIDEO_FILE
 
-    stems = [Path(VIDEO_FILE).stem, PLAIN_VIDEO_STEM]
+    stems = [Path(env.VIDEO_FILE).stem, PLAIN_VIDEO_STEM]
     if book is not None:
         stems.insert(1, manifest.safe_name(book.storyboard))
     return list(dict.fromkeys(stems))

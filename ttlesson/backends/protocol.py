@@ -19,11 +19,11 @@ import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from ..backends.base import FrameRequest
 from ..errors import TTLessonError
 from ..fileio import read_user_file
 from ..inputs import MAX_SIDE, real_number, shown, whole_number
 from ..storyboard import MAX_SEED
+from .base import FrameRequest
 
 API = "/v1"
 NDJSON = "application/x-ndjson"

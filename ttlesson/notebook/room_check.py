@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import env
 from ..errors import TTLessonError
-from .doctor import FAIL, OK, WARN, Check, DoctorReport, _existing_ancestor
+from ..setup.doctor import FAIL, OK, WARN, Check, DoctorReport, _existing_ancestor
 
 ATTENDEE_STEPS = (3, 4, 6, 7, 8, 10)  # the notebooks that make frames (lesson.step_cost)
 PNG_BYTES_PER_PIXEL = 3  # at most, as the render's own disk check counts
@@ -36,7 +36,7 @@ class RoomPlan:
 
 
 def run(attendees: int = 20) -> DoctorReport:
-    from ..notebook import lesson, settings
+    from . import lesson, settings
 
     started = time.perf_counter()
     try:
@@ -115,7 +115,7 @@ def _service(cfg) -> tuple[int, bool, Check]:
 
 def _model_cache(cfg) -> Check:
     from ..models import TINY_MODELS, resolve
-    from .hf import cache_state
+    from ..setup.hf import cache_state
 
     spec = resolve(str(cfg.model.value))
     if spec.name in TINY_MODELS:
