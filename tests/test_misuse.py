@@ -137,7 +137,7 @@ def test_a_stitch_that_fails_its_check_keeps_the_old_video(small_render, tmp_pat
     # Stand-in for a bug in the frame arithmetic (the real one is exact, so only a stand-in reaches this branch):
     # the plan claims one frame more per still than ffmpeg will write, so the real video fails its check.
     real_plan = video.plan_timing
-    monkeypatch.setattr(video, "plan_timing", lambda fps, crossfade=0.0: video.Timing(
+    monkeypatch.setattr(video.stitching, "plan_timing", lambda fps, crossfade=0.0: video.Timing(
         **{**real_plan(fps, crossfade).__dict__, "per_still": real_plan(fps, crossfade).per_still + 1}))
     with pytest.raises(VideoError, match=r"came out wrong \(3 frames, not 6.*so it was not kept \(the earlier "
                                          r"video, if any, is untouched\)"):
@@ -235,11 +235,12 @@ def test_every_accepted_fps_crossfade_pair_gives_the_exact_video(tmp_path):
                     video.plan_timing(fps, float(value))  # the values the message names do work
                 continue
             accepted += 1
-            assert timing.frames(3) == 3 * timing.per_still and timing.duration(3) == pytest.approx(3 / fps)
+            three = timing.for_stills(3)
+            assert three.frames == 3 * timing.per_still and three.duration == pytest.approx(3 / fps)
             for count in (1, 3) if crossfade else (3,):
                 info = video.stitch(tmp_path / f"f{count}" / "frames", tmp_path / "out.mp4", fps=fps,
                                     crossfade=crossfade)
-                assert info.frames == timing.frames(count), (fps, crossfade, count)
+                assert info.frames == timing.for_stills(count).frames, (fps, crossfade, count)
                 assert info.duration == pytest.approx(count / fps, abs=0.5 / info.fps + 0.005), (fps, crossfade)
     assert accepted >= 40 and refused >= 40  # the grid covers both sides
 

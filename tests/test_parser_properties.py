@@ -195,9 +195,9 @@ def test_stitch_timing_is_exact_or_names_values_that_work(fps, crossfade):
             for value in message.split("give --crossfade ")[1].split(", or 0")[0].split(" or "):
                 video.plan_timing(fps, float(value))
         return
-    stills = 7
-    assert timing.frames(stills) == stills * timing.per_still and timing.per_still >= 1
-    assert math.isclose(timing.frames(stills) / timing.rate, timing.duration(stills), rel_tol=1e-9)
+    video_of_seven = timing.for_stills(7)
+    assert video_of_seven.frames == 7 * timing.per_still and timing.per_still >= 1
+    assert math.isclose(video_of_seven.frames / timing.rate, video_of_seven.duration, rel_tol=1e-9)
     if crossfade:
         assert timing.samples * timing.crossfade == 1 / timing.fps
         assert abs(float(timing.crossfade) - crossfade) <= video.CROSSFADE_TOLERANCE

@@ -29,25 +29,19 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import env, manifest
 from ..errors import TTLessonError, VideoError
 from ..fileio import remove_partials, resolved_path, staging_folder
 from ..inputs import real_number, user_path
 from ..presenting import Presentable
-from . import (
-    CONTAINERS,
-    DEFAULT_CRF,
-    FrameSource,
-    VideoInfo,
-    check_output,
-    encode_checked,
-    encoded_output,
-    find_ffmpeg,
-    probe,
-    verify_video,
-    video_partial,
-)
+from .encode import CONTAINERS, DEFAULT_CRF, check_output, encode_checked, encoded_output, video_partial
+from .ffmpeg import VideoInfo, find_ffmpeg, probe, verify_video
+from .stills import FrameSource
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 REEL_FPS = 24  # the reel's one constant frame rate: every film is resampled to it
 DEFAULT_TITLE_SECONDS = 2.0
@@ -167,9 +161,12 @@ def collect(sources: Sequence[str | os.PathLike], output: str | os.PathLike | No
                                 None, DEFAULT_CRF, partial, CONTAINERS[target.suffix.lower()], str(REEL_FPS))
         command = tuple(ffmpeg.compile(stream, cmd=exe, overwrite_output=True))
         # 7. decode and check, then the reel takes its name
-        info = encode_checked(command, partial, target, lambda made: (
-            verify_video(made, want_frames, want_frames / REEL_FPS, target),
-            check_reel_length(made, films, title_frames, target)))
+
+        def check(made: VideoInfo) -> None:
+            verify_video(made, want_frames, want_frames / REEL_FPS, target)
+            check_reel_length(made, films, title_frames, target)
+
+        info = encode_checked(command, partial, target, check)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
@@ -209,7 +206,10 @@ def find_films(sources: Sequence[str | os.PathLike]) -> tuple[list[Film], list[S
                 continue
             seen[resolved_path(work)] = name
             found = film_in(work, name)
-            (films if isinstance(found, Film) else skipped).append(found)
+            if isinstance(found, Film):
+                films.append(found)
+            else:
+                skipped.append(found)
     return films, skipped
 
 
@@ -408,14 +408,14 @@ def save_card(film: Film, size: tuple[int, int], path: Path) -> Path:
     return path
 
 
-def _line_mask(text: str, pixels: int):
+def _line_mask(text: str, pixels: int) -> tuple[Image.Image, bool]:
     """``text`` drawn white on black about ``pixels`` tall, and whether the font scales: Pillow's own font at that
     size (Pillow ≥ 10.1), else its small bitmap font, to be scaled up by ``_fit``."""
     from PIL import Image, ImageDraw
 
     font, scalable = _font(pixels)
     left, top, right, bottom = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), text, font=font)
-    mask = Image.new("L", (max(1, right - left), max(1, bottom - top)))
+    mask = Image.new("L", (max(1, int(right - left)), max(1, int(bottom - top))))
     ImageDraw.Draw(mask).text((-left, -top), text, fill=255, font=font)
     return mask, scalable
 
