@@ -297,7 +297,7 @@ def standin_picture(embeddings: torch.Tensor, latents: torch.Tensor) -> torch.Te
 
 def standin_sd14_modules(stub: StandInTTNN, package=None, fail_during_capture: BaseException | None = None):
     """Plays tt-metal's SD 1.4 package: same names and call shapes as the real one, none of its work."""
-    from ttlesson.tenstorrent.checkout import SD14Modules
+    from ttlesson.backends.tt.runtime import SD14Modules
 
     class TtPNDMScheduler:
         def __init__(self, **kwargs):
@@ -322,7 +322,7 @@ def standin_sd14_modules(stub: StandInTTNN, package=None, fail_during_capture: B
 
     return SD14Modules(
         package=package or SimpleNamespace(module="stand-in", layout="stand-in",
-                                           checkout=SimpleNamespace(describe=lambda: "stand-in checkout")),
+                                           checkout="stand-in checkout"),
         compile_trace_sd=compile_trace_sd,
         UNet2DConditionModel=lambda mesh, parameters, batch, height, width: SimpleNamespace(mesh=mesh),
         Vae=lambda torch_vae, device: SimpleNamespace(device=device),

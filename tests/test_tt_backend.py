@@ -8,6 +8,7 @@ execution, so each PNG can be traced back to the frame it should show.
 
 import json
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -16,10 +17,13 @@ from standin_tt import StandInTTNN, fingerprint, sd14_shaped_host, standin_pictu
 
 from ttlesson import manifest, models, storyboard
 from ttlesson.backends import FrameRequest
+from ttlesson.backends.tt import session as device_session
 from ttlesson.backends.tt.chip import initial_latents, load_host_models, text_embeddings
+from ttlesson.backends.tt.device import open_mesh
 from ttlesson.backends.tt.runtime import Runtime
 from ttlesson.backends.tt.sd14 import TTSD14Backend
-from ttlesson.errors import BackendUnavailableError, NoTTDeviceError, TTDeviceError, TTMetalNotFoundError
+from ttlesson.backends.tt.session import DeviceSession, SessionState
+from ttlesson.errors import BackendUnavailableError, NoTTDeviceError, Terminated, TTDeviceError, TTMetalNotFoundError
 from ttlesson.fileio import sha256_file
 from ttlesson.frames import encode_png
 from ttlesson.render import render
@@ -415,6 +419,7 @@ def test_sd35_on_a_t3k_says_gated_then_makes_seeded_frames_and_closes(hub):
     image = backend.generate(FrameRequest("a pier", seed=9, steps=28, guidance=3.5, width=1024, height=1024,
                                           negative_prompt="fog"))
     backend.close()
+    backend.close()  # a second close does nothing
     assert image.size == (1024, 1024) and image.getpixel((0, 0))[0] == 9
     assert StandInSD35Pipeline.calls == [
         ("create", "mesh", 1024, 1024, "stabilityai/stable-diffusion-3.5-large"),
@@ -629,6 +634,137 @@ def test_sigterm_during_a_render_closes_the_device_and_leaves_only_whole_frames(
         assert book.frames[index].sha256 == sha256_file(path)
 
 
+# --- the device session every tt backend opens and closes through (STAND-IN mesh) --------------------------------
+
+def opens_the_mesh(stub):
+    """An opener that opens the stand-in's mesh into the session's stack, as the backends open theirs."""
+    return lambda stack: stack.enter_context(open_mesh(stub, mesh_shape=(1, 1), l1_small_size=0, trace_region_size=0))
+
+
+class RecordedAtExit:
+    """Stands in for the interpreter's atexit in the session module: records the hooks it is given."""
+
+    def __init__(self):
+        self.hooks = []
+
+    def register(self, hook):
+        self.hooks.append(hook)
+
+    def unregister(self, hook):
+        self.hooks = [kept for kept in self.hooks if kept != hook]
+
+
+def test_a_session_goes_unopened_open_closed_and_refuses_what_its_state_does_not_allow():
+    stub = StandInTTNN()
+    session = DeviceSession()
+    assert session.state is SessionState.UNOPENED and not session.is_open
+    with pytest.raises(RuntimeError, match=r"^This device session is unopened: open it before working"):
+        session.working()
+    session.open(opens_the_mesh(stub))
+    assert session.state is SessionState.OPEN and session.is_open
+    with session.working():
+        pass
+    with pytest.raises(RuntimeError, match=r"^This device session is open: a session opens once"):
+        session.open(opens_the_mesh(stub))
+    assert session.is_open and len(stub.calls("open_mesh")) == 1  # the refused open neither opened nor closed
+    session.close()
+    assert session.state is SessionState.CLOSED and [entry[1] for entry in stub.calls("close")] == ["mesh"]
+    with pytest.raises(RuntimeError, match=r"^This device session is closed: a session opens once; a backend"):
+        session.open(opens_the_mesh(stub))
+    with pytest.raises(RuntimeError, match=r"^This device session is closed: open it before working"):
+        session.working()
+    never_opened = DeviceSession()
+    never_opened.close()  # closing what never opened is harmless, and final
+    assert never_opened.state is SessionState.CLOSED
+
+
+def test_closing_twice_and_then_from_atexit_closes_the_device_once(monkeypatch):
+    at_exit = RecordedAtExit()
+    monkeypatch.setattr(device_session, "atexit", at_exit)
+    stub = StandInTTNN()  # refuses a mesh closed twice
+    session = DeviceSession()
+    session.open(opens_the_mesh(stub))
+    (hook,) = at_exit.hooks
+    session.close()
+    session.close()
+    assert at_exit.hooks == []
+    hook()  # what interpreter exit would run, had the hook stayed
+    assert [entry[1] for entry in stub.calls("close")] == ["mesh"]
+
+
+def test_a_failing_open_releases_what_it_opened_and_leaves_the_session_closed(monkeypatch):
+    at_exit = RecordedAtExit()
+    monkeypatch.setattr(device_session, "atexit", at_exit)
+    stub = StandInTTNN()
+    handler = signal.getsignal(signal.SIGTERM)
+
+    def fails_after_opening(stack):
+        opens_the_mesh(stub)(stack)
+        stack.callback(stub.log.append, ("release", "mesh", 1))
+        raise TTDeviceError("the weights did not load")
+
+    session = DeviceSession()
+    with pytest.raises(TTDeviceError, match="the weights did not load"):
+        session.open(fails_after_opening)
+    assert session.state is SessionState.CLOSED
+    assert [entry[0] for entry in stub.log if entry[0] in ("release", "close")] == ["release", "close"]
+    assert at_exit.hooks == [] and signal.getsignal(signal.SIGTERM) == handler
+
+
+def test_sigterm_stops_a_working_session_and_closes_an_idle_one():
+    heard = []
+
+    def hear(number, frame):
+        heard.append(number)
+
+    previous = signal.signal(signal.SIGTERM, hear)
+    try:
+        working_stub, idle_stub = StandInTTNN(), StandInTTNN()
+        working = DeviceSession()
+        working.open(opens_the_mesh(working_stub))
+        with pytest.raises(Terminated), working.working():
+            signal.raise_signal(signal.SIGTERM)  # unwinds like Ctrl-C, to whoever closes the backend
+        assert working.is_open and heard == []
+        working.close()
+        idle = DeviceSession()
+        idle.open(opens_the_mesh(idle_stub))
+        signal.raise_signal(signal.SIGTERM)  # closes, then hands SIGTERM to the handler it replaced
+        assert idle.state is SessionState.CLOSED and [entry[1] for entry in idle_stub.calls("close")] == ["mesh"]
+        assert heard == [signal.SIGTERM] and signal.getsignal(signal.SIGTERM) is hear
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+AT_EXIT = """
+import atexit, json, sys
+sys.path.insert(0, {tests!r})
+from standin_tt import StandInTTNN
+from ttlesson.backends.tt.device import open_mesh
+from ttlesson.backends.tt.session import DeviceSession
+
+stubs = {{"left open": StandInTTNN(), "closed first": StandInTTNN()}}
+atexit.register(lambda: print(json.dumps({{name: [entry[1] for entry in stub.calls("close")]
+                                          for name, stub in stubs.items()}})))
+for stub in stubs.values():
+    session = DeviceSession()
+    session.open(lambda stack: stack.enter_context(open_mesh(stub, mesh_shape=(1, 1), l1_small_size=0,
+                                                             trace_region_size=0)))
+session.close()
+"""
+
+
+@pytest.mark.slow
+def test_interpreter_exit_closes_a_session_left_open_and_not_one_already_closed():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run([sys.executable, "-c", AT_EXIT.format(tests=str(Path(__file__).parent))],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert json.loads(done.stdout) == {"left open": ["mesh"], "closed first": ["mesh"]}
+
+
 # --- several chips, one process per PCIe chip (--tt-parallel processes) ---------------------------------------
 
 @pytest.mark.slow
@@ -655,6 +791,7 @@ def test_one_process_per_pcie_chip_makes_the_same_frames(tiny_host, tmp_path, mo
     assert {record.device for record in split.manifest.frames.values()} == {"tt:0 (wormhole_b0)",
                                                                             "tt:1 (wormhole_b0)"}
     assert processes._workers == []  # closed: every worker told to close its chip, and gone
+    processes.close()  # a second close does nothing
 
 
 def test_an_unknown_tt_parallel_mode_is_one_sentence(monkeypatch):
@@ -678,18 +815,19 @@ def test_frames_are_rounded_as_the_demo_rounds_its_bf16_output():
 
 
 def test_verdicts_for_every_system_tt_metal_runs():
-    from ttlesson.tenstorrent.presets import BLACKHOLE, WORMHOLE, TTSystem, verdicts
+    from ttlesson.tenstorrent.arch import Arch
+    from ttlesson.tenstorrent.presets import TTSystem, verdicts
 
     def shapes(arch, chips, shape):
         return {v.model: (v.supported, v.mesh_shape) for v in verdicts(TTSystem(arch, chips, shape))}
 
-    assert shapes(WORMHOLE, 1, (1, 1)) == {"sd14": (True, (1, 1)), "sd35-large": (False, None)}
-    assert shapes(WORMHOLE, 8, (2, 4)) == {"sd14": (True, (2, 4)), "sd35-large": (True, (2, 4))}
-    assert shapes(WORMHOLE, 32, (8, 4)) == {"sd14": (True, (8, 4)), "sd35-large": (True, (4, 8))}
-    assert shapes(BLACKHOLE, 4, (2, 2)) == {"sd14": (True, (2, 2)), "sd35-large": (True, (1, 4))}
-    assert shapes(BLACKHOLE, 8, (2, 4)) == {"sd14": (True, (2, 4)), "sd35-large": (False, None)}
+    assert shapes(Arch.WORMHOLE, 1, (1, 1)) == {"sd14": (True, (1, 1)), "sd35-large": (False, None)}
+    assert shapes(Arch.WORMHOLE, 8, (2, 4)) == {"sd14": (True, (2, 4)), "sd35-large": (True, (2, 4))}
+    assert shapes(Arch.WORMHOLE, 32, (8, 4)) == {"sd14": (True, (8, 4)), "sd35-large": (True, (4, 8))}
+    assert shapes(Arch.BLACKHOLE, 4, (2, 2)) == {"sd14": (True, (2, 2)), "sd35-large": (True, (1, 4))}
+    assert shapes(Arch.BLACKHOLE, 8, (2, 4)) == {"sd14": (True, (2, 4)), "sd35-large": (False, None)}
     assert all(not v.supported for v in verdicts(None))
-    galaxy_sd14 = verdicts(TTSystem(WORMHOLE, 32, (8, 4)))[0].why
+    galaxy_sd14 = verdicts(TTSystem(Arch.WORMHOLE, 32, (8, 4)))[0].why
     assert "TT_METAL_CORE_GRID_OVERRIDE_TODEPRECATE=7,7" in galaxy_sd14
 
 
@@ -698,11 +836,13 @@ def test_a_galaxy_is_recognised_before_ttnn_starts(tmp_path, monkeypatch):
     from machine_helpers import CLUSTERS, make_sysfs
 
     from ttlesson.backends.tt.device import galaxy_arch_before_ttnn
+    from ttlesson.tenstorrent.arch import Arch
 
     monkeypatch.delenv(MOCK_ENV, raising=False)
     galaxy = make_sysfs(tmp_path / "glx", ["galaxy-wormhole"] * 32) / "class" / "tenstorrent"
-    assert galaxy_arch_before_ttnn(galaxy) == "wormhole_b0"
+    assert galaxy_arch_before_ttnn(galaxy) == Arch.WORMHOLE
     assert galaxy_arch_before_ttnn(make_sysfs(tmp_path / "n300", ["n300"]) / "class" / "tenstorrent") is None
-    for descriptor, arch in [("galaxy_bh.yaml", "blackhole"), ("galaxy_6u.yaml", "wormhole_b0"), ("t3k.yaml", None)]:
+    for descriptor, arch in [("galaxy_bh.yaml", Arch.BLACKHOLE), ("galaxy_6u.yaml", Arch.WORMHOLE),
+                             ("t3k.yaml", None)]:
         monkeypatch.setenv(MOCK_ENV, str(CLUSTERS / descriptor))
         assert galaxy_arch_before_ttnn() == arch

@@ -108,7 +108,7 @@ def test_mock_n150_open_fails_without_sfpi_as_one_sentence_and_releases_everythi
             backend.load()
         except TTLessonError as err:
             out["open"] = [type(err).__name__, str(err)]
-        out["backend_holds"] = [backend._stack is not None, len(backend._pipelines)]
+        out["backend_holds"] = [backend._session.is_open, len(backend._pipelines)]
         out["loaded"] = len(loaded)
         out["log_file"] = str(backend.log_file)
 
@@ -123,7 +123,7 @@ def test_mock_n150_open_fails_without_sfpi_as_one_sentence_and_releases_everythi
             out["second"] = "KeyboardInterrupt"
         except TTLessonError as err:
             out["second"] = type(err).__name__
-        out["backend_holds_after_interrupt"] = [backend._stack is not None, len(backend._pipelines)]
+        out["backend_holds_after_interrupt"] = [backend._session.is_open, len(backend._pipelines)]
         try:
             TTSD35Backend(models.resolve("sd35-large"), runtime=runtime).load()
         except TTLessonError as err:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 W = TypeVar("W")
+R = TypeVar("R")  # one frame's request (a FrameRequest)
 
 
 class WorkerGone(Exception):
@@ -35,11 +36,11 @@ class Job(Generic[W]):
         return time.perf_counter() - self.started
 
 
-def keep_busy(items: Iterable[tuple[int, object]], workers: Iterable[W], *,
-              start: Callable[[W, int, object], object],
+def keep_busy(items: Iterable[tuple[int, R]], workers: Iterable[W], *,
+              start: Callable[[W, int, R], object],
               finished: Callable[[list[Job[W]]], list[Job[W]]],
-              needs_idle: Callable[[object], bool] = lambda request: False,
-              when_idle: Callable[[object], None] = lambda request: None,
+              needs_idle: Callable[[R], bool] = lambda request: False,
+              when_idle: Callable[[R], object] = lambda request: None,
               on_start: Callable[[int, W], None] | None = None) -> Iterator[Job[W]]:
     """Yield a ``Job`` per ``(index, request)`` item as its frame finishes (collect its result, then resume).
 
@@ -73,6 +74,7 @@ def keep_busy(items: Iterable[tuple[int, object]], workers: Iterable[W], *,
             running.remove(job)
             yield job
             if not job.retire:
+                assert job.worker is not None  # a job that ran had its worker
                 idle.append(job.worker)
     for index, _ in queue:
         yield Job(None, index)

@@ -27,7 +27,8 @@ from pathlib import Path
 from ... import env
 from ...errors import BackendUnavailableError, NoTTDeviceError, Terminated, TTDeviceError, TTLessonError
 from ...presenting import lever
-from ...tenstorrent.presets import BLACKHOLE, WORMHOLE, TTSystem
+from ...tenstorrent.arch import Arch
+from ...tenstorrent.presets import TTSystem
 
 DEVICE_NODES = Path("/dev/tenstorrent")
 SYSFS_CLASS = Path("/sys/class/tenstorrent")
@@ -98,8 +99,8 @@ def import_ttnn():
     return ttnn
 
 
-def galaxy_arch_before_ttnn(sysfs_class: Path = SYSFS_CLASS) -> str | None:
-    """``wormhole_b0``/``blackhole`` when this host is a Galaxy, told without ttnn (the kernel driver's card types,
+def galaxy_arch_before_ttnn(sysfs_class: Path = SYSFS_CLASS) -> Arch | None:
+    """The chips' architecture when this host is a Galaxy, told without ttnn (the kernel driver's card types,
     or the board types of a mock cluster descriptor); None otherwise. The core-grid override must be set before
     ttnn starts, so this cannot wait for ttnn's own answer."""
     mock = env.mock_cluster()
@@ -117,9 +118,9 @@ def galaxy_arch_before_ttnn(sysfs_class: Path = SYSFS_CLASS) -> str | None:
             except OSError:
                 continue
     if boards & {"ubb_blackhole", "galaxy-blackhole", "tt-galaxy-bh"}:
-        return BLACKHOLE
+        return Arch.BLACKHOLE
     if boards & {"ubb", "ubb_wormhole", "galaxy-wormhole", "tt-galaxy-wh"}:
-        return WORMHOLE
+        return Arch.WORMHOLE
     return None
 
 
@@ -183,7 +184,7 @@ def claim_cards(devices: int | str, chips_per_card: dict[int, int] | None = None
             return picked
     busy = [held[card] for card in wanted if card in held]
     if busy:
-        raise TTDeviceError(f"The Tenstorrent card this render needs is in use: {busy[0].describe()}; "
+        raise TTDeviceError(f"The Tenstorrent card this render needs is in use: {busy[0]}; "
                             f"{SHARE_ADVICE}.")
     return chosen_already
 
@@ -222,9 +223,14 @@ def system_mesh_shape(ttnn, chips: int) -> tuple[int, int]:
     return (int(shape[0]), int(shape[1])) if len(shape) == 2 else (1, chips)
 
 
-def arch_name(ttnn) -> str:
-    """``wormhole_b0`` or ``blackhole``."""
-    return str(ttnn.get_arch_name()).lower()
+def arch_name(ttnn) -> Arch:
+    """The chips' architecture, from ttnn's name for it (``wormhole_b0`` or ``blackhole``)."""
+    said = str(ttnn.get_arch_name())
+    arch = Arch.parse(said)
+    if arch is None:
+        raise BackendUnavailableError(f"ttnn reports chips of architecture {said!r}, which the tt backend has no "
+                                      f"presets for; use {lever('backend', 'torch')}.")
+    return arch
 
 
 def compute_grid(mesh) -> tuple[int, int]:
@@ -307,7 +313,7 @@ def open_error(err: BaseException, log_file: Path | None = None) -> TTLessonErro
     holders = other_holders()
     if holders:
         return TTDeviceError(f"The Tenstorrent device failed ({detail}){log} while another process holds it: "
-                             f"{holders[0].describe()}; {SHARE_ADVICE}.")
+                             f"{holders[0]}; {SHARE_ADVICE}.")
     if any(sign in lowered for sign in BAD_STATE_SIGNS):
         return TTDeviceError(f"The Tenstorrent device did not respond ({detail}){log}, probably left in a bad state "
                              f"by a killed run: {RESET_ADVICE}.")
@@ -333,12 +339,13 @@ def _reset_fabric(ttnn, fabric: str | None) -> None:
 # --- SIGTERM closes the device like Ctrl-C ---------------------------------------------------------------
 
 class TerminationGuard:
-    """While a tt backend holds the device, SIGTERM (a job scheduler, ``kill``, a notebook kernel being shut down)
-    releases traces and closes the device instead of killing the process with the chips open.
+    """While a tt backend holds the device (its ``session.DeviceSession`` is open), SIGTERM (a job scheduler,
+    ``kill``, a notebook kernel being shut down) releases traces and closes the device instead of killing the
+    process with the chips open.
 
     While the backend is working (``busy``), SIGTERM raises ``Terminated`` where the main thread is, so the same
     paths that handle Ctrl-C close everything, and only whole frames stay on disk. While it is idle (a notebook
-    holding an open backend between cells), the handler closes the backend itself and then lets SIGTERM do what
+    holding an open backend between cells), the handler closes the session itself and then lets SIGTERM do what
     it did before (by default: end the process). Only the main thread can install signal handlers; elsewhere
     this does nothing.
     """

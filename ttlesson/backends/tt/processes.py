@@ -15,16 +15,17 @@ release its trace and close its chip; a worker whose parent disappears does the 
 
 from __future__ import annotations
 
-import atexit
 import importlib
 import os
 import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from multiprocessing import get_context
 from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from ... import env, errors
@@ -32,8 +33,9 @@ from ...errors import NoTTDeviceError, TTDeviceError, TTLessonError
 from ...models import ModelSpec
 from ..base import Backend, FrameRequest, MadeImage, StepCallback
 from ..scheduling import Job, keep_busy
-from .device import DEVICE_NODES, TerminationGuard, no_device, refuse_unrunnable
+from .device import DEVICE_NODES, no_device, refuse_unrunnable
 from .sd14 import PER_FRAME_NOTE, check_sd14_model, chips_wanted, sd14_problems
+from .session import DeviceSession
 
 START_SECONDS = 3600.0  # loading weights and opening a chip; the first compile comes later, in warm_up
 CLOSE_SECONDS = 60.0
@@ -65,7 +67,7 @@ def pcie_device_ids() -> list[int]:
 @dataclass
 class _Worker:
     device_id: int
-    process: object
+    process: BaseProcess
     conn: Connection
     label: str = ""  # e.g. "tt:2 (wormhole_b0)"
 
@@ -87,7 +89,7 @@ class TTProcessesBackend(Backend):
         self.log_folder: Path | None = None
         self.arch = ""
         self._workers: list[_Worker] = []
-        self._guard = TerminationGuard(self.close)
+        self._session = DeviceSession()
 
     @property
     def device(self) -> str:
@@ -102,23 +104,18 @@ class TTProcessesBackend(Backend):
         refuse_unrunnable(sd14_problems(self.spec, request), lambda: bool(pcie_device_ids()))
 
     def load(self) -> None:
-        if self._workers:
+        if self._session.is_open:
             return
         check_sd14_model(self.spec)
         ids = pcie_device_ids()
         if not ids:
             raise NoTTDeviceError(no_device())
         ids = ids[:chips_wanted(self.devices, len(ids))]
-        self._guard.install()
-        try:
-            with self._guard.working():
-                self._start(ids)
-        except BaseException:
-            self.close()
-            raise
-        atexit.register(self.close)
+        self._session = DeviceSession()
+        self._session.open(lambda stack: self._start(stack, ids))
 
-    def _start(self, ids: list[int]) -> None:
+    def _start(self, stack: ExitStack, ids: list[int]) -> None:
+        stack.callback(self._stop_workers)  # first: also stops the workers started before one failed
         context = get_context("spawn")
         for device_id in ids:
             parent_end, child_end = context.Pipe()
@@ -135,7 +132,7 @@ class TTProcessesBackend(Backend):
         self.check_request(request)
         self.load()
         started = time.perf_counter()
-        with self._guard.working():
+        with self._session.working():
             for worker in self._workers:
                 worker.conn.send(("warm", request))
             captured = [self._expect(worker, "warmed", None) for worker in self._workers]
@@ -150,7 +147,9 @@ class TTProcessesBackend(Backend):
         queue = deque(items)
         if not queue:
             return
-        with self._guard.working():
+        self.check_request(queue[0][1])
+        self.load()
+        with self._session.working():
             yield from self._make_frames(queue, on_start)
 
     def _make_frames(self, queue: deque, on_start) -> Iterator[MadeImage]:
@@ -164,16 +163,17 @@ class TTProcessesBackend(Backend):
             self.warm_up(request)
             traced_for = (request.steps, request.guidance)
 
-        def finished(running: list[Job]) -> list[Job]:
-            ready = wait([job.worker.conn for job in running])
-            return [job for job in running if job.worker.conn in ready]
+        def finished(running: list[Job[_Worker]]) -> list[Job[_Worker]]:
+            ready = wait([_held_by(job).conn for job in running])
+            return [job for job in running if _held_by(job).conn in ready]
 
         for job in keep_busy(queue, self._workers, start=start, finished=finished,
                              needs_idle=lambda request: (request.steps, request.guidance) != traced_for,
                              when_idle=warm_up,
                              on_start=lambda index, worker: on_start and on_start(index, worker.label)):
-            size, pixels = self._expect(job.worker, "made", None)
-            label = job.worker.label if self.parallel > 1 else self.device
+            worker = _held_by(job)
+            size, pixels = self._expect(worker, "made", None)
+            label = worker.label if self.parallel > 1 else self.device
             yield MadeImage(job.index, _image(size, pixels), label, job.seconds)
 
     def count_tokens(self, text: str) -> int:
@@ -183,9 +183,11 @@ class TTProcessesBackend(Backend):
         return self._expect(worker, "tokens", CLOSE_SECONDS)
 
     def close(self) -> None:
+        self._session.close()
+
+    def _stop_workers(self) -> None:
+        """Tell every worker to release its trace and close its chip; stop those that do not within the limit."""
         workers, self._workers = self._workers, []
-        self._guard.remove()
-        atexit.unregister(self.close)
         for worker in workers:
             try:
                 worker.conn.send(("close",))
@@ -218,6 +220,12 @@ class TTProcessesBackend(Backend):
             raise TTDeviceError(f"Tenstorrent worker for chip {worker.device_id} answered {message[0]!r} where "
                                 f"{kind!r} was expected; this is a bug in ttlesson.")
         return message[1] if len(message) == 2 else message[1:]
+
+
+def _held_by(job: Job[_Worker]) -> _Worker:
+    """The worker making a job's frame: every frame has one here, as no worker leaves the pool while frames run."""
+    assert job.worker is not None, "a worker left the pool"
+    return job.worker
 
 
 def _image(size: tuple[int, int], pixels: bytes):

@@ -15,7 +15,6 @@ call it, so exceptions, Ctrl-C and ``kill`` leave the device closed, not in a ba
 
 from __future__ import annotations
 
-import atexit
 import os
 import time
 from collections import deque
@@ -28,12 +27,12 @@ from ... import env
 from ...errors import BackendUnavailableError
 from ...models import ModelSpec
 from ...presenting import lever
-from ...tenstorrent.presets import GRID_OVERRIDES, SD14_MAX_STEPS, grid_problem, plan_sd14, steps_problem
+from ...tenstorrent.arch import Arch
+from ...tenstorrent.presets import GRID_OVERRIDES, SD14_MAX_STEPS, TTSystem, grid_problem, plan_sd14, steps_problem
 from ..base import Backend, FrameRequest, MadeImage, StepCallback
 from ..scheduling import keep_busy
-from .chip import MIN_STEPS, SIZE, ChipPipeline, frame_inputs, to_image
+from .chip import MIN_STEPS, SIZE, ChipPipeline, HostModels, frame_inputs, to_image
 from .device import (
-    TerminationGuard,
     claim_cards,
     compute_grid,
     describe_system,
@@ -46,6 +45,7 @@ from .device import (
     split_into_chips,
 )
 from .runtime import LOG_NAME, Runtime, default_log_file
+from .session import DeviceSession
 
 PER_FRAME_NOTE = "progress is per frame: the denoising steps run inside one device trace"
 
@@ -108,17 +108,16 @@ class TTSD14Backend(Backend):
         self.first_chip = first_chip  # the number this process's first chip is called by (tt:N)
         self.timings = TTTimings()
         self.arch = ""
-        self.system = None  # plan.TTSystem, once loaded
+        self.system: TTSystem | None = None  # once loaded
         self.mesh_shape: tuple[int, int] = (0, 0)
         self.package = ""  # which tt-metal package the pipelines came from, in words
         self.log_folder: Path | None = None  # set by render: tt-metal's log goes to log_folder/log_name
         self.log_name = LOG_NAME
         self.log_file: Path | None = None
-        self._ttnn = None
-        self._host = None
+        self._ttnn: object = None
+        self._host: HostModels | None = None
         self._pipelines: list[ChipPipeline] = []
-        self._stack: ExitStack | None = None
-        self._guard = TerminationGuard(self.close)
+        self._session = DeviceSession()
 
     @property
     def device(self) -> str:
@@ -135,21 +134,15 @@ class TTSD14Backend(Backend):
         refuse_unrunnable(sd14_problems(self.spec, request), self.runtime.driver_check)
 
     def load(self) -> None:
-        if self._stack is not None:
+        if self._session.is_open:
             return
         check_sd14_model(self.spec)
         started = time.perf_counter()
-        self._guard.install()  # SIGTERM from here on closes what is open, like Ctrl-C
-        try:
-            with self._guard.working():
-                self._open()
-        except BaseException:
-            self._guard.remove()
-            raise
+        self._session = DeviceSession()
+        self._session.open(self._open)
         self.timings.load_seconds = time.perf_counter() - started
-        atexit.register(self.close)
 
-    def _open(self) -> None:
+    def _open(self, stack: ExitStack) -> None:
         galaxy = galaxy_arch_before_ttnn()
         self.log_file = prepare_environment(
             log_file=(self.log_folder / self.log_name) if self.log_folder else default_log_file(),
@@ -161,31 +154,26 @@ class TTSD14Backend(Backend):
         mesh_shape = (1, 1) if self.one_chip_mesh else plan_sd14(system).mesh_shape
         count = chips_wanted(self.devices, 1 if self.one_chip_mesh else available)
         sd = self.runtime.sd14_loader(system.arch)
-        if system.arch.startswith("wormhole"):
+        if system.arch == Arch.WORMHOLE:
             os.environ.setdefault(env.MM_THROTTLE, "5")  # tt-metal's demo sets it on Wormhole (di/dt limits)
-        stack = ExitStack()
-        try:
-            mesh = stack.enter_context(open_mesh(ttnn, mesh_shape=mesh_shape, l1_small_size=sd.l1_small_size,
-                                                 trace_region_size=sd.trace_region_size, log_file=self.log_file))
-            with self._device_errors():
-                chips = split_into_chips(ttnn, mesh, count, first=self.first_chip)
-                for chip in chips:
-                    problem = grid_problem(system.arch, compute_grid(chip.mesh), chip.name)
-                    if problem:
-                        raise BackendUnavailableError(problem)
-            host = self.runtime.host_loader(self.spec)
-            with self._device_errors():
-                for chip in chips:
-                    pipeline = ChipPipeline(ttnn, sd, chip, host)
-                    stack.callback(pipeline.release)  # runs before the mesh closes: the stack unwinds in reverse
-                    self._pipelines.append(pipeline)
-        except BaseException:
-            self._pipelines = []
-            stack.close()
-            raise
-        self._ttnn, self._host, self.arch, self._stack = ttnn, host, system.arch, stack
+        mesh = stack.enter_context(open_mesh(ttnn, mesh_shape=mesh_shape, l1_small_size=sd.l1_small_size,
+                                             trace_region_size=sd.trace_region_size, log_file=self.log_file))
+        with self._device_errors():
+            chips = split_into_chips(ttnn, mesh, count, first=self.first_chip)
+            for chip in chips:
+                problem = grid_problem(system.arch, compute_grid(chip.mesh), chip.name)
+                if problem:
+                    raise BackendUnavailableError(problem)
+        host = self.runtime.host_loader(self.spec)
+        stack.callback(self._pipelines.clear)
+        with self._device_errors():
+            for chip in chips:
+                pipeline = ChipPipeline(ttnn, sd, chip, host)
+                stack.callback(pipeline.release)  # runs before the mesh closes: the stack unwinds in reverse
+                self._pipelines.append(pipeline)
+        self._ttnn, self._host, self.arch = ttnn, host, system.arch.metal_name
         self.system, self.mesh_shape = system, mesh_shape
-        self.package = f"{sd.package.module} ({sd.package.layout} layout, {sd.package.checkout.describe()})"
+        self.package = f"{sd.package.module} ({sd.package.layout} layout, {sd.package.checkout})"
 
     def warm_up(self, request: FrameRequest) -> float:
         """Compile and capture the loop for this request's step count and guidance on every chip."""
@@ -193,7 +181,7 @@ class TTSD14Backend(Backend):
         self.load()
         started = time.perf_counter()
         captured = False
-        with self._guard.working(), self._device_errors():
+        with self._session.working(), self._device_errors():
             for pipeline in self._pipelines:
                 if not pipeline.has_trace_for(request.steps, request.guidance):
                     pipeline.capture(request.steps, request.guidance)
@@ -216,14 +204,14 @@ class TTSD14Backend(Backend):
         queue = deque(items)
         if not queue:
             return
-        with self._guard.working():  # also while the caller stores a frame: SIGTERM then unwinds through it
+        self.warm_up(queue[0][1])  # opens the session if it is not open
+        with self._session.working():  # also while the caller stores a frame: SIGTERM then unwinds through it
             yield from self._make_frames(queue, on_start)
 
     def _make_frames(self, queue: deque, on_start) -> Iterator[MadeImage]:
-        self.warm_up(queue[0][1])
-
         def start(pipeline: ChipPipeline, index: int, request: FrameRequest) -> None:
             self.check_request(request)
+            assert self._host is not None, "frames are made once the session is open"
             pipeline.submit(*frame_inputs(self._host, request))
 
         def needs_capture(request: FrameRequest) -> bool:
@@ -235,6 +223,7 @@ class TTSD14Backend(Backend):
                                  needs_idle=needs_capture, when_idle=self.warm_up,
                                  on_start=lambda index, pipeline: on_start and on_start(index,
                                                                                          self._chip_label(pipeline))):
+                assert job.worker is not None, "no chip leaves the pool, so every frame has one"
                 image = to_image(job.worker.collect())
                 seconds = job.seconds
                 self.timings.frame_seconds.append(seconds)
@@ -242,16 +231,11 @@ class TTSD14Backend(Backend):
                                 seconds)
 
     def close(self) -> None:
-        stack, self._stack = self._stack, None
-        self._guard.remove()
-        if stack is None:
-            return
-        atexit.unregister(self.close)
-        self._pipelines = []
-        stack.close()
+        self._session.close()
 
     def count_tokens(self, text: str) -> int:
         self.load()
+        assert self._host is not None
         return len(self._host.tokenizer(text, truncation=False).input_ids)
 
     @property
@@ -274,6 +258,7 @@ def chips_wanted(devices: int | str, available: int) -> int:
     """How many chips ``devices`` ("all" or a number) asks for, checked against what the host has."""
     if devices == "all":
         return available
+    assert isinstance(devices, int), f"devices is a number or 'all', not {devices!r}"
     if devices > available:
         raise BackendUnavailableError(f"--devices {devices} asks for more Tenstorrent chips than this machine has "
                                       f"({available}); give --devices {available} or --devices all.")

@@ -12,11 +12,12 @@ Two pipeline generations exist: newer ``__call__(prompts=â€¦, negative_prompts=â
 
 from __future__ import annotations
 
-import atexit
 import inspect
 import time
 import warnings
 from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
 
 from ...errors import BackendUnavailableError, GatedCheckpointWarning, ModelNotAvailableError
 from ...models import ModelSpec
@@ -24,7 +25,6 @@ from ...presenting import lever
 from ...tenstorrent.presets import SD35Layout, TTSystem, sd35_layout, sd35_refusal
 from ..base import Backend, FrameRequest, StepCallback
 from .device import (
-    TerminationGuard,
     claim_cards,
     describe_system,
     open_mesh,
@@ -33,6 +33,7 @@ from .device import (
     require_chips,
 )
 from .runtime import LOG_NAME, Runtime, default_log_file
+from .session import DeviceSession
 
 SIZE = 1024
 
@@ -79,11 +80,10 @@ class TTSD35Backend(Backend):
         self.system: TTSystem | None = None
         self.load_seconds = 0.0
         self.log_folder = None  # set by render: tt-metal's log goes to log_folder/tt-metal.log
-        self.log_file = None
-        self._pipeline = None
+        self.log_file: Path | None = None
+        self._pipeline: Any = None  # tt_dit's StableDiffusion3Pipeline, once open
         self._built_guidance: float | None = None
-        self._stack: ExitStack | None = None
-        self._guard = TerminationGuard(self.close)
+        self._session = DeviceSession()
 
     @property
     def device(self) -> str:
@@ -97,7 +97,7 @@ class TTSD35Backend(Backend):
         refuse_unrunnable(problems, self.runtime.driver_check)
 
     def load(self) -> None:
-        if self._stack is not None:
+        if self._session.is_open:
             return
         if self.spec.name != "sd35-large":
             raise BackendUnavailableError(f"TTSD35Backend runs sd35-large, not {self.spec.name}.")
@@ -110,27 +110,25 @@ class TTSD35Backend(Backend):
         layout = check_system(system)
         pipeline_class = self.runtime.sd35_loader()
         gated_checkpoint_notice(self.spec)
-        self._guard.install()
-        stack = ExitStack()
-        try:
-            with self._guard.working():
-                mesh = stack.enter_context(open_mesh(ttnn, mesh_shape=layout.mesh_shape,
-                                                     l1_small_size=layout.l1_small_size,
-                                                     trace_region_size=layout.trace_region_size,
-                                                     fabric=layout.fabric, log_file=self.log_file))
-                self._pipeline = self._build(pipeline_class, mesh)
-        except BaseException:
-            stack.close()
-            self._guard.remove()
-            raise
-        self.shape, self.arch, self.system, self._stack = layout.mesh_shape, system.arch, system, stack
+        self._session = DeviceSession()
+        self._session.open(lambda stack: self._open(stack, ttnn, layout, pipeline_class))
+        self.shape, self.arch, self.system = layout.mesh_shape, system.arch.metal_name, system
         self.load_seconds = time.perf_counter() - started
-        atexit.register(self.close)
+
+    def _open(self, stack: ExitStack, ttnn, layout: SD35Layout, pipeline_class: type) -> None:
+        mesh = stack.enter_context(open_mesh(ttnn, mesh_shape=layout.mesh_shape, l1_small_size=layout.l1_small_size,
+                                             trace_region_size=layout.trace_region_size, fabric=layout.fabric,
+                                             log_file=self.log_file))
+        stack.callback(self._drop_pipeline)  # tt_dit's tracers hold device buffers: dropped before the mesh closes
+        self._pipeline = self._build(pipeline_class, mesh)
+
+    def _drop_pipeline(self) -> None:
+        self._pipeline = None
 
     def generate(self, request: FrameRequest, on_step: StepCallback | None = None):
         self.check_request(request)
         self.load()
-        with self._guard.working():
+        with self._session.working():
             return self._generate(request)
 
     def _generate(self, request: FrameRequest):
@@ -151,15 +149,9 @@ class TTSD35Backend(Backend):
         return images[0]
 
     def close(self) -> None:
-        stack, self._stack = self._stack, None
-        self._guard.remove()
-        if stack is None:
-            return
-        atexit.unregister(self.close)
-        self._pipeline = None  # tt_dit's tracers hold device buffers: drop them before the mesh closes
-        stack.close()
+        self._session.close()
 
-    def _build(self, pipeline_class: type, mesh):
+    def _build(self, pipeline_class: type[Any], mesh):
         create = pipeline_class.create_pipeline
         if "guidance_scale" in inspect.signature(create).parameters:  # older: guidance fixed at build time
             self._built_guidance = self.spec.guidance
