@@ -17,6 +17,7 @@ from ttlesson import machine, manifest
 from ttlesson.errors import FrameVerificationError, HardwareSourceError
 from ttlesson.manifest import FrameRecord, Manifest
 from ttlesson.tenstorrent import boards
+from ttlesson.tenstorrent.arch import Arch
 
 no_tt_here = pytest.mark.skipif(HAS_TT_DEVICE, reason="this machine has a Tenstorrent device")
 
@@ -228,8 +229,26 @@ def test_fallback_sentence_names_where_frames_go(tmp_path, gpus, cuda, where):
     assert report.auto.why.endswith("not TT hardware.")
 
 
+def test_an_arch_has_both_spellings_and_either_one_parses():
+    assert [(arch.value, arch.metal_name) for arch in Arch] == [("wormhole", "wormhole_b0"), ("blackhole", "blackhole")]
+    assert Arch.parse("wormhole") is Arch.parse(" Wormhole_B0") is Arch.WORMHOLE
+    assert Arch.parse("blackhole") is Arch.BLACKHOLE
+    assert Arch.parse("quasar") is Arch.parse("") is Arch.parse(None) is None
+
+
+def test_the_report_spells_the_arch_as_each_reader_does():
+    """Cards in the words tt-smi uses (wormhole); the tt backend's system in tt-metal's (wormhole_b0)."""
+    card = boards.Card("n150", Arch.WORMHOLE, 1, "kernel driver")
+    report = machine.HardwareReport(cards=[card], sources=[], ttnn=machine.TtnnInfo(installed=False), gpus=[],
+                                    gpu_source="test", torch=machine.TorchInfo(False), cpu=machine.cpu_info())
+    said = json.loads(report.to_json())
+    assert (said["tenstorrent"]["arch"], said["tenstorrent"]["cards"][0]["arch"]) == ("wormhole", "wormhole")
+    assert said["tt_backend"]["system"] == {"name": "N150", "arch": "wormhole_b0", "chips": 1, "shape": [1, 1]}
+    assert "1 card, 1 chip, wormhole" in str(report) and "not on this N150: 1 wormhole_b0 chip" in str(report)
+
+
 def test_a_card_without_ttnn_falls_back_and_says_so(tmp_path):
-    card = boards.Card("n150", "wormhole", 1, "kernel driver")
+    card = boards.Card("n150", Arch.WORMHOLE, 1, "kernel driver")
     report = machine.HardwareReport(cards=[card], sources=[], ttnn=machine.TtnnInfo(installed=False), gpus=[],
                                      gpu_source="test", torch=machine.TorchInfo(True, "2.8.0"),
                                      cpu=machine.cpu_info())
@@ -271,7 +290,7 @@ def test_auto_resolves_to_torch_here():
 
 
 def test_auto_picks_tt_only_with_a_device_and_ttnn(monkeypatch):
-    card = boards.Card("n150", "wormhole", 1, "kernel driver")
+    card = boards.Card("n150", Arch.WORMHOLE, 1, "kernel driver")
     answer = machine.SourceAnswer("kernel driver", True, "test")
     from ttlesson.machine import report  # where auto_backend looks the two sources up
 
@@ -345,10 +364,15 @@ def _render_folder(folder, makers: list[tuple[str, str]], frame_count: int | Non
     return folder
 
 
+def _frame_counts(origins) -> list[str]:
+    """The lines of ``str(origins)`` between the folder's line and the verdict."""
+    return [line.strip() for line in str(origins).splitlines()[1:-1]]
+
+
 def test_verify_frames_made_on_the_cpu(tmp_path):
     folder = _render_folder(tmp_path, [("torch", "cpu")] * 3)
     origins = manifest.verify_frames(folder)
-    assert origins.lines() == ["3 by torch on cpu (frames 0–2)"] and not origins.all_on_tt
+    assert _frame_counts(origins) == ["3 by torch on cpu (frames 0–2)"] and not origins.all_on_tt
     assert "No frame was made on Tenstorrent hardware." in str(origins) and "<ul>" in origins._repr_html_()
     with pytest.raises(FrameVerificationError, match=r"3 of 3 frames .* were not made on Tenstorrent hardware "
                                                      r"\(frames 0–2; e\.g\. torch on cpu\)"):
@@ -359,7 +383,7 @@ def test_verify_frames_mixed_and_all_tt(tmp_path):
     mixed = _render_folder(tmp_path / "mixed", [("tt", "tt: n150 chip 0"), ("torch", "cuda:0 (NVIDIA H100)"),
                                                 ("tt", "tt: n150 chip 0")], frame_count=4)
     origins = manifest.verify_frames(mixed)
-    assert origins.not_on_tt == [1] and "1 not made yet" in origins.lines()
+    assert origins.not_on_tt == [1] and "1 not made yet" in _frame_counts(origins)
     with pytest.raises(FrameVerificationError, match=r"1 of 3 frames .*\(frames 1; e\.g\. torch on cuda:0"):
         manifest.verify_frames(mixed, expect="tt")
     all_tt = _render_folder(tmp_path / "tt", [("tt", "tt: n150 chip 0")] * 2)
@@ -379,8 +403,8 @@ def test_verify_names_frames_gone_or_changed_and_no_longer_counts_them(tmp_path)
     (folder / "frames" / "frame_002.png").write_bytes(b"\x89PNG truncated")
     origins = manifest.verify_frames(folder)
     assert origins.frames.keys() == {0, 3} and origins.damaged == (1, 2)
-    assert origins.lines() == ["2 by tt on tt: n150 chip 0 (frames 0, 3)",
-                               "2 recorded but missing or changed on disk (frames 1–2)"]
+    assert _frame_counts(origins) == ["2 by tt on tt: n150 chip 0 (frames 0, 3)",
+                                      "2 recorded but missing or changed on disk (frames 1–2)"]
     assert origins.problem.startswith(f"{folder / 'frames' / 'frame_001.png'} is missing (and 1 more frames); run")
     with pytest.raises(FrameVerificationError, match="frame_001.png is missing"):
         manifest.verify_frames(folder, expect="tt")

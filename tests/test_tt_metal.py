@@ -1,17 +1,32 @@
 """Finding and importing tt-metal's packages in both layouts, on STAND-IN checkout trees written to tmp dirs.
 
 The trees have tt-metal's real module paths but stub modules; the tests check which layout, helper module and
-device sizes ttlesson picks, and the one-sentence refusals naming TT_METAL_HOME.
+device sizes ttlesson picks, and the one-sentence refusals naming TT_METAL_HOME. Finding is
+``tenstorrent.checkout``'s, importing the tt backend's (``backends.tt.runtime``): the facts import nothing heavy.
 """
 
 import os
+import pkgutil
+import subprocess
 import sys
 
 import pytest
 from standin_tt import write_standin_checkout
 
+import ttlesson.tenstorrent
+from ttlesson.backends.tt.runtime import import_sd14, import_sd35
 from ttlesson.errors import TTMetalNotFoundError
 from ttlesson.tenstorrent import checkout as tt_metal
+from ttlesson.tenstorrent.arch import Arch
+
+
+def test_the_tenstorrent_facts_import_neither_ttnn_nor_torch():
+    """Every module of ttlesson.tenstorrent imports without ttnn, torch or tt-metal's model code (``models``)."""
+    names = [f"ttlesson.tenstorrent.{module.name}" for module in pkgutil.iter_modules(ttlesson.tenstorrent.__path__)]
+    probe = (f"import importlib, sys; [importlib.import_module(name) for name in {names!r}]; "
+             "print(sorted(name for name in sys.modules if name.split('.')[0] in ('ttnn', 'torch', 'models')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert "ttlesson.tenstorrent.checkout" in names and out.strip() == "[]"
 
 
 @pytest.fixture
@@ -35,7 +50,7 @@ def clean_imports(monkeypatch):
 ])
 def test_each_layout_is_found_and_imported(tmp_path, monkeypatch, clean_imports, layout, module, utility, sizes):
     monkeypatch.setenv("TT_METAL_HOME", str(write_standin_checkout(tmp_path, layout)))
-    sd = tt_metal.import_sd14("wormhole_b0")
+    sd = import_sd14(Arch.WORMHOLE)
     assert (sd.package.module, sd.package.layout, sd.package.checkout.found_by) == (module, layout, "TT_METAL_HOME")
     assert sd.utility_module == utility
     assert (sd.l1_small_size, sd.trace_region_size) == sizes  # read from that release's common.py
@@ -56,7 +71,7 @@ def test_release_without_common_py_uses_the_reference_sizes(tmp_path, monkeypatc
     write_standin_checkout(tmp_path, "older")
     (tmp_path / "models/demos/wormhole/stable_diffusion/common.py").unlink()
     monkeypatch.setenv("TT_METAL_HOME", str(tmp_path))
-    assert (tt_metal.import_sd14("blackhole").l1_small_size, tt_metal.import_sd14("blackhole").trace_region_size) == (
+    assert (import_sd14(Arch.BLACKHOLE).l1_small_size, import_sd14(Arch.BLACKHOLE).trace_region_size) == (
         21760, 920000000)
 
 
@@ -76,7 +91,7 @@ def test_no_checkout_names_tt_metal_home(clean_imports, monkeypatch):
 def test_tt_metal_home_that_is_not_a_checkout(tmp_path, monkeypatch, clean_imports):
     monkeypatch.setenv("TT_METAL_HOME", str(tmp_path))
     with pytest.raises(TTMetalNotFoundError, match=r"TT_METAL_HOME=.* is not a tt-metal checkout"):
-        tt_metal.import_sd14("wormhole_b0")
+        import_sd14(Arch.WORMHOLE)
 
 
 def test_checkout_without_the_sd_package(tmp_path, monkeypatch, clean_imports):
@@ -93,14 +108,14 @@ def test_checkout_without_the_sd_package(tmp_path, monkeypatch, clean_imports):
 def test_release_without_the_traced_loop_is_too_old(tmp_path, monkeypatch, clean_imports):
     monkeypatch.setenv("TT_METAL_HOME", str(write_standin_checkout(tmp_path, "older", with_trace=False)))
     with pytest.raises(TTMetalNotFoundError, match="too old: its sd_helper_funcs has no compile_trace_sd"):
-        tt_metal.import_sd14("wormhole_b0")
+        import_sd14(Arch.WORMHOLE)
 
 
 def test_failing_import_inside_the_package_is_one_sentence(tmp_path, monkeypatch, clean_imports):
     checkout = write_standin_checkout(tmp_path, "current", broken_import="missing_dependency_of_tt_metal")
     monkeypatch.setenv("TT_METAL_HOME", str(checkout))
     with pytest.raises(TTMetalNotFoundError) as err:
-        tt_metal.import_sd14("wormhole_b0")
+        import_sd14(Arch.WORMHOLE)
     assert str(err.value).startswith("Importing models.demos.vision.generative.stable_diffusion.wormhole."
                                      "sd_pndm_scheduler from TT_METAL_HOME=")
     assert "ModuleNotFoundError: No module named 'missing_dependency_of_tt_metal'" in str(err.value)
@@ -113,7 +128,7 @@ def test_sd35_pipeline_in_each_layout(tmp_path, monkeypatch, clean_imports, layo
     monkeypatch.setenv("TT_METAL_HOME", str(write_standin_checkout(tmp_path, layout, sd35=True)))
     package = tt_metal.find_sd35()
     assert package.layout == layout
-    pipeline = tt_metal.import_sd35(package)
+    pipeline = import_sd35(package)
     assert pipeline.__name__ == "StableDiffusion3Pipeline" and sys.modules[package.module].LAYOUT == layout
 
 
@@ -131,10 +146,10 @@ def test_where_the_checkout_is_looked_for(tmp_path, monkeypatch, clean_imports):
     (built / "python_env").mkdir()
     monkeypatch.setattr(sys, "prefix", str(built / "python_env"))
     monkeypatch.setattr(sys, "path", [p for p in sys.path if not os.path.isdir(os.path.join(p or ".", "tt_metal"))])
-    assert tt_metal.find_checkout().describe() == f"{built} (from python_env)"
+    assert str(tt_metal.find_checkout()) == f"{built} (from python_env)"
     monkeypatch.setenv("TT_METAL_RUNTIME_ROOT", str(runtime))
-    assert tt_metal.find_checkout().describe() == f"TT_METAL_RUNTIME_ROOT={runtime}"
+    assert str(tt_metal.find_checkout()) == f"TT_METAL_RUNTIME_ROOT={runtime}"
     monkeypatch.setenv("TT_METAL_RUNTIME_ROOT", str(tmp_path / "runtime-files-only"))  # no models/: not a checkout
     assert tt_metal.find_checkout().found_by == "python_env"
     monkeypatch.setenv("TT_METAL_HOME", str(runtime))
-    assert tt_metal.find_checkout().describe() == f"TT_METAL_HOME={runtime}"
+    assert str(tt_metal.find_checkout()) == f"TT_METAL_HOME={runtime}"

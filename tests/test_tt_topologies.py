@@ -81,7 +81,7 @@ out["override"] = os.environ.get("TT_METAL_CORE_GRID_OVERRIDE_TODEPRECATE")
 ttnn, chips = tt_device.require_chips()
 system = tt_device.describe_system(ttnn, chips)
 plan = tt_plan.plan_sd14(system)
-out["system"] = [system.arch, system.chips, list(system.shape)]
+out["system"] = [system.arch.metal_name, system.chips, list(system.shape)]
 out["plan"] = list(plan.mesh_shape)
 
 # ttnn 0.81.1's mock: the first open fails for want of SFPI (as on any machine without it), the next one opens.
@@ -149,6 +149,7 @@ def test_a_galaxy_chip_without_the_override_is_refused_with_the_fix(tmp_path):
     program = textwrap.dedent("""
         import json
         from ttlesson.tenstorrent import presets as tt_plan
+        from ttlesson.tenstorrent.arch import Arch
         from ttlesson.backends.tt import device as tt_device
         ttnn, chips = tt_device.require_chips()
         out = {}
@@ -158,7 +159,7 @@ def test_a_galaxy_chip_without_the_override_is_refused_with_the_fix(tmp_path):
                                          trace_region_size=789835776) as mesh:
                     grid = tt_device.compute_grid(mesh)
                     out["grid"] = list(grid)
-                    out["problem"] = tt_plan.grid_problem("wormhole_b0", grid, "tt:0")
+                    out["problem"] = tt_plan.grid_problem(Arch.WORMHOLE, grid, "tt:0")
                 break
             except Exception:
                 pass

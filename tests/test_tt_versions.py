@@ -39,7 +39,7 @@ def test_a_checkout_at_a_release_tag(tmp_path, monkeypatch):
     info = checkout_info()
     assert (info.root, info.found_by, info.commit) == (root, "TT_METAL_HOME", git(root, "rev-parse", "HEAD"))
     assert (info.describe, info.release) == ("v0.81.1", "0.81.1")
-    assert info.describe_text() == f"TT_METAL_HOME={root}, commit {info.commit[:12]}, v0.81.1"
+    assert str(info) == f"TT_METAL_HOME={root}, commit {info.commit[:12]}, v0.81.1"
 
 
 def test_commits_after_the_tag_and_a_worktree_and_packed_refs(tmp_path, monkeypatch):
@@ -60,7 +60,7 @@ def test_a_folder_that_is_not_a_git_checkout(tmp_path, monkeypatch):
         (tmp_path / folder).mkdir()
     monkeypatch.setenv("TT_METAL_HOME", str(tmp_path))
     info = checkout_info()
-    assert info.commit is None and info.describe_text().endswith("not a git checkout (no commit to report)")
+    assert info.commit is None and str(info).endswith("not a git checkout (no commit to report)")
 
 
 def test_what_belongs_together(tmp_path):

@@ -13,6 +13,8 @@ One concern per module:
 ``from ttlesson.machine import X`` works for every name below; each module loads on first use.
 """
 
+from typing import TYPE_CHECKING
+
 from ..lazy import exports
 
 # each module and the public names it defines, loaded on first use: a render that only asks for the auto choice
@@ -32,3 +34,39 @@ _EXPORTS = {name: (module, name) for module, names in _MODULES.items() for name 
 __all__ = sorted(_EXPORTS)
 
 __getattr__, __dir__ = exports(__name__, _EXPORTS, globals())
+
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ loads these on first use
+    from .compute import CpuInfo as CpuInfo
+    from .compute import TorchInfo as TorchInfo
+    from .compute import cpu_info as cpu_info
+    from .compute import find_nvidia_gpus as find_nvidia_gpus
+    from .compute import torch_info as torch_info
+    from .driver import Holder as Holder
+    from .driver import device_holders as device_holders
+    from .driver import driver_version as driver_version
+    from .driver import read_kernel_driver as read_kernel_driver
+    from .environment import CLOUD as CLOUD
+    from .environment import INSTALLER as INSTALLER
+    from .environment import OTHER as OTHER
+    from .environment import SOURCE_BUILD as SOURCE_BUILD
+    from .environment import KernelReport as KernelReport
+    from .environment import PythonEnvironment as PythonEnvironment
+    from .environment import kernel_report as kernel_report
+    from .environment import recognise as recognise
+    from .host import HostPaths as HostPaths
+    from .host import SourceAnswer as SourceAnswer
+    from .report import AutoChoice as AutoChoice
+    from .report import HardwareReport as HardwareReport
+    from .report import auto_backend as auto_backend
+    from .report import choose_backend as choose_backend
+    from .report import detect as detect
+    from .report import tt_system_for as tt_system_for
+    from .tt_smi import TT_SMI_TIMEOUT as TT_SMI_TIMEOUT
+    from .tt_smi import find_tt_smi as find_tt_smi
+    from .tt_smi import parse_tt_smi_snapshot as parse_tt_smi_snapshot
+    from .tt_smi import read_tt_smi as read_tt_smi
+    from .ttnn_info import TTNN_TIMEOUT as TTNN_TIMEOUT
+    from .ttnn_info import TtnnInfo as TtnnInfo
+    from .ttnn_info import read_ttnn as read_ttnn
+    from .ttnn_info import ttnn_install_info as ttnn_install_info

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from ..presenting import Presentable
 from .host import read_text
 
 
@@ -29,7 +30,7 @@ class TorchInfo:
 
 
 @dataclass(frozen=True)
-class CpuInfo:
+class CpuInfo(Presentable):
     model: str
     cores: int
     usable_cores: int
@@ -39,7 +40,7 @@ class CpuInfo:
     def bf16(self) -> bool:
         return bool(self.bf16_flags)
 
-    def describe(self) -> str:
+    def __str__(self) -> str:
         usable = f" ({self.usable_cores} usable)" if self.usable_cores != self.cores else ""
         bf16 = f"yes ({', '.join(self.bf16_flags)})" if self.bf16 else "no"
         return f"{self.model}, {self.cores} cores{usable}, bf16: {bf16}"

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import HardwareSourceError
+from ..presenting import Presentable
 from ..tenstorrent.boards import BOARD_KINDS, Card, ListedChip, group_into_cards, normalise_board
 from .host import HostPaths, SourceAnswer, entry_number, read_text
 
@@ -24,7 +25,7 @@ NAME = "kernel driver"
 
 
 @dataclass(frozen=True)
-class Holder:
+class Holder(Presentable):
     """A process that has a Tenstorrent chip open."""
 
     chip: int  # the N of /dev/tenstorrent/N
@@ -32,7 +33,7 @@ class Holder:
     command: str  # what /proc/<pid>/cmdline (or comm) says, shortened
     user: str = ""  # the process's owner, where /proc says
 
-    def describe(self) -> str:
+    def __str__(self) -> str:
         owner = f"user {self.user}, " if self.user else ""
         return f"/dev/tenstorrent/{self.chip} is held by pid {self.pid} ({owner}{self.command})"
 

@@ -20,18 +20,21 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from .. import env
+from ..presenting import Presentable
 from .host import HostPaths
 
-SOURCE_BUILD, INSTALLER, CLOUD, OTHER = ("tt-metal source build", "tt-installer venv", "cloud image venv",
-                                         "another Python environment")
+SOURCE_BUILD: Final = "tt-metal source build"
+INSTALLER: Final = "tt-installer venv"
+CLOUD: Final = "cloud image venv"
+OTHER: Final = "another Python environment"
 IMPORT_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
-class PythonEnvironment:
+class PythonEnvironment(Presentable):
     kind: Literal["tt-metal source build", "tt-installer venv", "cloud image venv", "another Python environment"]
     prefix: Path  # sys.prefix of the Python that runs ttlesson
     python: Path  # sys.executable
@@ -42,14 +45,9 @@ class PythonEnvironment:
     def recognised(self) -> bool:
         return self.kind != OTHER
 
-    def describe(self) -> str:
+    def __str__(self) -> str:
         runtime = f", TT_METAL_RUNTIME_ROOT={self.runtime_root}" if self.runtime_root else ""
         return f"{self.kind} ({self.prefix}){runtime}"
-
-    def to_dict(self) -> dict:
-        return {"kind": self.kind, "prefix": str(self.prefix), "python": str(self.python),
-                "tt_metal_home": str(self.tt_metal_home) if self.tt_metal_home else None,
-                "runtime_root": str(self.runtime_root) if self.runtime_root else None}
 
 
 def recognise(prefix: Path | None = None, host: HostPaths | None = None) -> PythonEnvironment:
@@ -94,7 +92,7 @@ def _same(first: Path, second: Path) -> bool:
 # --- the notebook kernel ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class KernelReport:
+class KernelReport(Presentable):
     """What a notebook's kernel is, and whether it can import ttnn (Step 1, in notebook 01)."""
 
     environment: PythonEnvironment
@@ -112,18 +110,18 @@ class KernelReport:
                 "card, run ttlesson kernel install in the environment that has ttnn (e.g. tt-metal's python_env), "
                 "then pick that kernel (Kernel > Change Kernel).")
 
-    def lines(self) -> list[tuple[str, str]]:
+    def _rows(self) -> list[tuple[str, str]]:
         state = ("imports" if self.ttnn_imports else "installed but does not import" if self.ttnn_installed
                  else "not installed")
-        return [("kernel Python", str(self.environment.python)), ("environment", self.environment.describe()),
+        return [("kernel Python", str(self.environment.python)), ("environment", str(self.environment)),
                 ("ttnn", state)]
 
     def __str__(self) -> str:
-        return "\n".join([f"{label}: {text}" for label, text in self.lines()] + [self.verdict])
+        return "\n".join([f"{label}: {text}" for label, text in self._rows()] + [self.verdict])
 
     def _repr_html_(self) -> str:
         rows = "".join(f"<tr><th style='text-align:left'>{html.escape(label)}</th>"
-                       f"<td style='text-align:left'>{html.escape(text)}</td></tr>" for label, text in self.lines())
+                       f"<td style='text-align:left'>{html.escape(text)}</td></tr>" for label, text in self._rows())
         return f"<table>{rows}</table><p><b>{html.escape(self.verdict)}</b></p>"
 
 

@@ -9,16 +9,21 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from .. import env
 from ..presenting import Presentable
-from ..tenstorrent.boards import BLACKHOLE, WORMHOLE, Card, mesh_device_for
+from ..tenstorrent.arch import Arch
+from ..tenstorrent.boards import Card, mesh_device_for
 from .compute import CpuInfo, TorchInfo, cpu_info, find_nvidia_gpus, torch_info
 from .driver import Holder, device_holders, driver_version, read_kernel_driver
 from .environment import PythonEnvironment, recognise
 from .host import HostPaths, SourceAnswer, chips_text
 from .tt_smi import TT_SMI_TIMEOUT, read_tt_smi
 from .ttnn_info import TTNN_TIMEOUT, TtnnInfo, read_ttnn, ttnn_install_info
+
+if TYPE_CHECKING:
+    from ..tenstorrent.versions import CheckoutInfo
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ class HardwareReport(Presentable):
     mock_cluster: str | None = None
     disagreement: str | None = None  # sources that counted different chips
     seconds: float = 0.0
-    tt_metal: object = None  # tt_versions.CheckoutInfo: the checkout the tt backend imports model code from
+    tt_metal: CheckoutInfo | None = None  # the checkout the tt backend imports model code from
     driver_version: str | None = None  # tt-kmd's, from /sys/module/tenstorrent/version
     holders: list[Holder] = field(default_factory=list)  # processes that hold a chip open
     environment: PythonEnvironment | None = None  # which of the lesson's environments this Python is
@@ -67,7 +72,7 @@ class HardwareReport(Presentable):
     @property
     def needs_blackhole_env(self) -> bool:
         """tt-metal needs ``TT_METAL_ARCH_NAME=blackhole`` on Blackhole."""
-        return any(card.arch == BLACKHOLE for card in self.cards)
+        return any(card.arch == Arch.BLACKHOLE for card in self.cards)
 
     @property
     def mesh_device(self) -> str | None:
@@ -80,7 +85,7 @@ class HardwareReport(Presentable):
     @property
     def notes(self) -> list[str]:
         """Sentences for what needs attention: sources that disagree, a busy chip, versions that do not match."""
-        busy = [f"{holder.describe()}; it must exit before another process can open that chip (or run tt-smi -r "
+        busy = [f"{holder}; it must exit before another process can open that chip (or run tt-smi -r "
                 "if the chip stays busy after it is gone)." for holder in self.holders]
         return [note for note in (self.disagreement, *busy, self.versions_note) if note]
 
@@ -93,7 +98,7 @@ class HardwareReport(Presentable):
 
     @property
     def tt_system(self):
-        """The Tenstorrent system as the tt backend plans for it (``backends.tt.plan.TTSystem``), or None."""
+        """The Tenstorrent system as the tt backend plans for it (``tenstorrent.presets.TTSystem``), or None."""
         return tt_system_for(self.cards, self.ttnn)
 
     @property
@@ -146,10 +151,10 @@ class HardwareReport(Presentable):
                     *self._compute_rows(), self._auto_row()]
         return [
             ("Tenstorrent", self._tenstorrent_summary()),
-            *[("  card", card.describe()) for card in self.cards],
+            *[("  card", str(card)) for card in self.cards],
             ("MESH_DEVICE", self.mesh_device or f"none ({self.mesh_device_note})"),
             ("TT_METAL_ARCH_NAME", self._arch_env_text()),
-            *[(f"tt backend, {verdict.model}", verdict.describe()) for verdict in self.tt_models],
+            *[(f"tt backend, {verdict.model}", str(verdict)) for verdict in self.tt_models],
             *self._software_rows(only_present=False),
             *self._compute_rows(),
             # the ttnn row already says what ttnn answered
@@ -162,9 +167,9 @@ class HardwareReport(Presentable):
         rows = [
             ("kernel driver", f"tt-kmd {self.driver_version}" if self.driver_version
              else "not loaded (/sys/module/tenstorrent/version is missing)", self.driver_version is not None),
-            ("Python", self.environment.describe() if self.environment else sys.prefix, True),
-            ("ttnn", self.ttnn.describe(), self.ttnn.installed),
-            ("tt-metal", self.tt_metal.describe_text() if self.tt_metal else "no checkout (TT_METAL_HOME unset)",
+            ("Python", str(self.environment) if self.environment else sys.prefix, True),
+            ("ttnn", str(self.ttnn), self.ttnn.installed),
+            ("tt-metal", str(self.tt_metal) if self.tt_metal else "no checkout (TT_METAL_HOME unset)",
              self.tt_metal is not None),
         ]
         return [(label, text) for label, text, present in rows if present or not only_present]
@@ -174,7 +179,7 @@ class HardwareReport(Presentable):
             ("NVIDIA GPUs", ", ".join(self.gpus) + f" (from {self.gpu_source})" if self.gpus
              else f"none ({self.gpu_source})"),
             ("torch", _torch_text(self.torch)),
-            ("CPU", self.cpu.describe()),
+            ("CPU", str(self.cpu)),
         ]
 
     def _auto_row(self) -> tuple[str, str]:
@@ -195,8 +200,8 @@ class HardwareReport(Presentable):
     def _tt_backend_dict(self) -> dict:
         system = self.tt_system
         return {
-            "system": None if system is None else {"name": system.name, "arch": system.arch, "chips": system.chips,
-                                                   "shape": list(system.shape)},
+            "system": None if system is None else {"name": system.name, "arch": system.arch.metal_name,
+                                                   "chips": system.chips, "shape": list(system.shape)},
             "models": [verdict.to_dict() for verdict in self.tt_models],
         }
 
@@ -212,12 +217,13 @@ class HardwareReport(Presentable):
 
     def _arch_env_text(self) -> str:
         current = env.text(env.TT_METAL_ARCH_NAME)
+        blackhole = Arch.BLACKHOLE.metal_name
         if self.needs_blackhole_env:
-            if current == "blackhole":
-                return "blackhole, as Blackhole cards need"
-            return f"needed: export TT_METAL_ARCH_NAME=blackhole (it is {repr(current) if current else 'unset'} now)"
-        if current == "blackhole":
-            return "blackhole, but there is no Blackhole card here: unset TT_METAL_ARCH_NAME"
+            if current == blackhole:
+                return f"{blackhole}, as Blackhole cards need"
+            return f"needed: export TT_METAL_ARCH_NAME={blackhole} (it is {repr(current) if current else 'unset'} now)"
+        if current == blackhole:
+            return f"{blackhole}, but there is no Blackhole card here: unset TT_METAL_ARCH_NAME"
         return f"{current or 'unset'} (not needed: no Blackhole card)"
 
 
@@ -229,25 +235,23 @@ def _torch_text(torch: TorchInfo) -> str:
 
 def tt_system_for(cards: list[Card], ttnn: TtnnInfo):
     """The system the tt backend would plan for: ttnn's own answer when it was asked, else what the cards imply."""
-    from ..tenstorrent.presets import BLACKHOLE as TT_BLACKHOLE
     from ..tenstorrent.presets import SYSTEM_SHAPES, TTSystem
-    from ..tenstorrent.presets import WORMHOLE as TT_WORMHOLE
 
     if not cards:
         return None
     total = sum(card.chips for card in cards)
     mesh, _ = mesh_device_for(cards)
     if ttnn.system_mesh and ttnn.devices:
-        arch = TT_BLACKHOLE if "blackhole" in (ttnn.arch or "").lower() else TT_WORMHOLE
-        return TTSystem(arch, ttnn.devices, tuple(ttnn.system_mesh), mesh or "")
+        arch = Arch.parse(ttnn.arch) or Arch.WORMHOLE  # the probe names none where ttnn has no get_arch_name
+        return TTSystem(arch, ttnn.devices, ttnn.system_mesh, mesh or "")
     if mesh in SYSTEM_SHAPES:
         arch, shape = SYSTEM_SHAPES[mesh]
         return TTSystem(arch, total, shape, mesh)
-    arches = {card.arch for card in cards}
-    if len(arches) != 1 or arches.pop() not in (WORMHOLE, BLACKHOLE):
+    arches = {Arch.parse(card.arch) for card in cards}
+    cards_arch = arches.pop() if len(arches) == 1 else None
+    if cards_arch is None:
         return None
-    arch = TT_BLACKHOLE if cards[0].arch == BLACKHOLE else TT_WORMHOLE
-    return TTSystem(arch, total, (1, total))  # no preset name: ttnn decides the real shape when it opens
+    return TTSystem(cards_arch, total, (1, total))  # no preset name: ttnn decides the real shape when it opens
 
 
 def choose_backend(report: HardwareReport) -> AutoChoice:
@@ -319,8 +323,8 @@ def detect(sysfs_root: str | os.PathLike | None = None, tt_smi_snapshot: str | o
     by_source = [("tt-smi", smi_cards), ("kernel driver", driver_cards), ("ttnn", ttnn_cards)]
     cards = next((found for _, found in by_source if found), [])
     gpus, gpu_source = find_nvidia_gpus()
-    described = " and ".join(filter(None, [tt_smi_snapshot and f"The tt-smi snapshot {tt_smi_snapshot}",
-                                           sysfs_root is not None and f"the sysfs copy {sysfs_root}"])) or None
+    described = " and ".join(filter(None, [f"The tt-smi snapshot {tt_smi_snapshot}" if tt_smi_snapshot else None,
+                                           f"the sysfs copy {sysfs_root}" if sysfs_root is not None else None])) or None
     return HardwareReport(cards=cards, sources=[driver_answer, smi_answer, ttnn_answer], ttnn=ttnn_info,
                           described=described[:1].upper() + described[1:] if described else None,
                           gpus=gpus, gpu_source=gpu_source, torch=torch_info(), cpu=cpu_info(),

@@ -37,11 +37,11 @@ def read_tt_smi(snapshot: str | os.PathLike | None, *, live: bool, timeout: floa
         return _tt_smi_cards(chips, f"snapshot {path}{about}")
     if not live:
         return [], SourceAnswer("tt-smi", False, "not run: detection was pointed at saved sources")
-    text, why_not = _run_tt_smi(timeout, host or HostPaths())
-    if text is None:
+    output, why_not = _run_tt_smi(timeout, host or HostPaths())
+    if output is None:
         return [], SourceAnswer("tt-smi", False, why_not)
     try:
-        chips, about = parse_tt_smi_snapshot(text, "tt-smi -s output")
+        chips, about = parse_tt_smi_snapshot(output, "tt-smi -s output")
     except HardwareSourceError as err:
         return [], SourceAnswer("tt-smi", False, str(err))
     return _tt_smi_cards(chips, f"tt-smi -s{about}")
@@ -74,6 +74,7 @@ def parse_tt_smi_snapshot(text: str, origin: str) -> tuple[list[ListedChip], str
         if not isinstance(board_type, str):
             raise HardwareSourceError(f"{origin}: device_info[{number}] has no board_info.board_type, so its "
                                       f"chip cannot be named; {fix}")
+        assert isinstance(board_info, dict)  # board_type is a str only when board_info is a dict
         board_id = _known(board_info.get("board_id"))
         bus = _known(board_info.get("bus_id"))
         chips.append(ListedChip(normalise_board(board_type) if _known(board_type) else "unknown", board_id,

@@ -23,14 +23,16 @@ from importlib import metadata
 from pathlib import Path
 
 from .. import env
-from ..tenstorrent.boards import BLACKHOLE, BOARD_KINDS, CLUSTER_TYPE_BOARDS, WORMHOLE, Card
+from ..presenting import Presentable
+from ..tenstorrent.arch import Arch
+from ..tenstorrent.boards import BOARD_KINDS, CLUSTER_TYPE_BOARDS, Card
 from .host import SourceAnswer, chips_text, last_line
 
 TTNN_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
-class TtnnInfo:
+class TtnnInfo(Presentable):
     installed: bool
     version: str | None = None
     location: str | None = None
@@ -44,7 +46,7 @@ class TtnnInfo:
     problem: str | None = None
     seconds: float | None = None
 
-    def describe(self) -> str:
+    def __str__(self) -> str:
         if not self.installed:
             return "not installed" + (f" ({self.problem})" if self.problem else "")
         version = f"{self.version} " if self.version else ""
@@ -96,7 +98,7 @@ def read_ttnn(ask: bool, mock: str | None, timeout: float = TTNN_TIMEOUT) -> tup
     info = _ttnn_info_from(info, answer, seconds)
     cards = _cards_from_ttnn(info)
     return info, cards, SourceAnswer("ttnn", info.imports is True and info.problem is None,
-                                     info.describe() + (f" (mock cluster {mock})" if mock else ""))
+                                     str(info) + (f" (mock cluster {mock})" if mock else ""))
 
 
 def _run_ttnn_probe(timeout: float) -> tuple[dict | None, float, str]:
@@ -107,8 +109,8 @@ def _run_ttnn_probe(timeout: float) -> tuple[dict | None, float, str]:
     package_parent = str(Path(__file__).resolve().parents[2])
     search_path = os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))
     child_env = {**os.environ, "PYTHONPATH": search_path, env.LOGGER_LEVEL: "error", env.LOGURU_LEVEL: "WARNING"}
-    if env.mock_cluster():  # the child runs elsewhere: a relative path must still find the descriptor
-        child_env[env.MOCK_CLUSTER] = str(Path(env.mock_cluster()).resolve())
+    if mock := env.mock_cluster():  # the child runs elsewhere: a relative path must still find the descriptor
+        child_env[env.MOCK_CLUSTER] = str(Path(mock).resolve())
     started = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix="ttlesson-ttnn-") as scratch:  # tt-metal writes generated/ there
@@ -156,14 +158,9 @@ def _cards_from_ttnn(info: TtnnInfo) -> list[Card]:
     kind = BOARD_KINDS.get(board or "")
     seen_as = f"ttnn cluster type {info.cluster_type}" if info.cluster_type else "ttnn"
     if kind is None:
-        arch = _arch_from_ttnn(info.arch)
-        return [Card("unknown", arch, info.devices, "ttnn", seen_as)]
+        return [Card("unknown", Arch.parse(info.arch) or "unknown", info.devices, "ttnn", seen_as)]
+    assert board is not None  # kind was looked up under it
     if kind.family == "galaxy":
         return [Card(board, kind.arch, info.devices, "ttnn", seen_as)]
     count = math.ceil(info.devices / kind.chips)
     return [Card(board, kind.arch, kind.chips, "ttnn", seen_as) for _ in range(count)]
-
-
-def _arch_from_ttnn(arch: str | None) -> str:
-    text = (arch or "").lower()
-    return WORMHOLE if "wormhole" in text else BLACKHOLE if "blackhole" in text else "unknown"

@@ -20,7 +20,7 @@ def probe() -> dict:
         import ttnn
     except Exception as err:  # a broken build fails in many ways (ImportError, OSError, RuntimeError); report any
         return {"imports": False, "error": f"{type(err).__name__}: {err}"}
-    answer = {"imports": True, "import_seconds": round(time.perf_counter() - started, 2)}
+    answer: dict[str, object] = {"imports": True, "import_seconds": round(time.perf_counter() - started, 2)}
     try:
         answer["devices"] = int(ttnn.get_num_devices())
         answer["pcie_devices"] = int(ttnn.get_num_pcie_devices())

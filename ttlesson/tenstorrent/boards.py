@@ -6,31 +6,34 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
+
+from ..presenting import Presentable
+from .arch import Arch
 
 
 @dataclass(frozen=True)
 class BoardKind:
     family: str  # n150, n300, p100, p150, p300, galaxy
-    arch: str  # wormhole or blackhole
+    arch: Arch
     chips: int  # chips on one card
     pcie_chips: int  # of those, how many the kernel driver lists (the rest are reached over ethernet)
 
 
-WORMHOLE, BLACKHOLE = "wormhole", "blackhole"
-_N150 = BoardKind("n150", WORMHOLE, 1, 1)
-_N300 = BoardKind("n300", WORMHOLE, 2, 1)
-_P100 = BoardKind("p100", BLACKHOLE, 1, 1)
-_P150 = BoardKind("p150", BLACKHOLE, 1, 1)
-_P300 = BoardKind("p300", BLACKHOLE, 2, 2)
+_N150 = BoardKind("n150", Arch.WORMHOLE, 1, 1)
+_N300 = BoardKind("n300", Arch.WORMHOLE, 2, 1)
+_P100 = BoardKind("p100", Arch.BLACKHOLE, 1, 1)
+_P150 = BoardKind("p150", Arch.BLACKHOLE, 1, 1)
+_P300 = BoardKind("p300", Arch.BLACKHOLE, 2, 2)
 
 # Keyed by the names the kernel driver writes to tt_card_type; mock descriptors and ttnn use the bare family.
 BOARD_KINDS: dict[str, BoardKind] = {
     "n150": _N150, "n300": _N300,
-    "galaxy-wormhole": BoardKind("galaxy", WORMHOLE, 32, 32),
+    "galaxy-wormhole": BoardKind("galaxy", Arch.WORMHOLE, 32, 32),
     "p100": _P100, "p100a": _P100,
     "p150": _P150, "p150a": _P150, "p150b": _P150, "p150c": _P150,
     "p300": _P300, "p300a": _P300, "p300b": _P300, "p300c": _P300,
-    "galaxy-blackhole": BoardKind("galaxy", BLACKHOLE, 32, 32),
+    "galaxy-blackhole": BoardKind("galaxy", Arch.BLACKHOLE, 32, 32),
 }
 # Other spellings of the same boards: tt-smi's names, and generic ones.
 _BOARD_ALIASES = {
@@ -44,7 +47,7 @@ _MESH_NAMES = {
     ("p100", 1): "P100", ("p150", 1): "P150", ("p150", 4): "P150x4", ("p150", 8): "P150x8", ("p300", 1): "P300",
     ("p300", 2): "P300x2",
 }
-_GALAXY_MESH_NAMES = {WORMHOLE: "TG", BLACKHOLE: "BHGLX"}
+_GALAXY_MESH_NAMES: dict[str, str] = {Arch.WORMHOLE: "TG", Arch.BLACKHOLE: "BHGLX"}
 
 # ttnn's ClusterType names → the board a cluster of that type is made of.
 CLUSTER_TYPE_BOARDS = {
@@ -62,9 +65,9 @@ def normalise_board(text: str) -> str:
 
 
 @dataclass(frozen=True)
-class Card:
+class Card(Presentable):
     board: str  # normalised board name (n300, p150a, p300c, galaxy-wormhole…), or what the source said
-    arch: str  # wormhole, blackhole or unknown
+    arch: Arch | Literal["unknown"]
     chips: int
     source: str  # kernel driver, tt-smi or ttnn
     seen_as: str = ""  # device nodes, bus ids or board id, for telling cards apart
@@ -74,7 +77,7 @@ class Card:
         kind = BOARD_KINDS.get(self.board)
         return kind.family if kind else self.board
 
-    def describe(self) -> str:
+    def __str__(self) -> str:
         chips = f"{self.chips} chip{'s' if self.chips != 1 else ''}"
         where = f", {self.seen_as}" if self.seen_as else ""
         return f"{self.board} ({chips}, {self.arch}{where})"
@@ -110,7 +113,7 @@ def group_into_cards(chips: list[ListedChip], source: str, per_card: Callable[[B
 
 def _card_groups(chips: list[ListedChip], size: int) -> list[list[ListedChip]]:
     if all(chip.board_id for chip in chips):
-        by_id: dict[str, list[ListedChip]] = {}
+        by_id: dict[str | None, list[ListedChip]] = {}
         for chip in chips:
             by_id.setdefault(chip.board_id, []).append(chip)
         return list(by_id.values())

@@ -22,53 +22,55 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import env
-from ..presenting import lever
-
-WORMHOLE, BLACKHOLE = "wormhole_b0", "blackhole"
+from ..presenting import Presentable, lever
+from .arch import Arch
 
 
 @dataclass(frozen=True)
-class TTSystem:
+class TTSystem(Presentable):
     """A host's Tenstorrent chips as ttnn describes them (or as detection expects ttnn to)."""
 
-    arch: str  # wormhole_b0 or blackhole
+    arch: Arch
     chips: int
     shape: tuple[int, int]  # ttnn's system mesh shape
     board: str = ""  # MESH_DEVICE name when known (N300, T3K, TG, P150x4…)
 
     @property
     def name(self) -> str:
-        return SYSTEM_NAMES.get((self.arch, self.shape), self.board or f"{self.chips}-chip {self.arch} system")
+        return SYSTEM_NAMES.get((self.arch, self.shape),
+                                self.board or f"{self.chips}-chip {self.arch.metal_name} system")
 
-    def describe(self) -> str:
-        return f"{self.name}: {self.chips} {self.arch} chip{'s' if self.chips != 1 else ''}, system mesh " \
-               f"{_shape_text(self.shape)}"
+    def __str__(self) -> str:
+        return f"{self.name}: {self.chips} {self.arch.metal_name} chip{'s' if self.chips != 1 else ''}, " \
+               f"system mesh {_shape_text(self.shape)}"
 
 
 SYSTEM_NAMES = {
-    (WORMHOLE, (1, 1)): "N150", (WORMHOLE, (2, 1)): "N300", (WORMHOLE, (2, 4)): "T3K",
-    (WORMHOLE, (8, 4)): "Wormhole Galaxy",
-    (BLACKHOLE, (1, 1)): "P150", (BLACKHOLE, (2, 1)): "P300", (BLACKHOLE, (2, 2)): "Blackhole QuietBox (4 chips)",
-    (BLACKHOLE, (2, 4)): "Blackhole LoudBox (8×P150)", (BLACKHOLE, (8, 4)): "Blackhole Galaxy",
+    (Arch.WORMHOLE, (1, 1)): "N150", (Arch.WORMHOLE, (2, 1)): "N300", (Arch.WORMHOLE, (2, 4)): "T3K",
+    (Arch.WORMHOLE, (8, 4)): "Wormhole Galaxy",
+    (Arch.BLACKHOLE, (1, 1)): "P150", (Arch.BLACKHOLE, (2, 1)): "P300",
+    (Arch.BLACKHOLE, (2, 2)): "Blackhole QuietBox (4 chips)", (Arch.BLACKHOLE, (2, 4)): "Blackhole LoudBox (8×P150)",
+    (Arch.BLACKHOLE, (8, 4)): "Blackhole Galaxy",
 }
 
 # The system mesh ttnn reports for each MESH_DEVICE name detection gives (checked with the real ttnn 0.81.1 wheel
 # on mock clusters: tests/test_tt_topologies.py), for when ttnn itself is not asked.
 SYSTEM_SHAPES = {
-    "N150": (WORMHOLE, (1, 1)), "N300": (WORMHOLE, (2, 1)), "T3K": (WORMHOLE, (2, 4)), "TG": (WORMHOLE, (8, 4)),
-    "P100": (BLACKHOLE, (1, 1)), "P150": (BLACKHOLE, (1, 1)), "P300": (BLACKHOLE, (2, 1)),
-    "P150x4": (BLACKHOLE, (2, 2)), "P300x2": (BLACKHOLE, (2, 2)), "P150x8": (BLACKHOLE, (2, 4)),
-    "BHGLX": (BLACKHOLE, (8, 4)),
+    "N150": (Arch.WORMHOLE, (1, 1)), "N300": (Arch.WORMHOLE, (2, 1)), "T3K": (Arch.WORMHOLE, (2, 4)),
+    "TG": (Arch.WORMHOLE, (8, 4)),
+    "P100": (Arch.BLACKHOLE, (1, 1)), "P150": (Arch.BLACKHOLE, (1, 1)), "P300": (Arch.BLACKHOLE, (2, 1)),
+    "P150x4": (Arch.BLACKHOLE, (2, 2)), "P300x2": (Arch.BLACKHOLE, (2, 2)), "P150x8": (Arch.BLACKHOLE, (2, 4)),
+    "BHGLX": (Arch.BLACKHOLE, (8, 4)),
 }
 
 
 # --- SD 1.4: one traced pipeline per chip -------------------------------------------------------------------
 
 # The compute grid tt-metal's SD 1.4 demo runs on: an N150 chip's (8×8) and a P150 chip's (11×10).
-SD14_GRID = {WORMHOLE: (8, 8), BLACKHOLE: (11, 10)}
+SD14_GRID = {Arch.WORMHOLE: (8, 8), Arch.BLACKHOLE: (11, 10)}
 # Systems whose chips have a larger grid, and the override tt's serving code sets for them (the last core's
 # x,y): tt-inference-server tt-media-server/utils/runner_utils.py, _setup_grid_override.
-GRID_OVERRIDES = {(WORMHOLE, (8, 4)): "7,7", (BLACKHOLE, (8, 4)): "10,9"}
+GRID_OVERRIDES = {(Arch.WORMHOLE, (8, 4)): "7,7", (Arch.BLACKHOLE, (8, 4)): "10,9"}
 # tt-metal sizes the SD 1.4 trace region for its demo's 50-step loop (common.py: SD_TRACE_REGION_SIZE).
 SD14_MAX_STEPS = 50
 
@@ -82,14 +84,13 @@ class SD14Plan:
 
 
 def plan_sd14(system: TTSystem) -> SD14Plan:
-    return SD14Plan(system.shape, system.chips, SD14_GRID.get(system.arch, SD14_GRID[WORMHOLE]),
-                    GRID_OVERRIDES.get((system.arch, system.shape)))
+    return SD14Plan(system.shape, system.chips, SD14_GRID[system.arch], GRID_OVERRIDES.get((system.arch, system.shape)))
 
 
-def grid_problem(arch: str, grid: tuple[int, int], chip: str) -> str | None:
+def grid_problem(arch: Arch, grid: tuple[int, int], chip: str) -> str | None:
     """One sentence when a chip's compute grid is not the one tt-metal's SD 1.4 is built for, else None."""
-    wanted = SD14_GRID.get(arch)
-    if wanted is None or tuple(grid) == wanted:
+    wanted = SD14_GRID[arch]
+    if tuple(grid) == wanted:
         return None
     override = env.text(env.GRID_OVERRIDE) or None
     if grid[0] >= wanted[0] and grid[1] >= wanted[1]:
@@ -101,7 +102,7 @@ def grid_problem(arch: str, grid: tuple[int, int], chip: str) -> str | None:
         fix = ("this chip has fewer cores than the demo uses, so run on another board or use "
                f"{lever('backend', 'torch')}")
     return (f"Chip {chip} has a {grid[0]}×{grid[1]} compute grid but tt-metal's SD 1.4 is built for "
-            f"{wanted[0]}×{wanted[1]} on {arch}; {fix}.")
+            f"{wanted[0]}×{wanted[1]} on {arch.metal_name}; {fix}.")
 
 
 def steps_problem(steps: int) -> str | None:
@@ -124,13 +125,13 @@ class SD35Layout:
 
 SD35_TEST = "models/tt_dit/tests/models/sd35/test_pipeline_sd35.py"
 SD35_PIPELINE = "models/tt_dit/pipelines/stable_diffusion_35_large/pipeline_stable_diffusion_35_large.py"
-SD35_LAYOUTS: dict[tuple[str, tuple[int, int]], SD35Layout] = {
-    (WORMHOLE, (2, 4)): SD35Layout((2, 4), "FABRIC_2D", 32768, 50_000_000,
-                                   f"tt_dit's 2×4 preset, as {SD35_TEST} runs it on a T3K"),
-    (WORMHOLE, (8, 4)): SD35Layout((4, 8), "FABRIC_2D", 32768, 50_000_000,
-                                   f"tt_dit's 4×8 preset: {SD35_TEST} opens a Galaxy as MeshShape(4, 8)"),
-    (BLACKHOLE, (2, 2)): SD35Layout((1, 4), "FABRIC_1D_RING", 65536, 50_000_000,
-                                    f"tt_dit's 1×4 ring preset for 4-chip Blackhole boxes ({SD35_PIPELINE})"),
+SD35_LAYOUTS: dict[tuple[Arch, tuple[int, int]], SD35Layout] = {
+    (Arch.WORMHOLE, (2, 4)): SD35Layout((2, 4), "FABRIC_2D", 32768, 50_000_000,
+                                        f"tt_dit's 2×4 preset, as {SD35_TEST} runs it on a T3K"),
+    (Arch.WORMHOLE, (8, 4)): SD35Layout((4, 8), "FABRIC_2D", 32768, 50_000_000,
+                                        f"tt_dit's 4×8 preset: {SD35_TEST} opens a Galaxy as MeshShape(4, 8)"),
+    (Arch.BLACKHOLE, (2, 2)): SD35Layout((1, 4), "FABRIC_1D_RING", 65536, 50_000_000,
+                                         f"tt_dit's 1×4 ring preset for 4-chip Blackhole boxes ({SD35_PIPELINE})"),
 }
 SD35_SYSTEMS = ("a T3K (2×4), a Wormhole Galaxy (opened 4×8) or a 4-chip Blackhole QuietBox (opened as a "
                  "1×4 ring)")
@@ -142,28 +143,24 @@ def sd35_layout(system: TTSystem) -> SD35Layout | None:
 
 def sd35_refusal(system: TTSystem) -> str:
     """Why SD 3.5 Large does not run on ``system``, in one sentence with what to do instead."""
-    if (system.arch, system.shape) == (BLACKHOLE, (2, 4)):
+    if (system.arch, system.shape) == (Arch.BLACKHOLE, (2, 4)):
         fix = ("make four chips that are linked in a ring the only visible ones (TT_VISIBLE_DEVICES=a,b,c,d, which "
                f"ttnn then sees as a 4-chip QuietBox), or use {lever('model', 'sd14')}")
     else:
         fix = f"use {lever('model', 'sd14')}, which runs on every Tenstorrent chip"
-    return f"SD 3.5 Large runs on {SD35_SYSTEMS}, not on this {system.describe()}; {fix}."
+    return f"SD 3.5 Large runs on {SD35_SYSTEMS}, not on this {system}; {fix}."
 
 
 # --- the verdicts detect shows ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class ModelVerdict:
+class ModelVerdict(Presentable):
     model: str
     supported: bool
     mesh_shape: tuple[int, int] | None  # what the backend would open
     why: str  # one sentence
 
-    def to_dict(self) -> dict:
-        return {"model": self.model, "supported": self.supported,
-                "mesh_shape": list(self.mesh_shape) if self.mesh_shape else None, "why": self.why}
-
-    def describe(self) -> str:
+    def __str__(self) -> str:
         where = f", opens mesh {_shape_text(self.mesh_shape)}" if self.mesh_shape else ""
         return f"{'yes' if self.supported else 'no'}{where}: {self.why}"
 

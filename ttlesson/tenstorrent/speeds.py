@@ -110,7 +110,7 @@ def reference_speeds() -> list[ReferenceSpeed]:
     """The published and the lesson's speeds as points for a frames-per-second chart."""
     published = [ReferenceSpeed(board, 1, seconds, "tt-metal") for board, seconds in PUBLISHED.items()]
     lesson = [ReferenceSpeed(row.board, row.chips, row.lesson_seconds, "lesson")
-              for row in BOARDS if row.board in ("N150", "N300", "T3K")]
+              for row in BOARDS if row.board in ("N150", "N300", "T3K") and row.lesson_seconds is not None]
     return published + lesson
 
 

@@ -12,30 +12,29 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+
+from ..presenting import Presentable
 
 GIT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
-class CheckoutInfo:
+class CheckoutInfo(Presentable):
     root: Path
     found_by: str  # "TT_METAL_HOME", "TT_METAL_RUNTIME_ROOT", "python_env" or "PYTHONPATH"
     commit: str | None = None  # full hash, when the checkout is a git checkout
     describe: str | None = None  # "v0.81.1-120-g1234abcd" (git describe --tags), when git can say
     release: str | None = None  # "0.81.1": the release tag the checkout is at or after
 
-    def describe_text(self) -> str:
+    def __str__(self) -> str:
         where = (f"{self.found_by}={self.root}" if self.found_by in ("TT_METAL_HOME", "TT_METAL_RUNTIME_ROOT")
                  else f"{self.root} ({self.found_by})")
         if not self.commit:
             return f"{where}, not a git checkout (no commit to report)"
         tag = f", {self.describe}" if self.describe else ""
         return f"{where}, commit {self.commit[:12]}{tag}"
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "root": str(self.root)}
 
 
 def find_checkout_root() -> tuple[Path, str] | None:

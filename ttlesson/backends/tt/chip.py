@@ -17,10 +17,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from ...errors import BackendUnavailableError
 from ...models import ModelSpec, load_pipeline
 from .device import Chip
+
+if TYPE_CHECKING:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
 
 SIZE = 512
 LATENT_SHAPE = (1, 4, 64, 64)  # 512 / 8: the package hard-wires 64×64 latents
@@ -33,10 +38,10 @@ MIN_STEPS = 4  # tt-metal's PNDM scheduler refuses fewer
 class HostModels:
     """The torch side: text encoding runs here; the UNet and VAE are only read for their weights."""
 
-    tokenizer: object
-    text_encoder: object
-    unet: object
-    vae: object
+    tokenizer: CLIPTokenizer
+    text_encoder: CLIPTextModel
+    unet: UNet2DConditionModel
+    vae: AutoencoderKL
 
 
 @dataclass
@@ -47,7 +52,7 @@ class Trace:
     steps: int
     guidance: float
     embeddings: object  # device buffer the trace reads the text embeddings from
-    output: object  # device buffer the trace writes the image to
+    output: Any  # device buffer the trace writes the image to (a ttnn tensor)
     time_embeddings: list = field(default_factory=list)
 
 
@@ -237,6 +242,7 @@ class ChipPipeline:
 
     def collect(self):
         """Wait for this chip's trace to finish and return its output as a torch tensor."""
+        assert self.trace is not None, "collect follows submit, which needs a trace"
         output = self.ttnn.to_torch(self.trace.output.cpu(blocking=True))
         self.ttnn.synchronize_device(self.chip.mesh)
         return output

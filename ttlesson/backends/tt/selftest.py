@@ -218,18 +218,18 @@ def _tt_metal_text() -> str:
     from ...tenstorrent.versions import checkout_info
 
     checkout = checkout_info()
-    return checkout.describe_text() if checkout else "no checkout found"
+    return str(checkout) if checkout else "no checkout found"
 
 
 def _board_text() -> str:
     from ...machine import detect
 
     report = detect(ttnn=False)
-    cards = ", ".join(card.describe() for card in report.cards) or "no card listed by the kernel driver or tt-smi"
+    cards = ", ".join(map(str, report.cards)) or "no card listed by the kernel driver or tt-smi"
     return f"{cards}; MESH_DEVICE={report.mesh_device or 'none'}"
 
 
 def _mesh_text(backend) -> str:
     system = backend.system
     shape = "×".join(map(str, backend.mesh_shape))
-    return f"{system.describe()}; opened {shape}" if system else f"opened {shape}"
+    return f"{system}; opened {shape}" if system else f"opened {shape}"
