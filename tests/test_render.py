@@ -1,11 +1,14 @@
 """The frame loop on the real diffusers pipeline (offline tiny model)."""
 
+import importlib
 import json
+from dataclasses import dataclass
 
 import pytest
 from PIL import Image
 
 from ttlesson import manifest, storyboard
+from ttlesson.backends import FrameRequest
 from ttlesson.errors import PromptTooLongWarning, SettingsChangedError, TTLessonError
 from ttlesson.fileio import sha256_file
 from ttlesson.inputs import parse_size
@@ -114,6 +117,43 @@ def test_changed_settings_stop_without_overwrite_and_touch_nothing(tmp_path, tin
 
     remade = render_tiny(board, tmp_path, tiny_backend, steps=5, overwrite=True)
     assert remade.made == [0, 1, 2] and all(r.steps == 5 for r in remade.manifest.frames.values())
+
+
+def test_a_field_added_to_the_request_is_recorded_compared_and_made(tmp_path, tiny_backend, monkeypatch):
+    # what a new per-frame setting needs besides FrameRequest (tests/test_manifest.py names each): a field of the
+    # record and its check when read; render builds, stores, reads back and compares it with nothing else changed
+    render_module = importlib.import_module("ttlesson.render")  # the module: ttlesson.render is the function
+
+    @dataclass(frozen=True)
+    class Record(manifest.FrameRecord):
+        grain: float = 0.0
+
+    def request_with_grain(value: float):
+        @dataclass(frozen=True)
+        class Request(FrameRequest):
+            grain: float = value
+
+        return Request
+
+    monkeypatch.setattr(manifest, "FrameRecord", Record)
+    monkeypatch.setattr(render_module, "FrameRecord", Record)
+    monkeypatch.setitem(manifest.RECORD_SCHEMA, "grain", (lambda value: isinstance(value, float), "a number", False))
+    made_from = []
+    generate = tiny_backend.generate
+    monkeypatch.setattr(tiny_backend, "generate", lambda request, on_step=None: made_from.append(request) or
+                        generate(request, on_step=on_step))
+    board = storyboard.loads('["one", "two"]')
+    monkeypatch.setattr(render_module, "FrameRequest", request_with_grain(0.0))
+    render_tiny(board, tmp_path, tiny_backend)
+    assert [entry["grain"] for entry in json.loads(manifest.manifest_path(tmp_path).read_text())["frames"]] == [0, 0]
+
+    monkeypatch.setattr(render_module, "FrameRequest", request_with_grain(0.5))
+    with pytest.raises(SettingsChangedError, match=r"frame_000.png was made with other settings \(grain 0.0 → 0.5\)"):
+        render_tiny(board, tmp_path, tiny_backend)
+    made_from.clear()
+    remade = render_tiny(board, tmp_path, tiny_backend, overwrite=True)
+    assert remade.made == [0, 1] and [request.grain for request in made_from] == [0.5, 0.5]
+    assert render_tiny(board, tmp_path, tiny_backend).kept == [0, 1]
 
 
 def test_only_changed_prompts_are_remade_with_overwrite(tmp_path, tiny_backend):

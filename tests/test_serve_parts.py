@@ -116,6 +116,24 @@ def test_any_frame_request_is_checked_or_refused_with_a_4xx(values):
     assert isinstance(request.prompt, str) and 64 <= request.width <= 8192 and request.width % 8 == 0
 
 
+def test_every_field_of_a_frame_request_travels_to_the_service():
+    # a field added to FrameRequest (a new per-frame setting) must reach the service's actor, or remote frames would
+    # be made without it while the client's manifest records it
+    from dataclasses import fields
+
+    from ttlesson.backends.base import FrameRequest
+    from ttlesson.backends.protocol import FrameOrder
+
+    request = FrameRequest(prompt="a fair", seed=7, steps=3, guidance=4.5, width=72, height=80,
+                           negative_prompt="fog", scheduler="dpm", to_prompt="a night fair", to_negative_prompt="rain",
+                           to_seed=9, weight=0.25, noise_base=11, noise_mix=0.5)
+    plain = FrameRequest(prompt="", seed=0, steps=1, guidance=0, width=64, height=64)
+    assert all(getattr(request, f.name) != getattr(plain, f.name) for f in fields(FrameRequest)), (
+        "give the new field a value other than its default above")
+    body = json.loads(json.dumps(FrameOrder("tiny", request).to_dict()))
+    assert order_from_json(body).request == request
+
+
 def test_a_walk_in_between_needs_the_keyframe_it_walks_to():
     with pytest.raises(RequestError, match="needs to_prompt"):
         checked_request({"prompt": "a", "seed": 1, "steps": 4, "guidance": 2.5, "width": 64, "height": 64,

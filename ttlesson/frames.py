@@ -91,7 +91,7 @@ def import_demo_outputs(src: str | os.PathLike, out: str | os.PathLike, *, story
     src, out = user_path(src), user_path(out)
     numbered = _demo_files(src)
     sources = [numbered[number] for number in sorted(numbered)]
-    sizes = [tuple(int(part) for part in DEMO_FILE.match(path.name).group(2, 3)) for path in sources]
+    sizes = [_demo_size(path) for path in sources]
     pngs = [_checked_png(path, *size) for path, size in zip(sources, sizes)]
     board = _storyboard(storyboard, len(sources))
     folder = manifest.frames_dir(out)
@@ -155,6 +155,13 @@ def _storyboard(storyboard, count: int):
         raise TTLessonError(f"The storyboard has {len(board)} prompts but the demo made {count} images; give the "
                             "prompt file the demo ran with.")
     return board
+
+
+def _demo_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the name of one of ``_demo_files``'s images."""
+    match = DEMO_FILE.match(path.name)
+    assert match is not None, "_demo_files keeps only the names DEMO_FILE matches"
+    return int(match.group(2)), int(match.group(3))
 
 
 def _checked_png(path: Path, width: int, height: int) -> bytes:

@@ -13,7 +13,8 @@ bounded, indices are unique and inside the storyboard; anything else is one sent
 key. Nothing the file says becomes a path: frame files are named from their index, and the video from the
 storyboard's name made safe (``safe_name``). ``check_frames`` compares the PNGs on disk with their records.
 
-Which backend and device made each frame of a render folder, from its manifest (the lesson's Step 5).
+``verify_frames``: which backend and device made each frame of a render folder, from its manifest (the lesson's
+Step 5), and a refusal when they were not the hardware asked for.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import numbers
 import os
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import cast
 
 from .errors import FrameCheckError, FrameVerificationError, TTLessonError
 from .fileio import read_user_file, sha256_file, write_atomic
@@ -38,11 +40,9 @@ FRAMES_DIR = "frames"
 SCHEMA = 1  # bump when a reader of the old schema would misread the new one; add fields with defaults instead
 MAX_FRAMES = 100_000  # an hour at 24 fps; a manifest asking for more is damaged
 MAX_MANIFEST_BYTES = 256 * 1024 ** 2
-
-# The fields of a record that decide what the frame looks like: a frame is reused only when all of them match.
-IDENTITY_FIELDS = ("prompt", "negative_prompt", "seed", "steps", "guidance", "width", "height", "model", "backend",
-                   "scheduler", "precision", "to_prompt", "to_negative_prompt", "to_seed", "weight", "noise_base",
-                   "noise_mix", "colour_match", "colour_reference")
+# What a record says about where its frame sits and how making it went, not what it looks like: recorded, never
+# compared (the same settings give the same pixels on any device). Every other field of a record is its identity.
+RECORDED_NOT_COMPARED = ("index", "device", "seconds", "warmup", "sha256", "keyframe", "pair")
 
 
 def frame_filename(index: int) -> str:
@@ -80,6 +80,11 @@ def safe_name(name: str, default: str = "video") -> str:
 
 @dataclass(frozen=True)
 class FrameRecord:
+    """One frame as the manifest records it: every field of the ``FrameRequest`` it was made from
+    (``ttlesson.backends``), what made it, and how that went (``RECORDED_NOT_COMPARED``). A field added here is part
+    of the frame's identity unless it is named there; it needs a default (older manifests lack it) and its check in
+    ``RECORD_SCHEMA``."""
+
     index: int
     prompt: str
     negative_prompt: str | None
@@ -118,12 +123,21 @@ class FrameRecord:
         return f"{FRAMES_DIR}/{frame_filename(self.index)}"
 
     def identity(self) -> dict:
-        return {name: getattr(self, name) for name in IDENTITY_FIELDS}
+        """The fields that decide what the frame looks like, by name: a frame is reused only when all match."""
+        return {name: getattr(self, name) for name in identity_fields(type(self))}
 
     def differences(self, other: FrameRecord) -> list[str]:
         """Human-readable ``name: old → new`` for each identity field that differs."""
-        return [f"{name} {getattr(self, name)!r} → {getattr(other, name)!r}" for name in IDENTITY_FIELDS
+        return [f"{name} {getattr(self, name)!r} → {getattr(other, name)!r}" for name in identity_fields(type(self))
                 if getattr(self, name) != getattr(other, name)]
+
+
+def identity_fields(record_type: type[FrameRecord]) -> tuple[str, ...]:
+    """The fields of a record type that are its frame's identity: all but ``RECORDED_NOT_COMPARED``, in order."""
+    return tuple(item.name for item in fields(record_type) if item.name not in RECORDED_NOT_COMPARED)
+
+
+IDENTITY_FIELDS = identity_fields(FrameRecord)
 
 
 @dataclass
@@ -181,7 +195,7 @@ def _whole(low: int, high: int) -> Callable[[object], bool]:
 
 def _real(low: float, high: float) -> Callable[[object], bool]:
     return lambda value: (isinstance(value, numbers.Real) and not isinstance(value, bool)
-                          and low <= value <= high)
+                          and low <= cast(float, value) <= high)
 
 
 def _optional(check: Callable[[object], bool]) -> Callable[[object], bool]:
@@ -419,7 +433,7 @@ class FrameOrigins(Presentable):
     def all_on_tt(self) -> bool:
         return bool(self.frames) and not self.not_on_tt
 
-    def lines(self) -> list[str]:
+    def _frame_counts(self) -> list[str]:
         made = [f"{len(indices)} by {backend} on {device or 'an unrecorded device'} (frames {_ranges(indices)})"
                 for (backend, device), indices in self.by_maker.items()]
         missing = self.frame_count - len(self.frames) - len(self.damaged)
@@ -438,10 +452,10 @@ class FrameOrigins(Presentable):
 
     def __str__(self) -> str:
         return "\n".join([f"{self.out_dir}: {len(self.frames)} of {self.frame_count} frames"]
-                         + [f"  {line}" for line in self.lines()] + [self.verdict()])
+                         + [f"  {line}" for line in self._frame_counts()] + [self.verdict()])
 
     def _repr_html_(self) -> str:
-        items = "".join(f"<li>{html.escape(line)}</li>" for line in self.lines())
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in self._frame_counts())
         return (f"<p>{html.escape(str(self.out_dir))}: {len(self.frames)} of {self.frame_count} frames</p>"
                 f"<ul>{items}</ul><p><b>{html.escape(self.verdict())}</b></p>")
 

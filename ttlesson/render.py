@@ -36,14 +36,14 @@ import os
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from . import manifest, models
 from . import storyboard as storyboard_mod
 from . import walk as walk_mod
-from .backends import Backend, FrameRequest, LostFrame, create, resolve_name
+from .backends import Backend, BackendName, FrameRequest, LostFrame, create, resolve_name
 from .backends.torch import precision as accel
 from .env import __version__
 from .errors import FramesLostError, PromptTooLongWarning, SettingsChangedError, TTLessonError
@@ -67,7 +67,7 @@ from .progress import (
     steady_seconds_per_frame,
 )
 from .storyboard import MAX_SEED, Storyboard
-from .walk import EASINGS, MAX_TRANSITION_FRAMES, SEED_MODES
+from .walk import COLOUR_MATCHES, EASINGS, MAX_TRANSITION_FRAMES, SEED_MODES, ColourMatch, Easing, SeedMode
 
 
 @dataclass(frozen=True)
@@ -88,10 +88,10 @@ class WalkSettings:
     """How the storyboard's keyframes become frames (``ttlesson.walk``) and how consistent the frames are."""
 
     transition_frames: int | None = None  # in-betweens per gap unless a keyframe sets its own (None: storyboard's)
-    easing: str | None = None  # None: the storyboard's, else linear
-    seed_mode: Literal["per-frame", "shared", "mixed"] = "per-frame"  # ttlesson.walk.SEED_MODES
+    easing: Easing | None = None  # None: the storyboard's, else linear
+    seed_mode: SeedMode = "per-frame"
     noise_mix: float = 0.3  # mixed seed mode: the share of each keyframe's own noise
-    colour: Literal["", "lab"] = ""  # "lab": match each in-between's colours to its keyframes'; "": leave them
+    colour: ColourMatch | Literal[""] = ""  # "lab": match each in-between's colours to its keyframes'; "": leave them
 
 
 @dataclass
@@ -127,7 +127,7 @@ def render(
     out_dir: str | os.PathLike,
     *,
     model: str = "sd14",
-    backend: Literal["auto", "torch", "tt"] | Backend = "auto",
+    backend: BackendName | Backend = "auto",
     steps: int | None = None,
     size: int | str | tuple[int, int] | None = None,
     guidance: float | None = None,
@@ -136,13 +136,13 @@ def render(
     device: str | None = None,
     devices: int | str | None = None,
     scheduler: str | None = None,
-    precision: Literal["auto", "float32", "bfloat16", "float16", "openvino"] = "auto",
+    precision: accel.Precision = "auto",
     compile: bool = False,
     transition_frames: int | None = None,
-    easing: Literal["linear", "ease-in-out"] | None = None,
-    seed_mode: Literal["per-frame", "shared", "mixed"] = "per-frame",
+    easing: Easing | None = None,
+    seed_mode: SeedMode = "per-frame",
     noise_mix: float | None = None,
-    colour: Literal["lab"] | bool | None = None,
+    colour: ColourMatch | bool | None = None,
     server: str | None = None,
     on_event: Callable[[Event], None] | None = None,
 ) -> RenderResult:
@@ -335,6 +335,7 @@ class _FrameRecorder:
                 for item in waiting:
                     self.store(*item)
             return
+        assert record.pair is not None, "only an in-between's colours are matched"
         first, second = (self._keyframe_image(self.keyframe_frames[k]) for k in record.pair)
         if first is None or second is None:  # a keyframe is still being made on another device
             self._waiting.append((index, png, device, seconds))
@@ -370,10 +371,11 @@ class _FrameRecorder:
 
     def warn_long_prompts(self, count_tokens: Callable[[str], int], limit: int) -> None:
         """Warn once per keyframe whose prompt the encoder will cut, naming the keyframe's frame."""
-        keyframes = {}
+        keyframes: dict[int, int] = {}
         for index in self.to_make:
             record = self.wanted[index]
             for keyframe in (record.pair or (record.keyframe,)):
+                assert keyframe is not None, "a frame is a keyframe or an in-between of two"
                 keyframes.setdefault(keyframe, self.keyframe_frames[keyframe])
         subset = Storyboard(frames=[self.board[k] for k in keyframes])
         try:
@@ -419,8 +421,8 @@ def _devices(devices: int | str | None, backend: str | Backend) -> int | str:
         devices = int(devices)
     if isinstance(devices, numbers.Integral) and not isinstance(devices, bool):
         devices = int(devices)
-    whole = isinstance(devices, int) and not isinstance(devices, bool)
-    if devices != "all" and not (whole and 1 <= devices <= MOST_DEVICES):
+    if devices != "all" and not (isinstance(devices, int) and not isinstance(devices, bool)
+                                 and 1 <= devices <= MOST_DEVICES):
         raise TTLessonError(f"Devices {shown(devices)} is not understood; give a whole number from 1 to "
                             f"{MOST_DEVICES}, or all.")
     if devices != 1 and isinstance(backend, Backend):
@@ -437,7 +439,8 @@ def _settings(model, backend, steps, size, guidance, seed, scheduler, precision,
         raise TTLessonError(f"backend= must be a backend name (auto, torch, tt) or a loaded Backend, "
                             f"not {shown(backend)}.")
     spec = models.resolve(model)
-    backend_name = backend.name if isinstance(backend, Backend) else resolve_name(backend)
+    backend_name = cast(Literal["torch", "tt"],
+                        backend.name if isinstance(backend, Backend) else resolve_name(backend))
     width, height = parse_size(size) if size is not None else (spec.width, spec.height)
     scheduler = schedulers.resolve(scheduler, spec)
     hint = f" ({spec.name} uses {{}})"
@@ -500,8 +503,9 @@ def _walk_settings(transition_frames, easing, seed_mode, noise_mix, colour) -> W
                                                     " (the share of each keyframe's own noise)")
     if colour is True:
         colour = "lab"
-    if colour not in (None, False, "", "lab"):
-        raise TTLessonError(f"Colour coherence {shown(colour)} is not known; give lab (or leave it out).")
+    if colour not in (None, False, "", *COLOUR_MATCHES):
+        raise TTLessonError(f"Colour coherence {shown(colour)} is not known; give {' or '.join(COLOUR_MATCHES)} "
+                            "(or leave it out).")
     return WalkSettings(transition_frames, easing, seed_mode, float(mix), colour or "")
 
 
@@ -512,9 +516,10 @@ def wanted_records(board: Storyboard, settings: RenderSettings, options: WalkSet
     easing = options.easing or board.easing or "linear"
     records = []
     for step in walk_mod.plan(board.transition_gaps(options.transition_frames), easing):
-        if step.is_keyframe:
+        if step.keyframe is not None:
             records.append(replace(keys[step.keyframe], index=step.index))
         else:
+            assert step.pair is not None, "a walk's frame is a keyframe or an in-between of two"
             first, second = (keys[k] for k in step.pair)
             records.append(replace(first, index=step.index, keyframe=None, pair=step.pair, weight=step.weight,
                                    to_prompt=second.prompt, to_negative_prompt=second.negative_prompt,
@@ -539,11 +544,12 @@ def _keyframe_record(board: Storyboard, keyframe: int, settings: RenderSettings,
     else:
         seed = board.seed_for(keyframe, settings.seed)
     mixed = options.seed_mode == "mixed"
-    return FrameRecord(index=keyframe, prompt=frame.prompt, negative_prompt=frame.negative_prompt, seed=seed,
-                       steps=settings.steps, guidance=settings.guidance, width=settings.width,
-                       height=settings.height, model=settings.model.name, backend=settings.backend,
-                       scheduler=settings.scheduler, precision=settings.precision, keyframe=keyframe,
-                       noise_base=settings.seed if mixed else None, noise_mix=options.noise_mix if mixed else 0.0)
+    request = FrameRequest(prompt=frame.prompt, negative_prompt=frame.negative_prompt, seed=seed, steps=settings.steps,
+                           guidance=settings.guidance, width=settings.width, height=settings.height,
+                           scheduler=settings.scheduler, noise_base=settings.seed if mixed else None,
+                           noise_mix=options.noise_mix if mixed else 0.0)
+    return FrameRecord(index=keyframe, keyframe=keyframe, model=settings.model.name, backend=settings.backend,
+                       precision=settings.precision, **asdict(request))
 
 
 def _check_walk(settings: RenderSettings, wanted: list[FrameRecord]) -> None:
@@ -622,8 +628,5 @@ def _prepare_folder(out_dir: Path, book: Manifest, stale: list[int]) -> None:
 
 
 def _request(record: FrameRecord) -> FrameRequest:
-    return FrameRequest(prompt=record.prompt, negative_prompt=record.negative_prompt, seed=record.seed,
-                        steps=record.steps, guidance=record.guidance, width=record.width, height=record.height,
-                        scheduler=record.scheduler, to_prompt=record.to_prompt,
-                        to_negative_prompt=record.to_negative_prompt, to_seed=record.to_seed, weight=record.weight,
-                        noise_base=record.noise_base, noise_mix=record.noise_mix)
+    """The request a frame is made from: every field of ``FrameRequest``, as its record stores it."""
+    return FrameRequest(**{item.name: getattr(record, item.name) for item in fields(FrameRequest)})

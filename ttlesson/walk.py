@@ -26,7 +26,7 @@ on the model as much as on the walk: a model that learned an attribute only as s
 whatever the easing, the guidance or the seeds, while what it learned as a continuum (where and how big a
 structure is, its shape, its colours) travels (docs/offline-model.md, "Walks").
 
-Colour coherence for a keyframe walk: each in-between's colours follow its two keyframes', by its weight.
+Colour coherence (``colour="lab"``): each in-between's colours follow its two keyframes', by its weight.
 
 A walk's keyframes keep their own colours: they are the story (a night keyframe stays a night keyframe). An
 in-between at weight w from keyframe A to keyframe B has each of its CIE LAB channels (lightness and the two colour
@@ -52,9 +52,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal, get_args
 
-EASINGS = ("linear", "ease-in-out")
-SEED_MODES = ("per-frame", "shared", "mixed")
+Easing = Literal["linear", "ease-in-out"]
+EASINGS = get_args(Easing)
+SeedMode = Literal["per-frame", "shared", "mixed"]
+SEED_MODES = get_args(SeedMode)
 MAX_TRANSITION_FRAMES = 1000  # per gap; far beyond any useful walk
 PARALLEL_DOT = 0.9995  # noises this close to parallel are lerped: slerp's division by sin(angle) is unstable
 
@@ -192,7 +195,8 @@ def travel(frames) -> list[float]:
     return shares
 
 
-METHODS = ("lab",)
+ColourMatch = Literal["lab"]
+COLOUR_MATCHES = get_args(ColourMatch)
 FLAT = 1e-6  # a channel whose spread is below this (one flat colour) is shifted, not scaled
 
 

@@ -6,11 +6,14 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from ..errors import BackendUnavailableError
 from ..models import ModelSpec
 from .base import Backend, FrameRequest, LostFrame, MadeImage, StepCallback
 
-BACKEND_NAMES = ("auto", "torch", "tt")
+BackendName = Literal["auto", "torch", "tt"]
+BACKEND_NAMES = get_args(BackendName)
 
 __all__ = ["BACKEND_NAMES", "Backend", "FrameRequest", "LostFrame", "MadeImage", "StepCallback", "create",
            "resolve_name"]

@@ -12,12 +12,19 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
 
 from ..errors import BackendUnavailableError
 from ..models import ModelSpec
 
 StepCallback = Callable[[int, int], None]
 """Called after each denoising step with (steps done, total steps)."""
+
+WaitCallback = Callable[[int | None, str], None]
+"""Called while frames wait outside this process with (the frame's index or None, why)."""
+
+B = TypeVar("B", bound="Backend")  # a backend's own class, which ``with`` gives back
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,9 @@ class LostFrame:
 
 @dataclass(frozen=True)
 class FrameRequest:
+    """What a backend is told to make one frame: only what decides its pixels. Every field is part of the frame's
+    identity: the manifest's ``FrameRecord`` stores each one, and a frame is reused only when all of them match."""
+
     prompt: str
     seed: int
     steps: int
@@ -69,17 +79,33 @@ class FrameRequest:
 class Backend(ABC):
     name: str = ""
     reports_steps = True  # False where steps run inside one device trace and only whole frames can be reported
-    progress_note = ""  # what the progress display should say about this backend (e.g. why it has no step bar)
     warm_up_note = "warm-up"  # what ``warm_up`` did, in words, for the display
-    parallel = 1  # frames made at the same time by ``generate_many`` (the tt backend: one per chip)
-    started_workers: tuple = ()  # worker processes ``load`` started (a worker pool's WorkerInfo), for the display
     schedulers: tuple[str, ...] | None = None  # the schedulers it runs; None: any that fits the model
-    precision = ""  # the numerics its frames are made with (backends.torch.precision); recorded in the manifest
-    log_folder = None  # where the device's own log goes (the tt backend: tt-metal's); render sets its out folder
-    on_wait = None  # (index or None, why): told while frames wait outside this process (a render service's queue)
+    log_folder: Path | None = None  # where the device's own log goes (the tt backend: tt-metal's); render sets it
+    on_wait: WaitCallback | None = None  # told while frames wait outside this process (a render service's queue)
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec
+
+    @property
+    def progress_note(self) -> str:
+        """What the progress display should say about this backend (e.g. why it has no step bar)."""
+        return ""
+
+    @property
+    def precision(self) -> str:
+        """The numerics its frames are made with (``backends.torch.precision``); recorded in the manifest."""
+        return ""
+
+    @property
+    def parallel(self) -> int:
+        """Frames made at the same time by ``generate_many`` (the tt backend: one per chip)."""
+        return 1
+
+    @property
+    def started_workers(self) -> tuple:
+        """Worker processes ``load`` started (a worker pool's WorkerInfo), for the display."""
+        return ()
 
     @property
     @abstractmethod
@@ -138,7 +164,7 @@ class Backend(ABC):
         and no prompt is warned about."""
         raise NotImplementedError
 
-    def __enter__(self) -> Backend:
+    def __enter__(self: B) -> B:
         self.load()
         return self
 

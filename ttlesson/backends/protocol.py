@@ -18,6 +18,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import cast
 
 from ..errors import TTLessonError
 from ..fileio import read_user_file
@@ -49,7 +50,7 @@ class FrameOrder:
     model: str
     request: FrameRequest
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
         return {"model": self.model, "request": asdict(self.request)}
 
 
@@ -140,7 +141,7 @@ def checked_request(values: dict) -> FrameRequest:
         return value
 
     request = FrameRequest(
-        prompt=text("prompt"),
+        prompt=cast(str, text("prompt")),  # not optional: text raises instead of returning None
         negative_prompt=text("negative_prompt", optional=True),
         seed=number(whole_number, values.get("seed"), "Seed", 0, MAX_SEED),
         steps=number(whole_number, values.get("steps"), "Steps", 1, MAX_STEPS),

@@ -26,12 +26,18 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
+from typing import TYPE_CHECKING, cast
 
 from ..child_processes import end_with_parent, watch_parent
 from ..errors import BackendUnavailableError, TTLessonError
 from ..models import ModelSpec
 from .base import Backend, LostFrame, MadeImage
 from .scheduling import Job, WorkerGone, keep_busy
+
+if TYPE_CHECKING:
+    from multiprocessing.queues import SimpleQueue
+
+    from .torch import TorchBackend
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,7 @@ class _Worker:
     name: str
     torch_device: str
     executor: ProcessPoolExecutor
-    pid_queue: object  # the worker process puts its pid here as it starts, before it loads anything
+    pid_queue: SimpleQueue[int]  # the worker process puts its pid here as it starts, before it loads anything
     info: WorkerInfo | None = None
     dead: bool = False
     busy: bool = False  # loading the model or making a frame
@@ -72,13 +78,13 @@ def plan_workers(devices: int | str, device: str | None, frames: int) -> list[st
     kind = "cuda" if device is None and torch.cuda.is_available() else (device or "cpu")
     if kind == "cpu":
         usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        count = max(1, usable // torch.get_num_threads()) if devices == "all" else devices
+        count = max(1, usable // torch.get_num_threads()) if devices == "all" else cast(int, devices)
         return ["cpu"] * min(count, frames)
     if kind != "cuda":
         raise BackendUnavailableError(f"--device {device} names one device, but --devices {devices} asks for "
                                       "several; give --device cuda (all GPUs) or --device cpu, or leave it out.")
     available = torch.cuda.device_count()
-    count = available if devices == "all" else devices
+    count = available if devices == "all" else cast(int, devices)
     if count > available:
         raise BackendUnavailableError(f"--devices {devices} asks for more GPUs than torch sees ({available}); "
                                       f"give --devices {available} or --devices all.")
@@ -102,11 +108,15 @@ class WorkerPool(Backend):
     def __init__(self, spec: ModelSpec, devices: int | str, device: str | None = None, precision: str = "auto",
                  size: tuple[int, int] | None = None):
         super().__init__(spec)
-        self.devices, self.torch_device, self.precision = devices, device, precision
+        self.devices, self.torch_device, self._precision = devices, device, precision
         self.size = size or (spec.width, spec.height)
         self.torch_devices: list[str] = []
         self._workers: list[_Worker] = []
         self._token_limit = 77
+
+    @property
+    def precision(self) -> str:  # as asked: each worker settles it when it loads
+        return self._precision
 
     def for_frames(self, count: int) -> Backend:
         """Plan the workers for ``count`` frames (never more workers than frames) and check they fit in memory; a
@@ -182,7 +192,7 @@ class WorkerPool(Backend):
             return future
 
         def finished(running: list[Job[_Worker]]) -> list[Job[_Worker]]:
-            done, _ = wait([job.handle for job in running], return_when=FIRST_COMPLETED)
+            done, _ = wait([cast(Future, job.handle) for job in running], return_when=FIRST_COMPLETED)
             return [job for job in running if job.handle in done]
 
         for job in keep_busy(items, self._workers, start=start, finished=finished,
@@ -191,11 +201,13 @@ class WorkerPool(Backend):
                 yield LostFrame(job.index, "")
                 continue
             job.worker.busy = False
-            if _died_or_stopped(job.handle):
+            future = cast(Future, job.handle)
+            if _died_or_stopped(future):
                 job.worker.dead = job.retire = True
                 yield LostFrame(job.index, job.worker.name)
                 continue
-            png, seconds = job.handle.result()
+            png, seconds = future.result()
+            assert job.worker.info is not None  # set by load, before any frame
             yield MadeImage(job.index, png, job.worker.info.device, seconds)
 
     @property
@@ -243,7 +255,7 @@ def _ctrl_c_held():
 
 # --- what runs inside a worker process ---------------------------------------------------------------------
 
-_backend = None
+_backend: TorchBackend | None = None
 
 
 def _start_worker(pid_queue, parent_pid: int) -> None:
@@ -293,9 +305,11 @@ def _make_frame(request) -> tuple[bytes, float]:
     from ..frames import encode_png
 
     started = time.perf_counter()
+    assert _backend is not None  # _load ran first in this worker
     image = _backend.generate(request)
     return encode_png(image), time.perf_counter() - started
 
 
 def _count_tokens(texts: list[str]) -> tuple[int, list[int]]:
+    assert _backend is not None  # _load ran first in this worker
     return _backend.max_prompt_tokens, [_backend.count_tokens(text) for text in texts]

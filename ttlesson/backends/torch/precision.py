@@ -24,11 +24,13 @@ stay float32. Measured effects are in docs/performance.md.
 from __future__ import annotations
 
 import importlib.util
+from typing import Literal, get_args
 
 from ...errors import BackendUnavailableError
 from ...models import TINY_MODELS, ModelSpec
 
-PRECISION_CHOICES = ("auto", "float32", "bfloat16", "float16", "openvino")
+Precision = Literal["auto", "float32", "bfloat16", "float16", "openvino"]
+PRECISION_CHOICES = get_args(Precision)
 COMPILED = ", compiled"
 TORCH_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
