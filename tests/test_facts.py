@@ -28,7 +28,7 @@ def _parameters(module) -> int:
 
 
 @pytest.mark.slow
-def test_download_sizes_are_the_weights_diffusers_fetches():
+def test_each_hub_models_weights_are_its_published_configs_parameters():
     import torch
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
     from transformers import CLIPConfig, CLIPTextConfig, CLIPTextModelWithProjection, T5Config, T5EncoderModel
@@ -48,10 +48,23 @@ def test_download_sizes_are_the_weights_diffusers_fetches():
                                                             projection_dim=1280))
         t5 = T5EncoderModel(T5Config(d_model=4096, d_ff=10240, num_layers=24, num_heads=64, d_kv=64,
                                      vocab_size=32128, feed_forward_proj="gated-gelu"))
-    sd14 = (sum(parameter_counts("sd14").values()) + _parameters(safety_checker)) * 4  # float32 on the Hub
-    sd35 = (sum(parameter_counts("sd35-large").values()) + sum(map(_parameters, (clip_l, clip_g, t5)))) * 2  # 16-bit
-    assert REGISTRY["sd14"].download_bytes == pytest.approx(sd14, rel=0.002)
-    assert REGISTRY["sd35-large"].download_bytes == pytest.approx(sd35, rel=0.002)
+    sd14, sd35 = parameter_counts("sd14"), parameter_counts("sd35-large")
+    assert dict(REGISTRY["sd14"].weights.parameters) == {**sd14, "safety_checker": _parameters(safety_checker)}
+    assert dict(REGISTRY["sd35-large"].weights.parameters) == {
+        **sd35, "text_encoder": _parameters(clip_l), "text_encoder_2": _parameters(clip_g),
+        "text_encoder_3": _parameters(t5)}
+    assert REGISTRY["sd14"].download_size == "about 5.5 GB" and REGISTRY["sd35-large"].download_size == "about 27 GB"
+
+
+def test_the_memory_estimate_and_the_download_are_worked_out_from_the_same_weights():
+    from ttlesson.backends.torch.memory import estimate
+
+    for name, stored in (("sd14", 4), ("sd35-large", 2)):
+        weights = REGISTRY[name].weights
+        loaded = sum(count for part, count in weights.parameters if part not in weights.unused)
+        assert weights.stored_bytes == stored
+        assert estimate(REGISTRY[name]).weights == loaded * 4  # float32 on the CPU
+    assert REGISTRY["sd14"].weights.unused == ("safety_checker",)  # downloaded, never loaded
 
 
 @pytest.mark.parametrize("size, text", [(5_482_000_000, "about 5.5 GB"), (27_445_000_000, "about 27 GB"),

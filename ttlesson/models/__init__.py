@@ -25,6 +25,29 @@ from ..errors import ModelNotAvailableError
 from .hub import hub_snapshot, quiet_hf_libraries
 from .tiny import TINY_MODELS
 
+HUB_FILES_BYTES = 2_000_000  # a Hub pipeline's tokenizers and configs, beside its weights
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A Hub model's weights, the one fact its download size and its memory estimate are both worked out from: each
+    component's parameters (counted from the published configs on torch's meta device, ``tests/test_facts.py``) and
+    the bytes the Hub's files store per parameter."""
+
+    parameters: tuple[tuple[str, int], ...]  # (component, parameters)
+    stored_bytes: int  # 4: float32 files; 2: 16-bit files
+    unused: tuple[str, ...] = ()  # downloaded by diffusers, never loaded by ttlesson (SD 1.4's safety checker)
+
+    @property
+    def download_bytes(self) -> int:
+        """What diffusers' ``DiffusionPipeline.download`` fetches: every component's safetensors, no variant."""
+        return sum(count for _, count in self.parameters) * self.stored_bytes + HUB_FILES_BYTES
+
+    @property
+    def float32_bytes(self) -> int:
+        """The loaded components' weights in float32, as the torch backend holds them on the CPU."""
+        return sum(count for name, count in self.parameters if name not in self.unused) * 4
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -38,7 +61,12 @@ class ModelSpec:
     steps: int
     guidance: float
     gated: bool = False
-    download_bytes: int = 0  # what the first run (or ttlesson fetch) puts in the Hugging Face cache; 0: nothing
+    weights: Weights | None = None  # a Hub model's; None: nothing to download (the tiny models, a local folder)
+
+    @property
+    def download_bytes(self) -> int:
+        """What the first run (or ``ttlesson fetch``) puts in the Hugging Face cache; 0: nothing."""
+        return self.weights.download_bytes if self.weights else 0
 
     @property
     def download_size(self) -> str:
@@ -54,16 +82,18 @@ class ModelSpec:
         return f"https://huggingface.co/{self.source}"
 
 
-# Download sizes: what diffusers' DiffusionPipeline.download fetches (each component folder's safetensors, no
-# variant), as parameters × bytes per stored weight, counted on torch's meta device (tests/test_facts.py), plus a few
-# MB of tokenizer and config files. SD 1.4 stores float32: UNet 859.5 M, safety checker 304.0 M, text encoder
-# 123.1 M, VAE 83.7 M parameters. SD 3.5 Large stores 16-bit weights: MMDiT 8.06 B, T5-XXL encoder 4.76 B,
-# OpenCLIP bigG 0.69 B, CLIP-L 0.12 B, VAE 0.08 B.
+SD14_WEIGHTS = Weights(
+    (("unet", 859_520_964), ("safety_checker", 303_981_588), ("text_encoder", 123_060_480), ("vae", 83_653_863)),
+    stored_bytes=4, unused=("safety_checker",))
+SD35_LARGE_WEIGHTS = Weights(
+    (("transformer", 8_056_627_520), ("text_encoder_3", 4_762_310_656), ("text_encoder_2", 694_659_840),
+     ("text_encoder", 123_650_304), ("vae", 83_819_683)),  # MMDiT, T5-XXL, OpenCLIP bigG, CLIP-L, VAE
+    stored_bytes=2)
+
 REGISTRY: dict[str, ModelSpec] = {
-    "sd14": ModelSpec("sd14", "CompVis/stable-diffusion-v1-4", "sd1", 512, 512, 50, 7.5,
-                      download_bytes=5_482_000_000),
+    "sd14": ModelSpec("sd14", "CompVis/stable-diffusion-v1-4", "sd1", 512, 512, 50, 7.5, weights=SD14_WEIGHTS),
     "sd35-large": ModelSpec("sd35-large", "stabilityai/stable-diffusion-3.5-large", "sd3", 1024, 1024, 28, 3.5,
-                            gated=True, download_bytes=27_445_000_000),
+                            gated=True, weights=SD35_LARGE_WEIGHTS),
     "tiny": ModelSpec("tiny", "tiny", "sd1", 128, 128, 10, 2.5),  # its best guidance: docs/offline-model.md
     "tiny-random": ModelSpec("tiny-random", "tiny-random", "sd1", 128, 128, 10, 7.5),
 }
@@ -134,7 +164,7 @@ def _damaged_message(spec: ModelSpec, folder: Path, err: Exception) -> str:
 
 def _spec_for_folder(folder: Path) -> ModelSpec:
     index = _read_model_index(folder)
-    family = "sd3" if "StableDiffusion3" in index["_class_name"] else "sd1"
+    family: Literal["sd1", "sd3"] = "sd3" if "StableDiffusion3" in index["_class_name"] else "sd1"
     size = _native_size(folder)
     steps, guidance = (28, 3.5) if family == "sd3" else (50, 7.5)
     return ModelSpec(str(folder.resolve()), str(folder.resolve()), family, size, size, steps, guidance)

@@ -24,8 +24,6 @@ from ...presenting import lever
 
 RUNTIME_BYTES = 1000 * 1024 ** 2  # Python, torch, diffusers and the pipeline objects (tiny at 64x64: 983 MiB)
 ACTIVATION_TENSORS = 7  # full-resolution float32 tensors of the decoder alive at the peak (tiny measured: 6.4)
-# Weights in float32 when the model's files are not on disk yet (the Hub's checkpoints, as diffusers loads them).
-KNOWN_WEIGHT_BYTES = {"sd14": 4_300 * 1024 ** 2, "sd35-large": 32_000 * 1024 ** 2}
 KNOWN_DECODER_CHANNELS = {"sd14": 256, "sd35-large": 256}
 GIB = 1024 ** 3
 
@@ -43,7 +41,7 @@ def estimate(spec: ModelSpec) -> Estimate:
     """Weights and per-pixel activation bytes of ``spec`` on the CPU, from its files where they are on disk."""
     folder = _folder(spec)
     weights = _weight_bytes(folder) if folder else 0
-    weights = weights or KNOWN_WEIGHT_BYTES.get(spec.name, 0)
+    weights = weights or (spec.weights.float32_bytes if spec.weights else 0)  # a Hub model not on disk yet
     channels = _decoder_channels(folder) if folder else None
     channels = channels or KNOWN_DECODER_CHANNELS.get(spec.name, 256)
     return Estimate(weights=weights, per_pixel=ACTIVATION_TENSORS * channels * 4)
