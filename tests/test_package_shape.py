@@ -162,29 +162,29 @@ def test_each_module_imports_on_its_own():
 
 
 def test_literal_types_name_the_same_choices_the_code_checks():
+    # the choices render's users pass are each written once, as a Literal the tuple the code checks comes from
     import inspect
     import typing
 
     from ttlesson import walk
-    from ttlesson.backends import BACKEND_NAMES
+    from ttlesson.backends import BackendName
     from ttlesson.backends.torch import precision as accel
     from ttlesson.machine import environment
 
-    def choices(annotation) -> set:
-        """The values of the Literal in ``annotation`` (alone, or one member of a union)."""
-        parts = [annotation] if typing.get_origin(annotation) is typing.Literal else typing.get_args(annotation)
-        return {value for part in parts if typing.get_origin(part) is typing.Literal for value in typing.get_args(part)}
+    def uses(annotation, literal) -> bool:
+        """Whether ``annotation`` is ``literal``, alone or as one member of a union."""
+        return annotation == literal or literal in typing.get_args(annotation)
 
     render = importlib.import_module("ttlesson.render")  # the module: ttlesson.render is the function
-    hints = typing.get_type_hints(render.render)
-    assert choices(hints["seed_mode"]) == set(walk.SEED_MODES) == choices(
-        typing.get_type_hints(render.WalkSettings)["seed_mode"])
-    assert choices(hints["easing"]) == set(walk.EASINGS)
-    assert choices(hints["precision"]) == set(accel.PRECISION_CHOICES)
-    assert choices(hints["backend"]) == set(BACKEND_NAMES)
+    hints, walk_hints = typing.get_type_hints(render.render), typing.get_type_hints(render.WalkSettings)
+    for name, literal in (("backend", BackendName), ("precision", accel.Precision), ("easing", walk.Easing),
+                          ("seed_mode", walk.SeedMode), ("colour", walk.ColourMatch)):
+        assert uses(hints[name], literal), name
+        assert inspect.signature(render.render).parameters[name].default in (None, *typing.get_args(literal)), name
+    for name, literal in (("easing", walk.Easing), ("seed_mode", walk.SeedMode), ("colour", walk.ColourMatch)):
+        assert uses(walk_hints[name], literal), name
     kinds = {environment.SOURCE_BUILD, environment.INSTALLER, environment.CLOUD, environment.OTHER}
-    assert choices(typing.get_type_hints(environment.PythonEnvironment)["kind"]) == kinds
-    assert inspect.signature(render.render).parameters["seed_mode"].default in walk.SEED_MODES
+    assert set(typing.get_args(typing.get_type_hints(environment.PythonEnvironment)["kind"])) == kinds
 
 
 def test_results_present_themselves_one_way(tmp_path):
@@ -197,3 +197,27 @@ def test_results_present_themselves_one_way(tmp_path):
     assert json.loads(origins.to_json()) == {"out_dir": str(tmp_path), "frames": {"0": ["torch", "cpu"]},
                                              "frame_count": 2, "damaged": [], "problem": None}
     assert "<li>" in origins._repr_html_()
+
+
+# Methods named like a second way to present a result, and why each is not one: (module, class, method).
+NOT_A_SECOND_WAY = {
+    ("ttlesson.offline.scenes", "_Pen", "line"): "draws a line on a scene",
+    ("ttlesson.serve.actor", "FrameMaker", "describe"): "the actor's info dict for the service: Ray calls methods only",
+}
+SECOND_WAYS = {"describe", "describe_text", "summary", "line", "lines"}
+
+
+def _methods(name: str) -> set[tuple[str, str, str, str]]:
+    """(module, class, method, return annotation) for each method called ``name`` in the package's classes."""
+    return {(module, node.name, method.name, ast.unparse(method.returns) if method.returns else "")
+            for module, path in _modules().items() for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.ClassDef)
+            for method in node.body if isinstance(method, ast.FunctionDef | ast.AsyncFunctionDef)
+            and method.name == name}
+
+
+def test_results_have_no_second_way_to_present_themselves():
+    second_ways = set().union(*(_methods(name) for name in SECOND_WAYS))
+    assert {method[:3] for method in second_ways} == NOT_A_SECOND_WAY.keys()
+    assert {(module, cls, returns) for module, cls, _, returns in _methods("to_json") if returns != "str"} == set()
+    assert {(module, cls, returns) for module, cls, _, returns in _methods("to_dict") if returns != "dict"} == set()

@@ -60,7 +60,7 @@ def main() -> int:
     else:
         result = training.train(out / "model", training.TrainingPlan(seed=args.seed), on_progress=log)
         model_dir = result.out_dir
-        report["training"] = result.to_json()
+        report["training"] = result.to_dict()
     pipeline = str(model_dir / "pipeline")
     from diffusers import AutoencoderKL
 
@@ -90,14 +90,14 @@ def main() -> int:
     for name, model in (("tiny", pipeline), ("tiny-random", "tiny-random")):
         started = time.perf_counter(), time.process_time()
         scores[name] = judges.score(model, judge, out / "judged" / name)
-        log(f"{scores[name].line()}  ({_since(started)['wall_s']:.0f} s)")
+        log(f"{scores[name]}  ({_since(started)['wall_s']:.0f} s)")
     report["scores"] = {name: s.accuracy for name, s in scores.items()}
     report["guidance_sweep"] = {}
     for guidance in SWEEP_GUIDANCE:
         swept = judges.score(pipeline, judge, out / "judged" / f"guidance-{guidance:g}", seed=SWEEP_SEED,
                                  guidance=guidance)
         report["guidance_sweep"][f"{guidance:g}"] = swept.accuracy
-        log(f"guidance {guidance:g}, seeds from {SWEEP_SEED}: {swept.line()}")
+        log(f"guidance {guidance:g}, seeds from {SWEEP_SEED}: {swept}")
     report["storyboard"] = _storyboard_check(pipeline, judge, out / "storyboard")
     for line in report["storyboard"]["lines"]:
         log(line)

@@ -15,11 +15,15 @@ import os
 import signal
 import sys
 import warnings
+from typing import TYPE_CHECKING
 
 from . import env
 from .env import __version__
 from .errors import Terminated, TTLessonError, describe
 from .inputs import MOST_DEVICES
+
+if TYPE_CHECKING:
+    from .presenting import Presentable
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -268,6 +272,7 @@ def _check_video_output(args) -> None:
 
 def _run_bench(args) -> int:
     json_path = _bench_json_path(args.json)  # before the benchmark's seconds, not after
+    result: Presentable
     if args.arch_only:
         from .bench import full_size as bench_arch
 
@@ -326,8 +331,8 @@ def _run_train_tiny(args) -> int:
         score = judge.score(str(result.pipeline_dir), judge.shipped_judge(), result.out_dir / "judged",
                                  prompts=prompts)
         judge.write_score(score, result.out_dir / "score.json")
-        print(f"prompt following, {score.line()}")
-        print(f"prompt following, shipped tiny: {judge.shipped_score().line()}")
+        print(f"prompt following, {score}")
+        print(f"prompt following, shipped tiny: {judge.shipped_score()}")
     print(result.pipeline_dir)
     return 0
 
@@ -466,7 +471,7 @@ def _run_auth_status(args) -> int:
     if args.json:
         print(json.dumps({"status": state.to_dict(), "models": [item.to_dict() for item in access]}, indent=2))
     else:
-        print("\n".join([state.describe(), *[item.describe() for item in access]]))
+        print("\n".join(map(str, [state, *access])))
     return 0
 
 

@@ -5,8 +5,9 @@ A result subclasses ``Presentable`` and writes ``__str__``; ``to_dict`` defaults
 JSON-friendly (paths and other objects as text), and the notebook shows the same text as the terminal unless the
 result writes its own ``_repr_html_``.
 
-Where the learner is, and the lever a fix names there: in a notebook, the ``TTLESSON_*`` environment variable
-set before Jupyter starts (``TTLESSON_MODEL=tiny``); in a terminal, the command's flag (``--model tiny``).
+Where the learner is (``in_notebook``), and the lever a fix names there: in a notebook, the ``TTLESSON_*``
+environment variable set before Jupyter starts (``TTLESSON_MODEL=tiny``); in a terminal, the command's flag
+(``--model tiny``).
 
 A leaf: the messages of every layer (the Hub, the backends, the doctor) name their fix through ``lever``.
 """
@@ -18,8 +19,12 @@ import html
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from . import env
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 class Presentable:
@@ -27,7 +32,8 @@ class Presentable:
         raise NotImplementedError
 
     def to_dict(self) -> dict:
-        return {field.name: _plain(getattr(self, field.name)) for field in dataclasses.fields(self)}
+        fields = dataclasses.fields(cast("DataclassInstance", self))  # every result is a dataclass
+        return {field.name: _plain(getattr(self, field.name)) for field in fields}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)

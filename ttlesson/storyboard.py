@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import cast
 
 from .errors import StoryboardError
 from .fileio import read_user_file, write_atomic
@@ -290,6 +291,7 @@ def _frames_from_json(text: str, source: str) -> tuple[list[Frame], dict]:
     if not isinstance(data, list):
         raise StoryboardError(f'{source}: expected a JSON list of {{"prompt": ...}} objects, '
                               f'found {_kind(data)}; wrap the frames in [ ] (or in {{"frames": [ ]}}).')
+    assert start is not None  # data is a list, at the top or under "frames"
     lines = _element_lines(text, start)
     return [_validated_frame(item, where=f"{source}, line {line} (frame {index})")
             for index, (item, line) in enumerate(zip(data, lines))], settings
@@ -317,7 +319,8 @@ def _board_settings(data: dict, source: str) -> dict:
 def _transition_frames(value: object, where: str) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value <= MAX_TRANSITION_FRAMES:
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+            or not 0 <= cast(int, value) <= MAX_TRANSITION_FRAMES):  # an Integral compares as an int
         raise StoryboardError(f'{where}: "transition_frames" must be a whole number from 0 to '
                               f"{MAX_TRANSITION_FRAMES}, found {shown(value)}.")
     return int(value)
@@ -363,7 +366,7 @@ def _validated_frame(item: object, where: str) -> Frame:
         raise StoryboardError(f'{where}: "prompt" is empty; write what this frame should show.')
     seed = item.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
-                             or not 0 <= seed <= MAX_SEED):
+                             or not 0 <= cast(int, seed) <= MAX_SEED):  # an Integral compares as an int
         raise StoryboardError(f'{where}: "seed" must be a whole number from 0 to {MAX_SEED}, found {shown(seed)}.')
     seed = None if seed is None else int(seed)
     negative = item.get("negative_prompt")
@@ -377,7 +380,8 @@ def _element_lines(text: str, start: int) -> list[int]:
     """1-based line of each element of a JSON list (starting just after ``start``'s ``[``) that ``json.loads``
     already accepted."""
     decoder = json.JSONDecoder()
-    lines, pos = [], start
+    lines: list[int] = []
+    pos = start
     line, counted = 1, 0
     while True:
         while text[pos] in " \t\r\n,":

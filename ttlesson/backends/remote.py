@@ -19,12 +19,15 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from .. import env
 from ..errors import BackendUnavailableError, TTLessonError
 from ..models import ModelSpec
 from .base import Backend, FrameRequest, MadeImage
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_WAIT_SECONDS = 600.0
 RETRY_SECONDS = 1.0
@@ -73,7 +76,7 @@ class RemoteBackend(Backend):
     def __init__(self, spec: ModelSpec, url: str, token: str | None = None, devices: int | str | None = None):
         super().__init__(spec)
         self.url, self._token, self._devices = url, token, devices
-        self._client = None
+        self._client: httpx.Client | None = None
         self._model: dict = {}
         self._status: dict = {}
 
@@ -102,6 +105,7 @@ class RemoteBackend(Backend):
     def _get_status(self) -> dict:
         import httpx
 
+        assert self._client is not None  # connect made it
         try:
             response = self._client.get("/v1/status")
         except httpx.HTTPError as err:
@@ -148,6 +152,7 @@ class RemoteBackend(Backend):
     def count_tokens(self, text: str) -> int:
         if self._client is None:
             self.connect()
+        assert self._client is not None  # connect made it
         response = self._client.post("/v1/tokens", json={"model": self.spec.name, "texts": [text]})
         if response.status_code == 501:  # the service's backend cannot count them either (Backend.count_tokens)
             raise NotImplementedError(response.text)
@@ -223,14 +228,15 @@ class RemoteBackend(Backend):
     def _frame(self, index: int, request: FrameRequest, tell, stop: threading.Event) -> MadeImage:
         import httpx
 
-        from .protocol import NDJSON, png_of, read_event
+        from .protocol import NDJSON, FrameOrder, png_of, read_event
 
-        body = {"model": self.spec.name, "request": asdict(request)}
+        body = FrameOrder(self.spec.name, request).to_dict()
         patience = _wait_seconds()
         gone_since = None
         told_place = False
         while True:
             try:
+                assert self._client is not None  # generate_many connected it (None only after close)
                 with self._client.stream("POST", "/v1/frames", json=body, headers={"Accept": NDJSON}) as response:
                     if response.status_code != 200:
                         response.read()

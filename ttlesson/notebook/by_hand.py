@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .. import env
 from ..models import REGISTRY
+from ..tenstorrent.arch import Arch
 from ..tenstorrent.checkout import SD14_FOLDERS
 from .display import preformatted
 
@@ -64,7 +65,7 @@ def _blackhole_here() -> bool:
     from ..machine import read_kernel_driver
 
     cards, _ = read_kernel_driver(None)
-    return any(card.arch == "blackhole" for card in cards)
+    return any(card.arch == Arch.BLACKHOLE for card in cards)
 
 
 def step1() -> ByHand:

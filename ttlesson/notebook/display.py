@@ -14,10 +14,14 @@ import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from .. import manifest
 from ..errors import TTLessonError
 from ..tenstorrent import speeds
+
+if TYPE_CHECKING:
+    from .room import InstructorDemo
 
 # Published and claimed speeds, each with where it comes from (seconds per 512×512 SD 1.4 image, 50 steps).
 REFERENCE_SPEEDS = speeds.reference_speeds()
@@ -133,7 +137,7 @@ def preview(workdir: str | os.PathLike, video: str | os.PathLike, autoplay: bool
         made = f"{len(frames)} of {book.frame_count}" if book is not None else str(len(frames))
         return _preview_row(f"Your frames so far: {made}; step 6 stitches them into your film.",
                             _frame_strip(manifest.frames_dir(workdir), frames, min(height, 120)))
-    sample = _probed(resources.files("ttlesson.data").joinpath(SAMPLE_FILM))
+    sample = _probed(cast(Path, resources.files("ttlesson.data").joinpath(SAMPLE_FILM)))  # package data: on disk
     return _preview_row("Not made yet: this is what the offline tiny model makes of the World's Fair storyboard; "
                         "yours comes from the model you choose.",
                         _player(sample, f' height="{height}"', True, autoplay))
@@ -268,7 +272,7 @@ def seconds_per_frame_chart(out_dir: str | os.PathLike) -> Chart:
             bars = axes.bar([r.index for r in group], [r.seconds for r in group], color=color, label=label)
             _tag(bars.patches, label)
     line = axes.axhline(mean, color="tab:gray", linestyle="--", label=f"steady state: {mean:.2f} s/frame")
-    _tag([line], line.get_label())
+    _tag([line], str(line.get_label()))
     axes.set_xlabel("frame")
     axes.set_ylabel("seconds")
     first = records[0]
@@ -282,7 +286,7 @@ def seconds_per_frame_chart(out_dir: str | os.PathLike) -> Chart:
     return Chart(figure)
 
 
-def scaling_chart(measured, references: list[speeds.ReferenceSpeed] | None = None) -> Chart:
+def scaling_chart(measured, references: list[speeds.ReferenceSpeed] | None = None) -> Chart | InstructorDemo:
     """Frames per second against number of devices: this machine's measurements and the published numbers.
 
     ``measured``: a ``bench.this_machine.Scaling``. The references are SD 1.4 at 512×512 and 50 steps; measurements

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import os
 from pathlib import Path
+from typing import Any
 
 from .. import env, manifest, storyboard
 from ..errors import TTLessonError, describe
@@ -241,7 +242,8 @@ def measure_scaling(cfg: settings.Settings, frames: int = 6, again: bool = False
     return result
 
 
-FILM_VERSIONS = {  # name → what it shows, and the render's walk and consistency arguments
+# name → what it shows, and the render's walk and consistency arguments
+FILM_VERSIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "slideshow": ("Slideshow: the keyframes, cut", {}),
     "walk": ("Walk: in-betweens from keyframe to keyframe", {"transition_frames": None}),
     "walk-colour": ("Walk + colour coherence", {"transition_frames": None, "colour": "lab"}),

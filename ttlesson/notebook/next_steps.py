@@ -77,9 +77,10 @@ def sd35_plan(report=None) -> SD35Plan:
         reasons.append(f"SD 3.5 Large's checkpoint is not in the local Hugging Face cache and HF_HUB_OFFLINE is "
                        f"set: it downloads ({download}) only on a connected machine.")
     elif access.needs_login and not access.token:
-        reasons.append(access.describe())
+        reasons.append(str(access))
     where = ""
     if not reasons:
+        assert layout is not None  # no reason against it: the system has an SD 3.5 layout
         opened = "×".join(map(str, layout.mesh_shape))
         where = (f"the {system.name} (opened as a {opened} mesh), through tt-metal's tt_dit pipeline (the tt "
                  "backend checks the real mesh shape)")

@@ -13,6 +13,7 @@ import html
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from .. import env
 from ..errors import TTLessonError
@@ -21,22 +22,27 @@ from ..inputs import parse_size, shown, user_path
 from ..presenting import SETTINGS
 from .room import Room
 
+if TYPE_CHECKING:
+    from ..backends import BackendName
+
+V = TypeVar("V")
+
 
 @dataclass(frozen=True)
-class Setting:
+class Setting(Generic[V]):
     name: str
-    value: str | int | None
+    value: V
     source: str  # "environment (TTLESSON_MODEL)" or "default"
 
 
 @dataclass(frozen=True)
 class Settings:
-    model: Setting
-    backend: Setting
-    workdir: Setting
-    steps: Setting
-    size: Setting
-    server: Setting | None = None  # TTLESSON_SERVER: frames come from a render service (shown only when set)
+    model: Setting[str]
+    backend: Setting[BackendName]
+    workdir: Setting[str]
+    steps: Setting[int | None]
+    size: Setting[str | int | None]  # as given: "512", "768x512", or a room file's 512
+    server: Setting[str | None] | None = None  # TTLESSON_SERVER: frames from a render service (shown only when set)
     room: Room | None = None  # TTLESSON_ROOM: the workshop's room file, when there is one
 
     @property

@@ -12,12 +12,17 @@ scores chance (a quarter for the four times of day, a sixth for the six structur
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from .. import models
 from ..models.tiny import shipped_tiny_weights
+from ..presenting import Presentable
 from . import scenes
+
+if TYPE_CHECKING:
+    import torch
 
 JUDGE_FIRST_SEED = 10_000_000  # the judge's scenes never overlap the model's training scenes (seeds 0…N-1)
 JUDGE_SIZE = 64  # frames are judged at 64×64: enough for sky, structure and colour
@@ -56,23 +61,20 @@ class DemoPrompt:
 
 
 @dataclass
-class Score:
+class Score(Presentable):
     """Per attribute, the share of frames the judge gave the value their prompt named."""
 
     model: str
     accuracy: dict[str, float]
     frames: list[dict] = field(default_factory=list)  # prompt, named values, judged values, file
 
-    def line(self) -> str:
+    def __str__(self) -> str:
         return f"{self.model}: " + ", ".join(f"{name} {value:.0%}" for name, value in self.accuracy.items())
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 def demo_prompts() -> list[DemoPrompt]:
     """96 prompts: every time of day with every structure, in four storyboard-style templates, palettes in turn."""
-    prompts = []
+    prompts: list[DemoPrompt] = []
     for t, time in enumerate(scenes.TIMES):
         for s, structure in enumerate(scenes.STRUCTURES):
             for k, template in enumerate(DEMO_TEMPLATES):
@@ -135,8 +137,8 @@ def train_judge(plan: JudgePlan = JudgePlan(), vae=None, on_progress=print):
             through_vae = (torch.rand(plan.batch, generator=generator) < 0.5).view(-1, 1, 1, 1)
             batch = torch.where(through_vae, decoded[index], pixels[index])
             logits = network(_augment(batch, generator))
-            loss = sum(torch.nn.functional.cross_entropy(part, labels[index, i])
-                       for i, part in enumerate(_split(logits)))
+            loss = cast(torch.Tensor, sum(torch.nn.functional.cross_entropy(part, labels[index, i])
+                                          for i, part in enumerate(_split(logits))))  # not 0: there are parts
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -178,7 +180,7 @@ def shipped_score() -> Score:
 
 
 def write_score(result: Score, path: Path) -> None:
-    Path(path).write_text(json.dumps(result.to_json(), indent=1))
+    Path(path).write_text(json.dumps(result.to_dict(), indent=1))
 
 
 def save_judge(network, path: Path) -> None:
@@ -195,13 +197,14 @@ def load_judge(path: Path):
     return network.eval()
 
 
-def pixels_of(images) -> torch.Tensor:  # noqa: F821 (torch is imported late)
+def pixels_of(images) -> torch.Tensor:
     """PIL images as a float tensor (N, 3, 64, 64) in [-1, 1], the judge's input."""
     import numpy as np
     import torch
     from PIL import Image
 
-    arrays = [np.asarray(image.convert("RGB").resize((JUDGE_SIZE, JUDGE_SIZE), Image.BOX)) for image in images]
+    arrays = [np.asarray(image.convert("RGB").resize((JUDGE_SIZE, JUDGE_SIZE), Image.Resampling.BOX))
+              for image in images]
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
@@ -237,8 +240,10 @@ def _augment(batch, generator):
     kernel = torch.exp(-taps[None] ** 2 / (2 * sigma[:, None] ** 2))
     kernel = kernel / kernel.sum(1, keepdim=True)  # (n, 5), one Gaussian per image
     padded = F.pad(batch, (2, 2, 2, 2), mode="replicate")
-    rows = sum(kernel[:, i, None, None, None] * padded[:, :, i:i + JUDGE_SIZE, :] for i in range(5))
-    blurred = sum(kernel[:, i, None, None, None] * rows[:, :, :, i:i + JUDGE_SIZE] for i in range(5))
+    rows = cast(torch.Tensor, sum(kernel[:, i, None, None, None] * padded[:, :, i:i + JUDGE_SIZE, :]
+                                  for i in range(5)))
+    blurred = cast(torch.Tensor, sum(kernel[:, i, None, None, None] * rows[:, :, :, i:i + JUDGE_SIZE]
+                                     for i in range(5)))
     shift = torch.randint(-3, 4, (2,), generator=generator).tolist()
     shifted = torch.roll(F.pad(blurred, (3, 3, 3, 3), mode="replicate"), shifts=shift, dims=(2, 3))[:, :, 3:-3, 3:-3]
     noise = torch.randn(shifted.shape, generator=generator) * torch.rand(n, 1, 1, 1, generator=generator) * 0.06
@@ -271,8 +276,9 @@ def score(model: str, judge, out_dir, prompts: list[DemoPrompt] | None = None, s
     board = storyboard.loads(json.dumps([p.prompt for p in prompts]), source="judged prompts")
     paths = render_as_demo(board, model, out_dir, seed, steps, guidance, on_event).frame_paths
     verdicts = classify(judge, [Image.open(path) for path in paths])
-    frames = [{"prompt": p.prompt, "named": {"time": p.time, "structure": p.structure, "palette": p.palette},
-               "judged": verdict, "file": str(path)} for p, verdict, path in zip(prompts, verdicts, paths)]
+    frames: list[dict[str, Any]] = [
+        {"prompt": p.prompt, "named": {"time": p.time, "structure": p.structure, "palette": p.palette},
+         "judged": verdict, "file": str(path)} for p, verdict, path in zip(prompts, verdicts, paths)]
     accuracy = {name: sum(f["judged"][name] == f["named"][name] for f in frames) / len(frames)
                 for name in scenes.ATTRIBUTES}
     return Score(model, accuracy, frames)

@@ -185,7 +185,7 @@ class Scene:
         _STRUCTURE_DRAWERS[self.structure](pen, center, horizon, rng.uniform(0.85, 1.15), colors, rng, haze=0.0)
         if self.crowd:
             _crowd(pen, horizon, colors, rng)
-        image = image.resize((size, size), Image.LANCZOS)
+        image = image.resize((size, size), Image.Resampling.LANCZOS)
         return _grade(image, self.palette, self.time)
 
 
@@ -200,7 +200,8 @@ def named_attributes(prompt: str) -> dict[str, str]:
     times = [value for value, words in TIME_WORDS.items() if any(_has(p, words) for p in phrases)]
     if times:
         named["time"] = times[0]
-    main, behind = set(), set()
+    main: set[str] = set()
+    behind: set[str] = set()
     for phrase in phrases:
         found = {value for value, words in STRUCTURE_WORDS.items() if _has(phrase, words)}
         (behind if any(mark in phrase for mark in _BACKGROUND_MARKS) else main).update(found)

@@ -29,11 +29,13 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import cast
 
 from ..errors import TTLessonError
 from ..fileio import writable_folder
 from ..inputs import user_path, whole_number
 from ..models import hub, tiny
+from ..presenting import Presentable
 from . import scenes
 
 
@@ -75,7 +77,7 @@ class StageTime:
 
 
 @dataclass
-class TrainingResult:
+class TrainingResult(Presentable):
     out_dir: Path
     plan: TrainingPlan
     curve: dict[str, list[tuple[int, float]]]  # stage -> (step, mean loss over the last log_every steps)
@@ -91,12 +93,12 @@ class TrainingResult:
     def pipeline_dir(self) -> Path:
         return self.out_dir / "pipeline"
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
         return {"plan": asdict(self.plan), "curve": self.curve, "scaling_factor": self.scaling_factor,
                 "reading": self.reading,
                 "times": {stage: asdict(t) for stage, t in self.times.items()}}
 
-    def summary(self) -> str:
+    def __str__(self) -> str:
         total = StageTime(sum(t.wall_s for t in self.times.values()), sum(t.cpu_s for t in self.times.values()))
         return (f"trained in {total.wall_s / 60:.1f} min wall, {total.cpu_s / 60:.1f} min CPU; "
                 f"weights in {self.weights_dir}, pipeline in {self.pipeline_dir}")
@@ -144,8 +146,8 @@ def train(out_dir, plan: TrainingPlan = TrainingPlan(), on_progress: Callable[[s
         tiny.build_tiny_pipeline(result.pipeline_dir, result.weights_dir)
     finally:
         torch.set_num_threads(threads)
-    (out_dir / "training.json").write_text(json.dumps(result.to_json(), indent=1))
-    on_progress(result.summary())
+    (out_dir / "training.json").write_text(json.dumps(result.to_dict(), indent=1))
+    on_progress(str(result))
     return result
 
 
@@ -291,8 +293,8 @@ def _train_text_encoder(text_encoder, tokens, captions, plan: TrainingPlan, curv
     for step in range(plan.text_steps):
         index = torch.randint(len(ids), (plan.text_batch,), generator=generator)
         logits = head(text_encoder(ids[index])[0].mean(dim=1)).split(sizes, dim=1)
-        loss = sum(torch.nn.functional.cross_entropy(part, answers[index, i], ignore_index=_UNNAMED)
-                   for i, part in enumerate(logits) if (answers[index, i] != _UNNAMED).any())
+        loss = cast(torch.Tensor, sum(torch.nn.functional.cross_entropy(part, answers[index, i], ignore_index=_UNNAMED)
+                                      for i, part in enumerate(logits) if (answers[index, i] != _UNNAMED).any()))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -29,6 +29,7 @@ from .. import env, machine
 from ..machine.host import read_text
 from ..presenting import lever
 from ..tenstorrent import boards
+from ..tenstorrent.arch import Arch
 from ..tenstorrent.checkout import SD14_FOLDERS
 from . import hf
 
@@ -343,7 +344,7 @@ def _memory_gib() -> tuple[float | None, float]:
 def check_tenstorrent_device(cards: list[boards.Card], driver: machine.SourceAnswer) -> Check:
     name = "Tenstorrent device"
     if cards:
-        listed = ", ".join(card.describe() for card in cards)
+        listed = ", ".join(map(str, cards))
         mesh, _ = boards.mesh_device_for(cards)
         return Check(name, OK, f"{listed}" + (f"; MESH_DEVICE={mesh}" if mesh else ""))
     return Check(name, FAIL, f"none: {driver.summary}",
@@ -367,7 +368,7 @@ def check_device_holders(host: machine.HostPaths | None = None) -> Check:
     if not holders:
         return Check("devices free", OK, "no other process holds a Tenstorrent chip")
     pids = " ".join(str(pid) for pid in sorted({holder.pid for holder in holders}))
-    return Check("devices free", FAIL, "; ".join(holder.describe() for holder in holders),
+    return Check("devices free", FAIL, "; ".join(map(str, holders)),
                  f"let that run finish or stop it (kill {pids}); if the chip stays busy once it is gone, tt-smi -r")
 
 
@@ -387,7 +388,7 @@ def check_environment(environment: machine.PythonEnvironment) -> Check:
     image's venv, or another."""
     name = "Python environment"
     if environment.recognised:
-        return Check(name, OK, environment.describe())
+        return Check(name, OK, str(environment))
     return Check(name, WARN, f"{environment.prefix} is not one of the environments the lesson sets up (tt-metal's "
                  "python_env, ~/.tenstorrent-venv, /opt/venv-metal); fine if ttnn imports here",
                  "source $TT_METAL_HOME/python_env/bin/activate (or ~/.tenstorrent-venv/bin/activate), then run "
@@ -436,7 +437,7 @@ def check_python_env(home: Path | None, environment: machine.PythonEnvironment |
     name = "tt-metal python_env"
     environment = environment or machine.recognise()
     if environment.kind in (machine.INSTALLER, machine.CLOUD):
-        return Check(name, OK, f"not needed: this is the {environment.describe()}")
+        return Check(name, OK, f"not needed: this is the {environment}")
     if environment.kind == machine.SOURCE_BUILD:
         return Check(name, OK, f"active ({environment.prefix})")
     if home is None:
@@ -472,12 +473,12 @@ def check_arch_name(cards: list[boards.Card]) -> Check:
     name = "TT_METAL_ARCH_NAME"
     value = env.text(env.TT_METAL_ARCH_NAME)
     arches = {card.arch for card in cards}
-    if "blackhole" in arches:
-        if value == "blackhole":
+    if Arch.BLACKHOLE in arches:
+        if value == Arch.BLACKHOLE.metal_name:
             return Check(name, OK, "blackhole, as Blackhole cards need")
         return Check(name, FAIL, f"{value or 'unset'}, but this machine has Blackhole cards",
                      "export TT_METAL_ARCH_NAME=blackhole")
-    if value == "blackhole" and "wormhole" in arches:
+    if value == Arch.BLACKHOLE.metal_name and Arch.WORMHOLE in arches:
         return Check(name, FAIL, "blackhole, but this machine has Wormhole cards", "unset TT_METAL_ARCH_NAME")
     return Check(name, OK, f"{value or 'unset'} (not needed: no Blackhole card)")
 
@@ -494,8 +495,8 @@ def check_ttnn(ask: bool) -> Check:
         return Check(name, OK, f"{version} at {info.location}; import not tried (ttlesson doctor --ttnn tries it)")
     info, _, _ = machine.read_ttnn(True, env.mock_cluster())
     if info.imports is not True:
-        return Check(name, FAIL, info.describe(), fix)
-    return Check(name, OK if info.problem is None else WARN, info.describe())
+        return Check(name, FAIL, str(info), fix)
+    return Check(name, OK if info.problem is None else WARN, str(info))
 
 
 def check_tt_versions() -> Check:
@@ -506,7 +507,7 @@ def check_tt_versions() -> Check:
     info = machine.ttnn_install_info()
     checkout = checkout_info()
     ttnn_text = f"ttnn {info.version or '(version unknown)'} at {info.location}" if info.installed else "no ttnn"
-    checkout_text = checkout.describe_text() if checkout else "no tt-metal checkout (TT_METAL_HOME unset)"
+    checkout_text = str(checkout) if checkout else "no tt-metal checkout (TT_METAL_HOME unset)"
     problem = mismatch(info.version, info.location, checkout) if info.installed else None
     if problem:
         return Check(name, WARN, f"{ttnn_text}; {checkout_text}", problem)
@@ -569,15 +570,15 @@ def check_hugging_face() -> Check:
     name = "Hugging Face"
     state = hf.status()
     if state.problem:
-        return Check(name, FAIL, state.describe(), "point HF_HOME at a folder (or unset it), and remove a 'token' "
+        return Check(name, FAIL, str(state), "point HF_HOME at a folder (or unset it), and remove a 'token' "
                      "folder there; then ttlesson auth login")
     sd14 = hf.model_access("sd14")
     if state.offline and sd14.cached != "complete":
-        return Check(name, WARN, f"{state.describe()} {sd14.describe()}",
+        return Check(name, WARN, f"{state} {sd14}",
                      f"unset HF_HUB_OFFLINE to download SD 1.4, or use {lever('model', 'tiny')}")
     if state.token:
-        return Check(name, OK, f"{state.describe()} sd14 needs no login; sd35-large also needs its licence accepted.")
-    return Check(name, WARN, state.describe(), "optional for sd14; for sd35-large: ttlesson auth login")
+        return Check(name, OK, f"{state} sd14 needs no login; sd35-large also needs its licence accepted.")
+    return Check(name, WARN, str(state), "optional for sd14; for sd35-large: ttlesson auth login")
 
 
 def check_package(package: str) -> Check:

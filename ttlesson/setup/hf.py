@@ -23,7 +23,7 @@ from pathlib import Path
 from .. import env
 from ..errors import HubAuthError
 from ..models import REGISTRY, ModelSpec, resolve
-from ..presenting import in_notebook, lever
+from ..presenting import Presentable, in_notebook, lever
 
 TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 # Pipeline parts whose weights must be in the cache for the model to load offline.
@@ -49,14 +49,14 @@ def is_offline() -> bool:
 
 
 @dataclass(frozen=True)
-class AuthStatus:
+class AuthStatus(Presentable):
     token: bool  # a token is present
     masked: str | None
     source: str | None  # where huggingface_hub found it
     offline: bool
     problem: str | None = None  # why the token could not be read (HF_HOME a file, the stored token a folder…)
 
-    def describe(self) -> str:
+    def __str__(self) -> str:
         offline = " HF_HUB_OFFLINE is set: only cached models can be used." if self.offline else ""
         if self.problem:
             return f"The Hugging Face login cannot be read: {self.problem}.{offline}"
@@ -65,14 +65,8 @@ class AuthStatus:
                     f"sd35-large needs one (ttlesson auth login).{offline}")
         return f"Hugging Face token {self.masked} from {self.source}.{offline}"
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def __str__(self) -> str:
-        return self.describe()
-
     def _repr_html_(self) -> str:
-        return f"<p>{html.escape(self.describe())}</p>"
+        return f"<p>{html.escape(str(self))}</p>"
 
 
 def status() -> AuthStatus:
@@ -108,21 +102,18 @@ def _token_source(token: str) -> str:
 
 
 @dataclass(frozen=True)
-class Identity:
+class Identity(Presentable):
     name: str
     orgs: tuple[str, ...]
     masked: str
     source: str
 
-    def describe(self) -> str:
+    def __str__(self) -> str:
         orgs = f" (member of {', '.join(self.orgs)})" if self.orgs else ""
         return f"Logged in to Hugging Face as {self.name}{orgs} with token {self.masked} from {self.source}."
 
-    def __str__(self) -> str:
-        return self.describe()
-
     def _repr_html_(self) -> str:
-        return f"<p>{html.escape(self.describe())}</p>"
+        return f"<p>{html.escape(str(self))}</p>"
 
 
 def whoami() -> Identity:
@@ -174,7 +165,7 @@ def login() -> AuthStatus | None:
 
 
 @dataclass(frozen=True)
-class ModelAccess:
+class ModelAccess(Presentable):
     model: str
     repo: str
     gated: bool
@@ -187,7 +178,7 @@ class ModelAccess:
     def url(self) -> str:
         return f"https://huggingface.co/{self.repo}"
 
-    def describe(self) -> str:
+    def __str__(self) -> str:
         name = f"{self.model} ({self.repo})"
         if self.cached == "complete":
             return f"{name} is in the local cache: it loads without the Hub or a login."
@@ -218,13 +209,10 @@ class ModelAccess:
         return self.gated and self.cached != "complete"
 
     def to_dict(self) -> dict:
-        return asdict(self) | {"message": self.describe()}
-
-    def __str__(self) -> str:
-        return self.describe()
+        return asdict(self) | {"message": str(self)}
 
     def _repr_html_(self) -> str:
-        return f"<p>{html.escape(self.describe())}</p>"
+        return f"<p>{html.escape(str(self))}</p>"
 
 
 def model_access(model: str | ModelSpec = "sd14", *, ask_hub: bool = False) -> ModelAccess:
@@ -243,13 +231,13 @@ def model_access(model: str | ModelSpec = "sd14", *, ask_hub: bool = False) -> M
 
 
 @dataclass(frozen=True)
-class AccessTable:
+class AccessTable(Presentable):
     """``model_access`` for several models, as a table a notebook shows."""
 
     rows: list[ModelAccess]
 
     def __str__(self) -> str:
-        return "\n".join(row.describe() for row in self.rows)
+        return "\n".join(str(row) for row in self.rows)
 
     def _repr_html_(self) -> str:
         from huggingface_hub import constants
@@ -261,7 +249,7 @@ class AccessTable:
             "<tr>" + "".join(f"<td style='text-align:left'>{html.escape(str(cell))}</td>" for cell in (
                 row.model, row.repo, "yes" if row.gated else "no", cached.get(row.cached, row.cached),
                 "yes" if row.needs_login else "no")) + "</tr>" for row in self.rows)
-        notes = "".join(f"<li>{html.escape(row.describe())}</li>" for row in self.rows)
+        notes = "".join(f"<li>{html.escape(str(row))}</li>" for row in self.rows)
         return (f"<table><tr>{head}</tr>{body}</table><ul>{notes}</ul>"
                 f"<p style='font-size:12px'>The local cache: {html.escape(str(constants.HF_HUB_CACHE))}</p>")
 
@@ -281,7 +269,7 @@ def _gated_on_hub(spec: ModelSpec) -> tuple[bool, str] | None:
     return bool(info.gated), "the Hub"
 
 
-def cache_state(repo: str, cache_dir: str | os.PathLike | None = None) -> str:
+def cache_state(repo: str, cache_dir: str | Path | None = None) -> str:
     """``complete`` when the pipeline's index and every weight-bearing part are in the Hub cache (``cache_dir``,
     else huggingface_hub's own), ``partial`` when only some are, ``no`` when nothing is."""
     from huggingface_hub import try_to_load_from_cache
