@@ -1,8 +1,8 @@
 # Two commands do everything on a fresh machine with Python 3.12 (see README.md):
 #   make demo   set up .venv, render the World's Fair storyboard on the offline tiny model, stitch the MP4
-#   make test   set up .venv and Chromium, lint (ruff), run the test suite, the notebooks (nbval) and the
-#               notebooks in JupyterLab in Chromium (tests/browser): what CI runs
-# For developers: make check (lint and the fast tests, no notebooks, browser or slow tests; under 2 minutes).
+#   make test   set up .venv and Chromium, lint (ruff), type-check (mypy), run the test suite, the notebooks (nbval)
+#               and the notebooks in JupyterLab in Chromium (tests/browser): what CI runs
+# For developers: make check (lint, mypy and the fast tests, no notebooks, browser or slow tests; under 2 minutes).
 PYTHON ?= python3.12
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -30,6 +30,7 @@ PYTEST = $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test: $(VENV)/.installed chromium
 	$(BIN)/ruff check ttlesson tests tools benchmarks
+	$(BIN)/mypy
 	@mkdir -p test-output
 	$(TEST_ENV) $(PYTEST) tests notebooks --nbval-lax --nbval-current-env --durations=20 \
 	  --junitxml=test-output/junit.xml; status=$$?; \
@@ -40,6 +41,7 @@ test: $(VENV)/.installed chromium
 # mock-cluster topologies), without the notebooks and the browser. make test runs all of it.
 check: $(VENV)/.installed
 	$(BIN)/ruff check ttlesson tests tools benchmarks
+	$(BIN)/mypy
 	$(TEST_ENV) $(PYTEST) tests -m "not slow and not browser" --ignore=tests/browser --durations=5
 
 # An attendee's laptop: the package, JupyterLab and its kernel, and nothing the tests need (no pytest, Playwright,
@@ -74,4 +76,4 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 clean:
-	rm -rf $(VENV) out .pytest_cache test-output
+	rm -rf $(VENV) out .pytest_cache .mypy_cache test-output

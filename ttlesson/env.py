@@ -3,7 +3,7 @@
 The values are read when asked (not at import), so a test or a notebook that sets a variable sees it take effect.
 Hugging Face's own variables are read as huggingface_hub reads them (``huggingface_hub.constants``).
 
-ttlesson's version, as installed (recorded in every manifest and benchmark).
+``__version__``: ttlesson's version as installed, recorded in every manifest and benchmark.
 """
 
 from __future__ import annotations

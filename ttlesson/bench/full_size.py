@@ -153,8 +153,8 @@ def _run_sd14(width, height, steps, frames, compare, precision, scheduler, seed,
     backend.adopt(_pipeline_for(reference, resolved), cache_key=_arch_cache_key("sd14", seed),
                   label="the SD 1.4 architecture")
     ours = StackTimes(f"ttlesson ({resolved})", resolved, load_seconds=time.perf_counter() - started)
-    stacks = [(ours, _Hooks(backend.pipe), lambda: backend.generate(request))]
     request = FrameRequest(PROMPT, seed, steps, 7.5, width, height, None, scheduler)
+    stacks = [(ours, _Hooks(backend.pipe), lambda: backend.generate(request))]
     if compare:
         started = time.perf_counter()
         plain = reference  # diffusers' defaults: float32, its own attention processor, PNDM
@@ -297,7 +297,7 @@ def matmul_peaks(size: int = 2048, repeats: int = 5) -> dict:
     """GFLOP/s of the best of ``repeats`` square matmuls, float32 and (where native) bfloat16."""
     from ..backends.torch.precision import cpu_has_native_bf16
 
-    peaks = {"float32": _matmul_gflops("float32", size, repeats)}
+    peaks: dict[str, float | None] = {"float32": _matmul_gflops("float32", size, repeats)}
     peaks["bfloat16"] = _matmul_gflops("bfloat16", size, repeats) if cpu_has_native_bf16() else None
     return peaks
 

@@ -21,7 +21,7 @@ def published_config(name: str) -> dict:
     if name not in ARCH_MODELS:
         raise TTLessonError(f"--arch-only builds {', '.join(ARCH_MODELS)} from their published configs, not "
                             f"{name!r}; give --model sd14 or --model sd35-large.")
-    text = resources.files("ttlesson.data").joinpath("arch", f"{name}.json").read_text(encoding="utf-8")
+    text = resources.files("ttlesson.data").joinpath("arch").joinpath(f"{name}.json").read_text(encoding="utf-8")
     return json.loads(text)
 
 
@@ -73,8 +73,9 @@ def build_sd14(seed: int = 0):
         module.eval().requires_grad_(False)
     scheduler = PNDMScheduler.from_config(published_config("sd14")["scheduler"])  # as from_pretrained reads it
     tokenizer = CLIPTokenizer.from_pretrained(tiny_model_folder() / "tokenizer")
-    pipe = StableDiffusionPipeline(**modules, tokenizer=tokenizer, scheduler=scheduler, safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)
+    # diffusers takes None for the safety checker and its feature extractor, though its annotations leave None out
+    pipe = StableDiffusionPipeline(**modules, tokenizer=tokenizer, scheduler=scheduler, safety_checker=None,  # type: ignore[arg-type]
+                                   feature_extractor=None, requires_safety_checker=False)  # type: ignore[arg-type]
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -14,6 +14,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import env
 from ..env import __version__
@@ -27,6 +28,10 @@ from ..storyboard import Storyboard
 from ..storyboard import load as load_storyboard
 from ..tenstorrent.boards import is_tt_device
 from ..video import stitch
+
+if TYPE_CHECKING:
+    from ..backends import BackendName
+    from ..backends.torch.precision import Precision
 
 
 @dataclass(frozen=True)
@@ -62,9 +67,9 @@ class BenchResult(Presentable):
         return {**super().to_dict(), "frames_per_second": round(self.frames_per_second, 4)}
 
 
-def run(model: str = "tiny", frames: int = 4, backend: str = "auto", device: str | None = None,
+def run(model: str = "tiny", frames: int = 4, backend: BackendName = "auto", device: str | None = None,
         steps: int | None = None, size: int | str | None = None, scheduler: str | None = None,
-        precision: str = "auto", compile: bool = False) -> BenchResult:
+        precision: Precision = "auto", compile: bool = False) -> BenchResult:
     """Render ``frames`` prompts of the World's Fair storyboard in a scratch folder and time each part."""
     frames = whole_number(frames, "--frames", 2, 1000, " (a warm-up frame and at least one steady one)")
     prompts = load_storyboard("worlds-fair").frames
@@ -198,7 +203,7 @@ def device_counts() -> list[int]:
     return counts + [total]
 
 
-def scaling(model: str = "tiny", counts: list[int] | None = None, frames: int = 6, backend: str = "auto",
+def scaling(model: str = "tiny", counts: list[int] | None = None, frames: int = 6, backend: BackendName = "auto",
             steps: int | None = None, size: int | str | None = None, on_event=None) -> Scaling:
     """Frames per second against number of devices, measured by real renders of the same frames.
 
@@ -221,7 +226,7 @@ def scaling(model: str = "tiny", counts: list[int] | None = None, frames: int = 
             result = render(board, scratch, model=model, backend=backend, devices=count, steps=steps, size=size,
                             on_event=listen)
             seconds = time.perf_counter() - started
-            digests.append([sha256_file(path) for path in sorted(frames_dir(scratch).glob("*.png"))])
+            digests.append([sha256_file(path) for path in sorted(frames_dir(Path(scratch)).glob("*.png"))])
         steady = finished[count - 1:] if len(finished) > count else finished
         rate = (len(steady) - 1) / (steady[-1] - steady[0]) if len(steady) > 1 and steady[-1] > steady[0] else 0.0
         points.append(ScalingPoint(devices=count, frames_per_second=round(rate, 4), seconds=round(seconds, 2),

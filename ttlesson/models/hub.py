@@ -75,7 +75,7 @@ def _download_failure_message(spec: ModelSpec, err: Exception) -> str:
     from huggingface_hub.utils import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 
     # diffusers wraps the Hub's own error in an OSError: look for it down the chain of causes.
-    chain = [err]
+    chain: list[BaseException] = [err]
     while chain[-1].__cause__ is not None and len(chain) < 8:
         chain.append(chain[-1].__cause__)
     hub_error = next((error for error in chain if isinstance(error, HfHubHTTPError)), None)

@@ -173,8 +173,9 @@ def build_tiny_random_pipeline(folder: Path) -> None:
 def _save_sd_pipeline(folder: Path, tokenizer, components: dict) -> None:
     from diffusers import StableDiffusionPipeline
 
-    pipe = StableDiffusionPipeline(**components, tokenizer=tokenizer, scheduler=tiny_scheduler(), safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)
+    # diffusers takes None for the safety checker and its feature extractor, though its annotations leave None out
+    pipe = StableDiffusionPipeline(**components, tokenizer=tokenizer, scheduler=tiny_scheduler(), safety_checker=None,  # type: ignore[arg-type]
+                                   feature_extractor=None, requires_safety_checker=False)  # type: ignore[arg-type]
     pipe.save_pretrained(folder, safe_serialization=True)
     _prefix_text_encoder_keys(folder / "text_encoder")
 

@@ -21,6 +21,7 @@ import itertools
 import re
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..backends.protocol import FrameOrder, RequestError
 from ..errors import TTLessonError
@@ -82,7 +83,7 @@ class Slot:
     node: str
     host: str
     cards: int = 1  # Tenstorrent cards the actor holds: all of its node's for an SD 3.5 group
-    actor: object = None
+    actor: Any = None  # a Ray actor handle: its methods are made at run time
     info: dict | None = None
     ticket: Ticket | None = None
     dead: bool = False
@@ -135,9 +136,9 @@ class RenderService:
 
         if ray.is_initialized():  # the caller joined a cluster already (embedding the service, the tests)
             return
-        try:
+        try:  # logging_level: Ray takes a level name (its own default is "info"), though its annotation says int
             ray.init(address=self.options.address or "local", include_dashboard=False, log_to_driver=False,
-                     logging_level="WARNING", configure_logging=False)
+                     logging_level="WARNING", configure_logging=False)  # type: ignore[arg-type]
         except (ConnectionError, RuntimeError) as err:
             raise TTLessonError(_cluster_error(self.options.address, err)) from err
         self._started_ray = True
@@ -204,8 +205,10 @@ class RenderService:
 
         from .actor import FrameMaker
 
-        need = {"tt": {"resources": {"TTNPU": slot.cards}, "num_cpus": 0}, "gpu": {"num_gpus": 1, "num_cpus": 0},
-                "cpu": {"num_cpus": self.options.threads}}[slot.kind]
+        needs: dict[str, dict[str, Any]] = {"tt": {"resources": {"TTNPU": slot.cards}, "num_cpus": 0},
+                                            "gpu": {"num_gpus": 1, "num_cpus": 0},
+                                            "cpu": {"num_cpus": self.options.threads}}
+        need = needs[slot.kind]
         remote = ray.remote(FrameMaker).options(
             **need, max_restarts=0, max_task_retries=0, max_concurrency=4,
             scheduling_strategy=NodeAffinitySchedulingStrategy(slot.node, soft=False))
@@ -217,6 +220,7 @@ class RenderService:
         """Slots on a node Ray no longer sees are dead: their frames (if any) fail over as their actor's do."""
         gone = [slot for slot in self.live_slots() if slot.node not in alive]
         if gone:
+            assert self._changed is not None  # made by start
             async with self._changed:
                 for slot in gone:
                     slot.dead = True
@@ -241,6 +245,7 @@ class RenderService:
             raise RequestError(f"This service does not hold model {order.model!r}; it holds {offer}: render with "
                                "one of those, or start the service with --model " + order.model + ".", 404)
         ticket = Ticket(client, order, next(self._numbers))
+        assert self._changed is not None  # made by start
         async with self._changed:
             self.queue.put(client, ticket)
             self._changed.notify_all()
@@ -264,6 +269,7 @@ class RenderService:
         return self.queue.position(ticket.client, ticket)
 
     async def _serve(self, slot: Slot) -> None:
+        assert self._changed is not None  # made by start
         while not slot.dead:
             async with self._changed:
                 while (taken := self.queue.take(lambda ticket: ticket.order.model == slot.model)) is None:
@@ -328,6 +334,7 @@ class RenderService:
         for slot in self.live_slots():
             entry = held.get(slot.model)
             if entry is None:
+                assert slot.info is not None  # a slot joins self.slots once its actor described itself
                 spec = resolve(slot.model)
                 entry = held[slot.model] = {
                     "backend": slot.info["backend"], "precision": slot.info["precision"], "devices": 0,

@@ -10,6 +10,7 @@ float32 on the CPU, then cast to the pipeline's device and dtype; a keyframe is 
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any
 
 from ... import walk
 from ...errors import BackendUnavailableError
@@ -31,7 +32,7 @@ class TorchBackend(Backend):
         self._torch_device = None
         self._requested = (precision, compile)
         self._precision: str | None = None
-        self.pipe = None
+        self.pipe: Any = None  # the diffusers pipeline (its UNet and VAE decoder OpenVINO's, for openvino)
         self._shipped_scheduler = None
         self._prompts: OrderedDict = OrderedDict()
         self._sizes_checked: set[tuple[int, int, bool]] = set()
@@ -144,7 +145,7 @@ class TorchBackend(Backend):
         shape = (1, channels, request.height // factor, request.width // factor)
         return walk.start_noise(request, shape).to(self._resolved_device(), dtype)
 
-    def _cache_key(self) -> str | None:
+    def _cache_key(self) -> str:
         """What identifies the model's weights, for caching a converted copy (OpenVINO)."""
         from ...models import local_folder
 

@@ -17,6 +17,7 @@ import os
 import shutil
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch  # this module is imported only by the OpenVINO path, which has torch loaded already
 
@@ -25,14 +26,14 @@ from ...fileio import staging_folder
 IR_VERSION = 1  # bump when the conversion changes, so stale cached IR is not reused
 
 
-def cache_dir(cache_key: str) -> Path:
+def cache_dir(cache_key: str | None) -> Path:
     from ...env import cache_root
 
     digest = hashlib.sha256(f"{cache_key}|ir{IR_VERSION}|ov{_openvino_version()}".encode()).hexdigest()[:16]
     return cache_root() / "openvino" / digest
 
 
-def use_openvino(pipe, *, bf16: bool, cache_key: str, label: str):
+def use_openvino(pipe, *, bf16: bool, cache_key: str | None, label: str):
     """Swap the pipeline's UNet and VAE decoder for OpenVINO ones, converting them first if not cached yet."""
     import openvino as ov
 
@@ -120,7 +121,7 @@ class _Compiled:
 
     def __init__(self, path: Path, core, config: dict):
         self.path, self.core, self.config = path, core, config
-        self.requests: dict[tuple, object] = {}
+        self.requests: dict[tuple, Any] = {}  # OpenVINO infer requests, by input shapes
 
     def __call__(self, *arrays):
         shapes = tuple(tuple(array.shape) for array in arrays)
