@@ -73,6 +73,9 @@ def shared_folder(tmp_path_factory):
 
     folder = Path(tempfile.mkdtemp(prefix="ttshared-"))
     folder.chmod(0o777)
+    # Lock once here, so everything the lock imports on first use (filelock, and the standard modules it loads
+    # lazily) is imported before a test forks a child as another user, who cannot read this Python's library.
+    _lock_once(tmp_path_factory.mktemp("warm"))
     yield folder
     import shutil
 
