@@ -7,7 +7,14 @@ on a local Ray cluster (loopback port), render a warm-up storyboard through it, 
 renders of ``--frames`` frames (frames and manifest written here), with one actor taking turns with a local
 render of the same frames; then stop the service. Prints medians, and optionally saves JSON.
 
-    python benchmarks/serve_throughput.py [--actors 1 2] [--frames 8] [--rounds 5] [--json FILE]
+Two measures per round: the whole render (start to finish: settling, the folder, the manifest and the last frame's
+tail included), and the steady state, the rate after the first frame each actor makes (``(frames - actors) /
+(last finish - the actors-th finish)``: with two actors the first two frames finish together), which is what a long
+render, a walk of hundreds of frames, sees. The goals of
+the render service (2 actors at least 1.8 times one actor's frames per second; at most 5% overhead per frame
+against a local render) are judged on the steady state; both are printed.
+
+    python benchmarks/serve_throughput.py [--actors 1 2] [--frames 16] [--rounds 5] [--json FILE]
 
 Ray binds every interface of the machine it runs on; run this where that is fine (or in a private network
 namespace: ``unshare -n sh -c 'ip link set lo up; python benchmarks/serve_throughput.py'``).
@@ -31,7 +38,7 @@ PORT = 8479
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--actors", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--frames", type=int, default=8, help="frames per round")
+    parser.add_argument("--frames", type=int, default=16, help="frames per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", default=None, metavar="FILE")
     args = parser.parse_args()
@@ -40,6 +47,7 @@ def main() -> None:
 
     from ttlesson import models, render
     from ttlesson.backends.torch import TorchBackend
+    from ttlesson.progress import FrameDone
     from ttlesson.storyboard import Frame, Storyboard
 
     def board(name: str, count: int, first_seed: int) -> Storyboard:
@@ -47,7 +55,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     results: dict = {"frames": args.frames, "rounds": args.rounds, "model": "tiny", "threads_per_actor": 1,
-                     "cpu": _cpu(), "local_seconds": [], "served_seconds": {}}
+                     "cpu": _cpu(), "local_seconds": [], "served_seconds": {}, "local_steady": [], "served_steady": {}}
     with tempfile.TemporaryDirectory(prefix="ttlesson-serve-bench-") as scratch:
         scratch = Path(scratch)
         backend = TorchBackend(models.resolve("tiny"), device="cpu", precision="float32")
@@ -55,16 +63,25 @@ def main() -> None:
         url = f"http://127.0.0.1:{PORT}"
         timed = board("timed", args.frames, 0)
 
-        def local(number: int) -> float:
-            backend._prompts.clear()  # the service's actor encodes each prompt once per frame too
-            started = time.perf_counter()
-            render(timed, scratch / f"local-{number}", model="tiny", backend=backend, server="")
-            return time.perf_counter() - started
+        def timed_render(out: Path, parallel: int, **how) -> tuple[float, float]:
+            """(the whole render's seconds, the steady state's seconds per frame)."""
+            finished: list[float] = []
 
-        def served(actors: int, number: int) -> float:
+            def on_event(event) -> None:
+                if isinstance(event, FrameDone):
+                    finished.append(time.perf_counter())
+
             started = time.perf_counter()
-            render(timed, scratch / f"served-{actors}-{number}", model="tiny", server=url)
-            return time.perf_counter() - started
+            render(timed, out, model="tiny", on_event=on_event, **how)
+            whole = time.perf_counter() - started
+            return whole, (finished[-1] - finished[parallel - 1]) / (len(finished) - parallel)
+
+        def local(number: int) -> tuple[float, float]:
+            backend._prompts.clear()  # the service's actor encodes each prompt once per frame too
+            return timed_render(scratch / f"local-{number}", 1, backend=backend, server="")
+
+        def served(actors: int, number: int) -> tuple[float, float]:
+            return timed_render(scratch / f"served-{actors}-{number}", actors, server=url)
 
         local(-1)  # warm-up
         for actors in args.actors:
@@ -72,10 +89,15 @@ def main() -> None:
             try:
                 render(board("warm", 2 * actors, 1000), scratch / f"warm-{actors}", model="tiny", server=url)
                 rounds = results["served_seconds"][actors] = []
+                steady = results["served_steady"][actors] = []
                 for number in range(args.rounds):  # local and served in turn, so drift hits both alike
                     if actors == 1:
-                        results["local_seconds"].append(local(len(results["local_seconds"])))
-                    rounds.append(served(actors, number))
+                        whole, per_frame = local(len(results["local_seconds"]))
+                        results["local_seconds"].append(whole)
+                        results["local_steady"].append(per_frame)
+                    whole, per_frame = served(actors, number)
+                    rounds.append(whole)
+                    steady.append(per_frame)
             finally:
                 service.terminate()
                 service.wait(60)
@@ -85,21 +107,24 @@ def main() -> None:
             (folder / "frames" / path.name).read_bytes() == path.read_bytes()
             for folder in scratch.glob("served-*") for path in reference)
 
-    per_frame = {actors: statistics.median(times) / args.frames for actors, times in results["served_seconds"].items()}
-    if results["local_seconds"]:
-        local_frame = statistics.median(results["local_seconds"]) / args.frames
-        print(f"local render, 1 thread: {local_frame:.3f} s/frame ({1 / local_frame:.2f} frames/s), median of "
-              f"{args.rounds}")
-    for actors, seconds in per_frame.items():
-        print(f"service, {actors} actor(s): {seconds:.3f} s/frame ({1 / seconds:.2f} frames/s), median of "
-              f"{args.rounds}")
+    for measure, local_key, served_key, per in (("whole render", "local_seconds", "served_seconds", args.frames),
+                                                ("steady state", "local_steady", "served_steady", 1)):
+        per_frame = {actors: statistics.median(times) / per for actors, times in results[served_key].items()}
+        print(f"{measure}, median of {args.rounds} rounds of {args.frames} frames:")
+        if results[local_key]:
+            local_frame = statistics.median(results[local_key]) / per
+            print(f"  local render, 1 thread: {local_frame:.3f} s/frame ({1 / local_frame:.2f} frames/s)")
+        for actors, seconds in per_frame.items():
+            print(f"  service, {actors} actor(s): {seconds:.3f} s/frame ({1 / seconds:.2f} frames/s)")
+        suffix = "" if measure == "whole render" else "_steady"
+        if 1 in per_frame and results[local_key]:
+            results["overhead_per_frame" + suffix] = per_frame[1] / local_frame - 1
+            print(f"  service overhead per frame (1 actor vs local): "
+                  f"{100 * results['overhead_per_frame' + suffix]:+.1f}%")
+        if 1 in per_frame and 2 in per_frame:
+            results["speedup_2_vs_1" + suffix] = per_frame[1] / per_frame[2]
+            print(f"  2 actors vs 1: {results['speedup_2_vs_1' + suffix]:.2f}x frames/s")
     print(f"every served frame byte-identical to the local one: {results['same_bytes_as_local']}")
-    if 1 in per_frame and results["local_seconds"]:
-        results["overhead_per_frame"] = per_frame[1] / local_frame - 1
-        print(f"service overhead per frame (1 actor vs local): {100 * results['overhead_per_frame']:+.1f}%")
-    if 1 in per_frame and 2 in per_frame:
-        results["speedup_2_vs_1"] = per_frame[1] / per_frame[2]
-        print(f"2 actors vs 1: {results['speedup_2_vs_1']:.2f}x frames/s")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 
