@@ -47,6 +47,18 @@ def test_every_public_name_is_the_object_its_module_defines():
         ttlesson.rendr  # noqa: B018 (the lookup is the test)
 
 
+@pytest.mark.parametrize("package", ["ttlesson", "ttlesson.machine"])
+def test_type_checkers_see_every_lazy_name_from_the_module_that_defines_it(package):
+    # the names a type checker reads (imports under TYPE_CHECKING) are the export table's, module for module
+    module = importlib.import_module(package)
+    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+    seen = {(node.module, alias.asname or alias.name) for block in tree.body if isinstance(block, ast.If)
+            and "TYPE_CHECKING" in ast.unparse(block.test) for node in ast.walk(block)
+            if isinstance(node, ast.ImportFrom) for alias in node.names}
+    exported = {(where, name) for name, (where, _) in module._EXPORTS.items()}
+    assert seen == exported
+
+
 def test_errors_have_the_builtin_bases_callers_catch(tmp_path):
     assert issubclass(ttlesson.StoryboardError, ValueError) and issubclass(ttlesson.FFmpegNotFoundError,
                                                                           FileNotFoundError)
