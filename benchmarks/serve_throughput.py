@@ -14,6 +14,9 @@ render, a walk of hundreds of frames, sees. The goals of
 the render service (2 actors at least 1.8 times one actor's frames per second; at most 5% overhead per frame
 against a local render) are judged on the steady state; both are printed.
 
+For scale, the machine's own ceiling at the same minutes: two plain local renders at once in two processes (one
+thread each, no Ray, no service), against one alone. On two cores that is what two actors could reach at best.
+
     python benchmarks/serve_throughput.py [--actors 1 2] [--frames 16] [--rounds 5] [--json FILE]
 
 Ray binds every interface of the machine it runs on; run this where that is fine (or in a private network
@@ -33,6 +36,29 @@ import time
 from pathlib import Path
 
 PORT = 8479
+
+# One of the two renders of the machine's ceiling: load the tiny model, then one timed render per line read from
+# stdin (so both processes start each render together), printing the steady state's seconds per frame.
+LOCAL_RENDERER = """
+import json, sys, time
+import torch
+torch.set_num_threads(1)
+from ttlesson import models, render
+from ttlesson.backends.torch import TorchBackend
+from ttlesson.progress import FrameDone
+from ttlesson.storyboard import Frame, Storyboard
+count, out = int(sys.argv[1]), sys.argv[2]
+board = Storyboard([Frame(f"a fair, scene {i}", seed=i) for i in range(count)], "timed")
+backend = TorchBackend(models.resolve("tiny"), device="cpu", precision="float32")
+backend.load()
+print("ready", flush=True)
+for number, _ in enumerate(sys.stdin):
+    backend._prompts.clear()
+    finished = []
+    render(board, f"{out}-{number}", model="tiny", backend=backend, server="",
+           on_event=lambda event: isinstance(event, FrameDone) and finished.append(time.perf_counter()))
+    print(json.dumps((finished[-1] - finished[0]) / (len(finished) - 1)), flush=True)
+"""
 
 
 def main() -> None:
@@ -102,6 +128,8 @@ def main() -> None:
                 service.terminate()
                 service.wait(60)
         backend.close()
+        if 2 in args.actors:
+            results["two_local_at_once_steady"] = _two_local_renders(args.frames, args.rounds, scratch)
         reference = sorted((scratch / "local-0" / "frames").glob("*.png"))
         results["same_bytes_as_local"] = all(
             (folder / "frames" / path.name).read_bytes() == path.read_bytes()
@@ -124,9 +152,36 @@ def main() -> None:
         if 1 in per_frame and 2 in per_frame:
             results["speedup_2_vs_1" + suffix] = per_frame[1] / per_frame[2]
             print(f"  2 actors vs 1: {results['speedup_2_vs_1' + suffix]:.2f}x frames/s")
+    if results.get("two_local_at_once_steady") and results["local_steady"]:
+        alone = statistics.median(results["local_steady"])
+        together = statistics.median(results["two_local_at_once_steady"])
+        results["machine_2_vs_1_steady"] = 2 * alone / together
+        print(f"the machine's own ceiling, steady state: two local renders at once {together:.3f} s/frame each, "
+              f"{results['machine_2_vs_1_steady']:.2f}x one alone")
     print(f"every served frame byte-identical to the local one: {results['same_bytes_as_local']}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _two_local_renders(frames: int, rounds: int, scratch: Path) -> list[float]:
+    """Each round's steady-state seconds per frame of two local renders made at the same time (their mean)."""
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    children = [subprocess.Popen([sys.executable, "-c", LOCAL_RENDERER, str(frames), str(scratch / f"alone-{n}")],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env) for n in (0, 1)]
+    try:
+        for child in children:
+            assert child.stdout.readline().strip() == "ready"
+        seconds = []
+        for _ in range(rounds):
+            for child in children:
+                child.stdin.write("go\n")
+                child.stdin.flush()
+            seconds.append(statistics.mean(float(child.stdout.readline()) for child in children))
+        return seconds
+    finally:
+        for child in children:
+            child.stdin.close()
+            child.wait(60)
 
 
 def _start_service(actors: int, log: Path) -> subprocess.Popen:
