@@ -467,20 +467,18 @@ def verify_frames(out_dir: str | os.PathLike, expect: str | None = None) -> Fram
     ``problem`` saying which and how to remake them. With ``expect="tt"``, raises ``FrameVerificationError``
     unless every frame is intact and was made on Tenstorrent hardware.
     """
-    from . import manifest
-
     if expect not in (None, "tt"):
         raise FrameVerificationError(f"expect={expect!r} is not understood; use expect='tt' (or leave it out).")
     folder = user_path(out_dir, "out_dir=")
-    book = manifest.load(folder)
+    book = load(folder)
     if book is None:
-        raise FrameVerificationError(f"{folder} has no {manifest.MANIFEST_NAME}, so nothing records who made its "
+        raise FrameVerificationError(f"{folder} has no {MANIFEST_NAME}, so nothing records who made its "
                                      "frames; give the folder you rendered into (ttlesson render --out).")
-    problems = manifest.check_frames(folder, book)
+    problems = check_frames(folder, book)
     damaged = tuple(problem.index for problem in problems)
     origins = FrameOrigins(folder, {i: (record.backend, record.device) for i, record in book.frames.items()
                                     if i not in damaged}, book.frame_count, damaged,
-                           manifest.frames_problem_sentence(folder, problems) if problems else None)
+                           frames_problem_sentence(folder, problems) if problems else None)
     if expect == "tt" and origins.problem:
         raise FrameVerificationError(origins.problem)
     if expect == "tt" and not origins.all_on_tt:
