@@ -233,7 +233,7 @@ def _stitch_options(args) -> dict:
 def _run_video(args) -> int:
     from .video import check_settings, stitch
 
-    timing, _ = check_settings(args.fps, args.crf, args.crossfade, args.seconds_per_keyframe, args.hold, args.audio,
+    timing, _, _ = check_settings(args.fps, args.crf, args.crossfade, args.seconds_per_keyframe, args.hold, args.audio,
                                args.fit_audio)  # before minutes of rendering, not after
     if timing is None:
         _check_walk_pace(args)

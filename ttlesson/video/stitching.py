@@ -36,7 +36,7 @@ from ..fileio import resolved_path, staging_folder
 from ..inputs import real_number, whole_number
 from .encode import DEFAULT_CRF, check_output, encode_into
 from .ffmpeg import VideoInfo, ffmpeg_rate, find_ffmpeg
-from .soundtrack import check_audio
+from .soundtrack import Soundtrack, check_audio
 from .stills import checked_stills, locate_frames
 from .timing import (
     DEFAULT_FPS,
@@ -55,8 +55,9 @@ from .timing import (
 
 def check_settings(fps: float, crf: int, crossfade: float, seconds_per_keyframe: float | None = None,
                    hold: float = 0.0, audio: str | os.PathLike | None = None,
-                   fit_audio: bool = False) -> tuple[Timing | None, int]:
-    """The timing plan and CRF for these settings, or one sentence saying which value to change and to what.
+                   fit_audio: bool = False) -> tuple[Timing | None, int, Soundtrack | None]:
+    """The timing plan, the CRF and the soundtrack (checked, with its length) for these settings, or one sentence
+    saying which value to change and to what.
 
     Paced by keyframes (``seconds_per_keyframe`` or ``fit_audio``), the plan needs the frames and is made by
     ``plan_timeline``: the timing returned is then None, after every value that can be checked alone is."""
@@ -69,20 +70,19 @@ def check_settings(fps: float, crf: int, crossfade: float, seconds_per_keyframe:
     if fit_audio and seconds_per_keyframe is not None:
         raise VideoError("--fit-audio sets the seconds per keyframe from the audio's length; leave "
                          "--seconds-per-keyframe out, or --fit-audio.")
-    if audio is not None:
-        check_audio(audio)
+    soundtrack = check_audio(audio) if audio is not None else None
     if seconds_per_keyframe is None and not fit_audio:
         if hold:
             raise VideoError("--hold is part of a keyframe's time; give --seconds-per-keyframe too (or leave --hold "
                              "out).")
-        return plan_timing(fps, crossfade), crf
+        return plan_timing(fps, crossfade), crf, soundtrack
     if seconds_per_keyframe is not None:
         seconds_per_keyframe = real_number(seconds_per_keyframe, "--seconds-per-keyframe", MIN_SECONDS_PER_KEYFRAME,
                                            MAX_SECONDS_PER_KEYFRAME, " seconds", VideoError)
         if hold >= seconds_per_keyframe and hold:
             raise VideoError(f"--hold {hold:g} leaves no time for the transition in --seconds-per-keyframe "
                              f"{seconds_per_keyframe:g}; give a hold shorter than the time per keyframe.")
-    return None, crf
+    return None, crf, soundtrack
 
 
 def stitch(source: str | os.PathLike, output: str | os.PathLike | None = None, *, fps: float = DEFAULT_FPS,
@@ -104,8 +104,7 @@ def stitch(source: str | os.PathLike, output: str | os.PathLike | None = None, *
     import ffmpeg
 
     # 1. settings, the soundtrack, and exact timing
-    uniform, crf = check_settings(fps, crf, crossfade, seconds_per_keyframe, hold, audio, fit_audio)
-    soundtrack = check_audio(audio) if audio is not None else None
+    uniform, crf, soundtrack = check_settings(fps, crf, crossfade, seconds_per_keyframe, hold, audio, fit_audio)
     # 2. the frames, checked
     frames = locate_frames(source)
     # 3. the output, checked
@@ -144,7 +143,7 @@ def stitch_minterpolate(source: str | os.PathLike, output: str | os.PathLike | N
     """
     import ffmpeg
 
-    uniform, crf = check_settings(fps, crf, 0.0)
+    uniform, crf, _ = check_settings(fps, crf, 0.0)
     assert uniform is not None
     if uniform.fps >= SMOOTH_FPS:
         raise VideoError(f"--fps {fps:g} leaves nothing for minterpolate to invent between stills at "
