@@ -37,83 +37,39 @@ from pathlib import Path
 
 PORT = 8479
 
-# One of the two renders of the machine's ceiling: load the tiny model, then one timed render per line read from
-# stdin (so both processes start each render together), printing the steady state's seconds per frame.
-LOCAL_RENDERER = """
-import json, sys, time
-import torch
-torch.set_num_threads(1)
-from ttlesson import models, render
-from ttlesson.backends.torch import TorchBackend
-from ttlesson.progress import FrameDone
-from ttlesson.storyboard import Frame, Storyboard
-count, out = int(sys.argv[1]), sys.argv[2]
-board = Storyboard([Frame(f"a fair, scene {i}", seed=i) for i in range(count)], "timed")
-backend = TorchBackend(models.resolve("tiny"), device="cpu", precision="float32")
-backend.load()
-print("ready", flush=True)
-for number, _ in enumerate(sys.stdin):
-    backend._prompts.clear()
-    finished = []
-    render(board, f"{out}-{number}", model="tiny", backend=backend, server="",
-           on_event=lambda event: isinstance(event, FrameDone) and finished.append(time.perf_counter()))
-    print(json.dumps((finished[-1] - finished[0]) / (len(finished) - 1)), flush=True)
-"""
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--actors", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--frames", type=int, default=16, help="frames per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", default=None, metavar="FILE")
+    parser.add_argument("--local-renderer", metavar="OUT", help=argparse.SUPPRESS)  # one of _two_local_renders
     args = parser.parse_args()
+    if args.local_renderer:
+        return _local_renderer(args.frames, args.local_renderer)
 
-    import torch
+    from ttlesson import render
 
-    from ttlesson import models, render
-    from ttlesson.backends.torch import TorchBackend
-    from ttlesson.progress import FrameDone
-    from ttlesson.storyboard import Frame, Storyboard
-
-    def board(name: str, count: int, first_seed: int) -> Storyboard:
-        return Storyboard([Frame(f"a fair, scene {i}", seed=first_seed + i) for i in range(count)], name)
-
-    torch.set_num_threads(1)
     results: dict = {"frames": args.frames, "rounds": args.rounds, "model": "tiny", "threads_per_actor": 1,
                      "cpu": _cpu(), "local_seconds": [], "served_seconds": {}, "local_steady": [], "served_steady": {}}
     with tempfile.TemporaryDirectory(prefix="ttlesson-serve-bench-") as scratch:
         scratch = Path(scratch)
-        backend = TorchBackend(models.resolve("tiny"), device="cpu", precision="float32")
-        backend.load()
+        backend = _tiny_backend()
         url = f"http://127.0.0.1:{PORT}"
-        timed = board("timed", args.frames, 0)
-
-        def timed_render(out: Path, parallel: int, **how) -> tuple[float, float]:
-            """(the whole render's seconds, the steady state's seconds per frame)."""
-            finished: list[float] = []
-
-            def on_event(event) -> None:
-                if isinstance(event, FrameDone):
-                    finished.append(time.perf_counter())
-
-            started = time.perf_counter()
-            render(timed, out, model="tiny", on_event=on_event, **how)
-            whole = time.perf_counter() - started
-            return whole, (finished[-1] - finished[parallel - 1]) / (len(finished) - parallel)
+        timed = _board("timed", args.frames, 0)
 
         def local(number: int) -> tuple[float, float]:
             backend._prompts.clear()  # the service's actor encodes each prompt once per frame too
-            return timed_render(scratch / f"local-{number}", 1, backend=backend, server="")
+            return _timed_render(timed, scratch / f"local-{number}", 1, backend=backend, server="")
 
         def served(actors: int, number: int) -> tuple[float, float]:
-            return timed_render(scratch / f"served-{actors}-{number}", actors, server=url)
+            return _timed_render(timed, scratch / f"served-{actors}-{number}", actors, server=url)
 
         local(-1)  # warm-up
         for actors in args.actors:
             service = _start_service(actors, scratch / f"serve-{actors}.log")
             try:
-                render(board("warm", 2 * actors, 1000), scratch / f"warm-{actors}", model="tiny", server=url)
+                render(_board("warm", 2 * actors, 1000), scratch / f"warm-{actors}", model="tiny", server=url)
                 rounds = results["served_seconds"][actors] = []
                 steady = results["served_steady"][actors] = []
                 for number in range(args.rounds):  # local and served in turn, so drift hits both alike
@@ -163,10 +119,60 @@ def main() -> None:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 
 
+def _board(name: str, count: int, first_seed: int):
+    from ttlesson.storyboard import Frame, Storyboard
+
+    return Storyboard([Frame(f"a fair, scene {i}", seed=first_seed + i) for i in range(count)], name)
+
+
+def _tiny_backend():
+    """The tiny model on the CPU with one torch thread, loaded: an actor's arithmetic, in this process."""
+    import torch
+
+    from ttlesson import models
+    from ttlesson.backends.torch import TorchBackend
+
+    torch.set_num_threads(1)
+    backend = TorchBackend(models.resolve("tiny"), device="cpu", precision="float32")
+    backend.load()
+    return backend
+
+
+def _timed_render(board, out: Path, parallel: int, **how) -> tuple[float, float]:
+    """(the whole render's seconds, the steady state's seconds per frame: after each of ``parallel`` makers' first
+    frame)."""
+    from ttlesson import render
+    from ttlesson.progress import FrameDone
+
+    finished: list[float] = []
+
+    def on_event(event) -> None:
+        if isinstance(event, FrameDone):
+            finished.append(time.perf_counter())
+
+    started = time.perf_counter()
+    render(board, out, model="tiny", on_event=on_event, **how)
+    whole = time.perf_counter() - started
+    return whole, (finished[-1] - finished[parallel - 1]) / (len(finished) - parallel)
+
+
+def _local_renderer(frames: int, out: str) -> None:
+    """One of the two renders of the machine's ceiling: load the model, then one timed render per line read from
+    stdin (so both processes start each render together), printing its steady state's seconds per frame."""
+    backend = _tiny_backend()
+    timed = _board("timed", frames, 0)
+    print("ready", flush=True)
+    for number, _ in enumerate(sys.stdin):
+        backend._prompts.clear()
+        _, steady = _timed_render(timed, Path(f"{out}-{number}"), 1, backend=backend, server="")
+        print(json.dumps(steady), flush=True)
+
+
 def _two_local_renders(frames: int, rounds: int, scratch: Path) -> list[float]:
     """Each round's steady-state seconds per frame of two local renders made at the same time (their mean)."""
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    children = [subprocess.Popen([sys.executable, "-c", LOCAL_RENDERER, str(frames), str(scratch / f"alone-{n}")],
+    children = [subprocess.Popen([sys.executable, __file__, "--frames", str(frames), "--local-renderer",
+                                  str(scratch / f"alone-{n}")],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env) for n in (0, 1)]
     try:
         for child in children:
