@@ -205,17 +205,21 @@ def test_each_walk_step_is_smaller_than_its_keyframe_jump(tmp_path, tiny_backend
         assert max(steps) < jump, (start, end, steps, jump)
 
 
-def test_a_walk_resumes_mid_walk(tmp_path, tiny_backend, walked):
-    done = []
+def _interrupt_after(count: int, done: list[int]):
+    """An ``on_event`` that notes each finished frame in ``done`` and presses Ctrl-C after ``count`` of them."""
 
-    def stop_after_five(event):
+    def on_event(event):
         if isinstance(event, FrameDone):
             done.append(event.index)
-            if len(done) == 5:
+            if len(done) == count:
                 raise KeyboardInterrupt
 
+    return on_event
+
+
+def test_a_walk_resumes_mid_walk(tmp_path, tiny_backend, walked):
     with pytest.raises(KeyboardInterrupt):
-        render_tiny(tmp_path, tiny_backend, transition_frames=3, on_event=stop_after_five)
+        render_tiny(tmp_path, tiny_backend, transition_frames=3, on_event=_interrupt_after(5, []))
     assert sorted(manifest.load(tmp_path).frames) == [0, 1, 2, 3, 4]
     result = render_tiny(tmp_path, tiny_backend, transition_frames=3)
     assert result.kept == [0, 1, 2, 3, 4] and result.made == [5, 6, 7, 8]
@@ -321,20 +325,14 @@ def test_colour_coherence_moves_each_in_between_by_its_weight(day_night):
 
 def test_colour_coherence_resumes_from_kept_keyframes_to_the_same_bytes(tmp_path, tiny_backend, day_night):
     _, coherent = day_night
-    done = []
-
-    def stop_after_keyframes(event):
-        if isinstance(event, FrameDone):
-            done.append(event.index)
-            if len(done) == 3:
-                raise KeyboardInterrupt
+    done: list[int] = []
 
     def again(**kwargs):
         return render(DAY_NIGHT, tmp_path, model="tiny", backend=tiny_backend, steps=4, transition_frames=3,
                       colour="lab", **kwargs)
 
     with pytest.raises(KeyboardInterrupt):
-        again(on_event=stop_after_keyframes)
+        again(on_event=_interrupt_after(3, done))
     assert done == [0, 4, 8]  # keyframes first: each in-between needs both of its own
     resumed = again()  # the in-betweens matched to keyframes read back from the folder
     assert resumed.kept == [0, 4, 8] and resumed.made == [1, 2, 3, 5, 6, 7]
